@@ -1,0 +1,43 @@
+# The two commands of the README: `make up` runs the system, `make test` runs
+# every test. Both work on a fresh machine: they install the npm packages and
+# nats-server (Debian package, when missing and run as root) themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NPM_STAMP := node_modules/.deps-installed
+TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
+TESTS ?= dist/test/**/*.test.js
+
+.PHONY: help deps build test up nats bench-core typecheck clean
+
+help:
+	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
+	@echo "make test        install what is missing, build, run every test"
+	@echo "make bench-core  benchmark the engine core alone (1M and 10M auctions)"
+
+$(NPM_STAMP): package.json package-lock.json
+	@command -v node >/dev/null || { echo "error: Node.js 20+ is required (apt-get install nodejs npm)"; exit 1; }
+	npm install --no-audit --no-fund
+	@touch $@
+
+deps: $(NPM_STAMP)
+
+build: deps
+	npx tsc -p tsconfig.json
+
+typecheck: deps
+	npx tsc -p tsconfig.json --noEmit
+
+nats:
+	@scripts/ensure-nats.sh >/dev/null
+
+test: build nats
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" npx tap $(TAP_FLAGS) $(TESTS)
+
+up: build nats
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/ctl/up.js
+
+bench-core: build
+	node --expose-gc --max-old-space-size=8192 dist/bench/core.js
+
+clean:
+	rm -rf dist .tap

@@ -1,0 +1,63 @@
+import { mkdirSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { resolve } from 'node:path';
+import { NatsServer } from '../testkit/nats-server.js';
+import { freePort } from '../testkit/ports.js';
+
+/**
+ * `make up`: runs the local system in the foreground. It starts a nats-server
+ * with JetStream (data under ./.data/nats) unless NATS_URL names one, then the
+ * cluster's processes as they exist, prints what runs where, and stops
+ * everything on Ctrl-C (SIGINT) or SIGTERM.
+ */
+
+const DATA_DIR = resolve(process.env.DATA_DIR ?? '.data');
+
+function portInUse(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
+async function startLocalNats(): Promise<NatsServer> {
+  const storeDir = resolve(DATA_DIR, 'nats');
+  mkdirSync(storeDir, { recursive: true });
+  // Port 4222 may belong to a system NATS: ours then takes a free port.
+  const port = (await portInUse(4222)) ? await freePort() : 4222;
+  return NatsServer.start({ name: 'auction-local', port, storeDir });
+}
+
+async function main(): Promise<void> {
+  const external = process.env.NATS_URL;
+  const nats = external ? null : await startLocalNats();
+  const natsUrl = external ?? nats!.url;
+
+  const lines = [
+    'auction engine: local system is up',
+    `  nats (JetStream)  ${natsUrl}${nats ? `  (pid ${nats.pid}, data ${nats.storeDir}, monitor http://127.0.0.1:${nats.monitorPort})` : '  (external, from NATS_URL)'}`,
+    '  engine/replica/audit/gateway: not part of the system yet (see the open issues)',
+    'Press Ctrl-C to stop.',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`\n${signal}: stopping\n`);
+    if (nats) await nats.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`make up failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

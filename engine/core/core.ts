@@ -1,0 +1,688 @@
+import { createHash } from 'node:crypto';
+import {
+  auctionIdOf,
+  AUCTION_NUMBER_MAX,
+  isAmountCents,
+  isId,
+  isShard,
+  isUserId,
+  incrementAt,
+  SHARDS_MAX,
+  type AuctionState,
+  type BidOutcome,
+  type CancelAuction,
+  type CloseAuction,
+  type Command,
+  type CreateAuction,
+  type CreateOutcome,
+  type LifecycleOutcome,
+  type OpenAuction,
+  type Outcome,
+  type Reason,
+  type Status,
+} from '../../protocol/index.js';
+import { DueHeap } from './due-heap.js';
+import { InvariantError, invariant } from './errors.js';
+import { IdempotencyTable, type IdempotencyEntries } from './idempotency.js';
+
+/** Named bounds of the core; see docs/engine-core.md. */
+export const LIMITS = {
+  /** Soft-close windows longer than an hour are refused at creation. */
+  softCloseSecondsMax: 3_600,
+  /** An auction may be scheduled to end at most this far after its creation. */
+  auctionDurationMsMax: 400 * 24 * 3_600_000,
+  /** The per-auction bid counter is 32 bits; a full counter rejects with `rate_limited`. */
+  bidCountMax: 0xffff_ffff,
+  /** Default number of accepted bids remembered for idempotent retries. */
+  idempotencyEntriesDefault: 1 << 20,
+  /** Per-shard slot capacity ceiling (typed arrays are indexed by 32-bit slots). */
+  auctionsMaxCeiling: 1 << 30,
+} as const;
+
+export type CoreConfig = {
+  shard: number;
+  /** Auction slots of this shard: at most this many auctions are held at once. */
+  auctionsMax: number;
+  /** Accepted bids remembered for retries (default LIMITS.idempotencyEntriesDefault). */
+  idempotencyEntriesMax?: number;
+};
+
+// Status codes in the low three bits of `flags`; the rank orders versions.
+const SCHEDULED = 1;
+const OPEN = 2;
+const CLOSED = 3;
+const CANCELLED = 4;
+const STATUS_MASK = 0b111;
+const HAS_RESERVE = 0b1000;
+const RESERVE_MET = 0b1_0000;
+const STATUS_NAMES: Record<number, Status> = { 1: 'scheduled', 2: 'open', 3: 'closed', 4: 'cancelled' };
+
+const NOT_FOUND = -1;
+const ARCHIVED = -2;
+
+/**
+ * The hot state of every auction of one shard: 31 bytes a slot in parallel
+ * typed arrays, allocated once. Prices and maxima are 32-bit cents; user ids
+ * are 32-bit. While an auction is scheduled, `dueAt` holds its start and its
+ * end waits in a sparse side table; once open `dueAt` is its end.
+ */
+export type HotState = {
+  dueAt: Float64Array;
+  price: Uint32Array;
+  leaderMax: Uint32Array;
+  leaderId: Uint32Array;
+  sellerId: Uint32Array;
+  bidCount: Uint32Array;
+  softCloseSeconds: Uint16Array;
+  flags: Uint8Array;
+};
+const HOT_FIELDS = ['dueAt', 'price', 'leaderMax', 'leaderId', 'sellerId', 'bidCount', 'softCloseSeconds', 'flags'] as const;
+
+/** Snapshot content: everything `stateHash` covers plus the log position. */
+export type CoreImage = {
+  shard: number;
+  lastSeq: number;
+  lastTimestampMs: number;
+  nextNumber: number;
+  /** The live window of auction numbers [firstNumber, nextNumber), fields in number order. */
+  firstNumber: number;
+  hot: HotState;
+  /** Pairs (auction number, reserve) for live auctions whose reserve is not met yet. */
+  reserves: Float64Array;
+  /** Pairs (auction number, endsAt) for scheduled auctions. */
+  scheduledEnds: Float64Array;
+  remembered: IdempotencyEntries;
+};
+
+/**
+ * The deterministic auction state machine of one shard. It never reads a
+ * clock, randomness or I/O: every command comes with its sequence number and
+ * time, and the same commands in the same order give the same state anywhere.
+ *
+ * Auction numbers map to slots modulo `auctionsMax`; the slot of an auction
+ * is recycled when `auctionsMax` newer auctions exist, which is only allowed
+ * once it has ended (else creation answers `shard_full`). Bids for such an
+ * archived auction are answered `auction_closed`.
+ */
+export class AuctionCore {
+  readonly shard: number;
+  readonly auctionsMax: number;
+  private readonly hot: HotState;
+  private readonly reserves = new Map<number, number>();
+  private readonly scheduledEnds = new Map<number, number>();
+  private readonly due: DueHeap;
+  private readonly remembered: IdempotencyTable;
+  private nextNumber = 1;
+  private seq = 0;
+  private timestampMs = 0;
+  /** Reused answer of `placeBid`: copy it before the next call. */
+  private readonly bidOut: BidOutcome = emptyBidOutcome();
+
+  constructor(config: CoreConfig) {
+    invariant(isShard(config.shard), `shard out of range: ${config.shard}`);
+    invariant(
+      Number.isInteger(config.auctionsMax) && config.auctionsMax >= 1 && config.auctionsMax <= LIMITS.auctionsMaxCeiling,
+      `auctionsMax out of range: ${config.auctionsMax}`,
+    );
+    this.shard = config.shard;
+    this.auctionsMax = config.auctionsMax;
+    const n = config.auctionsMax;
+    this.hot = {
+      dueAt: new Float64Array(n),
+      price: new Uint32Array(n),
+      leaderMax: new Uint32Array(n),
+      leaderId: new Uint32Array(n),
+      sellerId: new Uint32Array(n),
+      bidCount: new Uint32Array(n),
+      softCloseSeconds: new Uint16Array(n),
+      flags: new Uint8Array(n),
+    };
+    this.due = new DueHeap(n, this.hot.dueAt, (slot) => this.numberOfSlot(slot));
+    this.remembered = new IdempotencyTable(config.idempotencyEntriesMax ?? LIMITS.idempotencyEntriesDefault);
+  }
+
+  /** Sequence number of the last applied command (0 before any). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  get lastTimestampMs(): number {
+    return this.timestampMs;
+  }
+
+  /** Auctions created so far on this shard (archived ones included). */
+  get auctionsCreated(): number {
+    return this.nextNumber - 1;
+  }
+
+  /** Auctions currently waiting to open or close. */
+  get auctionsLive(): number {
+    return this.due.size;
+  }
+
+  /** Applies one command decided at `timestampMs` as shard event `seq`. */
+  apply(command: Command, seq: number, timestampMs: number): Outcome {
+    switch (command.type) {
+      case 'create':
+        return this.create(command, seq, timestampMs);
+      case 'bid':
+        return copyBidOutcome(this.placeBid(command.auctionId, command.bidderId, command.bidId, command.maxBid, seq, timestampMs));
+      case 'open':
+        return this.open(command, seq, timestampMs);
+      case 'close':
+        return this.close(command, seq, timestampMs);
+      case 'cancel':
+        return this.cancel(command, seq, timestampMs);
+      default:
+        throw new InvariantError(`unknown command type: ${(command as { type: unknown }).type}`);
+    }
+  }
+
+  create(command: CreateAuction, seq: number, t: number): CreateOutcome {
+    this.advance(seq, t);
+    const reason = this.checkCreate(command, t);
+    if (reason !== null) return { type: 'create', status: 'rejected', reason, auctionId: 0 };
+    const number = this.nextNumber++;
+    const slot = (number - 1) % this.auctionsMax;
+    const scheduled = command.startsAt > t;
+    const h = this.hot;
+    h.flags[slot] = (scheduled ? SCHEDULED : OPEN) | (command.reservePrice > 0 ? HAS_RESERVE : 0);
+    h.dueAt[slot] = scheduled ? command.startsAt : command.endsAt;
+    h.price[slot] = command.startingPrice;
+    h.leaderMax[slot] = 0;
+    h.leaderId[slot] = 0;
+    h.sellerId[slot] = command.sellerId;
+    h.bidCount[slot] = 0;
+    h.softCloseSeconds[slot] = command.softCloseSeconds;
+    if (scheduled) this.scheduledEnds.set(slot, command.endsAt);
+    if (command.reservePrice > 0) this.reserves.set(slot, command.reservePrice);
+    this.due.push(slot);
+    return {
+      type: 'create',
+      status: 'accepted',
+      auctionId: auctionIdOf(number, this.shard),
+      auctionStatus: scheduled ? 'scheduled' : 'open',
+    };
+  }
+
+  /**
+   * Decides a bid. The answer object is reused by the next call: callers that
+   * keep it must copy it (`apply` does). Checks run in BID_CHECK_ORDER.
+   */
+  placeBid(auctionId: number, bidderId: number, bidId: number, maxBid: number, seq: number, t: number): BidOutcome {
+    this.advance(seq, t);
+    const out = this.bidOut;
+    resetBidOutcome(out, auctionId, bidId, seq);
+    if (!isUserId(bidderId) || !isId(bidId)) return this.rejectBid(out, 'invalid_request', -1, bidderId);
+    const known = this.remembered.find(bidderId, bidId);
+    if (known >= 0) return this.answerDuplicate(out, known);
+    if (!isAmountCents(maxBid)) return this.rejectBid(out, 'invalid_amount', -1, bidderId);
+    const slot = this.resolve(auctionId);
+    if (slot === NOT_FOUND) return this.rejectBid(out, 'auction_not_found', -1, bidderId);
+    if (slot === ARCHIVED) return this.rejectBid(out, 'auction_closed', -1, bidderId);
+    const h = this.hot;
+    const status = h.flags[slot] & STATUS_MASK;
+    if (status === CLOSED || status === CANCELLED || (status === OPEN && t >= h.dueAt[slot])) {
+      return this.rejectBid(out, 'auction_closed', slot, bidderId);
+    }
+    if (status === SCHEDULED) return this.rejectBid(out, 'auction_not_open', slot, bidderId);
+    if (h.sellerId[slot] === bidderId) return this.rejectBid(out, 'seller_cannot_bid', slot, bidderId);
+    if (h.bidCount[slot] === LIMITS.bidCountMax) return this.rejectBid(out, 'rate_limited', slot, bidderId);
+    return this.decideBid(out, slot, bidderId, bidId, maxBid, t);
+  }
+
+  open(command: OpenAuction, seq: number, t: number): LifecycleOutcome {
+    this.advance(seq, t);
+    const slot = this.resolve(command.auctionId);
+    const rejected = this.checkLifecycle('open', command.auctionId, slot);
+    if (rejected) return rejected;
+    const h = this.hot;
+    const status = h.flags[slot] & STATUS_MASK;
+    if (status === OPEN) return this.lifecycleOutcome('open', command.auctionId, slot, 'invalid_request');
+    if (t < h.dueAt[slot]) return this.lifecycleOutcome('open', command.auctionId, slot, 'not_due');
+    h.flags[slot] = (h.flags[slot] & ~STATUS_MASK) | OPEN;
+    h.dueAt[slot] = this.scheduledEnds.get(slot)!;
+    this.scheduledEnds.delete(slot);
+    this.due.update(slot);
+    return this.lifecycleOutcome('open', command.auctionId, slot);
+  }
+
+  close(command: CloseAuction, seq: number, t: number): LifecycleOutcome {
+    this.advance(seq, t);
+    const slot = this.resolve(command.auctionId);
+    const rejected = this.checkLifecycle('close', command.auctionId, slot);
+    if (rejected) return rejected;
+    const h = this.hot;
+    const status = h.flags[slot] & STATUS_MASK;
+    if (!command.force) {
+      if (status === SCHEDULED) return this.lifecycleOutcome('close', command.auctionId, slot, 'auction_not_open');
+      if (t < h.dueAt[slot]) return this.lifecycleOutcome('close', command.auctionId, slot, 'not_due');
+    } else if (t < h.dueAt[slot] || status === SCHEDULED) {
+      // An operator's close ends the auction now.
+      h.dueAt[slot] = t;
+    }
+    this.end(slot, CLOSED);
+    return this.lifecycleOutcome('close', command.auctionId, slot);
+  }
+
+  cancel(command: CancelAuction, seq: number, t: number): LifecycleOutcome {
+    this.advance(seq, t);
+    const slot = this.resolve(command.auctionId);
+    const rejected = this.checkLifecycle('cancel', command.auctionId, slot);
+    if (rejected) return rejected;
+    if (t < this.hot.dueAt[slot] || (this.hot.flags[slot] & STATUS_MASK) === SCHEDULED) this.hot.dueAt[slot] = t;
+    this.end(slot, CANCELLED);
+    return this.lifecycleOutcome('cancel', command.auctionId, slot);
+  }
+
+  /** When the next timer command falls due (Infinity when none). */
+  nextDueAt(): number {
+    const slot = this.due.peek();
+    return slot < 0 ? Infinity : this.hot.dueAt[slot];
+  }
+
+  /**
+   * The timer command due first at time `t`, if any. It does not change the
+   * state: the engine applies (and logs) the command, which moves the timer.
+   */
+  takeDue(t: number): OpenAuction | CloseAuction | null {
+    const slot = this.due.peek();
+    if (slot < 0 || this.hot.dueAt[slot] > t) return null;
+    const auctionId = auctionIdOf(this.numberOfSlot(slot), this.shard);
+    const status = this.hot.flags[slot] & STATUS_MASK;
+    if (status === SCHEDULED) return { type: 'open', auctionId };
+    invariant(status === OPEN, `ended auction ${auctionId} still has a timer`);
+    return { type: 'close', auctionId, force: false };
+  }
+
+  /** The answer a retry of (bidderId, bidId) would get, or null if not remembered. */
+  lookupBid(bidderId: number, bidId: number): BidOutcome | null {
+    if (!isUserId(bidderId) || !isId(bidId)) return null;
+    const known = this.remembered.find(bidderId, bidId);
+    if (known < 0) return null;
+    const out = emptyBidOutcome();
+    out.bidId = bidId;
+    return copyBidOutcome(this.answerDuplicate(out, known));
+  }
+
+  /** Public state of one auction, or null when this shard does not hold it. */
+  auctionState(auctionId: number): AuctionState | null {
+    const slot = this.resolve(auctionId);
+    if (slot < 0) return null;
+    const h = this.hot;
+    const flags = h.flags[slot];
+    const status = flags & STATUS_MASK;
+    const reserveMet = (flags & RESERVE_MET) !== 0;
+    const hasWinner = status === CLOSED && h.leaderId[slot] !== 0 && ((flags & HAS_RESERVE) === 0 || reserveMet);
+    return {
+      auctionId,
+      sellerId: h.sellerId[slot],
+      status: STATUS_NAMES[status],
+      price: h.price[slot],
+      leaderId: h.leaderId[slot],
+      bidCount: h.bidCount[slot],
+      startsAt: status === SCHEDULED ? h.dueAt[slot] : 0,
+      endsAt: this.endsAtOf(slot),
+      softCloseSeconds: h.softCloseSeconds[slot],
+      version: this.versionOf(slot),
+      hasReserve: (flags & HAS_RESERVE) !== 0,
+      reserveMet,
+      winnerId: hasWinner ? h.leaderId[slot] : 0,
+    };
+  }
+
+  /**
+   * A digest of everything that decides future outcomes: the live auctions,
+   * the side tables and the remembered bids. The log position is not part of
+   * it (a logged rejection changes nothing); compare `lastSeq` beside it.
+   */
+  stateHash(): string {
+    const image = this.image();
+    const hash = createHash('sha256');
+    const header = new Float64Array([image.shard, image.nextNumber, image.firstNumber]);
+    hash.update(bytesOf(header));
+    for (const field of HOT_FIELDS) hash.update(bytesOf(image.hot[field]));
+    hash.update(bytesOf(image.reserves));
+    hash.update(bytesOf(image.scheduledEnds));
+    for (const key of Object.keys(image.remembered).sort() as (keyof IdempotencyEntries)[]) {
+      hash.update(bytesOf(image.remembered[key]));
+    }
+    return hash.digest('hex');
+  }
+
+  /** A copy of the whole state in auction-number order (snapshots, hashes). */
+  image(): CoreImage {
+    const firstNumber = this.firstLiveNumber();
+    const count = this.nextNumber - firstNumber;
+    const start = (firstNumber - 1) % this.auctionsMax;
+    const hot = {} as Record<(typeof HOT_FIELDS)[number], HotState[keyof HotState]>;
+    for (const field of HOT_FIELDS) hot[field] = copyRing(this.hot[field], start, count);
+    return {
+      shard: this.shard,
+      lastSeq: this.seq,
+      lastTimestampMs: this.timestampMs,
+      nextNumber: this.nextNumber,
+      firstNumber,
+      hot: hot as HotState,
+      reserves: this.sideTableImage(this.reserves),
+      scheduledEnds: this.sideTableImage(this.scheduledEnds),
+      remembered: this.remembered.export(),
+    };
+  }
+
+  /** Rebuilds a core from an image, possibly with a different capacity. */
+  static fromImage(image: CoreImage, config: Omit<CoreConfig, 'shard'>): AuctionCore {
+    const core = new AuctionCore({ ...config, shard: image.shard });
+    const count = image.nextNumber - image.firstNumber;
+    invariant(count <= core.auctionsMax, `image holds ${count} auctions, capacity is ${core.auctionsMax}`);
+    invariant(image.firstNumber >= 1 && count >= 0 && image.nextNumber - 1 <= AUCTION_NUMBER_MAX, 'bad image window');
+    core.nextNumber = image.nextNumber;
+    core.seq = image.lastSeq;
+    core.timestampMs = image.lastTimestampMs;
+    invariant(core.firstLiveNumber() === image.firstNumber, 'image window does not match its capacity');
+    const start = (image.firstNumber - 1) % core.auctionsMax;
+    for (const field of HOT_FIELDS) {
+      invariant(image.hot[field].length === count, `image field ${field} has the wrong length`);
+      pasteRing(core.hot[field], start, image.hot[field]);
+    }
+    core.loadSideTable(core.reserves, image.reserves);
+    core.loadSideTable(core.scheduledEnds, image.scheduledEnds);
+    core.remembered.import(image.remembered);
+    for (let number = image.firstNumber; number < image.nextNumber; number++) {
+      const slot = (number - 1) % core.auctionsMax;
+      const status = core.hot.flags[slot] & STATUS_MASK;
+      invariant(status >= SCHEDULED && status <= CANCELLED, `image slot ${slot} has no status`);
+      if (status === SCHEDULED || status === OPEN) core.due.push(slot);
+    }
+    return core;
+  }
+
+  /**
+   * The expensive sweep of every invariant (run under VERIFY=1 and in tests):
+   * price never above the leader's maximum, side tables only where flagged,
+   * timers exactly for live auctions, heap and index structure intact.
+   */
+  verify(): void {
+    const h = this.hot;
+    let live = 0;
+    for (let number = this.firstLiveNumber(); number < this.nextNumber; number++) {
+      const slot = (number - 1) % this.auctionsMax;
+      const flags = h.flags[slot];
+      const status = flags & STATUS_MASK;
+      invariant(status >= SCHEDULED && status <= CANCELLED, `auction ${number}: bad status ${status}`);
+      const leader = h.leaderId[slot];
+      invariant(leader === 0 ? h.leaderMax[slot] === 0 && h.bidCount[slot] === 0 : h.price[slot] <= h.leaderMax[slot],
+        `auction ${number}: price above the leader's maximum`);
+      invariant(this.reserves.has(slot) === ((flags & HAS_RESERVE) !== 0 && (flags & RESERVE_MET) === 0 && status <= OPEN),
+        `auction ${number}: reserve side table out of step`);
+      invariant(this.scheduledEnds.has(slot) === (status === SCHEDULED), `auction ${number}: schedule out of step`);
+      invariant(this.due.has(slot) === (status <= OPEN), `auction ${number}: timer out of step`);
+      if (status <= OPEN) live++;
+    }
+    invariant(live === this.due.size, 'timers for auctions outside the live window');
+    this.due.verify();
+    this.remembered.verify();
+  }
+
+  // --- internals -----------------------------------------------------------
+
+  private advance(seq: number, t: number): void {
+    if (seq !== this.seq + 1) throw new InvariantError(`sequence gap: expected ${this.seq + 1}, got ${seq}`);
+    if (!Number.isSafeInteger(t) || t < this.timestampMs) {
+      throw new InvariantError(`time must be a non-decreasing integer: ${t} after ${this.timestampMs}`);
+    }
+    this.seq = seq;
+    this.timestampMs = t;
+  }
+
+  private checkCreate(c: CreateAuction, t: number): Reason | null {
+    if (!isUserId(c.sellerId)) return 'invalid_request';
+    if (!isAmountCents(c.startingPrice)) return 'invalid_amount';
+    if (c.reservePrice !== 0 && !(isAmountCents(c.reservePrice) && c.reservePrice >= c.startingPrice)) {
+      return 'invalid_amount';
+    }
+    if (!Number.isSafeInteger(c.startsAt) || c.startsAt < 0) return 'invalid_request';
+    if (!Number.isSafeInteger(c.endsAt) || c.endsAt <= Math.max(c.startsAt, t)) return 'invalid_request';
+    if (c.endsAt - t > LIMITS.auctionDurationMsMax) return 'invalid_request';
+    if (!Number.isInteger(c.softCloseSeconds) || c.softCloseSeconds < 0 || c.softCloseSeconds > LIMITS.softCloseSecondsMax) {
+      return 'invalid_request';
+    }
+    if (this.nextNumber > AUCTION_NUMBER_MAX) return 'shard_full';
+    if (this.nextNumber > this.auctionsMax) {
+      // The slot's previous auction must have ended before it is archived.
+      const slot = (this.nextNumber - 1) % this.auctionsMax;
+      if ((this.hot.flags[slot] & STATUS_MASK) <= OPEN) return 'shard_full';
+    }
+    return null;
+  }
+
+  /** The proxy-bidding rules of DESIGN.md, for a bid that passed every other check. */
+  private decideBid(out: BidOutcome, slot: number, bidderId: number, bidId: number, maxBid: number, t: number): BidOutcome {
+    const h = this.hot;
+    const price = h.price[slot];
+    const leader = h.leaderId[slot];
+    const leaderMax = h.leaderMax[slot];
+    let newPrice = price;
+    let newLeader = bidderId;
+    let newMax = maxBid;
+    if (leader === 0) {
+      // The first bid must reach the starting price and sets the price to it.
+      if (maxBid < price) return this.rejectBid(out, 'bid_too_low', slot, bidderId);
+    } else if (leader === bidderId) {
+      // A leader may only raise their maximum; the price does not move for it.
+      if (maxBid <= leaderMax) return this.rejectBid(out, 'bid_too_low', slot, bidderId);
+    } else {
+      if (maxBid < price + incrementAt(price)) return this.rejectBid(out, 'bid_too_low', slot, bidderId);
+      if (maxBid > leaderMax) {
+        newPrice = Math.min(maxBid, leaderMax + incrementAt(leaderMax));
+      } else {
+        // Equal maxima: the earlier bid keeps the lead.
+        newLeader = leader;
+        newMax = leaderMax;
+        newPrice = Math.min(leaderMax, maxBid + incrementAt(maxBid));
+      }
+    }
+    let flags = h.flags[slot];
+    if ((flags & (HAS_RESERVE | RESERVE_MET)) === HAS_RESERVE) {
+      const reserve = this.reserves.get(slot)!;
+      if (newMax >= reserve) {
+        if (reserve > newPrice) newPrice = reserve;
+        flags |= RESERVE_MET;
+        h.flags[slot] = flags;
+        this.reserves.delete(slot);
+      }
+    }
+    if (newPrice !== price || newLeader !== leader) this.softClose(slot, t);
+    h.price[slot] = newPrice;
+    h.leaderId[slot] = newLeader;
+    h.leaderMax[slot] = newMax;
+    h.bidCount[slot] += 1;
+    out.status = 'accepted';
+    out.price = newPrice;
+    out.leading = newLeader === bidderId;
+    out.leaderId = newLeader;
+    out.outbidUserId = newLeader !== leader && leader !== 0 ? leader : 0;
+    out.endsAt = h.dueAt[slot];
+    out.bidCount = h.bidCount[slot];
+    out.version = this.versionOf(slot);
+    out.reserveMet = (flags & RESERVE_MET) !== 0;
+    this.remembered.remember(bidderId, bidId, out);
+    return out;
+  }
+
+  /** A bid that moves the price or the leader in the last N seconds pushes the end to t + N. */
+  private softClose(slot: number, t: number): void {
+    const extendedEnd = t + this.hot.softCloseSeconds[slot] * 1000;
+    if (extendedEnd > this.hot.dueAt[slot]) {
+      this.hot.dueAt[slot] = extendedEnd;
+      this.due.update(slot);
+    }
+  }
+
+  private rejectBid(out: BidOutcome, reason: Reason, slot: number, bidderId: number): BidOutcome {
+    out.status = 'rejected';
+    out.reason = reason;
+    if (slot >= 0) {
+      const h = this.hot;
+      out.price = h.price[slot];
+      out.leaderId = h.leaderId[slot];
+      out.leading = h.leaderId[slot] === bidderId && bidderId !== 0;
+      out.endsAt = this.endsAtOf(slot);
+      out.bidCount = h.bidCount[slot];
+      out.version = this.versionOf(slot);
+      out.reserveMet = (h.flags[slot] & RESERVE_MET) !== 0;
+    }
+    return out;
+  }
+
+  private answerDuplicate(out: BidOutcome, ringIndex: number): BidOutcome {
+    const original = this.remembered.read(ringIndex);
+    out.status = 'accepted';
+    out.duplicate = true;
+    out.auctionId = original.auctionId;
+    out.price = original.price;
+    out.leading = original.leading;
+    out.endsAt = original.endsAt;
+    out.seq = original.seq;
+    return out;
+  }
+
+  private checkLifecycle(type: LifecycleOutcome['type'], auctionId: number, slot: number): LifecycleOutcome | null {
+    if (slot === NOT_FOUND) return this.lifecycleOutcome(type, auctionId, slot, 'auction_not_found');
+    if (slot === ARCHIVED) return this.lifecycleOutcome(type, auctionId, slot, 'auction_closed');
+    if ((this.hot.flags[slot] & STATUS_MASK) > OPEN) return this.lifecycleOutcome(type, auctionId, slot, 'auction_closed');
+    return null;
+  }
+
+  private end(slot: number, status: typeof CLOSED | typeof CANCELLED): void {
+    const h = this.hot;
+    h.flags[slot] = (h.flags[slot] & ~STATUS_MASK) | status;
+    // Side tables hold only live auctions; an ended one keeps its flags.
+    this.scheduledEnds.delete(slot);
+    this.reserves.delete(slot);
+    this.due.remove(slot);
+  }
+
+  private lifecycleOutcome(type: LifecycleOutcome['type'], auctionId: number, slot: number, reason?: Reason): LifecycleOutcome {
+    const outcome: LifecycleOutcome = {
+      type,
+      status: reason ? 'rejected' : 'accepted',
+      auctionId,
+      winnerId: 0,
+      price: 0,
+      reserveMet: false,
+      version: 0,
+    };
+    if (reason) outcome.reason = reason;
+    if (slot >= 0) {
+      const state = this.auctionState(auctionId)!;
+      outcome.auctionStatus = state.status;
+      outcome.winnerId = state.winnerId;
+      outcome.price = state.price;
+      outcome.reserveMet = state.reserveMet;
+      outcome.version = state.version;
+    }
+    return outcome;
+  }
+
+  /** Slot of an auction of this shard, NOT_FOUND, or ARCHIVED (ended and recycled). */
+  private resolve(auctionId: number): number {
+    if (!isId(auctionId) || auctionId % SHARDS_MAX !== this.shard) return NOT_FOUND;
+    const number = Math.floor(auctionId / SHARDS_MAX);
+    if (number < 1 || number >= this.nextNumber) return NOT_FOUND;
+    if (number < this.nextNumber - this.auctionsMax) return ARCHIVED;
+    return (number - 1) % this.auctionsMax;
+  }
+
+  private firstLiveNumber(): number {
+    return Math.max(1, this.nextNumber - this.auctionsMax);
+  }
+
+  private numberOfSlot(slot: number): number {
+    const first = this.firstLiveNumber();
+    const firstSlot = (first - 1) % this.auctionsMax;
+    return first + ((slot - firstSlot + this.auctionsMax) % this.auctionsMax);
+  }
+
+  private endsAtOf(slot: number): number {
+    return this.scheduledEnds.get(slot) ?? this.hot.dueAt[slot];
+  }
+
+  /**
+   * Versions are derived, not stored: every accepted bid adds one to the bid
+   * count and every status change moves the rank up (scheduled 1, open 2,
+   * ended 3), so the sum grows with every change of the auction.
+   */
+  private versionOf(slot: number): number {
+    const status = this.hot.flags[slot] & STATUS_MASK;
+    return this.hot.bidCount[slot] + (status === SCHEDULED ? 1 : status === OPEN ? 2 : 3);
+  }
+
+  private sideTableImage(table: Map<number, number>): Float64Array {
+    const pairs: [number, number][] = [];
+    for (const [slot, value] of table) pairs.push([this.numberOfSlot(slot), value]);
+    pairs.sort((a, b) => a[0] - b[0]);
+    return Float64Array.from(pairs.flat());
+  }
+
+  private loadSideTable(table: Map<number, number>, pairs: Float64Array): void {
+    invariant(pairs.length % 2 === 0, 'side table image has an odd length');
+    for (let i = 0; i < pairs.length; i += 2) {
+      const number = pairs[i];
+      invariant(number >= this.firstLiveNumber() && number < this.nextNumber, `side table names auction ${number} outside the window`);
+      table.set((number - 1) % this.auctionsMax, pairs[i + 1]);
+    }
+  }
+}
+
+type TypedArray = Float64Array | Uint32Array | Uint16Array | Uint8Array;
+
+function bytesOf(array: TypedArray): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/** Copies `count` elements starting at ring index `start`, wrapping at the end. */
+function copyRing<T extends TypedArray>(source: T, start: number, count: number): T {
+  const target = new (source.constructor as new (length: number) => T)(count);
+  const firstPart = Math.min(count, source.length - start);
+  target.set(source.subarray(start, start + firstPart) as never, 0);
+  target.set(source.subarray(0, count - firstPart) as never, firstPart);
+  return target;
+}
+
+function pasteRing(target: TypedArray, start: number, values: TypedArray): void {
+  const firstPart = Math.min(values.length, target.length - start);
+  target.set(values.subarray(0, firstPart) as never, start);
+  target.set(values.subarray(firstPart) as never, 0);
+}
+
+/** A standalone copy of a (reused) bid answer, without the unset `reason`. */
+export function copyBidOutcome(out: BidOutcome): BidOutcome {
+  const copy = { ...out };
+  if (copy.reason === undefined) delete copy.reason;
+  return copy;
+}
+
+function emptyBidOutcome(): BidOutcome {
+  const out = {} as BidOutcome;
+  resetBidOutcome(out, 0, 0, 0);
+  return out;
+}
+
+function resetBidOutcome(out: BidOutcome, auctionId: number, bidId: number, seq: number): void {
+  out.type = 'bid';
+  out.status = 'rejected';
+  out.reason = undefined;
+  out.auctionId = auctionId;
+  out.bidId = bidId;
+  out.price = 0;
+  out.leading = false;
+  out.leaderId = 0;
+  out.outbidUserId = 0;
+  out.endsAt = 0;
+  out.bidCount = 0;
+  out.version = 0;
+  out.reserveMet = false;
+  out.duplicate = false;
+  out.seq = seq;
+}

@@ -1,0 +1,3 @@
+export { NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary, type NatsServerOptions } from './nats-server.js';
+export { freePort } from './ports.js';
+export { eventually } from './eventually.js';
