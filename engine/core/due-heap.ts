@@ -5,7 +5,7 @@ import { invariant } from './errors.js';
  * moment the engine must open or close them), ties broken by a stable rank
  * (the auction number) so that every engine issues due commands in one order.
  *
- * Keys live in the caller's `dueAt` array: when a slot's due time changes the
+ * Keys live in the caller's records: when a slot's due time changes the
  * caller calls `update(slot)`. Each slot is in the heap at most once, so its
  * size is bounded by the auction capacity: 8 bytes per auction slot.
  */
@@ -15,9 +15,11 @@ export class DueHeap {
   private readonly position: Uint32Array;
   private count = 0;
 
+  /** The due time of slot s is `dueAt[s * stride]`. */
   constructor(
     capacity: number,
     private readonly dueAt: Float64Array,
+    private readonly stride: number,
     private readonly rankOf: (slot: number) => number,
   ) {
     this.heap = new Uint32Array(capacity);
@@ -78,8 +80,8 @@ export class DueHeap {
   }
 
   private less(a: number, b: number): boolean {
-    const da = this.dueAt[a];
-    const db = this.dueAt[b];
+    const da = this.dueAt[a * this.stride];
+    const db = this.dueAt[b * this.stride];
     return da < db || (da === db && this.rankOf(a) < this.rankOf(b));
   }
 

@@ -9,7 +9,7 @@ export type RememberedBid = {
   seq: number;
 };
 
-/** Fields of one remembered bid, in snapshot order. */
+/** Remembered bids of one generation, in insertion order (snapshots, hashes). */
 export type IdempotencyEntries = {
   userId: Uint32Array;
   bidId: Float64Array;
@@ -20,30 +20,42 @@ export type IdempotencyEntries = {
   leading: Uint8Array;
 };
 
+/** Both generations, older first. */
+export type IdempotencyImage = { older: IdempotencyEntries; newer: IdempotencyEntries };
+
+const FIELDS = ['userId', 'bidId', 'auctionId', 'seq', 'endsAt', 'price', 'leading'] as const;
+
 /**
- * The last `capacity` accepted bids, keyed by (bidder, bidId), so a retry gets
- * the original answer. A ring of entries (oldest evicted first) indexed by an
- * open-addressing hash table with linear probing and backward-shift deletion:
- * fixed memory, no object per entry, and the same contents wherever the same
- * log is replayed.
+ * Recently accepted bids keyed by (bidder, bidId), so that a retry gets the
+ * original answer. Two generations of `generationSize` entries: inserts go to
+ * the newer one; when it is full the older generation is dropped wholesale
+ * (one sequential clear of its index) and becomes the new one. So the last
+ * `generationSize` accepted bids are always remembered, and at most twice
+ * that many, in fixed memory with no object per entry.
  *
- * Eviction only costs the original answer, never a double count: a retried
- * maximum that is no longer remembered meets its own earlier effect (the
- * bidder leads with that maximum, or the price has passed it) and is rejected.
+ * Each generation has an open-addressing index (linear probing, load <= 1/2)
+ * whose cells hold [full 32-bit hash, entry index + 1]: a lookup reads the
+ * entries only on a hash match, so a miss costs one cache line per
+ * generation, and there is no per-entry deletion at all. The same log gives
+ * the same contents anywhere; snapshots keep both generations exactly.
+ *
+ * Forgetting a bid only costs its original answer, never a double count: a
+ * retried maximum meets its own earlier effect (the bidder already leads with
+ * it, or the price has passed it) and is rejected.
  */
 export class IdempotencyTable {
-  readonly capacity: number;
+  readonly generationSize: number;
   private readonly entries: IdempotencyEntries;
-  /** Ring index of the oldest entry. */
-  private head = 0;
-  private count = 0;
-  /** Hash index: ring index plus one, 0 when empty. */
-  private readonly index: Uint32Array;
+  private readonly indexes: [Uint32Array, Uint32Array];
+  private readonly counts = [0, 0];
   private readonly mask: number;
+  /** Which generation takes inserts (0 or 1); its entries live at [newer * size, ...). */
+  private newer = 0;
 
+  /** `capacity` entries in all: two generations of half as many. */
   constructor(capacity: number) {
-    invariant(Number.isInteger(capacity) && capacity >= 1 && capacity <= 1 << 28, 'bad idempotency capacity');
-    this.capacity = capacity;
+    invariant(Number.isInteger(capacity) && capacity >= 2 && capacity <= 1 << 28, `bad idempotency capacity ${capacity}`);
+    this.generationSize = capacity >>> 1;
     this.entries = {
       userId: new Uint32Array(capacity),
       bidId: new Float64Array(capacity),
@@ -53,131 +65,121 @@ export class IdempotencyTable {
       price: new Uint32Array(capacity),
       leading: new Uint8Array(capacity),
     };
-    let size = 2;
-    while (size < capacity * 2) size *= 2;
-    this.index = new Uint32Array(size);
-    this.mask = size - 1;
+    let cells = 2;
+    while (cells < this.generationSize * 2) cells *= 2;
+    this.mask = cells - 1;
+    this.indexes = [new Uint32Array(cells * 2), new Uint32Array(cells * 2)];
   }
 
   get size(): number {
-    return this.count;
+    return this.counts[0] + this.counts[1];
   }
 
-  /** Ring index of the entry for (userId, bidId), or -1. */
+  /** Entry handle of (userId, bidId) for `read`, or -1. */
   find(userId: number, bidId: number): number {
-    const { index, mask, entries } = this;
-    for (let i = hashKey(userId, bidId) & mask; ; i = (i + 1) & mask) {
-      const at = index[i];
-      if (at === 0) return -1;
-      if (entries.userId[at - 1] === userId && entries.bidId[at - 1] === bidId) return at - 1;
-    }
+    const hash = hashKey(userId, bidId);
+    const found = this.findIn(this.newer, hash, userId, bidId);
+    return found >= 0 ? found : this.findIn(this.newer ^ 1, hash, userId, bidId);
   }
 
-  read(ringIndex: number): RememberedBid {
+  /** Touches the index cells a coming `find`/`remember` will read (see AuctionCore.warm). */
+  warm(userId: number, bidId: number): number {
+    const cell = 2 * (hashKey(userId, bidId) & this.mask);
+    return this.indexes[0][cell] + this.indexes[1][cell];
+  }
+
+  read(handle: number): RememberedBid {
     const e = this.entries;
-    return {
-      auctionId: e.auctionId[ringIndex],
-      price: e.price[ringIndex],
-      endsAt: e.endsAt[ringIndex],
-      leading: e.leading[ringIndex] === 1,
-      seq: e.seq[ringIndex],
-    };
+    return { auctionId: e.auctionId[handle], price: e.price[handle], endsAt: e.endsAt[handle], leading: e.leading[handle] === 1, seq: e.seq[handle] };
   }
 
   /** Remembers a new accepted bid; the caller has checked it is not known yet. */
   remember(userId: number, bidId: number, bid: RememberedBid): void {
-    if (this.count === this.capacity) this.evictOldest();
-    const ringIndex = (this.head + this.count) % this.capacity;
+    if (this.counts[this.newer] === this.generationSize) this.rotate();
+    const generation = this.newer;
+    const local = this.counts[generation]++;
+    const handle = generation * this.generationSize + local;
     const e = this.entries;
-    e.userId[ringIndex] = userId;
-    e.bidId[ringIndex] = bidId;
-    e.auctionId[ringIndex] = bid.auctionId;
-    e.seq[ringIndex] = bid.seq;
-    e.endsAt[ringIndex] = bid.endsAt;
-    e.price[ringIndex] = bid.price;
-    e.leading[ringIndex] = bid.leading ? 1 : 0;
-    this.count++;
-    const { index, mask } = this;
-    let i = hashKey(userId, bidId) & mask;
-    while (index[i] !== 0) i = (i + 1) & mask;
-    index[i] = ringIndex + 1;
+    e.userId[handle] = userId;
+    e.bidId[handle] = bidId;
+    e.auctionId[handle] = bid.auctionId;
+    e.seq[handle] = bid.seq;
+    e.endsAt[handle] = bid.endsAt;
+    e.price[handle] = bid.price;
+    e.leading[handle] = bid.leading ? 1 : 0;
+    const index = this.indexes[generation];
+    const hash = hashKey(userId, bidId);
+    let cell = hash & this.mask;
+    while (index[2 * cell + 1] !== 0) cell = (cell + 1) & this.mask;
+    index[2 * cell] = hash;
+    index[2 * cell + 1] = local + 1;
   }
 
-  /** Copies of the entries, oldest first (snapshots and state hashes). */
-  export(): IdempotencyEntries {
-    const out: IdempotencyEntries = {
-      userId: new Uint32Array(this.count),
-      bidId: new Float64Array(this.count),
-      auctionId: new Float64Array(this.count),
-      seq: new Float64Array(this.count),
-      endsAt: new Float64Array(this.count),
-      price: new Uint32Array(this.count),
-      leading: new Uint8Array(this.count),
-    };
-    for (const key of Object.keys(out) as (keyof IdempotencyEntries)[]) {
-      const source = this.entries[key];
-      const target = out[key];
-      const firstPart = Math.min(this.count, this.capacity - this.head);
-      target.set(source.subarray(this.head, this.head + firstPart), 0);
-      target.set(source.subarray(0, this.count - firstPart), firstPart);
-    }
-    return out;
+  /** Copies of both generations' entries in insertion order. */
+  export(): IdempotencyImage {
+    return { older: this.exportGeneration(this.newer ^ 1), newer: this.exportGeneration(this.newer) };
   }
 
-  /** Re-remembers exported entries, oldest first (a smaller table keeps the newest). */
-  import(entries: IdempotencyEntries): void {
-    invariant(this.count === 0, 'import into a used idempotency table');
-    const n = entries.userId.length;
-    for (let i = Math.max(0, n - this.capacity); i < n; i++) {
-      this.remember(entries.userId[i], entries.bidId[i], {
-        auctionId: entries.auctionId[i],
-        price: entries.price[i],
-        endsAt: entries.endsAt[i],
-        leading: entries.leading[i] === 1,
-        seq: entries.seq[i],
-      });
+  /** Loads an export into an empty table of the same capacity: identical behaviour afterwards. */
+  import(image: IdempotencyImage): void {
+    invariant(this.size === 0, 'import into a used idempotency table');
+    invariant(image.older.userId.length <= this.generationSize && image.newer.userId.length <= this.generationSize,
+      'remembered bids exceed this table; restore with the shard\'s own idempotency capacity');
+    for (const part of [image.older, image.newer]) {
+      if (part === image.newer && image.older.userId.length > 0) this.rotateTo(this.newer ^ 1);
+      for (let i = 0; i < part.userId.length; i++) {
+        this.remember(part.userId[i], part.bidId[i], {
+          auctionId: part.auctionId[i], price: part.price[i], endsAt: part.endsAt[i], leading: part.leading[i] === 1, seq: part.seq[i],
+        });
+      }
     }
   }
 
-  /** Every entry is reachable through the index and the index holds nothing else. */
+  /** Every entry is reachable through its generation's index, which holds nothing else. */
   verify(): void {
-    let used = 0;
-    for (let i = 0; i < this.index.length; i++) if (this.index[i] !== 0) used++;
-    invariant(used === this.count, `idempotency index holds ${used} entries, ring ${this.count}`);
-    for (let k = 0; k < this.count; k++) {
-      const ringIndex = (this.head + k) % this.capacity;
-      const found = this.find(this.entries.userId[ringIndex], this.entries.bidId[ringIndex]);
-      invariant(found === ringIndex, `idempotency entry ${ringIndex} unreachable`);
+    for (const generation of [0, 1]) {
+      const index = this.indexes[generation];
+      let used = 0;
+      for (let i = 1; i < index.length; i += 2) if (index[i] !== 0) used++;
+      invariant(used === this.counts[generation], `idempotency generation ${generation}: index ${used}, entries ${this.counts[generation]}`);
+      for (let local = 0; local < this.counts[generation]; local++) {
+        const handle = generation * this.generationSize + local;
+        const userId = this.entries.userId[handle];
+        const bidId = this.entries.bidId[handle];
+        invariant(this.findIn(generation, hashKey(userId, bidId), userId, bidId) === handle, `idempotency entry ${handle} unreachable`);
+      }
     }
   }
 
-  private evictOldest(): void {
-    const ringIndex = this.head;
-    const { index, mask, entries } = this;
-    let i = hashKey(entries.userId[ringIndex], entries.bidId[ringIndex]) & mask;
-    while (index[i] !== ringIndex + 1) {
-      invariant(index[i] !== 0, 'idempotency index lost an entry');
-      i = (i + 1) & mask;
+  private findIn(generation: number, hash: number, userId: number, bidId: number): number {
+    const index = this.indexes[generation];
+    const base = generation * this.generationSize;
+    const { mask, entries } = this;
+    for (let cell = hash & mask; ; cell = (cell + 1) & mask) {
+      const at = index[2 * cell + 1];
+      if (at === 0) return -1;
+      const handle = base + at - 1;
+      if (index[2 * cell] === hash && entries.userId[handle] === userId && entries.bidId[handle] === bidId) return handle;
     }
-    this.deleteAt(i);
-    this.head = (this.head + 1) % this.capacity;
-    this.count--;
   }
 
-  /** Backward-shift deletion keeps every probe chain unbroken without tombstones. */
-  private deleteAt(hole: number): void {
-    const { index, mask, entries } = this;
-    index[hole] = 0;
-    for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
-      const at = index[j] - 1;
-      const home = hashKey(entries.userId[at], entries.bidId[at]) & mask;
-      // The entry at j may stay only if its home lies cyclically in (hole, j].
-      const staysPut = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (staysPut) continue;
-      index[hole] = index[j];
-      index[j] = 0;
-      hole = j;
-    }
+  /** Drops the older generation and makes it the newer one. */
+  private rotate(): void {
+    this.rotateTo(this.newer ^ 1);
+  }
+
+  private rotateTo(generation: number): void {
+    this.newer = generation;
+    this.indexes[generation].fill(0);
+    this.counts[generation] = 0;
+  }
+
+  private exportGeneration(generation: number): IdempotencyEntries {
+    const from = generation * this.generationSize;
+    const to = from + this.counts[generation];
+    const out = {} as Record<(typeof FIELDS)[number], IdempotencyEntries[keyof IdempotencyEntries]>;
+    for (const field of FIELDS) out[field] = this.entries[field].slice(from, to);
+    return out as IdempotencyEntries;
   }
 }
 

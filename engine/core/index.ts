@@ -1,4 +1,4 @@
-export { AuctionCore, LIMITS, copyBidOutcome, type CoreConfig, type CoreImage, type HotState } from './core.js';
+export { AuctionCore, LIMITS, copyBidOutcome, type CoreConfig, type CoreImage, RECORD_BYTES } from './core.js';
 export { encodeSnapshot, decodeSnapshot, readSnapshotImage } from './snapshot.js';
 export { InvariantError } from './errors.js';
 export { IdempotencyTable } from './idempotency.js';
