@@ -23,7 +23,7 @@ import {
 } from '../../protocol/index.js';
 import { DueHeap } from './due-heap.js';
 import { InvariantError, invariant } from './errors.js';
-import { IdempotencyTable, type IdempotencyEntries, type IdempotencyImage } from './idempotency.js';
+import { hashKey, IdempotencyTable, type IdempotencyEntries, type IdempotencyImage } from './idempotency.js';
 
 /** Named bounds of the core; see docs/engine-core.md. */
 export const LIMITS = {
@@ -218,9 +218,14 @@ export class AuctionCore {
   placeBid(auctionId: number, bidderId: number, bidId: number, maxBid: number, seq: number, t: number): BidOutcome {
     this.advance(seq, t);
     const out = this.bidOut;
-    resetBidOutcome(out, auctionId, bidId, seq);
+    // Every path below sets every other field of the answer.
+    out.auctionId = auctionId;
+    out.bidId = bidId;
+    out.seq = seq;
+    out.duplicate = false;
     if (!isUserId(bidderId) || !isId(bidId)) return this.rejectBid(out, 'invalid_request', -1, bidderId);
-    const known = this.remembered.find(bidderId, bidId);
+    const keyHash = hashKey(bidderId, bidId);
+    const known = this.remembered.find(bidderId, bidId, keyHash);
     if (known >= 0) return this.answerDuplicate(out, known);
     if (!isAmountCents(maxBid)) return this.rejectBid(out, 'invalid_amount', -1, bidderId);
     const slot = this.resolve(auctionId);
@@ -234,7 +239,7 @@ export class AuctionCore {
     if (status === SCHEDULED) return this.rejectBid(out, 'auction_not_open', slot, bidderId);
     if (u32[(slot << 3) + SELLER_ID] === bidderId) return this.rejectBid(out, 'seller_cannot_bid', slot, bidderId);
     if (u32[(slot << 3) + BID_COUNT] === LIMITS.bidCountMax) return this.rejectBid(out, 'rate_limited', slot, bidderId);
-    return this.decideBid(out, slot, bidderId, bidId, maxBid, t);
+    return this.decideBid(out, slot, bidderId, bidId, keyHash, maxBid, t);
   }
 
   /**
@@ -485,7 +490,7 @@ export class AuctionCore {
   }
 
   /** The proxy-bidding rules of DESIGN.md, for a bid that passed every other check. */
-  private decideBid(out: BidOutcome, slot: number, bidderId: number, bidId: number, maxBid: number, t: number): BidOutcome {
+  private decideBid(out: BidOutcome, slot: number, bidderId: number, bidId: number, keyHash: number, maxBid: number, t: number): BidOutcome {
     const { f64, u32, u16 } = this.rec;
     const price = u32[(slot << 3) + PRICE];
     const leader = u32[(slot << 3) + LEADER_ID];
@@ -526,6 +531,7 @@ export class AuctionCore {
     u32[(slot << 3) + LEADER_MAX] = newMax;
     u32[(slot << 3) + BID_COUNT] += 1;
     out.status = 'accepted';
+    out.reason = undefined;
     out.price = newPrice;
     out.leading = newLeader === bidderId;
     out.leaderId = newLeader;
@@ -534,7 +540,7 @@ export class AuctionCore {
     out.bidCount = u32[(slot << 3) + BID_COUNT];
     out.version = this.versionOf(slot);
     out.reserveMet = (flags & RESERVE_MET) !== 0;
-    this.remembered.remember(bidderId, bidId, out);
+    this.remembered.remember(bidderId, bidId, out, keyHash);
     return out;
   }
 
@@ -550,7 +556,16 @@ export class AuctionCore {
   private rejectBid(out: BidOutcome, reason: Reason, slot: number, bidderId: number): BidOutcome {
     out.status = 'rejected';
     out.reason = reason;
-    if (slot >= 0) {
+    out.outbidUserId = 0;
+    if (slot < 0) {
+      out.price = 0;
+      out.leading = false;
+      out.leaderId = 0;
+      out.endsAt = 0;
+      out.bidCount = 0;
+      out.version = 0;
+      out.reserveMet = false;
+    } else {
       const { f64, u32, u16 } = this.rec;
       out.price = u32[(slot << 3) + PRICE];
       out.leaderId = u32[(slot << 3) + LEADER_ID];
@@ -566,7 +581,13 @@ export class AuctionCore {
   private answerDuplicate(out: BidOutcome, handle: number): BidOutcome {
     const original = this.remembered.read(handle);
     out.status = 'accepted';
+    out.reason = undefined;
     out.duplicate = true;
+    out.leaderId = 0;
+    out.outbidUserId = 0;
+    out.bidCount = 0;
+    out.version = 0;
+    out.reserveMet = false;
     out.auctionId = original.auctionId;
     out.price = original.price;
     out.leading = original.leading;

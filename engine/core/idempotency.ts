@@ -76,8 +76,7 @@ export class IdempotencyTable {
   }
 
   /** Entry handle of (userId, bidId) for `read`, or -1. */
-  find(userId: number, bidId: number): number {
-    const hash = hashKey(userId, bidId);
+  find(userId: number, bidId: number, hash = hashKey(userId, bidId)): number {
     const found = this.findIn(this.newer, hash, userId, bidId);
     return found >= 0 ? found : this.findIn(this.newer ^ 1, hash, userId, bidId);
   }
@@ -94,7 +93,7 @@ export class IdempotencyTable {
   }
 
   /** Remembers a new accepted bid; the caller has checked it is not known yet. */
-  remember(userId: number, bidId: number, bid: RememberedBid): void {
+  remember(userId: number, bidId: number, bid: RememberedBid, hash = hashKey(userId, bidId)): void {
     if (this.counts[this.newer] === this.generationSize) this.rotate();
     const generation = this.newer;
     const local = this.counts[generation]++;
@@ -108,7 +107,6 @@ export class IdempotencyTable {
     e.price[handle] = bid.price;
     e.leading[handle] = bid.leading ? 1 : 0;
     const index = this.indexes[generation];
-    const hash = hashKey(userId, bidId);
     let cell = hash & this.mask;
     while (index[2 * cell + 1] !== 0) cell = (cell + 1) & this.mask;
     index[2 * cell] = hash;
