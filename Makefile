@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
-TESTS ?= dist/test/**/*.test.js
+TESTS ?= 'dist/test/**/*.test.js'
 
 .PHONY: help deps build test up nats bench-core typecheck clean
 

@@ -25,7 +25,7 @@ export const REASON_CODES = Object.keys(REASONS) as Reason[];
 
 /** The order in which a bid's checks run; the first failure is the reason. */
 export const BID_CHECK_ORDER: readonly Reason[] = [
-  'invalid_request', // bidder or bid id malformed
+  'invalid_request', // bidder or bid id malformed, or a remembered bid id reused for another auction
   // (a retried (bidder, bidId) of an accepted bid returns its original result here)
   'invalid_amount',
   'auction_not_found',

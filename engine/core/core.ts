@@ -226,7 +226,7 @@ export class AuctionCore {
     if (!isUserId(bidderId) || !isId(bidId)) return this.rejectBid(out, 'invalid_request', -1, bidderId);
     const keyHash = hashKey(bidderId, bidId);
     const known = this.remembered.find(bidderId, bidId, keyHash);
-    if (known >= 0) return this.answerDuplicate(out, known);
+    if (known >= 0) return this.answerDuplicate(out, known, auctionId);
     if (!isAmountCents(maxBid)) return this.rejectBid(out, 'invalid_amount', -1, bidderId);
     const slot = this.resolve(auctionId);
     if (slot === NOT_FOUND) return this.rejectBid(out, 'auction_not_found', -1, bidderId);
@@ -323,14 +323,18 @@ export class AuctionCore {
     return { type: 'close', auctionId, force: false };
   }
 
-  /** The answer a retry of (bidderId, bidId) would get, or null if not remembered. */
-  lookupBid(bidderId: number, bidId: number): BidOutcome | null {
+  /**
+   * The answer a retry of (bidderId, bidId) on `auctionId` would get without
+   * being logged: the original result, or null when the bid id is not
+   * remembered (or was used for another auction: deciding it logs the refusal).
+   */
+  lookupBid(bidderId: number, bidId: number, auctionId: number): BidOutcome | null {
     if (!isUserId(bidderId) || !isId(bidId)) return null;
     const known = this.remembered.find(bidderId, bidId);
-    if (known < 0) return null;
+    if (known < 0 || this.remembered.read(known).auctionKey !== auctionId >>> 0) return null;
     const out = emptyBidOutcome();
     out.bidId = bidId;
-    return copyBidOutcome(this.answerDuplicate(out, known));
+    return copyBidOutcome(this.answerDuplicate(out, known, auctionId));
   }
 
   /** Public state of one auction, or null when this shard does not hold it. */
@@ -540,7 +544,7 @@ export class AuctionCore {
     out.bidCount = u32[(slot << 3) + BID_COUNT];
     out.version = this.versionOf(slot);
     out.reserveMet = (flags & RESERVE_MET) !== 0;
-    this.remembered.remember(bidderId, bidId, out, keyHash);
+    this.remembered.remember(bidderId, bidId, { auctionKey: out.auctionId >>> 0, price: newPrice, endsAt: out.endsAt, leading: out.leading, seq: out.seq }, keyHash);
     return out;
   }
 
@@ -578,8 +582,10 @@ export class AuctionCore {
     return out;
   }
 
-  private answerDuplicate(out: BidOutcome, handle: number): BidOutcome {
+  /** A remembered bid id: the original answer for a retry, a refusal if reused for another auction. */
+  private answerDuplicate(out: BidOutcome, handle: number, auctionId: number): BidOutcome {
     const original = this.remembered.read(handle);
+    if (original.auctionKey !== auctionId >>> 0) return this.rejectBid(out, 'invalid_request', -1, 0);
     out.status = 'accepted';
     out.reason = undefined;
     out.duplicate = true;
@@ -588,7 +594,7 @@ export class AuctionCore {
     out.bidCount = 0;
     out.version = 0;
     out.reserveMet = false;
-    out.auctionId = original.auctionId;
+    out.auctionId = auctionId;
     out.price = original.price;
     out.leading = original.leading;
     out.endsAt = original.endsAt;

@@ -2,7 +2,8 @@ import { invariant } from './errors.js';
 
 /** What a retried (bidder, bidId) of an accepted bid is answered with. */
 export type RememberedBid = {
-  auctionId: number;
+  /** The low 32 bits of the auction id: enough to tell a retry from a reused bid id. */
+  auctionKey: number;
   price: number;
   endsAt: number;
   leading: boolean;
@@ -13,7 +14,7 @@ export type RememberedBid = {
 export type IdempotencyEntries = {
   userId: Uint32Array;
   bidId: Float64Array;
-  auctionId: Float64Array;
+  auctionKey: Uint32Array;
   seq: Float64Array;
   endsAt: Float64Array;
   price: Uint32Array;
@@ -23,7 +24,7 @@ export type IdempotencyEntries = {
 /** Both generations, older first. */
 export type IdempotencyImage = { older: IdempotencyEntries; newer: IdempotencyEntries };
 
-const FIELDS = ['userId', 'bidId', 'auctionId', 'seq', 'endsAt', 'price', 'leading'] as const;
+const FIELDS = ['userId', 'bidId', 'auctionKey', 'seq', 'endsAt', 'price', 'leading'] as const;
 
 /**
  * Recently accepted bids keyed by (bidder, bidId), so that a retry gets the
@@ -59,7 +60,7 @@ export class IdempotencyTable {
     this.entries = {
       userId: new Uint32Array(capacity),
       bidId: new Float64Array(capacity),
-      auctionId: new Float64Array(capacity),
+      auctionKey: new Uint32Array(capacity),
       seq: new Float64Array(capacity),
       endsAt: new Float64Array(capacity),
       price: new Uint32Array(capacity),
@@ -89,7 +90,7 @@ export class IdempotencyTable {
 
   read(handle: number): RememberedBid {
     const e = this.entries;
-    return { auctionId: e.auctionId[handle], price: e.price[handle], endsAt: e.endsAt[handle], leading: e.leading[handle] === 1, seq: e.seq[handle] };
+    return { auctionKey: e.auctionKey[handle], price: e.price[handle], endsAt: e.endsAt[handle], leading: e.leading[handle] === 1, seq: e.seq[handle] };
   }
 
   /** Remembers a new accepted bid; the caller has checked it is not known yet. */
@@ -101,7 +102,7 @@ export class IdempotencyTable {
     const e = this.entries;
     e.userId[handle] = userId;
     e.bidId[handle] = bidId;
-    e.auctionId[handle] = bid.auctionId;
+    e.auctionKey[handle] = bid.auctionKey;
     e.seq[handle] = bid.seq;
     e.endsAt[handle] = bid.endsAt;
     e.price[handle] = bid.price;
@@ -127,7 +128,7 @@ export class IdempotencyTable {
       if (part === image.newer && image.older.userId.length > 0) this.rotateTo(this.newer ^ 1);
       for (let i = 0; i < part.userId.length; i++) {
         this.remember(part.userId[i], part.bidId[i], {
-          auctionId: part.auctionId[i], price: part.price[i], endsAt: part.endsAt[i], leading: part.leading[i] === 1, seq: part.seq[i],
+          auctionKey: part.auctionKey[i], price: part.price[i], endsAt: part.endsAt[i], leading: part.leading[i] === 1, seq: part.seq[i],
         });
       }
     }

@@ -102,6 +102,7 @@ export class ReferenceModel {
     if (!isWhole(bidder, 1, 0xffffffff) || !Number.isSafeInteger(bidId) || bidId < 1) return { status: 'rejected', reason: 'invalid_request' };
     const key = `${bidder}/${bidId}`;
     const earlier = this.newer.get(key) ?? this.older.get(key);
+    if (earlier && earlier.auctionId !== auctionId) return { status: 'rejected', reason: 'invalid_request' };
     if (earlier) return { ...earlier, duplicate: true };
     if (!isWhole(max, 1, 0xffffffff)) return { status: 'rejected', reason: 'invalid_amount' };
     const exists = Number.isSafeInteger(auctionId) && auctionId > 0 && auctionId % SHARDS_MAX === this.shard &&

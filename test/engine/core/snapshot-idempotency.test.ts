@@ -19,8 +19,20 @@ t.test('a retried (bidder, bidId) gets the original answer and never counts twic
   t.equal(d.core.stateHash(), hashBefore, 'the retry changed nothing');
   t.equal(d.core.auctionState(id)!.bidCount, 2);
   t.equal(d.core.lastSeq, seqBefore + 1);
-  t.match(d.core.lookupBid(ALICE, 77), { duplicate: true, seq: original.seq }, 'the engine can answer a retry without logging it');
-  t.equal(d.core.lookupBid(BOB, 77), null, 'keys are per bidder');
+  t.match(d.core.lookupBid(ALICE, 77, id), { duplicate: true, seq: original.seq }, 'the engine can answer a retry without logging it');
+  t.equal(d.core.lookupBid(BOB, 77, id), null, 'keys are per bidder');
+});
+
+t.test('a remembered bid id reused for another auction is refused, not answered with the other auction', async (t) => {
+  const d = new Driver();
+  const first = d.create();
+  const second = d.create();
+  d.bid(first, ALICE, 5_000, 42);
+  const hashBefore = d.core.stateHash();
+  t.match(d.bid(second, ALICE, 5_000, 42), { status: 'rejected', reason: 'invalid_request', auctionId: second, duplicate: false });
+  t.equal(d.core.lookupBid(ALICE, 42, second), null);
+  t.equal(d.core.stateHash(), hashBefore);
+  t.equal(d.core.auctionState(second)!.bidCount, 0);
 });
 
 t.test('a rejected bid is not remembered: its retry is decided again', async (t) => {
@@ -36,9 +48,9 @@ t.test('idempotency survives snapshot and restore, and replay rebuilds it', asyn
   const id = d.create();
   const original = d.bid(id, ALICE, 5_000, 1234);
   const restored = decodeSnapshot(encodeSnapshot(d.core), { auctionsMax: 1024, idempotencyEntriesMax: 16 });
-  t.match(restored.lookupBid(ALICE, 1234), { seq: original.seq, price: original.price });
+  t.match(restored.lookupBid(ALICE, 1234, id), { seq: original.seq, price: original.price });
   const replayed = replay(d.log, new AuctionCore({ shard: 7, auctionsMax: 1024, idempotencyEntriesMax: 16 }));
-  t.match(replayed.lookupBid(ALICE, 1234), { seq: original.seq });
+  t.match(replayed.lookupBid(ALICE, 1234, id), { seq: original.seq });
   t.equal(replayed.stateHash(), d.core.stateHash());
 });
 
@@ -49,8 +61,8 @@ t.test('a forgotten bid id still never counts twice', async (t) => {
   d.bid(id, ALICE, 5_000, 1);
   d.bid(id, BOB, 2_000, 1);
   d.bid(id, BOB, 3_000, 2);
-  t.equal(d.core.lookupBid(ALICE, 1), null, 'the oldest generation was dropped');
-  t.ok(d.core.lookupBid(BOB, 1) && d.core.lookupBid(BOB, 2), 'the last generations are kept');
+  t.equal(d.core.lookupBid(ALICE, 1, id), null, 'the oldest generation was dropped');
+  t.ok(d.core.lookupBid(BOB, 1, id) && d.core.lookupBid(BOB, 2, id), 'the last generations are kept');
   const count = d.core.auctionState(id)!.bidCount;
   t.match(d.bid(id, ALICE, 5_000, 1), { status: 'rejected', reason: 'bid_too_low', leading: true });
   t.equal(d.core.auctionState(id)!.bidCount, count);
@@ -72,7 +84,7 @@ t.test('the idempotency table remembers like two generations of maps, and export
           if (table.read(found).seq !== expected) throw new Error(`wrong entry for ${key}`);
           continue;
         }
-        table.remember(user, bidId, { auctionId: 1, price: 1, endsAt: 1, leading: false, seq: ++seq });
+        table.remember(user, bidId, { auctionKey: 1, price: 1, endsAt: 1, leading: false, seq: ++seq });
         if (newer.size === Math.floor(capacity / 2)) [older, newer] = [newer, new Map()];
         newer.set(key, seq);
         table.verify();
