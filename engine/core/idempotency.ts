@@ -35,9 +35,10 @@ const FIELDS = ['userId', 'bidId', 'auctionKey', 'seq', 'endsAt', 'price', 'lead
  * that many, in fixed memory with no object per entry.
  *
  * Each generation has an open-addressing index (linear probing, load <= 1/2)
- * whose cells hold [full 32-bit hash, entry index + 1]: a lookup reads the
- * entries only on a hash match, so a miss costs one cache line per
- * generation, and there is no per-entry deletion at all. The same log gives
+ * of 32-bit cells packing the entry index + 1 (low bits) under a tag taken
+ * from the hash's high bits: a lookup reads the entries only when the tag
+ * matches, so a miss costs one cache line per generation, and there is no
+ * per-entry deletion at all. The same log gives
  * the same contents anywhere; snapshots keep both generations exactly.
  *
  * Forgetting a bid only costs its original answer, never a double count: a
@@ -50,6 +51,9 @@ export class IdempotencyTable {
   private readonly indexes: [Uint32Array, Uint32Array];
   private readonly counts = [0, 0];
   private readonly mask: number;
+  /** Cells keep the entry index + 1 in the low `entryBits` bits and a hash tag above. */
+  private readonly entryBits: number;
+  private readonly entryMask: number;
   /** Which generation takes inserts (0 or 1); its entries live at [newer * size, ...). */
   private newer = 0;
 
@@ -69,7 +73,9 @@ export class IdempotencyTable {
     let cells = 2;
     while (cells < this.generationSize * 2) cells *= 2;
     this.mask = cells - 1;
-    this.indexes = [new Uint32Array(cells * 2), new Uint32Array(cells * 2)];
+    this.entryBits = 32 - Math.clz32(this.generationSize);
+    this.entryMask = 2 ** this.entryBits - 1;
+    this.indexes = [new Uint32Array(cells), new Uint32Array(cells)];
   }
 
   get size(): number {
@@ -84,7 +90,7 @@ export class IdempotencyTable {
 
   /** Touches the index cells a coming `find`/`remember` will read (see AuctionCore.warm). */
   warm(userId: number, bidId: number): number {
-    const cell = 2 * (hashKey(userId, bidId) & this.mask);
+    const cell = hashKey(userId, bidId) & this.mask;
     return this.indexes[0][cell] + this.indexes[1][cell];
   }
 
@@ -109,9 +115,8 @@ export class IdempotencyTable {
     e.leading[handle] = bid.leading ? 1 : 0;
     const index = this.indexes[generation];
     let cell = hash & this.mask;
-    while (index[2 * cell + 1] !== 0) cell = (cell + 1) & this.mask;
-    index[2 * cell] = hash;
-    index[2 * cell + 1] = local + 1;
+    while (index[cell] !== 0) cell = (cell + 1) & this.mask;
+    index[cell] = (this.tagOf(hash) | (local + 1)) >>> 0;
   }
 
   /** Copies of both generations' entries in insertion order. */
@@ -139,7 +144,7 @@ export class IdempotencyTable {
     for (const generation of [0, 1]) {
       const index = this.indexes[generation];
       let used = 0;
-      for (let i = 1; i < index.length; i += 2) if (index[i] !== 0) used++;
+      for (let i = 0; i < index.length; i++) if (index[i] !== 0) used++;
       invariant(used === this.counts[generation], `idempotency generation ${generation}: index ${used}, entries ${this.counts[generation]}`);
       for (let local = 0; local < this.counts[generation]; local++) {
         const handle = generation * this.generationSize + local;
@@ -153,13 +158,20 @@ export class IdempotencyTable {
   private findIn(generation: number, hash: number, userId: number, bidId: number): number {
     const index = this.indexes[generation];
     const base = generation * this.generationSize;
-    const { mask, entries } = this;
+    const { mask, entries, entryMask } = this;
+    const tag = this.tagOf(hash);
     for (let cell = hash & mask; ; cell = (cell + 1) & mask) {
-      const at = index[2 * cell + 1];
-      if (at === 0) return -1;
-      const handle = base + at - 1;
-      if (index[2 * cell] === hash && entries.userId[handle] === userId && entries.bidId[handle] === bidId) return handle;
+      const value = index[cell];
+      if (value === 0) return -1;
+      if (((value & ~entryMask) >>> 0) !== tag) continue;
+      const handle = base + (value & entryMask) - 1;
+      if (entries.userId[handle] === userId && entries.bidId[handle] === bidId) return handle;
     }
+  }
+
+  /** The hash's high bits, in the cell bits above the entry index. */
+  private tagOf(hash: number): number {
+    return this.entryBits >= 32 ? 0 : ((hash >>> this.entryBits) << this.entryBits) >>> 0;
   }
 
   /** Drops the older generation and makes it the newer one. */
