@@ -95,12 +95,15 @@ export class NatsServer {
     if (this.child) throw new Error(`nats-server ${this.name} is already running`);
     const child = spawn(natsServerBinary(), this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // Readiness is read from this process's output only, never an earlier run's.
+    let output = '';
     running.add(this);
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`nats-server ${this.name} not ready in ${READY_TIMEOUT_MS} ms:\n${this.log}`)), READY_TIMEOUT_MS);
       const onData = (chunk: Buffer) => {
         this.log = (this.log + chunk.toString()).slice(-20_000);
-        if (this.log.includes('Server is ready')) {
+        output = (output + chunk.toString()).slice(-20_000);
+        if (output.includes('Server is ready')) {
           clearTimeout(timer);
           resolve();
         }
