@@ -2,3 +2,5 @@ export * from './ids.js';
 export * from './money.js';
 export * from './reasons.js';
 export * from './commands.js';
+export * from './wire.js';
+export { EngineClient } from './engine-client.js';

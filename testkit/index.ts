@@ -1,3 +1,4 @@
 export { NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary, type NatsServerOptions } from './nats-server.js';
 export { freePort } from './ports.js';
 export { eventually } from './eventually.js';
+export { EngineProcess, type EngineProcessOptions } from './engine-process.js';

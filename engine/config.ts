@@ -1,0 +1,88 @@
+import { parseArgs } from 'node:util';
+import { SHARDS_MAX } from '../protocol/index.js';
+
+export type EngineConfig = {
+  natsUrl: string;
+  shards: number[];
+  dataDir: string;
+  logLevel: string;
+  streamReplicas: number;
+  auctionsMax: number;
+  idempotencyEntriesMax: number;
+  batchEventsMax: number;
+  batchesInFlightMax: number;
+  pendingCommandsMax: number;
+  appendTimeoutMs: number;
+  snapshotEveryEvents: number;
+  snapshotEveryMs: number;
+};
+
+/** Flag name -> [environment variable, default]. Flags win over the environment. */
+const OPTIONS = {
+  nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
+  shards: ['SHARDS', '0'],
+  'data-dir': ['DATA_DIR', '.data/engine'],
+  'log-level': ['LOG_LEVEL', 'info'],
+  'stream-replicas': ['STREAM_REPLICAS', '1'],
+  'auctions-max': ['AUCTIONS_MAX', String(1 << 20)],
+  'idempotency-entries': ['IDEMPOTENCY_ENTRIES', String(1 << 20)],
+  'batch-events-max': ['BATCH_EVENTS_MAX', '4096'],
+  'batches-in-flight-max': ['BATCHES_IN_FLIGHT_MAX', '8'],
+  'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
+  'append-timeout-ms': ['APPEND_TIMEOUT_MS', '2000'],
+  'snapshot-every-events': ['SNAPSHOT_EVERY_EVENTS', '1000000'],
+  'snapshot-every-ms': ['SNAPSHOT_EVERY_MS', '60000'],
+} as const;
+
+export const USAGE = `usage: engine [--flag value]...
+${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`).join('\n')}
+  --shards takes a list such as 0,1,2 or 0-7.`;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function parseShards(text: string): number[] {
+  const shards = new Set<number>();
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const range = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!range) throw new ConfigError(`bad shard list item: ${part}`);
+    const from = Number(range[1]);
+    const to = range[2] === undefined ? from : Number(range[2]);
+    if (to < from || to >= SHARDS_MAX) throw new ConfigError(`shards must be in 0..${SHARDS_MAX - 1}: ${part}`);
+    for (let s = from; s <= to; s++) shards.add(s);
+  }
+  if (shards.size === 0) throw new ConfigError('no shards given');
+  return [...shards].sort((a, b) => a - b);
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
+  return value;
+}
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): EngineConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
+    strict: true,
+  });
+  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
+  return {
+    natsUrl: get('nats'),
+    shards: parseShards(get('shards')),
+    dataDir: get('data-dir'),
+    logLevel: get('log-level'),
+    streamReplicas: int('stream-replicas'),
+    auctionsMax: int('auctions-max'),
+    idempotencyEntriesMax: int('idempotency-entries'),
+    batchEventsMax: int('batch-events-max'),
+    batchesInFlightMax: int('batches-in-flight-max'),
+    pendingCommandsMax: int('pending-commands-max'),
+    appendTimeoutMs: int('append-timeout-ms'),
+    snapshotEveryEvents: int('snapshot-every-events'),
+    snapshotEveryMs: int('snapshot-every-ms'),
+  };
+}

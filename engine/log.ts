@@ -1,0 +1,104 @@
+import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
+import { decode, streamName, subjects, type LogBatch } from '../protocol/index.js';
+
+/** What a shard's stream records about the shard itself (its description field). */
+export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
+
+/** The append was refused because the stream moved on: this writer is deposed. */
+export class DeposedError extends Error {
+  readonly code = 'deposed';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DeposedError';
+  }
+}
+
+export function isWrongLastSequence(error: unknown): boolean {
+  return error instanceof JetStreamApiError &&
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
+
+/**
+ * One shard's JetStream stream: the source of truth. Appends carry the
+ * stream-level expected last sequence (never a per-subject one), so a writer
+ * that is not the latest fails instead of forking the history.
+ */
+export class ShardLog {
+  readonly stream: string;
+  readonly subject: string;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    readonly shard: number,
+  ) {
+    this.stream = streamName(shard);
+    this.subject = subjects.log(shard);
+  }
+
+  /**
+   * Creates the stream if missing and returns the shard configuration it
+   * records: the first engine fixes it, later ones adopt it, so every
+   * engine and replica of the shard decides with the same capacities.
+   */
+  async ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number }> {
+    try {
+      const info = await this.jsm.streams.info(this.stream);
+      return { config: parseDescription(info.config.description, wanted), lastStreamSeq: info.state.last_seq };
+    } catch (error) {
+      if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error;
+    }
+    await this.jsm.streams.add({
+      name: this.stream,
+      subjects: [this.subject],
+      num_replicas: replicas,
+      description: JSON.stringify(wanted),
+      duplicate_window: 120_000_000_000, // 2 min, in ns
+    });
+    return { config: wanted, lastStreamSeq: 0 };
+  }
+
+  async lastStreamSeq(): Promise<number> {
+    return (await this.jsm.streams.info(this.stream)).state.last_seq;
+  }
+
+  /** Appends one batch after `expectLastStreamSeq`; rejects with DeposedError when the stream moved on. */
+  async append(bytes: Uint8Array, expectLastStreamSeq: number, msgID: string, timeoutMs: number): Promise<PubAck> {
+    try {
+      return await this.js.publish(this.subject, bytes, { expect: { lastSequence: expectLastStreamSeq }, msgID, timeout: timeoutMs, retries: 0 });
+    } catch (error) {
+      if (isWrongLastSequence(error)) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`, { cause: error });
+      throw error;
+    }
+  }
+
+  /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */
+  async *read(afterStreamSeq: number, toStreamSeq: number): AsyncGenerator<{ streamSeq: number; batch: LogBatch }> {
+    if (toStreamSeq <= afterStreamSeq) return;
+    const consumer = await this.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: afterStreamSeq + 1,
+    });
+    const messages = await consumer.consume({ max_messages: 512 });
+    try {
+      for await (const message of messages) {
+        yield { streamSeq: message.seq, batch: decode(message.data) as LogBatch };
+        if (message.seq >= toStreamSeq) break;
+      }
+    } finally {
+      await messages.close();
+    }
+  }
+}
+
+function parseDescription(description: string | undefined, fallback: ShardStreamConfig): ShardStreamConfig {
+  try {
+    const parsed = JSON.parse(description ?? '') as Partial<ShardStreamConfig>;
+    if (Number.isInteger(parsed.auctionsMax) && Number.isInteger(parsed.idempotencyEntriesMax) && parsed.shard === fallback.shard) {
+      return parsed as ShardStreamConfig;
+    }
+  } catch {
+    // A stream made by something else: fall through.
+  }
+  throw new Error(`stream ${streamName(fallback.shard)} exists but does not record a shard configuration`);
+}

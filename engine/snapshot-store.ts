@@ -1,0 +1,63 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from './core/index.js';
+import { decode, encode } from '../protocol/index.js';
+
+/** Where a snapshot sits in the log: its state is every event up to `lastSeq`, in stream messages up to `streamSeq`. */
+export type SnapshotMeta = { lastSeq: number; streamSeq: number };
+
+const FILE = /^snapshot-(\d{16})\.bin$/;
+
+/**
+ * Snapshot files of one shard in a data directory. A file is written to a
+ * temporary name, fsynced and renamed, so a crash leaves either the old set
+ * or the new file whole; a file that fails its checksum is skipped in favour
+ * of an older one. The newest `keep` files are kept.
+ */
+export class SnapshotStore {
+  constructor(private readonly dir: string, private readonly keep = 2) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  save(core: AuctionCore, streamSeq: number): SnapshotMeta {
+    const meta = { lastSeq: core.lastSeq, streamSeq };
+    const bytes = encode({ ...meta, core: encodeSnapshot(core) });
+    const name = `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
+    const temporary = join(this.dir, `${name}.tmp`);
+    const fd = openSync(temporary, 'w');
+    try {
+      writeSync(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, join(this.dir, name));
+    this.prune();
+    return meta;
+  }
+
+  /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */
+  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta } | null {
+    for (const file of this.files().reverse()) {
+      try {
+        const envelope = decode(readFileSync(join(this.dir, file))) as SnapshotMeta & { core: Uint8Array };
+        const core = decodeSnapshot(envelope.core, config);
+        if (core.lastSeq !== envelope.lastSeq) throw new Error('snapshot metadata disagrees with its state');
+        return { core, meta: { lastSeq: envelope.lastSeq, streamSeq: envelope.streamSeq } };
+      } catch (error) {
+        onSkip(file, error);
+      }
+    }
+    return null;
+  }
+
+  files(): string[] {
+    return readdirSync(this.dir).filter((f) => FILE.test(f)).sort();
+  }
+
+  private prune(): void {
+    const files = this.files();
+    for (const file of files.slice(0, Math.max(0, files.length - this.keep))) rmSync(join(this.dir, file), { force: true });
+    for (const file of readdirSync(this.dir)) if (file.endsWith('.tmp')) rmSync(join(this.dir, file), { force: true });
+  }
+}

@@ -1,0 +1,43 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { shardOfAuction } from './ids.js';
+import { commandError, decode, encode, subjects, type CommandReply, type CommandResult } from './wire.js';
+
+/**
+ * Sends commands to the engine that owns each shard. A timeout, a missing
+ * responder or a broken reply answers `unavailable` for every command of the
+ * request: the outcome is unknown, and a retry with the same bidId is safe.
+ */
+export class EngineClient {
+  constructor(private readonly nc: NatsConnection, private readonly timeoutMs = 2_000) {}
+
+  async send(shard: number, commands: unknown[]): Promise<CommandResult[]> {
+    try {
+      const reply = await this.nc.request(subjects.commands(shard), encode({ commands }), { timeout: this.timeoutMs });
+      const body = decode(reply.data) as Partial<CommandReply> & { error?: CommandResult };
+      if (body?.error) return commands.map(() => body.error!);
+      if (!Array.isArray(body?.results) || body.results.length !== commands.length) {
+        return commands.map(() => commandError('unavailable', 'malformed reply from the engine'));
+      }
+      return body.results;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return commands.map(() => commandError('unavailable', `engine unavailable: ${message}`));
+    }
+  }
+
+  async sendOne(shard: number, command: unknown): Promise<CommandResult> {
+    return (await this.send(shard, [command]))[0];
+  }
+
+  /** Routes by auction id: the shard is encoded in it. */
+  bid(auctionId: number, bidderId: number, bidId: number, maxBid: number): Promise<CommandResult> {
+    return this.sendOne(shardOfAuction(auctionId), { type: 'bid', auctionId, bidderId, bidId, maxBid });
+  }
+
+  /** Raw control request (`{op, ...}`) to a shard's engine. */
+  async control<T>(shard: number, request: Record<string, unknown>): Promise<T> {
+    const reply = await this.nc.request(subjects.control(shard), encode(request), { timeout: this.timeoutMs });
+    return decode(reply.data) as T;
+  }
+}
+
