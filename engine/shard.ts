@@ -88,6 +88,9 @@ export class ShardEngine {
   private durableStreamSeq = 0;
   private durableSeq = 0;
   private eventsSinceSnapshot = 0;
+  /** Counters since start, for status and benchmarks. */
+  private appendsAcked = 0;
+  private eventsAcked = 0;
   private lastSnapshotAt = 0;
   private snapshotWanted = false;
   private scheduled = false;
@@ -290,6 +293,8 @@ export class ShardEngine {
       this.durableStreamSeq = done.expectStreamSeq + 1;
       this.durableSeq = done.lastSeq;
       this.eventsSinceSnapshot += done.lastSeq - done.firstSeq + 1;
+      this.appendsAcked += 1;
+      this.eventsAcked += done.lastSeq - done.firstSeq + 1;
       for (const request of done.requests) this.answer(request);
     }
     this.checkSnapshotDue();
@@ -487,6 +492,8 @@ export class ShardEngine {
           auctionsCreated: this.core.auctionsCreated,
           pendingCommands: this.pendingCommands,
           inflightBatches: this.inflight.length,
+          appendsAcked: this.appendsAcked,
+          eventsAcked: this.eventsAcked,
           config: this.coreConfig,
         });
         return;
