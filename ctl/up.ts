@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { NatsServer } from '../testkit/nats-server.js';
+import { EngineProcess } from '../testkit/engine-process.js';
 import { freePort } from '../testkit/ports.js';
 
 /**
@@ -12,6 +13,8 @@ import { freePort } from '../testkit/ports.js';
  */
 
 const DATA_DIR = resolve(process.env.DATA_DIR ?? '.data');
+/** Local clusters run this many shards on one engine (SHARD_COUNT overrides). */
+const SHARD_COUNT = Number(process.env.SHARD_COUNT ?? 4);
 
 function portInUse(port: number): Promise<boolean> {
   return new Promise((done) => {
@@ -36,11 +39,16 @@ async function main(): Promise<void> {
   const external = process.env.NATS_URL;
   const nats = external ? null : await startLocalNats();
   const natsUrl = external ?? nats!.url;
+  const engineDir = resolve(DATA_DIR, 'engine');
+  mkdirSync(engineDir, { recursive: true });
+  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir });
 
   const lines = [
     'auction engine: local system is up',
     `  nats (JetStream)  ${natsUrl}${nats ? `  (pid ${nats.pid}, data ${nats.storeDir}, monitor http://127.0.0.1:${nats.monitorPort})` : '  (external, from NATS_URL)'}`,
-    '  engine/replica/audit/gateway: not part of the system yet (see the open issues)',
+    `  engine            shards 0-${SHARD_COUNT - 1}  (pid ${engine.pid}, snapshots ${engineDir})`,
+    `                    commands: NATS request auction.cmd.<shard>, msgpack {commands:[...]}; log: stream AUCTION_LOG_<shard>`,
+    '  replica/audit/gateway: not part of the system yet (see the open issues)',
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -50,6 +58,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: stopping\n`);
+    await engine.signal('SIGTERM');
     if (nats) await nats.close();
     process.exit(0);
   };
