@@ -1,9 +1,18 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SHARDS_MAX } from '../protocol/index.js';
 
 export type EngineConfig = {
   natsUrl: string;
-  shards: number[];
+  /** Static mode: serve exactly these shards. */
+  shards: number[] | null;
+  /** Placement mode: the cluster's shard count, shared out by rendezvous hashing over live engines. */
+  shardCount: number | null;
+  /** Stable across restarts, so a restarted engine gets its shards back. */
+  engineId: string;
+  heartbeatMs: number;
+  engineExpiryMs: number;
   dataDir: string;
   logLevel: string;
   streamReplicas: number;
@@ -20,7 +29,11 @@ export type EngineConfig = {
 /** Flag name -> [environment variable, default]. Flags win over the environment. */
 const OPTIONS = {
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
-  shards: ['SHARDS', '0'],
+  shards: ['SHARDS', ''],
+  'shard-count': ['SHARD_COUNT', ''],
+  'engine-id': ['ENGINE_ID', ''],
+  'heartbeat-ms': ['HEARTBEAT_MS', '500'],
+  'engine-expiry-ms': ['ENGINE_EXPIRY_MS', '2000'],
   'data-dir': ['DATA_DIR', '.data/engine'],
   'log-level': ['LOG_LEVEL', 'info'],
   'stream-replicas': ['STREAM_REPLICAS', '1'],
@@ -36,7 +49,9 @@ const OPTIONS = {
 
 export const USAGE = `usage: engine [--flag value]...
 ${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`).join('\n')}
-  --shards takes a list such as 0,1,2 or 0-7.`;
+  --shards takes a list such as 0,1,2 or 0-7 and serves exactly those. Without it,
+  --shard-count N shares shards 0..N-1 among the live engines (rendezvous hashing);
+  with neither the engine serves shard 0. --engine-id defaults to host:data-dir.`;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -70,10 +85,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   });
   const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
+  const shardList = get('shards');
+  const shardCountText = get('shard-count');
+  const shardCount = shardCountText ? positiveInteger('shard-count', shardCountText) : null;
+  if (shardCount !== null && shardCount > SHARDS_MAX) throw new ConfigError(`--shard-count is at most ${SHARDS_MAX}`);
+  const dataDir = get('data-dir');
   return {
     natsUrl: get('nats'),
-    shards: parseShards(get('shards')),
-    dataDir: get('data-dir'),
+    shards: shardList ? parseShards(shardList) : shardCount === null ? [0] : null,
+    shardCount: shardList ? null : shardCount,
+    engineId: get('engine-id') || `${hostname()}:${resolve(dataDir)}`,
+    heartbeatMs: int('heartbeat-ms'),
+    engineExpiryMs: int('engine-expiry-ms'),
+    dataDir,
     logLevel: get('log-level'),
     streamReplicas: int('stream-replicas'),
     auctionsMax: int('auctions-max'),

@@ -29,6 +29,8 @@ export type ShardEngineOptions = {
   dataDir: string;
   /** This process's instance id, written into every batch. */
   writer: string;
+  /** The engine's stable id (placement); reported in status. */
+  engineId?: string;
   /** Used when the stream is created; an existing stream's recorded values win. */
   auctionsMax: number;
   idempotencyEntriesMax: number;
@@ -485,6 +487,7 @@ export class ShardEngine {
           shard: this.shard,
           status: this.status,
           writer: this.options.writer,
+          engineId: this.options.engineId ?? this.options.writer,
           lastSeq: this.core.lastSeq,
           durableSeq: this.durableSeq,
           streamSeq: this.durableStreamSeq,

@@ -11,6 +11,7 @@ process.once('exit', () => {
 
 export type EngineProcessOptions = {
   natsUrl: string;
+  /** Static shard list (e.g. '0-3'); empty to let --shard-count placement decide. */
   shards: string;
   /** Kept across restarts; a temporary one is made (and removed on close) when absent. */
   dataDir?: string;
@@ -56,7 +57,8 @@ export class EngineProcess {
   async launch(): Promise<void> {
     if (this.child) throw new Error('engine already running');
     const script = new URL('../engine/main.js', import.meta.url).pathname;
-    const child = spawn(process.execPath, [script, '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir, ...(this.options.args ?? [])], {
+    const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
+    const child = spawn(process.execPath, [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
