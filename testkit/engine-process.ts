@@ -1,13 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-const READY_TIMEOUT_MS = 20_000;
-const running = new Set<EngineProcess>();
-process.once('exit', () => {
-  for (const engine of running) engine.killNow();
-});
+import { ManagedProcess } from './managed-process.js';
 
 export type EngineProcessOptions = {
   natsUrl: string;
@@ -20,16 +14,16 @@ export type EngineProcessOptions = {
 };
 
 /**
- * A real engine process (`dist/engine/main.js`) for integration tests: started,
- * SIGKILLed, SIGSTOPped and restarted by pid, its JSON log kept for assertions.
+ * A real engine process (`dist/engine/main.js`) for integration tests and
+ * `make up`: started, SIGKILLed, SIGSTOPped and restarted by pid, its JSON log
+ * kept for assertions.
  */
-export class EngineProcess {
+export class EngineProcess extends ManagedProcess {
   readonly dataDir: string;
-  private child: ChildProcess | null = null;
   private readonly ownsDataDir: boolean;
-  private output = '';
 
   private constructor(private readonly options: EngineProcessOptions) {
+    super('engine', '"msg":"engine ready"');
     this.ownsDataDir = !options.dataDir;
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'engine-'));
   }
@@ -40,85 +34,19 @@ export class EngineProcess {
     return engine;
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  /** Everything the process wrote, across restarts (bounded). */
-  get log(): string {
-    return this.output;
+  protected command() {
+    const script = new URL('../engine/main.js', import.meta.url).pathname;
+    const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
+    return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
   }
 
   /** Log lines (pino JSON) with the given message. */
   logLines(msg: string): Record<string, unknown>[] {
-    return this.output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
-  }
-
-  async launch(): Promise<void> {
-    if (this.child) throw new Error('engine already running');
-    const script = new URL('../engine/main.js', import.meta.url).pathname;
-    const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
-    const child = spawn(process.execPath, [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    running.add(this);
-    let mine = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`engine not ready in ${READY_TIMEOUT_MS} ms:\n${mine}`)), READY_TIMEOUT_MS);
-      const onData = (chunk: Buffer) => {
-        mine += chunk.toString();
-        this.output = (this.output + chunk.toString()).slice(-2_000_000);
-        if (mine.includes('"msg":"engine ready"')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`engine exited (${code ?? signal}) before ready:\n${mine}`));
-      });
-    });
-    child.once('exit', () => {
-      if (this.child === child) {
-        this.child = null;
-        running.delete(this);
-      }
-    });
-  }
-
-  /** Sends a signal; for SIGKILL/SIGTERM waits for the exit and returns its code or signal. */
-  async signal(signal: 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT'): Promise<number | string | null> {
-    const child = this.child;
-    if (!child) throw new Error('engine not running');
-    if (signal === 'SIGSTOP' || signal === 'SIGCONT') {
-      child.kill(signal);
-      return null;
-    }
-    const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
-    child.kill(signal);
-    return exited;
-  }
-
-  kill(): Promise<number | string | null> {
-    return this.signal('SIGKILL');
+    return this.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
   }
 
   async close(): Promise<void> {
-    if (this.child) {
-      this.child.kill('SIGCONT');
-      await this.signal('SIGKILL');
-    }
+    await this.terminate();
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
-  }
-
-  killNow(): void {
-    try {
-      this.child?.kill('SIGKILL');
-    } catch {
-      // Already gone.
-    }
   }
 }

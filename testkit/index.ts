@@ -2,3 +2,4 @@ export { NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary,
 export { freePort } from './ports.js';
 export { eventually } from './eventually.js';
 export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
+export { ManagedProcess, type Signal } from './managed-process.js';

@@ -1,7 +1,8 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ManagedProcess } from './managed-process.js';
 import { freePort } from './ports.js';
 
 /**
@@ -11,11 +12,6 @@ import { freePort } from './ports.js';
  */
 
 const READY_TIMEOUT_MS = 15_000;
-const running = new Set<NatsServer>();
-
-process.once('exit', () => {
-  for (const server of running) server.killNow();
-});
 
 let cachedBinary: string | undefined;
 
@@ -38,18 +34,16 @@ export type NatsServerOptions = {
   args?: string[];
 };
 
-export class NatsServer {
+export class NatsServer extends ManagedProcess {
   readonly name: string;
   readonly port: number;
   readonly monitorPort: number;
   readonly storeDir: string;
   private readonly args: string[];
-  private child: ChildProcess | null = null;
   private readonly ownsStoreDir: boolean;
-  /** Output kept for failure messages; bounded. */
-  private log = '';
 
   private constructor(options: Required<Omit<NatsServerOptions, 'storeDir'>> & { storeDir?: string; monitorPort: number }) {
+    super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, 20_000);
     this.name = options.name;
     this.port = options.port;
     this.monitorPort = options.monitorPort;
@@ -78,50 +72,16 @@ export class NatsServer {
     return server;
   }
 
+  protected command() {
+    return { file: natsServerBinary(), args: this.args };
+  }
+
+  protected override cleanupAtExit(): void {
+    if (this.ownsStoreDir) rmSync(this.storeDir, { recursive: true, force: true });
+  }
+
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
-  get isRunning(): boolean {
-    return this.child !== null;
-  }
-
-  /** Starts the process (again, after a kill) with the same ports and store. */
-  async launch(): Promise<void> {
-    if (this.child) throw new Error(`nats-server ${this.name} is already running`);
-    const child = spawn(natsServerBinary(), this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    // Readiness is read from this process's output only, never an earlier run's.
-    let output = '';
-    running.add(this);
-    const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`nats-server ${this.name} not ready in ${READY_TIMEOUT_MS} ms:\n${this.log}`)), READY_TIMEOUT_MS);
-      const onData = (chunk: Buffer) => {
-        this.log = (this.log + chunk.toString()).slice(-20_000);
-        output = (output + chunk.toString()).slice(-20_000);
-        if (output.includes('Server is ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`nats-server ${this.name} exited (${code ?? signal}) before ready:\n${this.log}`));
-      });
-    });
-    child.once('exit', () => {
-      if (this.child === child) {
-        this.child = null;
-        running.delete(this);
-      }
-    });
-    await ready;
   }
 
   /** Waits until the monitoring endpoint reports JetStream healthy (meta leader known). */
@@ -142,53 +102,10 @@ export class NatsServer {
     throw new Error(`nats-server ${this.name} not healthy: ${last}`);
   }
 
-  /** Sends a signal and, for SIGKILL/SIGTERM, waits until the process is gone. */
-  async signal(signal: 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT'): Promise<void> {
-    const child = this.child;
-    if (!child) throw new Error(`nats-server ${this.name} is not running`);
-    if (signal === 'SIGKILL' || signal === 'SIGTERM') {
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill(signal);
-      await exited;
-    } else {
-      child.kill(signal);
-    }
-  }
-
-  kill(): Promise<void> {
-    return this.signal('SIGKILL');
-  }
-
-  pause(): Promise<void> {
-    return this.signal('SIGSTOP');
-  }
-
-  resume(): Promise<void> {
-    return this.signal('SIGCONT');
-  }
-
-  async restart(): Promise<void> {
-    if (this.child) await this.kill();
-    await this.launch();
-  }
-
-  /** Stops the server (SIGCONT first in case it is paused) and deletes its store. */
+  /** Stops the server and deletes its store (when the kit made it). */
   async close(): Promise<void> {
-    if (this.child) {
-      this.child.kill('SIGCONT');
-      await this.kill();
-    }
-    if (this.ownsStoreDir) rmSync(this.storeDir, { recursive: true, force: true });
-  }
-
-  /** Synchronous last resort at process exit. */
-  killNow(): void {
-    try {
-      this.child?.kill('SIGKILL');
-    } catch {
-      // Already gone.
-    }
-    if (this.ownsStoreDir) rmSync(this.storeDir, { recursive: true, force: true });
+    await this.terminate();
+    this.cleanupAtExit();
   }
 
   recentLog(): string {

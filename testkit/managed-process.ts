@@ -1,0 +1,129 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+
+const running = new Set<ManagedProcess>();
+process.once('exit', () => {
+  for (const p of running) p.killNow();
+});
+
+export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT';
+
+/**
+ * A child process for tests and local runs: started (and restarted) with the
+ * same command, ready when its own output shows a marker, signalled by pid,
+ * and killed when the parent exits, even after a failure.
+ */
+export abstract class ManagedProcess {
+  private child: ChildProcess | null = null;
+  private output = '';
+
+  constructor(
+    /** For messages: "nats-server n1", "engine". */
+    readonly label: string,
+    private readonly readyMarker: string,
+    private readonly readyTimeoutMs = 20_000,
+    private readonly outputKeptChars = 2_000_000,
+  ) {}
+
+  /** The executable and its arguments (read at every launch). */
+  protected abstract command(): { file: string; args: string[] };
+
+  /** Called at exit of the parent process, after the kill. */
+  protected cleanupAtExit(): void {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== null;
+  }
+
+  /** Everything the process wrote, across restarts (bounded). */
+  get log(): string {
+    return this.output;
+  }
+
+  /** Starts the process (again, after a kill); resolves when this run prints the ready marker. */
+  async launch(): Promise<void> {
+    if (this.child) throw new Error(`${this.label} is already running`);
+    const { file, args } = this.command();
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    running.add(this);
+    // Readiness is read from this run's output only, never an earlier run's.
+    let mine = '';
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.label} not ready in ${this.readyTimeoutMs} ms:\n${mine.slice(-5_000)}`)), this.readyTimeoutMs);
+      const onData = (chunk: Buffer) => {
+        const text = chunk.toString();
+        mine = (mine + text).slice(-100_000);
+        this.output = (this.output + text).slice(-this.outputKeptChars);
+        if (mine.includes(this.readyMarker)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${this.label} exited (${code ?? signal}) before ready:\n${mine.slice(-5_000)}`));
+      });
+    });
+    child.once('exit', () => {
+      if (this.child === child) {
+        this.child = null;
+        running.delete(this);
+      }
+    });
+    await ready;
+  }
+
+  /** Sends a signal; for SIGKILL/SIGTERM waits for the exit and returns its code or signal. */
+  async signal(signal: Signal): Promise<number | string | null> {
+    const child = this.child;
+    if (!child) throw new Error(`${this.label} is not running`);
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') {
+      child.kill(signal);
+      return null;
+    }
+    const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
+    child.kill(signal);
+    return exited;
+  }
+
+  kill(): Promise<number | string | null> {
+    return this.signal('SIGKILL');
+  }
+
+  pause(): Promise<number | string | null> {
+    return this.signal('SIGSTOP');
+  }
+
+  resume(): Promise<number | string | null> {
+    return this.signal('SIGCONT');
+  }
+
+  async restart(): Promise<void> {
+    if (this.child) await this.kill();
+    await this.launch();
+  }
+
+  /** Stops the process (waking it first if paused). */
+  protected async terminate(): Promise<void> {
+    if (this.child) {
+      this.child.kill('SIGCONT');
+      await this.kill();
+    }
+  }
+
+  /** Synchronous last resort at parent exit. */
+  killNow(): void {
+    try {
+      this.child?.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+    this.cleanupAtExit();
+  }
+}
