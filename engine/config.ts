@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,6 +14,10 @@ export type EngineConfig = {
   engineId: string;
   heartbeatMs: number;
   engineExpiryMs: number;
+  /** primary: lead shards whose lease is free; replica: follow first, lead only when a lease expires. */
+  role: 'primary' | 'replica';
+  leaseTtlMs: number;
+  leaseRenewMs: number;
   dataDir: string;
   logLevel: string;
   streamReplicas: number;
@@ -34,6 +39,9 @@ const OPTIONS = {
   'engine-id': ['ENGINE_ID', ''],
   'heartbeat-ms': ['HEARTBEAT_MS', '500'],
   'engine-expiry-ms': ['ENGINE_EXPIRY_MS', '2000'],
+  role: ['ROLE', 'primary'],
+  'lease-ttl-ms': ['LEASE_TTL_MS', '1000'],
+  'lease-renew-ms': ['LEASE_RENEW_MS', '200'],
   'data-dir': ['DATA_DIR', '.data/engine'],
   'log-level': ['LOG_LEVEL', 'info'],
   'stream-replicas': ['STREAM_REPLICAS', '1'],
@@ -51,7 +59,7 @@ export const USAGE = `usage: engine [--flag value]...
 ${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`).join('\n')}
   --shards takes a list such as 0,1,2 or 0-7 and serves exactly those. Without it,
   --shard-count N shares shards 0..N-1 among the live engines (rendezvous hashing);
-  with neither the engine serves shard 0. --engine-id defaults to host:data-dir.`;
+  with neither the engine serves shard 0. --engine-id defaults to host-<hash of the data dir>.`;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -77,24 +85,42 @@ function positiveInteger(flag: string, text: string): number {
   return value;
 }
 
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): EngineConfig {
+/** Engine ids appear in subjects: letters, digits, '-' and '_' only. */
+function engineIdOf(given: string, dataDir: string): string {
+  if (given) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(given)) throw new ConfigError(`--engine-id takes 1..64 of [A-Za-z0-9_-], got ${given}`);
+    return given;
+  }
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40);
+  return `${host}-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 8)}`;
+}
+
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, defaults: Partial<Record<keyof typeof OPTIONS, string>> = {}): EngineConfig {
   const { values } = parseArgs({
     args: argv,
     options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
     strict: true,
   });
-  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
   const shardList = get('shards');
   const shardCountText = get('shard-count');
   const shardCount = shardCountText ? positiveInteger('shard-count', shardCountText) : null;
   if (shardCount !== null && shardCount > SHARDS_MAX) throw new ConfigError(`--shard-count is at most ${SHARDS_MAX}`);
   const dataDir = get('data-dir');
+  const role = get('role');
+  if (role !== 'primary' && role !== 'replica') throw new ConfigError(`--role is primary or replica, got ${role}`);
+  const leaseTtlMs = int('lease-ttl-ms');
+  const leaseRenewMs = int('lease-renew-ms');
+  if (leaseRenewMs * 3 > leaseTtlMs) throw new ConfigError('--lease-renew-ms must be at most a third of --lease-ttl-ms');
   return {
+    role,
+    leaseTtlMs,
+    leaseRenewMs,
     natsUrl: get('nats'),
     shards: shardList ? parseShards(shardList) : shardCount === null ? [0] : null,
     shardCount: shardList ? null : shardCount,
-    engineId: get('engine-id') || `${hostname()}:${resolve(dataDir)}`,
+    engineId: engineIdOf(get('engine-id'), dataDir),
     heartbeatMs: int('heartbeat-ms'),
     engineExpiryMs: int('engine-expiry-ms'),
     dataDir,

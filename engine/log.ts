@@ -62,14 +62,40 @@ export class ShardLog {
     return (await this.jsm.streams.info(this.stream)).state.last_seq;
   }
 
-  /** Appends one batch after `expectLastStreamSeq`; rejects with DeposedError when the stream moved on. */
-  async append(bytes: Uint8Array, expectLastStreamSeq: number, msgID: string, timeoutMs: number): Promise<PubAck> {
+  /**
+   * Appends one batch after `expectLastStreamSeq`; rejects with DeposedError
+   * when the stream moved on. The msg id names the writer and the position,
+   * so it is unique per append; JetStream answering "duplicate" would mean an
+   * earlier append at that position, never a fresh one, and is an error.
+   */
+  async append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number): Promise<PubAck> {
+    const msgID = `${this.shard}:${expectLastStreamSeq + 1}:${writer}`;
+    let ack: PubAck;
     try {
-      return await this.js.publish(this.subject, bytes, { expect: { lastSequence: expectLastStreamSeq }, msgID, timeout: timeoutMs, retries: 0 });
+      ack = await this.js.publish(this.subject, bytes, { expect: { lastSequence: expectLastStreamSeq }, msgID, timeout: timeoutMs, retries: 0 });
     } catch (error) {
       if (isWrongLastSequence(error)) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`, { cause: error });
       throw error;
     }
+    if (ack.duplicate) throw new Error(`shard ${this.shard}: append ${msgID} was taken for a duplicate of stream message ${ack.seq}`);
+    return ack;
+  }
+
+  /**
+   * Follows the stream from after `afterStreamSeq` for as long as the caller
+   * keeps reading (a replica's ordered consumer). `pending` is how many
+   * messages the stream holds beyond each one.
+   */
+  async follow(afterStreamSeq: number): Promise<{ messages: AsyncIterable<{ streamSeq: number; batch: LogBatch; pending: number }>; stop: () => Promise<void> }> {
+    const consumer = await this.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: afterStreamSeq + 1,
+    });
+    const raw = await consumer.consume({ max_messages: 512 });
+    async function* messages() {
+      for await (const message of raw) yield { streamSeq: message.seq, batch: decode(message.data) as LogBatch, pending: message.info.pending };
+    }
+    return { messages: messages(), stop: async () => void (await raw.close()) };
   }
 
   /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */

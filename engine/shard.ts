@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import { join } from 'node:path';
 import { AuctionCore, InvariantError } from './core/index.js';
 import { DeposedError, ShardLog } from './log.js';
+import { ShardLease } from './lease.js';
+import type { KV } from '@nats-io/kv';
 import { SnapshotStore } from './snapshot-store.js';
 import {
   commandError,
@@ -45,9 +47,17 @@ export type ShardEngineOptions = {
   snapshotEveryEvents?: number;
   snapshotEveryMs?: number;
   clock?: () => number;
+  /**
+   * Leadership through a lease in this KV bucket: the engine leads when it
+   * holds the lease and follows the stream (a hot standby) otherwise. Without
+   * it the engine simply serves (single-engine setups and tests).
+   */
+  lease?: { kv: KV; ttlMs: number; renewMs: number };
+  /** Start as a follower even when the lease is free (the `replica` role); it still takes over on expiry. */
+  preferFollow?: boolean;
 };
 
-type Status = 'starting' | 'serving' | 'resyncing' | 'deposed' | 'stopped';
+type Status = 'starting' | 'serving' | 'following' | 'taking-over' | 'resyncing' | 'deposed' | 'stopped';
 
 type Parsed = ReturnType<typeof parseCommand>;
 
@@ -101,6 +111,13 @@ export class ShardEngine {
   private commandSub: Subscription | null = null;
   private controlSub: Subscription | null = null;
   private resyncing: Promise<void> | null = null;
+  private readonly lease: ShardLease | null;
+  private nodeControlSub: Subscription | null = null;
+  private follower: { stop: () => Promise<void>; done: Promise<void> } | null = null;
+  private leaseWatchdog: NodeJS.Timeout | null = null;
+  /** Follower lag: stream messages not applied yet, and the age of the newest applied batch. */
+  private lag = { batches: 0, ms: 0 };
+  private becameLeaderAt = 0;
 
   constructor(private readonly options: ShardEngineOptions) {
     this.shard = options.shard;
@@ -108,6 +125,9 @@ export class ShardEngine {
     this.snapshots = new SnapshotStore(join(options.dataDir, `shard-${options.shard}`));
     this.logger = options.logger.child({ shard: options.shard });
     this.clock = options.clock ?? Date.now;
+    this.lease = options.lease
+      ? new ShardLease(options.lease.kv, options.shard, { engineId: options.engineId ?? options.writer, writer: options.writer }, options.lease.ttlMs, options.lease.renewMs, this.logger)
+      : null;
     this.limits = {
       batchEventsMax: options.batchEventsMax ?? 4_096,
       batchesInFlightMax: options.batchesInFlightMax ?? 8,
@@ -130,29 +150,142 @@ export class ShardEngine {
     );
     this.coreConfig = { auctionsMax: config.auctionsMax, idempotencyEntriesMax: config.idempotencyEntriesMax };
     await this.rebuild();
+    this.nodeControlSub = this.options.nc.subscribe(subjects.nodeControl(this.shard, this.options.engineId ?? this.options.writer), {
+      callback: (_e, msg) => this.onControl(msg),
+    });
+    if (!this.lease) {
+      await this.lead();
+      return;
+    }
+    await this.lease.watch();
+    if (!this.options.preferFollow && this.lease.expired() && (await this.lease.acquire())) await this.lead();
+    else await this.follow();
+  }
+
+  /**
+   * Becomes the shard's writer: appends the fence (an empty batch naming the
+   * new leader, expecting the stream's current last sequence; if another
+   * writer slipped in, catch up and try again while the lease is ours), then
+   * takes the command subject.
+   */
+  private async lead(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const fence: LogBatch = { v: 1, shard: this.shard, writer: this.options.writer, t: Math.max(this.clock(), this.core.lastTimestampMs), events: [], leader: { engineId: this.options.engineId ?? this.options.writer, writer: this.options.writer } };
+      try {
+        const ack = await this.log.append(encode(fence), this.durableStreamSeq, this.options.writer, this.limits.appendTimeoutMs);
+        this.durableStreamSeq = ack.seq;
+        this.expectStreamSeq = ack.seq;
+        break;
+      } catch (error) {
+        if (this.lease && !this.lease.held) {
+          await this.follow();
+          return;
+        }
+        if (attempt >= 20) throw error;
+        this.logger.warn({ err: (error as Error).message, attempt }, 'fence append failed; catching up');
+        await this.catchUp();
+      }
+    }
     this.controlSub = this.options.nc.subscribe(subjects.control(this.shard), { callback: (_e, msg) => this.onControl(msg) });
     this.commandSub = this.options.nc.subscribe(subjects.commands(this.shard), { callback: (_e, msg) => this.onRequest(msg) });
     this.housekeeping = setInterval(() => this.checkSnapshotDue(), 1_000);
     this.housekeeping.unref();
+    this.lease?.keepRenewing((why) => this.depose(new DeposedError(`shard ${this.shard}: ${why}`)));
     this.status = 'serving';
+    this.becameLeaderAt = this.clock();
     this.logger.info({ lastSeq: this.core.lastSeq, streamSeq: this.durableStreamSeq, auctionsLive: this.core.auctionsLive }, 'serving shard');
     this.armTimer();
     this.schedule();
+  }
+
+  /** Hot standby: applies every batch of the stream as it lands; takes over when the lease expires. */
+  private async follow(): Promise<void> {
+    this.status = 'following';
+    this.logger.info({ streamSeq: this.durableStreamSeq, holder: this.lease?.holder?.engineId }, 'following shard');
+    const { messages, stop } = await this.log.follow(this.durableStreamSeq);
+    const done = (async () => {
+      for await (const { streamSeq, batch, pending } of messages) {
+        if (streamSeq <= this.durableStreamSeq) continue;
+        replayBatch(this.core, batch);
+        this.durableStreamSeq = streamSeq;
+        this.expectStreamSeq = streamSeq;
+        this.durableSeq = this.core.lastSeq;
+        this.eventsSinceSnapshot += batch.events.length;
+        this.lag = { batches: pending, ms: pending === 0 ? 0 : Math.max(0, this.clock() - batch.t) };
+        if (this.eventsSinceSnapshot >= this.limits.snapshotEveryEvents) this.takeSnapshot();
+      }
+    })().catch((error: unknown) => {
+      if (error instanceof InvariantError) this.crash(error);
+      else if (this.status === 'following') this.logger.warn({ err: error }, 'follower stopped reading');
+    });
+    this.follower = { stop, done };
+    this.leaseWatchdog = setInterval(() => {
+      if (this.status === 'following' && this.lease?.expired()) void this.takeOver();
+    }, Math.max(10, Math.floor((this.options.lease?.renewMs ?? 100) / 2)));
+  }
+
+  private async stopFollowing(): Promise<void> {
+    if (this.leaseWatchdog) clearInterval(this.leaseWatchdog);
+    this.leaseWatchdog = null;
+    const follower = this.follower;
+    this.follower = null;
+    if (follower) {
+      await follower.stop();
+      await follower.done;
+    }
+  }
+
+  /** The primary's lease expired: catch up to the tail, take the lease, fence, serve. */
+  private async takeOver(): Promise<void> {
+    if (this.status !== 'following' || !this.lease) return;
+    this.status = 'taking-over';
+    const started = this.clock();
+    try {
+      await this.stopFollowing();
+      await this.catchUp();
+      if (!(await this.lease.acquire())) {
+        await this.follow();
+        return;
+      }
+      await this.lead();
+      this.logger.warn({ ms: this.clock() - started, previous: this.lease.holder?.engineId }, 'took over the shard');
+    } catch (error) {
+      if (error instanceof InvariantError) this.crash(error);
+      this.logger.error({ err: error }, 'takeover failed; following again');
+      this.lease.drop();
+      await this.follow();
+    }
+  }
+
+  /** Applies whatever the stream holds beyond our position. */
+  private async catchUp(): Promise<void> {
+    const last = await this.log.lastStreamSeq();
+    for await (const { streamSeq, batch } of this.log.read(this.durableStreamSeq, last)) {
+      replayBatch(this.core, batch);
+      this.durableStreamSeq = streamSeq;
+    }
+    this.expectStreamSeq = this.durableStreamSeq;
+    this.durableSeq = this.core.lastSeq;
   }
 
   /** Stops taking commands, waits for appends in flight, writes a snapshot. */
   async stop(): Promise<void> {
     if (this.status === 'stopped') return;
     const wasServing = this.status === 'serving';
+    const wasFollowing = this.status === 'following';
     this.status = 'stopped';
     this.commandSub?.unsubscribe();
     this.controlSub?.unsubscribe();
+    this.nodeControlSub?.unsubscribe();
     this.clearTimers();
     this.failPending('engine stopping');
+    await this.stopFollowing();
     await Promise.allSettled(this.inflight.map((b) => b.append));
-    if (wasServing && this.inflight.every((b) => !b.failed) && this.durableSeq === this.core.lastSeq && this.eventsSinceSnapshot > 0) {
-      this.takeSnapshot();
-    }
+    const clean = this.inflight.every((b) => !b.failed) && this.durableSeq === this.core.lastSeq;
+    if ((wasServing || wasFollowing) && clean && this.eventsSinceSnapshot > 0) this.takeSnapshot();
+    // A clean hand-over: the next primary need not wait out the lease.
+    if (wasServing) await this.lease?.release();
+    this.lease?.close();
     this.logger.info({ lastSeq: this.durableSeq }, 'stopped');
   }
 
@@ -274,7 +407,7 @@ export class ShardEngine {
       append: Promise.resolve(),
     };
     batch.append = this.log
-      .append(encode(batchMessage), expectStreamSeq, `${this.shard}:${firstSeq}:${this.options.writer}`, this.limits.appendTimeoutMs)
+      .append(encode(batchMessage), expectStreamSeq, this.options.writer, this.limits.appendTimeoutMs)
       .then(
         (ack) => this.onAppended(batch, ack.seq),
         (error: unknown) => this.onAppendFailed(batch, error),
@@ -388,12 +521,39 @@ export class ShardEngine {
   }
 
   private depose(error: Error): void {
+    if (this.status === 'deposed' || this.status === 'stopped') return;
     this.status = 'deposed';
     this.commandSub?.unsubscribe();
     this.commandSub = null;
+    this.controlSub?.unsubscribe();
+    this.controlSub = null;
     this.clearTimers();
+    this.lease?.drop();
+    for (const b of this.inflight) {
+      b.failed = true;
+      for (const request of b.requests) this.answerUnavailable(request, 'shard changed primary: outcome unknown, retry with the same bidId');
+    }
     this.failPending('shard deposed');
     this.logger.error({ err: error }, 'deposed: another writer appended to the shard log; stopped serving it');
+    if (this.lease) void this.rejoinAsFollower();
+  }
+
+  /** After losing the shard: forget undecided state, rebuild from the log, follow as a replica. */
+  private async rejoinAsFollower(): Promise<void> {
+    await Promise.allSettled(this.inflight.map((b) => b.append));
+    this.inflight = [];
+    for (let attempt = 1; this.status === 'deposed'; attempt++) {
+      try {
+        await this.rebuild();
+        if (this.status !== 'deposed') return;
+        await this.follow();
+        return;
+      } catch (error) {
+        if (error instanceof InvariantError) this.crash(error);
+        this.logger.warn({ err: error, attempt }, 'rejoin as follower failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
+      }
+    }
   }
 
   /** A broken invariant: stop deciding at once, loudly. */
@@ -497,6 +657,9 @@ export class ShardEngine {
           inflightBatches: this.inflight.length,
           appendsAcked: this.appendsAcked,
           eventsAcked: this.eventsAcked,
+          lag: this.lag,
+          leaseHolder: this.lease?.holder?.engineId ?? null,
+          leaderSince: this.becameLeaderAt,
           config: this.coreConfig,
         });
         return;

@@ -14,8 +14,10 @@ export const decode = (bytes: Uint8Array): unknown => packr.unpack(bytes);
 export const subjects = {
   /** Commands for a shard, request/reply, served by its primary engine. */
   commands: (shard: number) => `auction.cmd.${shard}`,
-  /** Queries and operator actions for a shard (state, hash, snapshot). */
+  /** Queries for a shard, answered by its primary (state, hash, status). */
   control: (shard: number) => `auction.ctl.${shard}`,
+  /** The same queries for one engine's copy of a shard, primary or replica. */
+  nodeControl: (shard: number, engineId: string) => `auction.node.${engineId}.${shard}`,
   /** The shard's log: one JetStream message per batch of events. */
   log: (shard: number) => `auction.log.${shard}`,
   logWildcard: 'auction.log.*',
@@ -56,6 +58,8 @@ export type LogBatch = {
   /** Engine time of every event in the batch. */
   t: number;
   events: LogEvent[];
+  /** Present on the fence a new primary appends when it takes the shard (no events). */
+  leader?: { engineId: string; writer: string };
 };
 
 export function commandError(code: Reason, message: string = REASONS[code]): CommandError {

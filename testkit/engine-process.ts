@@ -11,6 +11,8 @@ export type EngineProcessOptions = {
   dataDir?: string;
   /** Extra flags, e.g. ['--snapshot-every-events', '100']. */
   args?: string[];
+  /** `replica` runs dist/replica/main.js (a standby). Default `primary`. */
+  role?: 'primary' | 'replica';
 };
 
 /**
@@ -23,7 +25,7 @@ export class EngineProcess extends ManagedProcess {
   private readonly ownsDataDir: boolean;
 
   private constructor(private readonly options: EngineProcessOptions) {
-    super('engine', '"msg":"engine ready"');
+    super(options.role === 'replica' ? 'replica' : 'engine', '"msg":"engine ready"');
     this.ownsDataDir = !options.dataDir;
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'engine-'));
   }
@@ -35,7 +37,7 @@ export class EngineProcess extends ManagedProcess {
   }
 
   protected command() {
-    const script = new URL('../engine/main.js', import.meta.url).pathname;
+    const script = new URL(this.options.role === 'replica' ? '../replica/main.js' : '../engine/main.js', import.meta.url).pathname;
     const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
     return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
   }

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { HEARTBEAT_SUBJECT, type Heartbeat } from '../../engine/cluster.js';
 import { placement } from '../../engine/placement.js';
 import { decode, EngineClient, type BidOutcome, type CreateOutcome } from '../../protocol/index.js';
-import { EngineProcess, startNats } from '../../testkit/index.js';
+import { EngineProcess, eventually, startNats } from '../../testkit/index.js';
 
 const SHARDS = 4;
 const flags = (id: string) => ['--shard-count', String(SHARDS), '--engine-id', id, '--heartbeat-ms', '150', '--engine-expiry-ms', '700'];
@@ -59,14 +59,22 @@ t.test('engines share shards by rendezvous, hand them over on join, take them ba
 
   for (const { shard, auctionId, seq } of bids) {
     const owner = both.get('a')!.includes(shard) ? 'a' : 'b';
-    t.match(await client.control(shard, { op: 'status' }), { engineId: owner, status: 'serving' }, `shard ${shard} served by ${owner}`);
+    // The new owner announces a shard as soon as it starts taking it; serving follows its lease and fence.
+    const status = await eventually(() => client.control<{ engineId: string; status: string }>(shard, { op: 'status' }), { timeoutMs: 5_000, intervalMs: 50 });
+    t.match(status, { engineId: owner, status: 'serving' }, `shard ${shard} served by ${owner}`);
     t.match(await client.bid(auctionId, 2, 1, 500), { status: 'accepted', duplicate: true, seq }, `shard ${shard} kept its history`);
   }
 
   const back = awaitPlacement(nc, placement(SHARDS, ['a']));
   await b.kill();
   await back;
+  // b's leases expire a TTL after its death; until then its shards answer unavailable, which clients retry.
   for (const { auctionId } of bids) {
-    t.match(await client.bid(auctionId, 3, 1, 900), { status: 'accepted', leading: true }, `auction ${auctionId} takes bids after b died`);
+    const result = await eventually(async () => {
+      const r = await client.bid(auctionId, 3, 1, 900);
+      if (r.status === 'error' && r.code === 'unavailable') throw new Error('unavailable');
+      return r;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
+    t.match(result, { status: 'accepted', leading: true }, `auction ${auctionId} takes bids after b died`);
   }
 });

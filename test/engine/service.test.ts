@@ -12,7 +12,7 @@ type Status = { status: string; lastSeq: number; durableSeq: number; streamSeq: 
 async function setUp(t: { teardown: (fn: () => unknown) => void }, args: string[] = []) {
   const nats = await startNats();
   t.teardown(() => nats.close());
-  const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0', args });
+  const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0', args: ['--engine-id', 'primary', ...args] });
   t.teardown(() => engine.close());
   const nc = await connect({ servers: nats.url });
   t.teardown(() => nc.close());
@@ -92,7 +92,8 @@ t.test('acknowledged means durable: SIGKILL mid-load, restart, every acked bid i
 });
 
 t.test('fencing: another writer appends; the engine stops serving the shard and adds nothing after the fence', async (t) => {
-  const { engine, nc, client } = await setUp(t);
+  // A long lease: the deposed engine must not win the shard back during the test.
+  const { engine, nc, client } = await setUp(t, ['--lease-ttl-ms', '60000', '--lease-renew-ms', '1000']);
   const auctionId = await createAuction(client);
   t.match(await client.bid(auctionId, 2, 1, 500), { status: 'accepted' });
 
@@ -103,8 +104,9 @@ t.test('fencing: another writer appends; the engine stops serving the shard and 
 
   const fenced = await client.bid(auctionId, 3, 1, 900);
   t.match(fenced, { status: 'error', code: 'unavailable' }, 'the bid decided before the fence is not reported accepted');
-  t.match(await client.control<Status>(0, { op: 'status' }), { status: 'deposed' });
   t.match(await client.bid(auctionId, 3, 2, 900), { status: 'error', code: 'unavailable' }, 'nobody serves the shard now');
+  const own = decode((await nc.request(subjects.nodeControl(0, 'primary'), encode({ op: 'status' }), { timeout: 2_000 })).data) as Status;
+  t.match(own.status, /^(deposed|following)$/, 'the deposed engine follows the stream as a replica');
   const info = await jsm.streams.info('AUCTION_LOG_0');
   t.equal(info.state.last_seq, before + 1, 'the intruder\'s message is the last one: nothing of the engine landed after it');
   t.equal(engine.logLines('deposed: another writer appended to the shard log; stopped serving it').length, 1, 'the engine says so in its log');

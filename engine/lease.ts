@@ -1,0 +1,162 @@
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import { decode, encode } from '../protocol/index.js';
+import { isWrongLastSequence } from './log.js';
+
+export const LEASE_BUCKET = 'auction_leases';
+
+export type LeaseValue = { engineId: string; writer: string; renewedAt: number };
+
+/**
+ * Leadership of one shard: a key in the KV bucket, written with revision
+ * compare-and-set. The holder renews it every `renewMs`; the others watch it
+ * and judge it expired when they have seen no renewal for `ttlMs` of their
+ * own clock (no clock comparison across machines). A holder that could not
+ * renew for `ttlMs` stops serving by itself, before anyone else may take over.
+ *
+ * The lease only decides who should write; safety comes from the stream's
+ * expected sequence, which fences out a writer that lost the lease and has
+ * not noticed yet (DESIGN.md: KV leases alone lose races on 2.9.10).
+ */
+export class ShardLease {
+  readonly key: string;
+  private revision = 0;
+  private lastSeen: { revision: number; value: LeaseValue | null; localAt: number } | null = null;
+  private lastRenewedAt = 0;
+  private watching: { stop(): void } | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly kv: KV,
+    readonly shard: number,
+    private readonly me: { engineId: string; writer: string },
+    private readonly ttlMs: number,
+    private readonly renewMs: number,
+    private readonly logger: Logger,
+  ) {
+    this.key = `shard.${shard}`;
+  }
+
+  get held(): boolean {
+    return this.revision > 0;
+  }
+
+  /** The current holder as last seen (null: none). */
+  get holder(): LeaseValue | null {
+    return this.lastSeen?.value ?? null;
+  }
+
+  /** Starts following the key; resolves once its current value is known. */
+  async watch(): Promise<void> {
+    const entry = await this.kv.get(this.key);
+    this.observe(entry ? entry.revision : 0, entry && entry.operation === 'PUT' ? entry.value : null);
+    const iterator = await this.kv.watch({ key: this.key });
+    this.watching = iterator;
+    void (async () => {
+      for await (const e of iterator) this.observe(e.revision, e.operation === 'PUT' ? e.value : null);
+    })().catch((error: unknown) => this.logger.warn({ err: error }, 'lease watch ended'));
+  }
+
+  /**
+   * Nobody holds it, its holder has not renewed for a whole TTL, or its holder
+   * is an earlier incarnation of this very engine (same engine id, another
+   * process): that one is dead, since an engine id owns one data directory.
+   */
+  expired(): boolean {
+    if (this.held) return false;
+    const seen = this.lastSeen;
+    if (!seen || seen.value === null || Date.now() - seen.localAt > this.ttlMs) return true;
+    return seen.value.engineId === this.me.engineId && seen.value.writer !== this.me.writer;
+  }
+
+  /** Takes the lease if it is free or expired; true when this engine now holds it. */
+  async acquire(): Promise<boolean> {
+    if (this.held) return true;
+    if (!this.expired()) return false;
+    const value = this.value();
+    try {
+      const seen = this.lastSeen;
+      this.revision = seen && seen.revision > 0 ? await this.kv.update(this.key, value, seen.revision) : await this.kv.create(this.key, value);
+      this.lastRenewedAt = Date.now();
+      return true;
+    } catch (error) {
+      this.logger.info({ err: (error as Error).message }, 'lease not acquired');
+      return false;
+    }
+  }
+
+  /** Renews every renewMs; `onLost` runs once when the lease is gone (taken, or not renewable for a TTL). */
+  keepRenewing(onLost: (why: string) => void): void {
+    this.stopRenewing();
+    let renewing = false;
+    this.renewTimer = setInterval(() => {
+      if (renewing || !this.held) return;
+      if (Date.now() - this.lastRenewedAt > this.ttlMs) {
+        this.lose(onLost, 'lease not renewed within its ttl');
+        return;
+      }
+      renewing = true;
+      this.kv
+        .update(this.key, this.value(), this.revision, this.renewMs)
+        .then((revision) => {
+          if (!this.held) return;
+          this.revision = revision;
+          this.lastRenewedAt = Date.now();
+        })
+        .catch((error: unknown) => {
+          // A revision mismatch means someone else holds it now; other errors are retried until the TTL.
+          if (isWrongLastSequence(error) || /wrong last sequence/i.test(String((error as Error)?.message))) this.lose(onLost, 'lease taken by another engine');
+        })
+        .finally(() => {
+          renewing = false;
+        });
+    }, this.renewMs);
+  }
+
+  /** Gives the lease up for a clean hand-over (the next holder need not wait for the TTL). */
+  async release(): Promise<void> {
+    this.stopRenewing();
+    if (!this.held) return;
+    const revision = this.revision;
+    this.revision = 0;
+    await this.kv.delete(this.key, { previousSeq: revision }).catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
+  }
+
+  /** Forget holding it without touching the key (after a fence or a crash of the role). */
+  drop(): void {
+    this.stopRenewing();
+    this.revision = 0;
+  }
+
+  close(): void {
+    this.stopRenewing();
+    this.watching?.stop();
+  }
+
+  private lose(onLost: (why: string) => void, why: string): void {
+    if (!this.held) return;
+    this.drop();
+    onLost(why);
+  }
+
+  private stopRenewing(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+  }
+
+  private value(): Uint8Array {
+    return encode({ engineId: this.me.engineId, writer: this.me.writer, renewedAt: Date.now() } satisfies LeaseValue);
+  }
+
+  private observe(revision: number, data: Uint8Array | null): void {
+    let value: LeaseValue | null = null;
+    if (data && data.length > 0) {
+      try {
+        value = decode(data) as LeaseValue;
+      } catch {
+        value = null;
+      }
+    }
+    this.lastSeen = { revision, value, localAt: Date.now() };
+  }
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { pino } from 'pino';
+import { ConfigError, loadConfig, USAGE } from './config.js';
+import { EngineCluster } from './cluster.js';
+import { LEASE_BUCKET } from './lease.js';
+import { ShardEngine } from './shard.js';
+
+/**
+ * The engine process, in either role: every shard it runs gets its own
+ * pipeline (engine/shard.ts) on this one thread, leading the shard while it
+ * holds the shard's lease and following the stream as a hot standby
+ * otherwise. `engine` starts as primary, `replica` as a standby.
+ */
+export async function runEngineProcess(argv: string[], role: 'primary' | 'replica'): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(argv, process.env, { role });
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const writer = `e-${randomBytes(6).toString('hex')}`;
+  const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
+  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1 });
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const leases = await new Kvm(js).create(LEASE_BUCKET, { history: 1, replicas: config.streamReplicas });
+  const engines = new Map<number, ShardEngine>();
+  const startShard = async (shard: number) => {
+    const engine = new ShardEngine({
+      shard, nc, js, jsm, logger, writer,
+      engineId: config.engineId,
+      dataDir: config.dataDir,
+      auctionsMax: config.auctionsMax,
+      idempotencyEntriesMax: config.idempotencyEntriesMax,
+      streamReplicas: config.streamReplicas,
+      batchEventsMax: config.batchEventsMax,
+      batchesInFlightMax: config.batchesInFlightMax,
+      pendingCommandsMax: config.pendingCommandsMax,
+      appendTimeoutMs: config.appendTimeoutMs,
+      snapshotEveryEvents: config.snapshotEveryEvents,
+      snapshotEveryMs: config.snapshotEveryMs,
+      lease: { kv: leases, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
+      preferFollow: config.role === 'replica',
+    });
+    engines.set(shard, engine);
+    await engine.start();
+  };
+  const stopShard = async (shard: number) => {
+    const engine = engines.get(shard);
+    engines.delete(shard);
+    await engine?.stop();
+  };
+  // A deposed shard is no longer ours to announce; placement decides whether to take it again.
+  const running = () => [...engines].filter(([, e]) => e.state !== 'stopped').map(([s]) => s);
+
+  const cluster = config.shardCount === null ? null : new EngineCluster({
+    nc, logger, engineId: config.engineId, shardCount: config.shardCount,
+    heartbeatMs: config.heartbeatMs, expiryMs: config.engineExpiryMs,
+    running,
+    startShard,
+    stopShard: async (shard) => stopShard(shard),
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    await cluster?.stop();
+    await Promise.all([...engines.keys()].map(stopShard));
+    await nc.drain();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  if (cluster) await cluster.start();
+  else await Promise.all(config.shards!.map(startShard));
+  logger.info({ shards: running(), role: config.role, shardCount: config.shardCount, nats: config.natsUrl }, 'engine ready');
+}
+
+export function exitOnFailure(error: unknown): never {
+  if (error instanceof ConfigError) process.stderr.write(`${error.message}\n`);
+  else process.stderr.write(`engine failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+}
