@@ -497,6 +497,7 @@ export class ShardEngine {
     const loaded = this.snapshots.loadNewest(this.coreConfig, (file, error) => this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'));
     let core = loaded?.core ?? new AuctionCore({ shard: this.shard, ...this.coreConfig });
     let streamSeq = loaded?.meta.streamSeq ?? 0;
+    if (loaded) this.logger.info(loaded.meta, 'loaded snapshot');
     const last = await this.log.lastStreamSeq();
     if (last < streamSeq) {
       this.logger.warn({ snapshotStreamSeq: streamSeq, streamLast: last }, 'snapshot is ahead of the stream; replaying from the start');

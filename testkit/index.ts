@@ -3,3 +3,4 @@ export { freePort } from './ports.js';
 export { eventually } from './eventually.js';
 export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
 export { ManagedProcess, type Signal } from './managed-process.js';
+export { BidLoad, replayShard, type AckedBid } from './bid-load.js';

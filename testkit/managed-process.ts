@@ -15,6 +15,9 @@ export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT';
 export abstract class ManagedProcess {
   private child: ChildProcess | null = null;
   private output = '';
+  /** Total characters ever written, so waiters can start from a position. */
+  private written = 0;
+  private readonly waiters = new Set<() => void>();
 
   constructor(
     /** For messages: "nats-server n1", "engine". */
@@ -58,6 +61,8 @@ export abstract class ManagedProcess {
         const text = chunk.toString();
         mine = (mine + text).slice(-100_000);
         this.output = (this.output + text).slice(-this.outputKeptChars);
+        this.written += text.length;
+        for (const wake of this.waiters) wake();
         if (mine.includes(this.readyMarker)) {
           clearTimeout(timer);
           resolve();
@@ -77,6 +82,37 @@ export abstract class ManagedProcess {
       }
     });
     await ready;
+  }
+
+  /** A position in the output, for `waitForOutput(marker, from)`. */
+  get outputPosition(): number {
+    return this.written;
+  }
+
+  /**
+   * Resolves when the output written after position `from` (default: now)
+   * contains `marker`; rejects after `timeoutMs`.
+   */
+  waitForOutput(marker: string, from = this.written, timeoutMs = 20_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const kept = this.output.length - (this.written - from);
+        if (this.output.slice(Math.max(0, kept)).includes(marker)) {
+          done();
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.label}: no "${marker}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
   }
 
   /** Sends a signal; for SIGKILL/SIGTERM waits for the exit and returns its code or signal. */
