@@ -41,14 +41,18 @@ async function main(): Promise<void> {
   const natsUrl = external ?? nats!.url;
   const engineDir = resolve(DATA_DIR, 'engine');
   mkdirSync(engineDir, { recursive: true });
-  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir });
+  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, args: ['--engine-id', 'local-primary'] });
+  const replicaDir = resolve(DATA_DIR, 'replica');
+  mkdirSync(replicaDir, { recursive: true });
+  const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', args: ['--engine-id', 'local-replica'] });
 
   const lines = [
     'auction engine: local system is up',
     `  nats (JetStream)  ${natsUrl}${nats ? `  (pid ${nats.pid}, data ${nats.storeDir}, monitor http://127.0.0.1:${nats.monitorPort})` : '  (external, from NATS_URL)'}`,
     `  engine            shards 0-${SHARD_COUNT - 1}  (pid ${engine.pid}, snapshots ${engineDir})`,
     `                    commands: NATS request auction.cmd.<shard>, msgpack {commands:[...]}; log: stream AUCTION_LOG_<shard>`,
-    '  replica/audit/gateway: not part of the system yet (see the open issues)',
+    `  replica           shards 0-${SHARD_COUNT - 1}  (pid ${replica.pid}, hot standby; takes over when a primary's lease expires)`,
+    '  audit/gateway: not part of the system yet (see the open issues)',
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -58,7 +62,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: stopping\n`);
-    await engine.signal('SIGTERM');
+    await Promise.all([engine.signal('SIGTERM'), replica.signal('SIGTERM')]);
     if (nats) await nats.close();
     process.exit(0);
   };
