@@ -4,3 +4,4 @@ export { eventually } from './eventually.js';
 export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
 export { ManagedProcess, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
+export { TcpProxy } from './tcp-proxy.js';

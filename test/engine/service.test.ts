@@ -5,7 +5,7 @@ import { AuctionCore } from '../../engine/core/index.js';
 import { ShardLog } from '../../engine/log.js';
 import { replayBatch } from '../../engine/shard.js';
 import { decode, encode, EngineClient, subjects, type BidOutcome, type CommandResult, type LogBatch } from '../../protocol/index.js';
-import { EngineProcess, startNats } from '../../testkit/index.js';
+import { EngineProcess, startNats, TcpProxy } from '../../testkit/index.js';
 
 type Status = { status: string; lastSeq: number; durableSeq: number; streamSeq: number };
 
@@ -179,3 +179,37 @@ t.test('malformed, truncated and oversized requests get an error; the engine and
   t.match(await client.control<Status>(0, { op: 'status' }), { status: 'serving' });
 });
 
+
+t.test('an append whose PubAck never comes is not reported accepted; the engine resyncs and the retry counts once', async (t) => {
+  const nats = await startNats();
+  t.teardown(() => nats.close());
+  // The engine reaches NATS through a proxy that can stall its outgoing bytes.
+  const proxy = await TcpProxy.start('127.0.0.1', nats.port);
+  t.teardown(() => proxy.close());
+  const engine = await EngineProcess.start({ natsUrl: proxy.url, shards: '0', args: ['--engine-id', 'primary', '--append-timeout-ms', '300', '--lease-ttl-ms', '10000', '--lease-renew-ms', '2000'] });
+  t.teardown(() => engine.close());
+  const nc = await connect({ servers: nats.url });
+  t.teardown(() => nc.close());
+  const client = new EngineClient(nc, 1_500);
+  const auctionId = await createAuction(client);
+  t.match(await client.bid(auctionId, 2, 1, 500), { status: 'accepted' });
+
+  // The engine still receives the bid, decides it and publishes the batch, but
+  // neither the batch nor any reply leaves it: the append's outcome is unknown.
+  const appendFailed = engine.waitForOutput('append failed; resyncing from the stream');
+  proxy.hold('up');
+  const stalled = await client.bid(auctionId, 3, 7, 900);
+  await appendFailed;
+  t.match(stalled, { status: 'error', code: 'unavailable' }, 'an unknown outcome is answered unavailable, never accepted');
+
+  // The stalled bytes flow again: the batch lands late; the engine resyncs from the stream.
+  const resynced = engine.waitForOutput('"msg":"resynced; serving again"');
+  proxy.release('up');
+  await resynced;
+  const retry = (await client.bid(auctionId, 3, 7, 900)) as BidOutcome;
+  t.match(retry, { status: 'accepted', duplicate: true, leading: true }, 'the bid had landed: its retry is recognised');
+  const state = await client.control<{ auction: { bidCount: number; leaderId: number } }>(0, { op: 'state', auctionId });
+  t.match(state.auction, { bidCount: 2, leaderId: 3 }, 'and it counted once');
+  const replayed = await replayStream(nc);
+  t.equal((await client.control<{ stateHash: string }>(0, { op: 'hash' })).stateHash, replayed.stateHash(), 'the engine equals a replay of the stream');
+});

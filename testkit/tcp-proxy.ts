@@ -1,0 +1,63 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { freePort } from './ports.js';
+
+/**
+ * A TCP proxy on 127.0.0.1 for fault injection (no tc/iptables here). It can
+ * hold one direction (bytes wait, in order, until `release`), which models a
+ * network that stalls: e.g. holding `up` (client to server) lets a NATS client
+ * receive requests while its publishes and replies go nowhere for a while.
+ */
+export class TcpProxy {
+  private readonly pairs = new Set<{ client: Socket; server: Socket }>();
+  private held = { up: false, down: false };
+
+  private constructor(private readonly server: Server, readonly port: number) {}
+
+  static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
+    const port = await freePort();
+    const proxy: TcpProxy = new TcpProxy(
+      createServer((client) => {
+        const upstream = createConnection({ host: targetHost, port: targetPort });
+        const pair = { client, server: upstream };
+        proxy.pairs.add(pair);
+        client.pipe(upstream);
+        upstream.pipe(client);
+        if (proxy.held.up) client.pause();
+        if (proxy.held.down) upstream.pause();
+        const close = () => {
+          proxy.pairs.delete(pair);
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('error', close).on('close', close);
+        upstream.on('error', close).on('close', close);
+      }),
+      port,
+    );
+    await new Promise<void>((resolve) => proxy.server.listen(port, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  /** Stops forwarding one direction; bytes wait in the socket buffers. */
+  hold(direction: 'up' | 'down'): void {
+    this.held[direction] = true;
+    for (const { client, server } of this.pairs) (direction === 'up' ? client : server).pause();
+  }
+
+  release(direction: 'up' | 'down'): void {
+    this.held[direction] = false;
+    for (const { client, server } of this.pairs) (direction === 'up' ? client : server).resume();
+  }
+
+  async close(): Promise<void> {
+    for (const { client, server } of this.pairs) {
+      client.destroy();
+      server.destroy();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
