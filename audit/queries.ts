@@ -1,0 +1,131 @@
+import type { Database, Statement } from 'better-sqlite3';
+
+/** Bounds of the query API. */
+export const QUERY_LIMITS = { pageMax: 100, pageDefault: 20, queryCharsMax: 200, queryWordsMax: 10 };
+
+export type SearchSort = 'ending_soon' | 'newest' | 'price';
+const SORTS: Record<SearchSort, { column: string; direction: 'ASC' | 'DESC' }> = {
+  ending_soon: { column: 'ends_at', direction: 'ASC' },
+  newest: { column: 'created_at', direction: 'DESC' },
+  price: { column: 'price', direction: 'ASC' },
+};
+const STATUSES = new Set(['scheduled', 'open', 'closed', 'cancelled']);
+
+type AuctionRow = {
+  id: number; seller_id: number; title: string; description: string; image_url: string; starting_price: number; reserve_price: number;
+  starts_at: number; ends_at: number; soft_close_seconds: number; status: string; price: number; leader_id: number; bid_count: number;
+  version: number; reserve_met: number; winner_id: number; created_at: number;
+};
+
+/** The public Auction of API.md (the reserve itself is never shown). */
+export function toAuction(row: AuctionRow) {
+  const auction: Record<string, unknown> = {
+    id: row.id, sellerId: row.seller_id, title: row.title, description: row.description, imageUrl: row.image_url,
+    startingPrice: row.starting_price, startsAt: row.starts_at, endsAt: row.ends_at, softCloseSeconds: row.soft_close_seconds,
+    status: row.status, price: row.price, leaderId: row.leader_id || null, bidCount: row.bid_count, version: row.version,
+    hasReserve: row.reserve_price > 0, reserveMet: row.reserve_met === 1, createdAt: row.created_at,
+  };
+  if (row.winner_id) auction.winnerId = row.winner_id;
+  return auction;
+}
+
+/** A keyset cursor: the sort value and id of the last row returned. The same cursor works on every shard. */
+export function encodeCursor(sortValue: number, id: number): string {
+  return Buffer.from(JSON.stringify([sortValue, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): [number, number] | null {
+  if (cursor === undefined || cursor === null || cursor === '') return null;
+  try {
+    const value = JSON.parse(Buffer.from(String(cursor), 'base64url').toString()) as unknown;
+    if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isSafeInteger(v))) return value as [number, number];
+  } catch {
+    // Fall through.
+  }
+  throw new Error('bad cursor');
+}
+
+function limitOf(value: unknown): number {
+  if (value === undefined || value === null) return QUERY_LIMITS.pageDefault;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > QUERY_LIMITS.pageMax) throw new Error(`limit must be 1..${QUERY_LIMITS.pageMax}`);
+  return n;
+}
+
+/** Words of a search query as an FTS5 expression: every word must match (prefix on the last one). */
+export function ftsQuery(q: string): string | null {
+  if (q.length > QUERY_LIMITS.queryCharsMax) throw new Error(`q is longer than ${QUERY_LIMITS.queryCharsMax} characters`);
+  const words = q.toLowerCase().match(/[\p{L}\p{N}]+/gu)?.slice(0, QUERY_LIMITS.queryWordsMax) ?? [];
+  if (words.length === 0) return null;
+  return words.map((w, i) => `"${w}"${i === words.length - 1 ? '*' : ''}`).join(' ');
+}
+
+export class AuditQueries {
+  private readonly byId: Statement;
+  private readonly bidsPage: Statement;
+
+  constructor(private readonly db: Database) {
+    this.byId = db.prepare('SELECT * FROM auctions WHERE id = ?');
+    this.bidsPage = db.prepare('SELECT seq, bidder_id, bid_id, max_bid, status, reason, price_after, leading, at FROM bids WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?');
+  }
+
+  auction(id: number) {
+    const row = this.byId.get(id) as AuctionRow | undefined;
+    return row ? toAuction(row) : null;
+  }
+
+  /** Bid history by sequence; a bidder's maximum is shown only to that bidder. */
+  bids(auctionId: number, options: { after?: unknown; limit?: unknown; viewerId?: unknown }) {
+    const after = options.after === undefined || options.after === null ? 0 : Number(options.after);
+    if (!Number.isSafeInteger(after) || after < 0) throw new Error('after must be a sequence number');
+    const limit = limitOf(options.limit);
+    const viewer = Number(options.viewerId ?? 0);
+    const rows = this.bidsPage.all(auctionId, after, limit + 1) as { seq: number; bidder_id: number; bid_id: number; max_bid: number; status: string; reason: string | null; price_after: number; leading: number; at: number }[];
+    const page = rows.slice(0, limit).map((r) => {
+      const record: Record<string, unknown> = { seq: r.seq, bidderId: r.bidder_id, price: r.price_after, status: r.status, at: r.at, leading: r.leading === 1 };
+      if (r.reason) record.reason = r.reason;
+      if (viewer > 0 && r.bidder_id === viewer) {
+        record.maxBid = r.max_bid;
+        record.bidId = r.bid_id;
+      }
+      return record;
+    });
+    return { bids: page, next: rows.length > limit ? page[page.length - 1].seq : null };
+  }
+
+  /** Search with filters and keyset paging; results are ordered by (sort value, id). */
+  search(options: Record<string, unknown>) {
+    const sort = (options.sort ?? 'ending_soon') as SearchSort;
+    const order = SORTS[sort];
+    if (!order) throw new Error('sort must be ending_soon, newest or price');
+    const limit = limitOf(options.limit);
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const match = typeof options.q === 'string' ? ftsQuery(options.q) : null;
+    if (match) {
+      where.push('a.id IN (SELECT rowid FROM auctions_fts WHERE auctions_fts MATCH ?)');
+      params.push(match);
+    }
+    if (options.status !== undefined && options.status !== null) {
+      if (!STATUSES.has(String(options.status))) throw new Error('status must be scheduled, open, closed or cancelled');
+      where.push('a.status = ?');
+      params.push(options.status);
+    }
+    if (options.sellerId !== undefined && options.sellerId !== null) {
+      where.push('a.seller_id = ?');
+      params.push(Number(options.sellerId));
+    }
+    const cursor = decodeCursor(options.cursor);
+    const op = order.direction === 'ASC' ? '>' : '<';
+    if (cursor) {
+      where.push(`(a.${order.column} ${op} ? OR (a.${order.column} = ? AND a.id ${op} ?))`);
+      params.push(cursor[0], cursor[0], cursor[1]);
+    }
+    const sql = `SELECT a.* FROM auctions a ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY a.${order.column} ${order.direction}, a.id ${order.direction} LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, limit + 1) as AuctionRow[];
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1] as unknown as Record<string, number> | undefined;
+    return { auctions: page.map(toAuction), next: rows.length > limit && last ? encodeCursor(last[order.column], last.id) : null };
+  }
+}

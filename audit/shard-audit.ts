@@ -1,0 +1,193 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database, { type Database as DB } from 'better-sqlite3';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { commandError, decode, encode, streamName, type LogBatch } from '../protocol/index.js';
+import { Projection } from './projection.js';
+import { AuditQueries } from './queries.js';
+
+export const AUDIT_CONSUMER = 'audit';
+export const auditSubject = (shard: number) => `auction.audit.${shard}`;
+export const shardFile = (dataDir: string, shard: number) => join(dataDir, `shard-${shard}.sqlite`);
+
+/** Opens a shard's SQLite file in WAL mode with the read model's schema. */
+export function openShardDb(file: string, readonly = false): DB {
+  const db = new Database(file, { readonly, fileMustExist: readonly });
+  if (!readonly) {
+    db.pragma('journal_mode = WAL');
+    // WAL + NORMAL survives a process crash (like the 2.9 stream it mirrors); the position row makes replays safe.
+    db.pragma('synchronous = NORMAL');
+  }
+  return db;
+}
+
+export type ShardAuditOptions = {
+  shard: number;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  dataDir: string;
+  logger: Logger;
+  /** Stream messages per fetch, and so per transaction. */
+  fetchMax?: number;
+};
+
+/**
+ * One shard's audit: a durable pull consumer writing every event into the
+ * shard's SQLite file, one transaction per fetched run of messages with the
+ * stream position in the same transaction, acknowledged after the commit.
+ * It answers history, details and search queries for the shard over NATS.
+ */
+export class ShardAudit {
+  readonly db: DB;
+  private readonly projection: Projection;
+  private readonly queries: AuditQueries;
+  private readonly logger: Logger;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private messages: ConsumerMessages | null = null;
+  private sub: Subscription | null = null;
+  /** Newest batch time applied, and when: the lag gauge. */
+  lastApplied = { streamSeq: 0, batchT: 0, at: 0 };
+
+  constructor(private readonly o: ShardAuditOptions) {
+    mkdirSync(o.dataDir, { recursive: true });
+    this.db = openShardDb(shardFile(o.dataDir, o.shard));
+    this.projection = new Projection(this.db);
+    this.queries = new AuditQueries(this.db);
+    this.logger = o.logger.child({ shard: o.shard });
+  }
+
+  async start(): Promise<void> {
+    this.sub = this.o.nc.subscribe(auditSubject(this.o.shard), { callback: (_e, msg) => this.onQuery(msg) });
+    this.running = true;
+    this.loop = this.consume().catch((error: unknown) => {
+      this.logger.fatal({ err: error }, 'audit consumer failed; exiting');
+      process.exit(70);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.sub?.unsubscribe();
+    await this.messages?.close();
+    await this.loop;
+    this.db.close();
+  }
+
+  private async consume(): Promise<void> {
+    const stream = streamName(this.o.shard);
+    await this.waitForStream(stream);
+    await this.ensureConsumer(stream);
+    const consumer = await this.o.js.consumers.get(stream, AUDIT_CONSUMER);
+    const fetchMax = this.o.fetchMax ?? 256;
+    const apply = this.db.transaction((chunk: JsMsg[]) => {
+      for (const m of chunk) this.projection.applyBatch(m.seq, decode(m.data) as LogBatch);
+    });
+    // Whatever has arrived by the next turn of the event loop (at most fetchMax
+    // messages) is written in one transaction, then acknowledged.
+    let buffer: JsMsg[] = [];
+    let flushScheduled = false;
+    const flush = () => {
+      flushScheduled = false;
+      const chunk = buffer;
+      buffer = [];
+      if (chunk.length === 0) return;
+      try {
+        apply(chunk);
+      } catch (error) {
+        this.logger.fatal({ err: error, streamSeq: chunk[0].seq }, 'audit write failed; exiting');
+        process.exit(70);
+      }
+      // Acknowledge only after the commit: a crash in between means a harmless redelivery.
+      const last = chunk[chunk.length - 1];
+      last.ack();
+      this.lastApplied = { streamSeq: last.seq, batchT: (decode(last.data) as LogBatch).t, at: Date.now() };
+    };
+    this.messages = await consumer.consume({ max_messages: fetchMax * 4 });
+    for await (const message of this.messages) {
+      buffer.push(message);
+      if (buffer.length >= fetchMax) flush();
+      else if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flush);
+      }
+      if (!this.running) break;
+    }
+    flush();
+  }
+
+  private async waitForStream(stream: string): Promise<void> {
+    for (let attempt = 1; this.running; attempt++) {
+      try {
+        await this.o.jsm.streams.info(stream);
+        return;
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
+        if (attempt === 1) this.logger.info({ stream }, 'waiting for the shard stream');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
+  /**
+   * The durable consumer resumes after its acknowledged messages. If the file
+   * is behind that (restored, or deleted), the consumer is recreated from the
+   * file's position so nothing is skipped.
+   */
+  private async ensureConsumer(stream: string): Promise<void> {
+    const position = this.projection.position();
+    let info;
+    try {
+      info = await this.o.jsm.consumers.info(stream, AUDIT_CONSUMER);
+    } catch (error) {
+      if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) throw error;
+    }
+    if (info && info.ack_floor.stream_seq <= position.streamSeq) return;
+    if (info) {
+      this.logger.warn({ ackFloor: info.ack_floor.stream_seq, file: position.streamSeq }, 'file behind the consumer: recreating it');
+      await this.o.jsm.consumers.delete(stream, AUDIT_CONSUMER);
+    }
+    await this.o.jsm.consumers.add(stream, {
+      durable_name: AUDIT_CONSUMER,
+      ack_policy: AckPolicy.All,
+      deliver_policy: position.streamSeq === 0 ? DeliverPolicy.All : DeliverPolicy.StartSequence,
+      ...(position.streamSeq === 0 ? {} : { opt_start_seq: position.streamSeq + 1 }),
+      max_ack_pending: 10_000,
+      ack_wait: 30_000_000_000,
+    });
+  }
+
+  private onQuery(msg: Msg): void {
+    let request: Record<string, unknown>;
+    try {
+      request = decode(msg.data) as Record<string, unknown>;
+      if (!request || typeof request !== 'object') throw new Error('not an object');
+    } catch {
+      msg.respond(encode({ error: commandError('invalid_request', 'malformed query') }));
+      return;
+    }
+    try {
+      msg.respond(encode(this.answer(request)));
+    } catch (error) {
+      msg.respond(encode({ error: commandError('invalid_request', (error as Error).message) }));
+    }
+  }
+
+  private answer(request: Record<string, unknown>): unknown {
+    switch (request.op) {
+      case 'auction':
+        return { auction: this.queries.auction(Number(request.auctionId)) };
+      case 'bids':
+        return this.queries.bids(Number(request.auctionId), { after: request.after, limit: request.limit, viewerId: request.viewerId });
+      case 'search':
+        return this.queries.search(request);
+      case 'position':
+        return { ...this.projection.position(), lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0 };
+      default:
+        throw new Error('unknown op');
+    }
+  }
+}
