@@ -91,6 +91,11 @@ export const VERIFIED_TABLES: ReadonlyArray<readonly [table: string, key: string
   ['lifecycle', 'seq'],
 ];
 
+/** A stream message arrived out of order (e.g. a redelivery after a restart): realign from the stored position. */
+export class GapError extends Error {
+  override name = 'GapError';
+}
+
 export class Projection {
   private readonly statements: Record<string, Statement>;
 
@@ -126,12 +131,13 @@ export class Projection {
   applyBatch(streamSeq: number, batch: LogBatch): boolean {
     const position = this.position();
     if (streamSeq <= position.streamSeq) return false;
+    if (streamSeq !== position.streamSeq + 1) throw new GapError(`stream message ${streamSeq} follows ${position.streamSeq}`);
     let { eventSeq, eventCount, runningHash } = position;
     if (batch.leader) {
       this.statements.insertLifecycle.run({ seq: -streamSeq, streamSeq, type: 'leader', auctionId: 0, status: 'accepted', reason: null, winnerId: 0, price: 0, detail: batch.leader.engineId, at: batch.t });
     }
     for (const event of batch.events) {
-      if (event.seq !== eventSeq + 1) throw new Error(`stream message ${streamSeq}: event ${event.seq} follows ${eventSeq}`);
+      if (event.seq !== eventSeq + 1) throw new GapError(`stream message ${streamSeq}: event ${event.seq} follows ${eventSeq}`);
       this.applyEvent(streamSeq, event, batch.t);
       eventSeq = event.seq;
       eventCount++;

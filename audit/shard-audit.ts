@@ -5,7 +5,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type Co
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { commandError, decode, encode, streamName, type LogBatch } from '../protocol/index.js';
-import { Projection } from './projection.js';
+import { GapError, Projection } from './projection.js';
 import { AuditQueries } from './queries.js';
 
 export const AUDIT_CONSUMER = 'audit';
@@ -80,24 +80,44 @@ export class ShardAudit {
   private async consume(): Promise<void> {
     const stream = streamName(this.o.shard);
     await this.waitForStream(stream);
-    await this.ensureConsumer(stream);
+    while (this.running) {
+      await this.alignConsumer(stream);
+      await this.consumeFromPosition(stream);
+    }
+  }
+
+  /**
+   * Reads in stream order until stopped or until a message arrives out of
+   * order; then the caller realigns the consumer with the file and goes on.
+   */
+  private async consumeFromPosition(stream: string): Promise<void> {
     const consumer = await this.o.js.consumers.get(stream, AUDIT_CONSUMER);
     const fetchMax = this.o.fetchMax ?? 256;
     const apply = this.db.transaction((chunk: JsMsg[]) => {
       for (const m of chunk) this.projection.applyBatch(m.seq, decode(m.data) as LogBatch);
     });
+    const messages = await consumer.consume({ max_messages: fetchMax * 4 });
+    this.messages = messages;
     // Whatever has arrived by the next turn of the event loop (at most fetchMax
     // messages) is written in one transaction, then acknowledged.
     let buffer: JsMsg[] = [];
     let flushScheduled = false;
+    let gap = false;
     const flush = () => {
       flushScheduled = false;
       const chunk = buffer;
       buffer = [];
-      if (chunk.length === 0) return;
+      if (chunk.length === 0 || gap) return;
       try {
         apply(chunk);
       } catch (error) {
+        if (error instanceof GapError) {
+          // The transaction rolled back; nothing of the chunk is applied or acknowledged.
+          this.logger.warn({ err: error.message }, 'out-of-order delivery; realigning the consumer with the file');
+          gap = true;
+          void messages.close();
+          return;
+        }
         this.logger.fatal({ err: error, streamSeq: chunk[0].seq }, 'audit write failed; exiting');
         process.exit(70);
       }
@@ -106,15 +126,14 @@ export class ShardAudit {
       last.ack();
       this.lastApplied = { streamSeq: last.seq, batchT: (decode(last.data) as LogBatch).t, at: Date.now() };
     };
-    this.messages = await consumer.consume({ max_messages: fetchMax * 4 });
-    for await (const message of this.messages) {
+    for await (const message of messages) {
       buffer.push(message);
       if (buffer.length >= fetchMax) flush();
       else if (!flushScheduled) {
         flushScheduled = true;
         setImmediate(flush);
       }
-      if (!this.running) break;
+      if (!this.running || gap) break;
     }
     flush();
   }
@@ -133,22 +152,18 @@ export class ShardAudit {
   }
 
   /**
-   * The durable consumer resumes after its acknowledged messages. If the file
-   * is behind that (restored, or deleted), the consumer is recreated from the
-   * file's position so nothing is skipped.
+   * The file, not the consumer, knows what has been written: the durable
+   * consumer is (re)created to start right after the file's position. Reusing
+   * it as it was would resume after its acknowledged messages but leave the
+   * dead process's unacknowledged ones to a redelivery much later, out of
+   * order; and a file restored from a backup would be behind it.
    */
-  private async ensureConsumer(stream: string): Promise<void> {
+  private async alignConsumer(stream: string): Promise<void> {
     const position = this.projection.position();
-    let info;
     try {
-      info = await this.o.jsm.consumers.info(stream, AUDIT_CONSUMER);
+      await this.o.jsm.consumers.delete(stream, AUDIT_CONSUMER);
     } catch (error) {
       if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) throw error;
-    }
-    if (info && info.ack_floor.stream_seq <= position.streamSeq) return;
-    if (info) {
-      this.logger.warn({ ackFloor: info.ack_floor.stream_seq, file: position.streamSeq }, 'file behind the consumer: recreating it');
-      await this.o.jsm.consumers.delete(stream, AUDIT_CONSUMER);
     }
     await this.o.jsm.consumers.add(stream, {
       durable_name: AUDIT_CONSUMER,

@@ -5,3 +5,4 @@ export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
 export { ManagedProcess, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
+export { AuditProcess } from './audit-process.js';

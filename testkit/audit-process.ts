@@ -1,0 +1,43 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManagedProcess } from './managed-process.js';
+
+const script = () => new URL('../audit/main.js', import.meta.url).pathname;
+
+/** A real audit process (`dist/audit/main.js`) for tests and `make up`. */
+export class AuditProcess extends ManagedProcess {
+  readonly dataDir: string;
+  private readonly ownsDataDir: boolean;
+
+  private constructor(private readonly options: { natsUrl: string; shards: string; dataDir?: string; args?: string[] }) {
+    super('audit', '"msg":"audit ready"');
+    this.ownsDataDir = !options.dataDir;
+    this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'audit-'));
+  }
+
+  static async start(options: { natsUrl: string; shards: string; dataDir?: string; args?: string[] }): Promise<AuditProcess> {
+    const audit = new AuditProcess(options);
+    await audit.launch();
+    return audit;
+  }
+
+  protected command() {
+    return { file: process.execPath, args: [script(), '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
+  }
+
+  /** Runs `audit verify` on this process's files: its exit code and output. */
+  verify(): Promise<{ code: number; output: string }> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [script(), 'verify', '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir], (error, stdout, stderr) => {
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr });
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.terminate();
+    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
