@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
-import { encode, type BidOutcome, type CreateOutcome, type LifecycleOutcome, type LogBatch, type LogEvent } from '../protocol/index.js';
+import { type BidOutcome, type CreateOutcome, type LifecycleOutcome, type LogBatch, type LogEvent } from '../protocol/index.js';
 
 /**
  * The read model of one shard in SQLite: what the audit consumer writes and
@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS position (
   stream_seq INTEGER NOT NULL,   -- last stream message applied
   event_seq INTEGER NOT NULL,    -- last event applied
   event_count INTEGER NOT NULL,
-  running_hash TEXT NOT NULL     -- sha256 chain over every event, in order
+  running_hash TEXT NOT NULL     -- sha256 chain over every stream message's bytes, in order
 );
 INSERT OR IGNORE INTO position (id, stream_seq, event_seq, event_count, running_hash) VALUES (1, 0, 0, 0, '');
 
@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS bids (
   at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bids_auction ON bids (auction_id, seq);
-CREATE INDEX IF NOT EXISTS bids_bidder ON bids (bidder_id, seq);
 
 -- Everything else: creations (accepted or not), opens, closes, cancels, fences.
 CREATE TABLE IF NOT EXISTS lifecycle (
@@ -98,6 +97,8 @@ export class GapError extends Error {
 
 export class Projection {
   private readonly statements: Record<string, Statement>;
+  /** Accepted bids' effect on each auction, written once per auction at `flush` (the last state wins). */
+  private readonly pendingAuctionUpdates = new Map<number, unknown[]>();
 
   constructor(private readonly db: Database) {
     db.exec(SCHEMA);
@@ -109,8 +110,7 @@ export class Projection {
         @reservePrice, @startsAt, @endsAt, @softCloseSeconds, @status, @startingPrice, @version, @at, @seq)`),
       insertFts: db.prepare('INSERT INTO auctions_fts (rowid, title, description) VALUES (?, ?, ?)'),
       insertBid: db.prepare(`INSERT INTO bids (seq, auction_id, bidder_id, bid_id, max_bid, status, reason, price_after, leader_after, leading,
-        outbid_user_id, ends_at_after, duplicate, at) VALUES (@seq, @auctionId, @bidderId, @bidId, @maxBid, @status, @reason, @price, @leaderId,
-        @leading, @outbidUserId, @endsAt, @duplicate, @at)`),
+        outbid_user_id, ends_at_after, duplicate, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       bidAccepted: db.prepare('UPDATE auctions SET price = ?, leader_id = ?, bid_count = ?, version = ?, ends_at = ?, reserve_met = ? WHERE id = ?'),
       opened: db.prepare(`UPDATE auctions SET status = 'open', version = ? WHERE id = ?`),
       ended: db.prepare('UPDATE auctions SET status = ?, version = ?, winner_id = ?, price = ?, reserve_met = ?, ended_at = ?, end_reason = ?, ends_at = MIN(ends_at, ?) WHERE id = ?'),
@@ -125,14 +125,14 @@ export class Projection {
 
   /**
    * Applies one stream message. The caller wraps a fetched run of messages in
-   * one transaction; a message at or below the stored position is skipped,
-   * so a redelivery changes nothing.
+   * one transaction and calls `flush` before it commits; a message at or
+   * below the stored position is skipped, so a redelivery changes nothing.
    */
-  applyBatch(streamSeq: number, batch: LogBatch): boolean {
+  applyBatch(streamSeq: number, batch: LogBatch, raw: Uint8Array): boolean {
     const position = this.position();
     if (streamSeq <= position.streamSeq) return false;
     if (streamSeq !== position.streamSeq + 1) throw new GapError(`stream message ${streamSeq} follows ${position.streamSeq}`);
-    let { eventSeq, eventCount, runningHash } = position;
+    let { eventSeq, eventCount } = position;
     if (batch.leader) {
       this.statements.insertLifecycle.run({ seq: -streamSeq, streamSeq, type: 'leader', auctionId: 0, status: 'accepted', reason: null, winnerId: 0, price: 0, detail: batch.leader.engineId, at: batch.t });
     }
@@ -141,10 +141,26 @@ export class Projection {
       this.applyEvent(streamSeq, event, batch.t);
       eventSeq = event.seq;
       eventCount++;
-      runningHash = chainHash(runningHash, event, batch.t);
     }
-    this.statements.savePosition.run(streamSeq, eventSeq, eventCount, runningHash);
+    this.statements.savePosition.run(streamSeq, eventSeq, eventCount, chainHash(position.runningHash, raw));
     return true;
+  }
+
+  /**
+   * Writes the coalesced auction updates. Call it before the transaction
+   * around a run of `applyBatch` calls commits: the transaction, not the
+   * message, is the unit that lands whole.
+   */
+  flush(): void {
+    for (const values of this.pendingAuctionUpdates.values()) this.statements.bidAccepted.run(...values);
+    this.pendingAuctionUpdates.clear();
+  }
+
+  private flushAuction(auctionId: number): void {
+    const values = this.pendingAuctionUpdates.get(auctionId);
+    if (!values) return;
+    this.statements.bidAccepted.run(...values);
+    this.pendingAuctionUpdates.delete(auctionId);
   }
 
   private applyEvent(streamSeq: number, event: LogEvent, at: number): void {
@@ -153,13 +169,11 @@ export class Projection {
     switch (command.type) {
       case 'bid': {
         const o = outcome as BidOutcome;
-        s.insertBid.run({
-          seq, at, auctionId: command.auctionId, bidderId: command.bidderId, bidId: command.bidId, maxBid: finiteOr(command.maxBid, -1),
-          status: o.status, reason: o.reason ?? null, price: o.price, leaderId: o.leaderId, leading: o.leading ? 1 : 0,
-          outbidUserId: o.outbidUserId, endsAt: o.endsAt, duplicate: o.duplicate ? 1 : 0,
-        });
+        // Positional parameters: this runs for every bid.
+        s.insertBid.run(seq, command.auctionId, command.bidderId, command.bidId, finiteOr(command.maxBid, -1), o.status, o.reason ?? null,
+          o.price, o.leaderId, o.leading ? 1 : 0, o.outbidUserId, o.endsAt, o.duplicate ? 1 : 0, at);
         if (o.status === 'accepted' && !o.duplicate) {
-          s.bidAccepted.run(o.price, o.leaderId, o.bidCount, o.version, o.endsAt, o.reserveMet ? 1 : 0, command.auctionId);
+          this.pendingAuctionUpdates.set(command.auctionId, [o.price, o.leaderId, o.bidCount, o.version, o.endsAt, o.reserveMet ? 1 : 0, command.auctionId]);
         }
         return;
       }
@@ -181,6 +195,7 @@ export class Projection {
       case 'open':
       case 'close':
       case 'cancel': {
+        this.flushAuction(command.auctionId);
         const o = outcome as LifecycleOutcome;
         if (o.status === 'accepted') {
           if (command.type === 'open') s.opened.run(o.version, command.auctionId);
@@ -199,9 +214,9 @@ export class Projection {
   }
 }
 
-/** The running hash: sha256(previous hex || msgpack of the event and its time). */
-export function chainHash(previous: string, event: LogEvent, at: number): string {
-  return createHash('sha256').update(previous).update(encode({ at, seq: event.seq, command: event.command, outcome: event.outcome, text: event.text ?? null })).digest('hex');
+/** The running hash: sha256(previous hex || the stream message's bytes), over every message in order. */
+export function chainHash(previous: string, raw: Uint8Array): string {
+  return createHash('sha256').update(previous).update(raw).digest('hex');
 }
 
 function finiteOr(value: number, fallback: number): number {

@@ -4,7 +4,8 @@ import Database, { type Database as DB } from 'better-sqlite3';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { commandError, decode, encode, streamName, type LogBatch } from '../protocol/index.js';
+import * as hdr from 'hdr-histogram-js';
+import { commandError, decode, decodeLog, encode, streamName, type LogBatch } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
 import { AuditQueries } from './queries.js';
 
@@ -19,6 +20,8 @@ export function openShardDb(file: string, readonly = false): DB {
     db.pragma('journal_mode = WAL');
     // WAL + NORMAL survives a process crash (like the 2.9 stream it mirrors); the position row makes replays safe.
     db.pragma('synchronous = NORMAL');
+    db.pragma('cache_size = -65536'); // 64 MiB of pages: the hot auctions and index pages stay in memory
+    db.pragma('temp_store = MEMORY');
   }
   return db;
 }
@@ -30,8 +33,10 @@ export type ShardAuditOptions = {
   jsm: JetStreamManager;
   dataDir: string;
   logger: Logger;
-  /** Stream messages per fetch, and so per transaction. */
+  /** Stream messages per transaction at most. */
   fetchMax?: number;
+  /** Bytes of stream messages per transaction at most: bounds how long one write holds the event loop. */
+  chunkBytesMax?: number;
 };
 
 /**
@@ -51,6 +56,8 @@ export class ShardAudit {
   private sub: Subscription | null = null;
   /** Newest batch time applied, and when: the lag gauge. */
   lastApplied = { streamSeq: 0, batchT: 0, at: 0 };
+  /** Commit time minus engine time of every message applied (ms), since the last reset. */
+  private readonly lag = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 2 });
 
   constructor(private readonly o: ShardAuditOptions) {
     mkdirSync(o.dataDir, { recursive: true });
@@ -93,23 +100,31 @@ export class ShardAudit {
   private async consumeFromPosition(stream: string): Promise<void> {
     const consumer = await this.o.js.consumers.get(stream, AUDIT_CONSUMER);
     const fetchMax = this.o.fetchMax ?? 256;
-    const apply = this.db.transaction((chunk: JsMsg[]) => {
-      for (const m of chunk) this.projection.applyBatch(m.seq, decode(m.data) as LogBatch);
+    const apply = this.db.transaction((chunk: { seq: number; batch: LogBatch; raw: Uint8Array }[]) => {
+      for (const { seq, batch, raw } of chunk) this.projection.applyBatch(seq, batch, raw);
+      this.projection.flush();
     });
-    const messages = await consumer.consume({ max_messages: fetchMax * 4 });
+    const chunkBytesMax = this.o.chunkBytesMax ?? 1 << 20;
+    // A bounded pull window: queries share the connection and must not queue behind megabytes of backlog.
+    const messages = await consumer.consume({ max_bytes: 4 * chunkBytesMax });
     this.messages = messages;
     // Whatever has arrived by the next turn of the event loop (at most fetchMax
-    // messages) is written in one transaction, then acknowledged.
+    // messages or chunkBytesMax bytes) is written in one transaction, then
+    // acknowledged; after a full chunk the loop yields so queries and the
+    // client's heartbeats are served even while catching up a backlog.
     let buffer: JsMsg[] = [];
+    let bufferedBytes = 0;
     let flushScheduled = false;
     let gap = false;
     const flush = () => {
       flushScheduled = false;
       const chunk = buffer;
       buffer = [];
+      bufferedBytes = 0;
       if (chunk.length === 0 || gap) return;
+      const decoded = chunk.map((m) => ({ seq: m.seq, batch: decodeLog(m.data), raw: m.data }));
       try {
-        apply(chunk);
+        apply(decoded);
       } catch (error) {
         if (error instanceof GapError) {
           // The transaction rolled back; nothing of the chunk is applied or acknowledged.
@@ -124,12 +139,17 @@ export class ShardAudit {
       // Acknowledge only after the commit: a crash in between means a harmless redelivery.
       const last = chunk[chunk.length - 1];
       last.ack();
-      this.lastApplied = { streamSeq: last.seq, batchT: (decode(last.data) as LogBatch).t, at: Date.now() };
+      const now = Date.now();
+      for (const { batch } of decoded) this.lag.recordValue(Math.min(3_600_000, Math.max(1, now - batch.t)));
+      this.lastApplied = { streamSeq: last.seq, batchT: decoded[decoded.length - 1].batch.t, at: now };
     };
     for await (const message of messages) {
       buffer.push(message);
-      if (buffer.length >= fetchMax) flush();
-      else if (!flushScheduled) {
+      bufferedBytes += message.data.length;
+      if (buffer.length >= fetchMax || bufferedBytes >= chunkBytesMax) {
+        flush();
+        await new Promise((resolve) => setImmediate(resolve));
+      } else if (!flushScheduled) {
         flushScheduled = true;
         setImmediate(flush);
       }
@@ -199,8 +219,17 @@ export class ShardAudit {
         return this.queries.bids(Number(request.auctionId), { after: request.after, limit: request.limit, viewerId: request.viewerId });
       case 'search':
         return this.queries.search(request);
-      case 'position':
-        return { ...this.projection.position(), lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0 };
+      case 'position': {
+        const answer = {
+          ...this.projection.position(),
+          lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
+          lagMsP50: this.lag.getValueAtPercentile(50),
+          lagMsP99: this.lag.getValueAtPercentile(99),
+          lagSamples: this.lag.totalCount,
+        };
+        if (request.resetLag) this.lag.reset();
+        return answer;
+      }
       default:
         throw new Error('unknown op');
     }

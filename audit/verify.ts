@@ -42,7 +42,8 @@ export async function verifyShard(js: JetStreamClient, jsm: JetStreamManager, sh
     const projection = new Projection(fresh);
     // One connection, nothing concurrent: a transaction may span the reads.
     fresh.exec('BEGIN');
-    for await (const { streamSeq, batch } of log.read(0, filePosition.streamSeq)) projection.applyBatch(streamSeq, batch);
+    for await (const { streamSeq, batch, raw } of log.read(0, filePosition.streamSeq)) projection.applyBatch(streamSeq, batch, raw);
+    projection.flush();
     fresh.exec('COMMIT');
     for (const [table, key] of VERIFIED_TABLES) {
       const difference = compareTable(db, fresh, table, key);

@@ -1,5 +1,5 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
-import { decode, streamName, subjects, type LogBatch } from '../protocol/index.js';
+import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
 
 /** What a shard's stream records about the shard itself (its description field). */
 export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
@@ -93,13 +93,13 @@ export class ShardLog {
     });
     const raw = await consumer.consume({ max_messages: 512 });
     async function* messages() {
-      for await (const message of raw) yield { streamSeq: message.seq, batch: decode(message.data) as LogBatch, pending: message.info.pending };
+      for await (const message of raw) yield { streamSeq: message.seq, batch: decodeLog(message.data), pending: message.info.pending };
     }
     return { messages: messages(), stop: async () => void (await raw.close()) };
   }
 
-  /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */
-  async *read(afterStreamSeq: number, toStreamSeq: number): AsyncGenerator<{ streamSeq: number; batch: LogBatch }> {
+  /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order, with their raw bytes. */
+  async *read(afterStreamSeq: number, toStreamSeq: number): AsyncGenerator<{ streamSeq: number; batch: LogBatch; raw: Uint8Array }> {
     if (toStreamSeq <= afterStreamSeq) return;
     const consumer = await this.js.consumers.get(this.stream, {
       deliver_policy: DeliverPolicy.StartSequence,
@@ -108,7 +108,7 @@ export class ShardLog {
     const messages = await consumer.consume({ max_messages: 512 });
     try {
       for await (const message of messages) {
-        yield { streamSeq: message.seq, batch: decode(message.data) as LogBatch };
+        yield { streamSeq: message.seq, batch: decodeLog(message.data), raw: message.data };
         if (message.seq >= toStreamSeq) break;
       }
     } finally {

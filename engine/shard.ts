@@ -11,6 +11,7 @@ import {
   commandError,
   decode,
   encode,
+  encodeLog,
   parseCommand,
   subjects,
   WIRE_LIMITS,
@@ -172,7 +173,7 @@ export class ShardEngine {
     for (let attempt = 1; ; attempt++) {
       const fence: LogBatch = { v: 1, shard: this.shard, writer: this.options.writer, t: Math.max(this.clock(), this.core.lastTimestampMs), events: [], leader: { engineId: this.options.engineId ?? this.options.writer, writer: this.options.writer } };
       try {
-        const ack = await this.log.append(encode(fence), this.durableStreamSeq, this.options.writer, this.limits.appendTimeoutMs);
+        const ack = await this.log.append(encodeLog(fence), this.durableStreamSeq, this.options.writer, this.limits.appendTimeoutMs);
         this.durableStreamSeq = ack.seq;
         this.expectStreamSeq = ack.seq;
         break;
@@ -407,7 +408,7 @@ export class ShardEngine {
       append: Promise.resolve(),
     };
     batch.append = this.log
-      .append(encode(batchMessage), expectStreamSeq, this.options.writer, this.limits.appendTimeoutMs)
+      .append(encodeLog(batchMessage), expectStreamSeq, this.options.writer, this.limits.appendTimeoutMs)
       .then(
         (ack) => this.onAppended(batch, ack.seq),
         (error: unknown) => this.onAppendFailed(batch, error),

@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { AuctionCore } from '../../engine/core/index.js';
 import { ShardLog } from '../../engine/log.js';
 import { replayBatch } from '../../engine/shard.js';
-import { decode, encode, EngineClient, subjects, type BidOutcome, type CommandResult, type LogBatch } from '../../protocol/index.js';
+import { decode, decodeLog, encode, encodeLog, EngineClient, subjects, type BidOutcome, type CommandResult, type LogBatch } from '../../protocol/index.js';
 import { EngineProcess, startNats, TcpProxy } from '../../testkit/index.js';
 
 type Status = { status: string; lastSeq: number; durableSeq: number; streamSeq: number };
@@ -38,7 +38,7 @@ function awaitEvent(nc: NatsConnection, match: (e: LogBatch['events'][number]) =
   return new Promise((resolve) => {
     const sub = nc.subscribe(subjects.log(0), {
       callback: (_err, msg) => {
-        const batch = decode(msg.data) as LogBatch;
+        const batch = decodeLog(msg.data);
         const event = batch.events.find(match);
         if (event) {
           sub.unsubscribe();
@@ -100,7 +100,7 @@ t.test('fencing: another writer appends; the engine stops serving the shard and 
   const jsm = await jetstreamManager(nc);
   const before = (await jsm.streams.info('AUCTION_LOG_0')).state.last_seq;
   const intruder: LogBatch = { v: 1, shard: 0, writer: 'intruder', t: Date.now(), events: [] };
-  await jetstream(nc).publish(subjects.log(0), encode(intruder), { expect: { lastSequence: before } });
+  await jetstream(nc).publish(subjects.log(0), encodeLog(intruder), { expect: { lastSequence: before } });
 
   const fenced = await client.bid(auctionId, 3, 1, 900);
   t.match(fenced, { status: 'error', code: 'unavailable' }, 'the bid decided before the fence is not reported accepted');
