@@ -3,6 +3,7 @@ import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { NatsServer } from '../testkit/nats-server.js';
 import { EngineProcess } from '../testkit/engine-process.js';
+import { AuditProcess } from '../testkit/audit-process.js';
 import { freePort } from '../testkit/ports.js';
 
 /**
@@ -45,6 +46,9 @@ async function main(): Promise<void> {
   const replicaDir = resolve(DATA_DIR, 'replica');
   mkdirSync(replicaDir, { recursive: true });
   const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', args: ['--engine-id', 'local-replica'] });
+  const auditDir = resolve(DATA_DIR, 'audit');
+  mkdirSync(auditDir, { recursive: true });
+  const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir });
 
   const lines = [
     'auction engine: local system is up',
@@ -52,7 +56,9 @@ async function main(): Promise<void> {
     `  engine            shards 0-${SHARD_COUNT - 1}  (pid ${engine.pid}, snapshots ${engineDir})`,
     `                    commands: NATS request auction.cmd.<shard>, msgpack {commands:[...]}; log: stream AUCTION_LOG_<shard>`,
     `  replica           shards 0-${SHARD_COUNT - 1}  (pid ${replica.pid}, hot standby; takes over when a primary's lease expires)`,
-    '  audit/gateway: not part of the system yet (see the open issues)',
+    `  audit             shards 0-${SHARD_COUNT - 1}  (pid ${audit.pid}, SQLite files ${auditDir}/shard-<n>.sqlite; queries: NATS request auction.audit.<shard>)`,
+    `                    verify: node dist/audit/main.js verify --nats ${natsUrl} --shards 0-${SHARD_COUNT - 1} --data-dir ${auditDir}`,
+    '  gateway: not part of the system yet (see the open issues)',
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -62,7 +68,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: stopping\n`);
-    await Promise.all([engine.signal('SIGTERM'), replica.signal('SIGTERM')]);
+    await Promise.all([engine.signal('SIGTERM'), replica.signal('SIGTERM'), audit.signal('SIGTERM')]);
     if (nats) await nats.close();
     process.exit(0);
   };
