@@ -7,7 +7,7 @@ import { parseShards } from '../engine/config.js';
 import { ShardAudit, shardFile } from './shard-audit.js';
 import { verifyShard } from './verify.js';
 
-const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--json]
+const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--chunk-bytes-max N] [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
   audit verify   prove each file matches its stream; exit 1 naming the first difference
   env: NATS_URL, SHARDS, AUDIT_DIR, LOG_LEVEL`;
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: {
         nats: { type: 'string' }, shards: { type: 'string' }, 'data-dir': { type: 'string' }, 'log-level': { type: 'string' },
-        'fetch-max': { type: 'string' }, json: { type: 'boolean' },
+        'fetch-max': { type: 'string' }, 'chunk-bytes-max': { type: 'string' }, json: { type: 'boolean' },
       },
     });
   } catch (error) {
@@ -56,7 +56,11 @@ async function main(): Promise<void> {
   }
 
   const logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info', base: { service: 'audit', pid: process.pid } });
-  const audits = shards.map((shard) => new ShardAudit({ shard, nc, js, jsm, dataDir, logger, fetchMax: Number(values['fetch-max'] ?? 256) }));
+  const audits = shards.map((shard) => new ShardAudit({
+    shard, nc, js, jsm, dataDir, logger,
+    fetchMax: Number(values['fetch-max'] ?? 256),
+    chunkBytesMax: Number(values['chunk-bytes-max'] ?? 1 << 20),
+  }));
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

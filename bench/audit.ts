@@ -24,6 +24,7 @@ const { values } = parseArgs({
     'live-rate': { type: 'string', default: '50000' },
     'live-seconds': { type: 'string', default: '5' },
     out: { type: 'string', default: 'bench/results/audit.json' },
+    'chunk-bytes-max': { type: 'string', default: String(1 << 20) },
   },
 });
 const EVENTS = Number(values.events);
@@ -87,8 +88,10 @@ try {
   const feeder = new Feeder(log);
   say(`bench-audit: filling the stream with ${EVENTS.toLocaleString('en')} events in batches of ${BATCH}`);
   await feeder.feed(EVENTS);
-  audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0' });
+  audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0', args: ['--chunk-bytes-max', values['chunk-bytes-max']] });
   const started = Date.now();
+  await until(nc, 1);
+  say(`  first event applied after ${Date.now() - started} ms`);
   await until(nc, EVENTS);
   const eventsPerSec = Math.round(EVENTS / ((Date.now() - started) / 1000));
   say(`  catch-up: ${eventsPerSec.toLocaleString('en')} events/s into SQLite`);
