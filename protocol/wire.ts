@@ -4,23 +4,23 @@ import { REASONS, type Reason } from './reasons.js';
 
 /**
  * The NATS wire protocol between gateways, engines, replicas and the audit
- * store. Every payload is msgpack (plain maps, no shared record structures,
- * so any msgpack decoder reads it).
+ * store: msgpack written with msgpackr records (each message defines its own
+ * record shapes, so it decodes on its own, and msgpackr decoders read plain
+ * maps and records alike). Records make the repeated shapes of batched
+ * commands, results and events several times cheaper to decode and smaller.
+ * Client-facing msgpack (WebSocket frames) is plain maps, for any library.
  */
-export const packr = new Packr({ useRecords: false, moreTypes: false });
+export const packr = new Packr({ useRecords: true, moreTypes: false });
 export const encode = (value: unknown): Uint8Array => packr.pack(value);
 export const decode = (bytes: Uint8Array): unknown => packr.unpack(bytes);
 
 /**
- * Log batches (the shard streams) use msgpackr records: each message carries
- * the definitions of its own record shapes (a reader can start anywhere),
- * and the repeated event shapes cost no key strings. Measured: 4x smaller,
- * 7x faster to decode and 2x faster to encode than plain maps. Only our own
- * processes read the log; client-facing msgpack stays plain.
+ * Log batches (the shard streams). Records measured on a 500-event batch: 4x
+ * smaller, 7x faster to decode and 2x faster to encode than plain maps; each
+ * message carries its own definitions, so a reader can start anywhere.
  */
-const logPackr = new Packr({ useRecords: true, moreTypes: false });
-export const encodeLog = (batch: LogBatch): Uint8Array => logPackr.pack(batch);
-export const decodeLog = (bytes: Uint8Array): LogBatch => logPackr.unpack(bytes) as LogBatch;
+export const encodeLog = (batch: LogBatch): Uint8Array => packr.pack(batch);
+export const decodeLog = (bytes: Uint8Array): LogBatch => packr.unpack(bytes) as LogBatch;
 
 export const subjects = {
   /** Commands for a shard, request/reply, served by its primary engine. */
