@@ -1,6 +1,5 @@
-import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { saveResult } from './results.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { AuctionCore } from '../engine/core/index.js';
@@ -110,14 +109,7 @@ try {
   say(`  verify took ${Date.now() - verifyStarted} ms`);
   say(`  audit verify: ${verify.output.trim()}`);
   const result = { eventsPerSec, lagMsP99: live.lagMsP99 };
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    // Not a git checkout.
-  }
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync(values.out, JSON.stringify({ bench: 'audit', at: new Date().toISOString(), commit, node: process.version, events: EVENTS, batchEvents: BATCH, liveRate, lagMsP50: live.lagMsP50, verify: verify.code === 0, ...result }, null, 2) + '\n');
+  saveResult(values.out, 'audit', { events: EVENTS, batchEvents: BATCH, liveRate, lagMsP50: live.lagMsP50, verify: verify.code === 0, ...result });
   process.stdout.write(JSON.stringify(result) + '\n');
 } catch (error) {
   if (audit) say(`audit log:\n${audit.log.slice(-3_000)}`);

@@ -1,6 +1,5 @@
-import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { saveResult } from './results.js';
 import { AuctionCore, LIMITS } from '../engine/core/index.js';
 
 /**
@@ -120,15 +119,5 @@ for (const auctions of counts) {
 }
 
 const last = results[results.length - 1];
-let commit = 'unknown';
-try {
-  commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-} catch {
-  // Not a git checkout.
-}
-mkdirSync('bench/results', { recursive: true });
-writeFileSync(
-  values.out,
-  JSON.stringify({ bench: 'core', at: new Date().toISOString(), commit, node: process.version, idempotencyEntries: LIMITS.idempotencyEntriesDefault, results }, null, 2) + '\n',
-);
+saveResult(values.out, 'core', { idempotencyEntries: LIMITS.idempotencyEntriesDefault, results });
 process.stdout.write(JSON.stringify({ auctions: last.auctions, bidsPerSec: last.bidsPerSec, bytesPerAuction: last.bytesPerAuction }) + '\n');

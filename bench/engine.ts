@@ -1,6 +1,5 @@
-import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { saveResult } from './results.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import * as hdr from 'hdr-histogram-js';
@@ -169,12 +168,5 @@ const result = {
   eventsPerAppend: measured.eventsPerAppend,
   jetstreamPerBidCeiling: ceiling,
 };
-let commit = 'unknown';
-try {
-  commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-} catch {
-  // Not a git checkout.
-}
-mkdirSync('bench/results', { recursive: true });
-writeFileSync(values.out, JSON.stringify({ bench: 'engine', at: new Date().toISOString(), commit, node: process.version, seconds: SECONDS, requesters: REQUESTERS, bidsPerRequest: PER_REQUEST, ...result, vsCeiling: Number((result.bidsPerSec / ceiling).toFixed(2)) }, null, 2) + '\n');
+saveResult(values.out, 'engine', { seconds: SECONDS, requesters: REQUESTERS, bidsPerRequest: PER_REQUEST, ...result, vsCeiling: Number((result.bidsPerSec / ceiling).toFixed(2)) });
 process.stdout.write(JSON.stringify(result) + '\n');

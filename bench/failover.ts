@@ -1,6 +1,5 @@
-import { execSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { saveResult } from './results.js';
 import { connect } from '@nats-io/transport-node';
 import { EngineClient, type CreateOutcome } from '../protocol/index.js';
 import { BidLoad, EngineProcess, replayShard, startNats } from '../testkit/index.js';
@@ -66,14 +65,7 @@ try {
     acceptedTwice,
   };
   say(`  ${load.acked.length} bids acknowledged over ${KILLS} kills; outages (ms): ${outages.join(', ')}`);
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    // Not a git checkout.
-  }
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync(values.out, JSON.stringify({ bench: 'failover', at: new Date().toISOString(), commit, node: process.version, leaseTtlMs: Number(values['lease-ttl-ms']), acked: load.acked.length, outagesMs: outages, ...result }, null, 2) + '\n');
+  saveResult(values.out, 'failover', { leaseTtlMs: Number(values['lease-ttl-ms']), acked: load.acked.length, outagesMs: outages, ...result });
   process.stdout.write(JSON.stringify(result) + '\n');
 } finally {
   await nc.close();

@@ -462,19 +462,31 @@ export class ShardEngine {
 
   /** After an unknown outcome: wait for every append to settle, rebuild from the log, serve again. */
   private async resync(): Promise<void> {
+    await this.rebuildWhile('resyncing', async () => {
+      this.status = 'serving';
+      this.logger.info({ lastSeq: this.core.lastSeq, streamSeq: this.durableStreamSeq }, 'resynced; serving again');
+      this.armTimer();
+      this.schedule();
+    });
+  }
+
+  /**
+   * Waits for every append in flight to settle, then rebuilds from snapshot
+   * and stream (retrying transient failures) as long as the status stays
+   * `status`, and runs `then`. Being deposed meanwhile, or a broken
+   * invariant, ends it.
+   */
+  private async rebuildWhile(status: Status, then: () => Promise<void>): Promise<void> {
     await Promise.allSettled(this.inflight.map((b) => b.append));
     this.inflight = [];
-    for (let attempt = 1; this.status === 'resyncing'; attempt++) {
+    for (let attempt = 1; this.status === status; attempt++) {
       try {
         await this.rebuild();
-        if (this.status !== 'resyncing') return;
-        this.status = 'serving';
-        this.logger.info({ lastSeq: this.core.lastSeq, streamSeq: this.durableStreamSeq }, 'resynced; serving again');
-        this.armTimer();
-        this.schedule();
+        if (this.status !== status) return;
+        await then();
         return;
       } catch (error) {
-        if (error instanceof DeposedError) {
+        if (error instanceof DeposedError && this.status !== 'deposed') {
           this.depose(error);
           return;
         }
@@ -482,7 +494,7 @@ export class ShardEngine {
           this.crash(error);
           return;
         }
-        this.logger.warn({ err: error, attempt }, 'resync failed; retrying');
+        this.logger.warn({ err: error, attempt, status }, 'rebuild failed; retrying');
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
       }
     }
@@ -542,20 +554,7 @@ export class ShardEngine {
 
   /** After losing the shard: forget undecided state, rebuild from the log, follow as a replica. */
   private async rejoinAsFollower(): Promise<void> {
-    await Promise.allSettled(this.inflight.map((b) => b.append));
-    this.inflight = [];
-    for (let attempt = 1; this.status === 'deposed'; attempt++) {
-      try {
-        await this.rebuild();
-        if (this.status !== 'deposed') return;
-        await this.follow();
-        return;
-      } catch (error) {
-        if (error instanceof InvariantError) this.crash(error);
-        this.logger.warn({ err: error, attempt }, 'rejoin as follower failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
-      }
-    }
+    await this.rebuildWhile('deposed', () => this.follow());
   }
 
   /** A broken invariant: stop deciding at once, loudly. */
