@@ -116,8 +116,13 @@ export class ShardEngine {
   private nodeControlSub: Subscription | null = null;
   private follower: { stop: () => Promise<void>; done: Promise<void> } | null = null;
   private leaseWatchdog: NodeJS.Timeout | null = null;
-  /** Follower lag: stream messages not applied yet, and the age of the newest applied batch. */
-  private lag = { batches: 0, ms: 0 };
+  /**
+   * Follower lag: stream messages not applied yet (exact), events in them
+   * (estimated from the mean events per message so far) and how old the
+   * newest applied batch was when applied (0 when caught up).
+   */
+  private lag = { messagesBehind: 0, eventsBehindEstimate: 0, msBehind: 0 };
+  private followed = { messages: 0, events: 0 };
   private becameLeaderAt = 0;
 
   constructor(private readonly options: ShardEngineOptions) {
@@ -212,7 +217,13 @@ export class ShardEngine {
         this.expectStreamSeq = streamSeq;
         this.durableSeq = this.core.lastSeq;
         this.eventsSinceSnapshot += batch.events.length;
-        this.lag = { batches: pending, ms: pending === 0 ? 0 : Math.max(0, this.clock() - batch.t) };
+        this.followed.messages += 1;
+        this.followed.events += batch.events.length;
+        this.lag = {
+          messagesBehind: pending,
+          eventsBehindEstimate: Math.round((pending * this.followed.events) / this.followed.messages),
+          msBehind: pending === 0 ? 0 : Math.max(0, this.clock() - batch.t),
+        };
         if (this.eventsSinceSnapshot >= this.limits.snapshotEveryEvents) this.takeSnapshot();
       }
     })().catch((error: unknown) => {
