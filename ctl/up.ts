@@ -5,6 +5,7 @@ import { NatsServer } from '../testkit/nats-server.js';
 import { EngineProcess } from '../testkit/engine-process.js';
 import { AuditProcess } from '../testkit/audit-process.js';
 import { freePort } from '../testkit/ports.js';
+import { handleSignals } from '../testkit/managed-process.js';
 
 /**
  * `make up`: runs the local system in the foreground. It starts a nats-server
@@ -37,6 +38,8 @@ async function startLocalNats(): Promise<NatsServer> {
 }
 
 async function main(): Promise<void> {
+  // This launcher stops its processes gracefully itself (below).
+  handleSignals(false);
   const external = process.env.NATS_URL;
   const nats = external ? null : await startLocalNats();
   const natsUrl = external ?? nats!.url;

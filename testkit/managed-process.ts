@@ -5,6 +5,24 @@ process.once('exit', () => {
   for (const p of running) p.killNow();
 });
 
+/**
+ * A test or bench process killed by a signal (a tap timeout, Ctrl-C) runs no
+ * 'exit' handlers, so its servers would outlive it: kill them and exit with
+ * the signal's code. A program with its own graceful stop (`make up`) turns
+ * this off with `handleSignals(false)`.
+ */
+let signalsHandled = true;
+export function handleSignals(on: boolean): void {
+  signalsHandled = on;
+}
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  process.on(signal, () => {
+    if (!signalsHandled) return;
+    for (const p of running) p.killNow();
+    process.exit(code);
+  });
+}
+
 export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT';
 
 /**
