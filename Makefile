@@ -33,8 +33,9 @@ typecheck: deps
 nats:
 	@scripts/ensure-nats.sh >/dev/null
 
+# VERIFY=1: every engine and replica the tests start sweeps all core invariants after each batch.
 test: build nats
-	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" npx tap $(TAP_FLAGS) $(TESTS)
+	VERIFY=1 NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" npx tap $(TAP_FLAGS) $(TESTS)
 
 up: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/ctl/up.js

@@ -56,6 +56,8 @@ export type ShardEngineOptions = {
   lease?: { kv: KV; ttlMs: number; renewMs: number };
   /** Start as a follower even when the lease is free (the `replica` role); it still takes over on expiry. */
   preferFollow?: boolean;
+  /** Sweep every invariant of the core after each batch (default: VERIFY=1 in the environment; tests and soak runs). */
+  verify?: boolean;
 };
 
 type Status = 'starting' | 'serving' | 'following' | 'taking-over' | 'resyncing' | 'deposed' | 'stopped';
@@ -124,6 +126,7 @@ export class ShardEngine {
   private lag = { messagesBehind: 0, eventsBehindEstimate: 0, msBehind: 0 };
   private followed = { messages: 0, events: 0 };
   private becameLeaderAt = 0;
+  private readonly verifyEveryBatch: boolean;
 
   constructor(private readonly options: ShardEngineOptions) {
     this.shard = options.shard;
@@ -131,6 +134,7 @@ export class ShardEngine {
     this.snapshots = new SnapshotStore(join(options.dataDir, `shard-${options.shard}`));
     this.logger = options.logger.child({ shard: options.shard });
     this.clock = options.clock ?? Date.now;
+    this.verifyEveryBatch = options.verify ?? process.env.VERIFY === '1';
     this.lease = options.lease
       ? new ShardLease(options.lease.kv, options.shard, { engineId: options.engineId ?? options.writer, writer: options.writer }, options.lease.ttlMs, options.lease.renewMs, this.logger)
       : null;
@@ -213,6 +217,7 @@ export class ShardEngine {
       for await (const { streamSeq, batch, pending } of messages) {
         if (streamSeq <= this.durableStreamSeq) continue;
         replayBatch(this.core, batch);
+        if (this.verifyEveryBatch) this.core.verify();
         this.durableStreamSeq = streamSeq;
         this.expectStreamSeq = streamSeq;
         this.durableSeq = this.core.lastSeq;
@@ -366,6 +371,14 @@ export class ShardEngine {
     } catch (error) {
       this.crash(error);
       return;
+    }
+    if (this.verifyEveryBatch) {
+      try {
+        this.core.verify();
+      } catch (error) {
+        this.crash(error);
+        return;
+      }
     }
     if (events.length === 0) {
       // Only duplicates and malformed commands: answer once what they point at is durable.
