@@ -406,7 +406,8 @@ export class ShardEngine {
         }
       }
       const event = this.decide(command, t, text);
-      request.results[i] = { ...event.outcome, seq: event.seq } as CommandResult;
+      // Bid outcomes carry their seq already (the hot path: no second copy); others get it added.
+      request.results[i] = (event.outcome.type === 'bid' ? event.outcome : { ...event.outcome, seq: event.seq }) as CommandResult;
       events.push(event);
     });
   }
