@@ -105,7 +105,7 @@ export class ShardLease {
         })
         .catch((error: unknown) => {
           // A revision mismatch means someone else holds it now; other errors are retried until the TTL.
-          if (isWrongLastSequence(error) || /wrong last sequence/i.test(String((error as Error)?.message))) this.lose(onLost, 'lease taken by another engine');
+          if (isWrongLastSequence(error)) this.lose(onLost, 'lease taken by another engine');
         })
         .finally(() => {
           renewing = false;

@@ -87,25 +87,23 @@ export class ShardLog {
    * messages the stream holds beyond each one.
    */
   async follow(afterStreamSeq: number): Promise<{ messages: AsyncIterable<{ streamSeq: number; batch: LogBatch; pending: number }>; stop: () => Promise<void> }> {
-    const consumer = await this.js.consumers.get(this.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: afterStreamSeq + 1,
-    });
-    const raw = await consumer.consume({ max_messages: 512 });
+    const raw = await this.readFrom(afterStreamSeq);
     async function* messages() {
       for await (const message of raw) yield { streamSeq: message.seq, batch: decodeLog(message.data), pending: message.info.pending };
     }
     return { messages: messages(), stop: async () => void (await raw.close()) };
   }
 
+  /** An ordered consumer delivering the stream from after `afterStreamSeq`. */
+  private async readFrom(afterStreamSeq: number) {
+    const consumer = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterStreamSeq + 1 });
+    return consumer.consume({ max_messages: 512 });
+  }
+
   /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order, with their raw bytes. */
   async *read(afterStreamSeq: number, toStreamSeq: number): AsyncGenerator<{ streamSeq: number; batch: LogBatch; raw: Uint8Array }> {
     if (toStreamSeq <= afterStreamSeq) return;
-    const consumer = await this.js.consumers.get(this.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: afterStreamSeq + 1,
-    });
-    const messages = await consumer.consume({ max_messages: 512 });
+    const messages = await this.readFrom(afterStreamSeq);
     try {
       for await (const message of messages) {
         yield { streamSeq: message.seq, batch: decodeLog(message.data), raw: message.data };

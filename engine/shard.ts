@@ -469,17 +469,12 @@ export class ShardEngine {
       return;
     }
     const firstUnacked = this.inflight[0] === batch;
-    // Every decision not known durable is now of unknown outcome.
-    for (const b of this.inflight) {
-      b.failed = true;
-      for (const request of b.requests) this.answerUnavailable(request, 'append failed: outcome unknown, retry with the same bidId');
-    }
-    this.failPending('engine resyncing');
-    this.clearTimers();
     if (error instanceof DeposedError && firstUnacked) {
       this.depose(error);
       return;
     }
+    this.abandonInflight('append failed: outcome unknown, retry with the same bidId', 'engine resyncing');
+    this.clearTimers();
     this.logger.warn({ err: error, expectStreamSeq: batch.expectStreamSeq }, 'append failed; resyncing from the stream');
     this.status = 'resyncing';
     this.resyncing = this.resync();
@@ -568,13 +563,22 @@ export class ShardEngine {
     this.controlSub = null;
     this.clearTimers();
     this.lease?.drop();
-    for (const b of this.inflight) {
-      b.failed = true;
-      for (const request of b.requests) this.answerUnavailable(request, 'shard changed primary: outcome unknown, retry with the same bidId');
-    }
-    this.failPending('shard deposed');
+    this.abandonInflight('shard changed primary: outcome unknown, retry with the same bidId', 'shard deposed');
     this.logger.error({ err: error }, 'deposed: another writer appended to the shard log; stopped serving it');
     if (this.lease) void this.rejoinAsFollower();
+  }
+
+  /**
+   * Every decision not known durable is now of unknown outcome: each waiting
+   * request is answered `unavailable` once (a batch already given up is skipped).
+   */
+  private abandonInflight(inflightMessage: string, pendingMessage: string): void {
+    for (const b of this.inflight) {
+      if (b.failed) continue;
+      b.failed = true;
+      for (const request of b.requests) this.answerUnavailable(request, inflightMessage);
+    }
+    this.failPending(pendingMessage);
   }
 
   /** After losing the shard: forget undecided state, rebuild from the log, follow as a replica. */

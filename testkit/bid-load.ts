@@ -21,6 +21,7 @@ export class BidLoad {
   readonly outagesMs: number[] = [];
   answered = 0;
   private outageSince: number | null = null;
+  private readonly waiters = new Set<{ target: number; resolve: () => void }>();
   private running = false;
   private workers: Promise<void>[] = [];
   private nextBidId = 0;
@@ -43,9 +44,19 @@ export class BidLoad {
   }
 
   /** Resolves once `n` more bids than now have been answered (accepted or rejected). */
-  async untilAnswered(n: number): Promise<void> {
+  untilAnswered(n: number): Promise<void> {
     const target = this.answered + n;
-    while (this.answered < target) await new Promise((resolve) => setTimeout(resolve, 5));
+    return new Promise((resolve) => this.waiters.add({ target, resolve }));
+  }
+
+  private countAnswer(): void {
+    this.answered++;
+    for (const waiter of this.waiters) {
+      if (this.answered >= waiter.target) {
+        this.waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
   }
 
   /** Bid ids with two different accepted sequence numbers (must be none). */
@@ -71,7 +82,7 @@ export class BidLoad {
         this.outagesMs.push(Date.now() - this.outageSince);
         this.outageSince = null;
       }
-      this.answered++;
+      this.countAnswer();
       if (result.status === 'accepted') {
         const seq = (result as BidOutcome).seq;
         const key = `${bid.bidderId}/${bid.bidId}`;

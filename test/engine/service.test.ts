@@ -1,11 +1,8 @@
 import t from 'tap';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { AuctionCore } from '../../engine/core/index.js';
-import { ShardLog } from '../../engine/log.js';
-import { replayBatch } from '../../engine/shard.js';
 import { decode, decodeLog, encode, encodeLog, EngineClient, subjects, type BidOutcome, type CommandResult, type LogBatch } from '../../protocol/index.js';
-import { EngineProcess, startNats, TcpProxy } from '../../testkit/index.js';
+import { EngineProcess, replayShard, startNats, TcpProxy } from '../../testkit/index.js';
 
 type Status = { status: string; lastSeq: number; durableSeq: number; streamSeq: number };
 
@@ -17,14 +14,6 @@ async function setUp(t: { teardown: (fn: () => unknown) => void }, args: string[
   const nc = await connect({ servers: nats.url });
   t.teardown(() => nc.close());
   return { nats, engine, nc, client: new EngineClient(nc, 3_000) };
-}
-
-/** Replays the whole stream of shard 0 into a fresh core, as any replica would. */
-async function replayStream(nc: NatsConnection, auctionsMax = 1 << 20, idempotencyEntriesMax = 1 << 20): Promise<AuctionCore> {
-  const log = new ShardLog(jetstream(nc), await jetstreamManager(nc), 0);
-  const core = new AuctionCore({ shard: 0, auctionsMax, idempotencyEntriesMax });
-  for await (const { batch } of log.read(0, await log.lastStreamSeq())) replayBatch(core, batch);
-  return core;
 }
 
 async function createAuction(client: EngineClient, fields: Record<string, unknown> = {}): Promise<number> {
@@ -85,7 +74,7 @@ t.test('acknowledged means durable: SIGKILL mid-load, restart, every acked bid i
   t.equal(seqs.size, acked.length, 'no two acknowledged bids share a sequence number');
 
   const live = await client.control<{ stateHash: string; lastSeq: number }>(0, { op: 'hash' });
-  const replayed = await replayStream(nc);
+  const { core: replayed } = await replayShard(nc, 0);
   t.equal(live.lastSeq, replayed.lastSeq, 'the engine is at the end of the stream');
   t.equal(live.stateHash, replayed.stateHash(), 'its state equals a fresh full replay of the stream');
   t.ok(engine.logLines('snapshot written').length > 0, 'snapshots were written along the way');
@@ -210,6 +199,6 @@ t.test('an append whose PubAck never comes is not reported accepted; the engine 
   t.match(retry, { status: 'accepted', duplicate: true, leading: true }, 'the bid had landed: its retry is recognised');
   const state = await client.control<{ auction: { bidCount: number; leaderId: number } }>(0, { op: 'state', auctionId });
   t.match(state.auction, { bidCount: 2, leaderId: 3 }, 'and it counted once');
-  const replayed = await replayStream(nc);
+  const { core: replayed } = await replayShard(nc, 0);
   t.equal((await client.control<{ stateHash: string }>(0, { op: 'hash' })).stateHash, replayed.stateHash(), 'the engine equals a replay of the stream');
 });
