@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
-import { type BidOutcome, type CreateOutcome, type LifecycleOutcome, type LogBatch, type LogEvent } from '../protocol/index.js';
+import { shardOfAuction, type BidOutcome, type CreateOutcome, type LifecycleOutcome, type LogBatch, type LogEvent, type NotificationBody, type NotificationKind } from '../protocol/index.js';
 
 /**
  * The read model of one shard in SQLite: what the audit consumer writes and
@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS lifecycle (
   at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lifecycle_auction ON lifecycle (auction_id, seq);
+
+-- Notifications decided in the same transaction as their events, waiting to be
+-- published to the NOTIFICATIONS stream (then deleted): nothing is lost between
+-- the commit and the publish, whatever crashes.
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY,
+  user_id INTEGER NOT NULL,
+  body TEXT NOT NULL               -- NotificationBody as JSON
+);
 `;
 
 /** Tables compared by `audit verify`, each with its key. */
@@ -114,6 +123,9 @@ export class Projection {
       bidAccepted: db.prepare('UPDATE auctions SET price = ?, leader_id = ?, bid_count = ?, version = ?, ends_at = ?, reserve_met = ? WHERE id = ?'),
       opened: db.prepare(`UPDATE auctions SET status = 'open', version = ? WHERE id = ?`),
       ended: db.prepare('UPDATE auctions SET status = ?, version = ?, winner_id = ?, price = ?, reserve_met = ?, ended_at = ?, end_reason = ?, ends_at = MIN(ends_at, ?) WHERE id = ?'),
+      insertOutbox: db.prepare('INSERT INTO outbox (user_id, body) VALUES (?, ?)'),
+      sellerOf: db.prepare('SELECT seller_id FROM auctions WHERE id = ?').pluck(),
+      biddersOf: db.prepare(`SELECT DISTINCT bidder_id FROM bids WHERE auction_id = ? AND status = 'accepted'`).pluck(),
       insertLifecycle: db.prepare(`INSERT INTO lifecycle (seq, stream_seq, type, auction_id, status, reason, winner_id, price, detail, at)
         VALUES (@seq, @streamSeq, @type, @auctionId, @status, @reason, @winnerId, @price, @detail, @at)`),
     };
@@ -163,6 +175,25 @@ export class Projection {
     this.pendingAuctionUpdates.delete(auctionId);
   }
 
+  /**
+   * The end of an auction: `won` to the winner, `lost` to every other bidder
+   * with an accepted bid (`auction_ended` to all of them when cancelled), and
+   * `auction_ended` to the seller.
+   */
+  private notifyEnd(status: 'closed' | 'cancelled', o: LifecycleOutcome, seq: number, at: number): void {
+    const base = { auctionId: o.auctionId, price: o.price, status, seq, at, ...(o.winnerId ? { winnerId: o.winnerId } : {}) };
+    for (const bidder of this.statements.biddersOf.all(o.auctionId) as number[]) {
+      this.notify(bidder, status === 'cancelled' ? 'auction_ended' : bidder === o.winnerId ? 'won' : 'lost', base);
+    }
+    const seller = this.statements.sellerOf.get(o.auctionId) as number | undefined;
+    if (seller) this.notify(seller, 'auction_ended', base);
+  }
+
+  private notify(userId: number, kind: NotificationKind, fields: Omit<NotificationBody, 'kind' | 'key'>): void {
+    const body: NotificationBody = { kind, ...fields, key: `${shardOfAuction(fields.auctionId)}:${fields.seq}:${kind}:${userId}` };
+    this.statements.insertOutbox.run(userId, JSON.stringify(body));
+  }
+
   private applyEvent(streamSeq: number, event: LogEvent, at: number): void {
     const { command, outcome, seq } = event;
     const s = this.statements;
@@ -174,6 +205,7 @@ export class Projection {
           o.price, o.leaderId, o.leading ? 1 : 0, o.outbidUserId, o.endsAt, o.duplicate ? 1 : 0, at);
         if (o.status === 'accepted' && !o.duplicate) {
           this.pendingAuctionUpdates.set(command.auctionId, [o.price, o.leaderId, o.bidCount, o.version, o.endsAt, o.reserveMet ? 1 : 0, command.auctionId]);
+          if (o.outbidUserId) this.notify(o.outbidUserId, 'outbid', { auctionId: command.auctionId, price: o.price, seq, at });
         }
         return;
       }
@@ -202,6 +234,7 @@ export class Projection {
           else {
             const endReason = command.type === 'cancel' ? 'cancelled' : o.winnerId ? 'sold' : 'no_winner';
             s.ended.run(o.auctionStatus, o.version, o.winnerId, o.price, o.reserveMet ? 1 : 0, at, endReason, at, command.auctionId);
+            this.notifyEnd(command.type === 'cancel' ? 'cancelled' : 'closed', o, seq, at);
           }
         }
         s.insertLifecycle.run({

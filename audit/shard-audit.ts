@@ -5,9 +5,10 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type Co
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import * as hdr from 'hdr-histogram-js';
-import { commandError, decode, decodeLog, encode, streamName, type LogBatch } from '../protocol/index.js';
+import { commandError, decode, decodeLog, encode, ensureNotificationStream, streamName, type LogBatch } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
 import { AuditQueries } from './queries.js';
+import { OutboxPublisher } from './outbox.js';
 
 export const AUDIT_CONSUMER = 'audit';
 export const auditSubject = (shard: number) => `auction.audit.${shard}`;
@@ -49,6 +50,7 @@ export class ShardAudit {
   readonly db: DB;
   private readonly projection: Projection;
   private readonly queries: AuditQueries;
+  private readonly outbox: OutboxPublisher;
   private readonly logger: Logger;
   private running = false;
   private loop: Promise<void> | null = null;
@@ -65,9 +67,12 @@ export class ShardAudit {
     this.projection = new Projection(this.db);
     this.queries = new AuditQueries(this.db);
     this.logger = o.logger.child({ shard: o.shard });
+    this.outbox = new OutboxPublisher(this.db, o.js, this.logger);
   }
 
   async start(): Promise<void> {
+    await ensureNotificationStream(this.o.jsm);
+    this.outbox.kick(); // whatever a previous run committed but did not publish
     this.sub = this.o.nc.subscribe(auditSubject(this.o.shard), { callback: (_e, msg) => this.onQuery(msg) });
     this.running = true;
     this.loop = this.consume().catch((error: unknown) => {
@@ -78,6 +83,7 @@ export class ShardAudit {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.outbox.stop();
     this.sub?.unsubscribe();
     await this.messages?.close();
     await this.loop;
@@ -142,6 +148,7 @@ export class ShardAudit {
       const now = Date.now();
       for (const { batch } of decoded) this.lag.recordValue(Math.min(3_600_000, Math.max(1, now - batch.t)));
       this.lastApplied = { streamSeq: last.seq, batchT: decoded[decoded.length - 1].batch.t, at: now };
+      this.outbox.kick();
     };
     for await (const message of messages) {
       buffer.push(message);

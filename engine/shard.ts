@@ -65,7 +65,13 @@ type Status = 'starting' | 'serving' | 'following' | 'taking-over' | 'resyncing'
 type Parsed = ReturnType<typeof parseCommand>;
 
 /** A request being decided: answered once every event it depends on is durable. */
-type PendingRequest = { msg: Msg; parsed: Parsed[]; results: CommandResult[] };
+type PendingRequest = {
+  msg: Msg;
+  parsed: Parsed[];
+  results: CommandResult[];
+  /** A read answered with this body instead of `results` (the `states` control op). */
+  body?: unknown;
+};
 
 type Batch = {
   firstSeq: number;
@@ -595,10 +601,14 @@ export class ShardEngine {
   // --- answers ---------------------------------------------------------------
 
   private answer(request: PendingRequest): void {
-    this.reply(request.msg, { results: request.results });
+    this.reply(request.msg, request.body ?? { results: request.results });
   }
 
   private answerUnavailable(request: PendingRequest, message: string): void {
+    if (request.body) {
+      this.reply(request.msg, { error: commandError('unavailable', message) });
+      return;
+    }
     this.reply(request.msg, {
       results: request.results.map((r, i) =>
         // Malformed commands stay errors; every decided one is of unknown outcome.
@@ -664,7 +674,7 @@ export class ShardEngine {
   // --- control ---------------------------------------------------------------
 
   private onControl(msg: Msg): void {
-    let request: { op?: unknown; auctionId?: unknown };
+    let request: { op?: unknown; auctionId?: unknown; auctionIds?: unknown };
     try {
       request = decode(msg.data) as typeof request;
     } catch {
@@ -696,12 +706,33 @@ export class ShardEngine {
       case 'state':
         this.reply(msg, { auction: typeof request.auctionId === 'number' ? this.core.auctionState(request.auctionId) : null });
         return;
+      case 'states':
+        this.answerStates(msg, request.auctionIds);
+        return;
       case 'hash':
         this.reply(msg, { lastSeq: this.core.lastSeq, durableSeq: this.durableSeq, stateHash: this.core.stateHash() });
         return;
       default:
         this.reply(msg, { error: commandError('invalid_request', 'unknown control op') });
     }
+  }
+
+  /**
+   * Public states of some auctions, answered like a command: only once every
+   * event they reflect is durable, so a gateway never shows a version the log
+   * might lose (an append in flight could still fail).
+   */
+  private answerStates(msg: Msg, auctionIds: unknown): void {
+    if (!Array.isArray(auctionIds) || auctionIds.length > WIRE_LIMITS.requestCommandsMax) {
+      this.reply(msg, { error: commandError('invalid_request', `auctionIds: an array of at most ${WIRE_LIMITS.requestCommandsMax} ids`) });
+      return;
+    }
+    if (this.status !== 'serving') {
+      this.reply(msg, { error: commandError('unavailable', `shard ${this.status}`) });
+      return;
+    }
+    const states = auctionIds.map((id) => (typeof id === 'number' ? this.core.auctionState(id) : null));
+    this.releaseAfterInflight([{ msg, parsed: [], results: [], body: { states, seq: this.core.lastSeq } }]);
   }
 
   /** For orderly shutdown paths and tests: resolves when a running resync ends. */

@@ -4,3 +4,4 @@ export * from './reasons.js';
 export * from './commands.js';
 export * from './wire.js';
 export { EngineClient } from './engine-client.js';
+export * from './notifications.js';

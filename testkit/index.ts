@@ -6,3 +6,5 @@ export { ManagedProcess, handleSignals, type Signal } from './managed-process.js
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { AuditProcess } from './audit-process.js';
+export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
+export { WsClient } from './ws-client.js';

@@ -48,6 +48,11 @@ export abstract class ManagedProcess {
   /** The executable and its arguments (read at every launch). */
   protected abstract command(): { file: string; args: string[] };
 
+  /** The child's environment (read at every launch). */
+  protected environment(): NodeJS.ProcessEnv {
+    return process.env;
+  }
+
   /** Called at exit of the parent process, after the kill. */
   protected cleanupAtExit(): void {}
 
@@ -68,7 +73,7 @@ export abstract class ManagedProcess {
   async launch(): Promise<void> {
     if (this.child) throw new Error(`${this.label} is already running`);
     const { file, args } = this.command();
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment() });
     this.child = child;
     running.add(this);
     // Readiness is read from this run's output only, never an earlier run's.

@@ -1,0 +1,92 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../engine/config.js';
+
+export type GatewayConfig = {
+  host: string;
+  port: number;
+  natsUrl: string;
+  /** HMAC secret for tokens: GATEWAY_SECRET, or read from --secret-file (created with a random secret when missing). */
+  secret: string | null;
+  secretFile: string;
+  tokenTtlMs: number;
+  logLevel: string;
+  streamReplicas: number;
+  commandTimeoutMs: number;
+  /** Largest HTTP body and WebSocket frame accepted (bytes). */
+  bodyBytesMax: number;
+  frameBytesMax: number;
+  /** uWS: bytes buffered for one socket before broadcast messages to it are dropped (and resent when it drains). */
+  backpressureBytesMax: number;
+  idleTimeoutSeconds: number;
+  subscriptionsPerConnectionMax: number;
+  /** Token buckets: commands per user, messages per connection, logins/registrations per client address. */
+  userCommandsPerSec: number;
+  connectionMessagesPerSec: number;
+  addressAuthPerSec: number;
+  /** Commands waiting for the engines in this gateway at most. */
+  pendingCommandsMax: number;
+};
+
+const OPTIONS = {
+  host: ['HOST', '127.0.0.1'],
+  port: ['PORT', '8080'],
+  nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
+  'secret-file': ['GATEWAY_SECRET_FILE', '.data/gateway-secret'],
+  'token-ttl-ms': ['TOKEN_TTL_MS', String(24 * 3_600_000)],
+  'log-level': ['LOG_LEVEL', 'info'],
+  'stream-replicas': ['STREAM_REPLICAS', '1'],
+  'command-timeout-ms': ['COMMAND_TIMEOUT_MS', '2000'],
+  'body-bytes-max': ['BODY_BYTES_MAX', String(64 * 1024)],
+  'frame-bytes-max': ['FRAME_BYTES_MAX', String(16 * 1024)],
+  'backpressure-bytes-max': ['BACKPRESSURE_BYTES_MAX', String(1024 * 1024)],
+  'idle-timeout-seconds': ['IDLE_TIMEOUT_SECONDS', '120'],
+  'subscriptions-per-connection-max': ['SUBSCRIPTIONS_PER_CONNECTION_MAX', '1000'],
+  'user-commands-per-sec': ['USER_COMMANDS_PER_SEC', '100'],
+  'connection-messages-per-sec': ['CONNECTION_MESSAGES_PER_SEC', '1000'],
+  'address-auth-per-sec': ['ADDRESS_AUTH_PER_SEC', '20'],
+  'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
+} as const;
+
+export const USAGE = `usage: gateway [--flag value]...
+${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(34)} env ${env.padEnd(34)} default ${fallback}`).join('\n')}
+  The token secret is GATEWAY_SECRET when set; otherwise it is read from the secret
+  file, which is created with a random secret if missing. Every gateway of a
+  cluster must share it.`;
+
+export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
+    strict: true,
+  });
+  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const int = (flag: keyof typeof OPTIONS, min = 1) => {
+    const value = Number(get(flag));
+    if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`--${flag} must be an integer >= ${min}, got ${get(flag)}`);
+    return value;
+  };
+  const port = int('port', 0);
+  if (port > 65_535) throw new ConfigError('--port must be at most 65535');
+  const secret = env.GATEWAY_SECRET || null;
+  if (secret !== null && secret.length < 16) throw new ConfigError('GATEWAY_SECRET must be at least 16 characters');
+  return {
+    host: get('host'),
+    port,
+    natsUrl: get('nats'),
+    secret,
+    secretFile: get('secret-file'),
+    tokenTtlMs: int('token-ttl-ms'),
+    logLevel: get('log-level'),
+    streamReplicas: int('stream-replicas'),
+    commandTimeoutMs: int('command-timeout-ms'),
+    bodyBytesMax: int('body-bytes-max'),
+    frameBytesMax: int('frame-bytes-max'),
+    backpressureBytesMax: int('backpressure-bytes-max'),
+    idleTimeoutSeconds: int('idle-timeout-seconds', 8),
+    subscriptionsPerConnectionMax: int('subscriptions-per-connection-max'),
+    userCommandsPerSec: int('user-commands-per-sec'),
+    connectionMessagesPerSec: int('connection-messages-per-sec'),
+    addressAuthPerSec: int('address-auth-per-sec'),
+    pendingCommandsMax: int('pending-commands-max'),
+  };
+}

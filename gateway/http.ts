@@ -1,0 +1,117 @@
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { ApiError, asApiError } from './errors.js';
+
+/**
+ * A request being answered. uWS forbids touching `res` after the client
+ * went away, and `req` after the handler returned: handlers read what they
+ * need from `req` first, then work asynchronously, then answer through this.
+ */
+export class Exchange {
+  aborted = false;
+  done = false;
+  readonly address: string;
+  private readonly onAbort: (() => void)[] = [];
+
+  constructor(readonly res: HttpResponse) {
+    res.onAborted(() => {
+      this.aborted = true;
+      for (const f of this.onAbort) f();
+    });
+    this.address = Buffer.from(res.getRemoteAddressAsText()).toString();
+  }
+
+  whenAborted(f: () => void): void {
+    this.onAbort.push(f);
+  }
+
+  json(status: number, body: unknown, headers: Record<string, string> = {}): void {
+    this.send(status, body === undefined ? '' : JSON.stringify(body), { 'Content-Type': 'application/json', ...headers });
+  }
+
+  error(error: ApiError, closeConnection = false): void {
+    this.send(error.status, JSON.stringify({ error: { code: error.code, message: error.message } }), { 'Content-Type': 'application/json' }, closeConnection);
+  }
+
+  send(status: number, body: string, headers: Record<string, string>, closeConnection = false): void {
+    if (this.aborted || this.done) return;
+    this.done = true;
+    this.res.cork(() => {
+      this.res.writeStatus(STATUS_LINES[status] ?? String(status));
+      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+      this.res.end(body, closeConnection);
+    });
+  }
+}
+
+const STATUS_LINES: Record<number, string> = {
+  200: '200 OK', 201: '201 Created', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
+  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+};
+
+/**
+ * Reads a JSON body of at most `bytesMax` bytes. Must be called before the
+ * handler returns (uWS delivers the body only to a handler registered then).
+ */
+export function readJson(ex: Exchange, req: HttpRequest, bytesMax: number): Promise<unknown> {
+  const type = req.getHeader('content-type');
+  const declared = req.getHeader('content-length');
+  return new Promise((resolve, reject) => {
+    if (type && !/^application\/json\s*(;|$)/i.test(type)) {
+      reject(new ApiError('unsupported_media_type'));
+      ex.res.onData(() => {});
+      return;
+    }
+    if (declared && Number(declared) > bytesMax) {
+      reject(new ApiError('payload_too_large', `bodies are at most ${bytesMax} bytes`));
+      ex.res.onData(() => {});
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    ex.res.onData((chunk, isLast) => {
+      if (failed) return;
+      size += chunk.byteLength;
+      if (size > bytesMax) {
+        failed = true;
+        reject(new ApiError('payload_too_large', `bodies are at most ${bytesMax} bytes`));
+        return;
+      }
+      // The chunk's memory is reused once this callback returns: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
+      if (!isLast) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        resolve(text.length === 0 ? undefined : JSON.parse(text));
+      } catch {
+        reject(new ApiError('invalid_request', 'the body is not valid JSON'));
+      }
+    });
+    ex.whenAborted(() => reject(new ApiError('invalid_request', 'the client went away')));
+  });
+}
+
+/** The query string as a map (first value of each key), bounded. */
+export function queryOf(req: HttpRequest): URLSearchParams {
+  const query = req.getQuery() ?? '';
+  if (query.length > 4_096) throw new ApiError('invalid_request', 'the query string is too long');
+  return new URLSearchParams(query);
+}
+
+/** `Authorization: Bearer <token>` (empty when absent). */
+export function bearer(req: HttpRequest): string {
+  const header = req.getHeader('authorization');
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  return match ? match[1] : '';
+}
+
+/** Runs an async handler and turns what it throws into an error answer. */
+export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (error: unknown) => void): void {
+  work().catch((error: unknown) => {
+    const apiError = asApiError(error);
+    if (apiError.code === 'internal') onUnexpected(error);
+    // A body too large is not read to its end: close the connection after answering.
+    ex.error(apiError, apiError.code === 'payload_too_large');
+  });
+}

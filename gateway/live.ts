@@ -1,0 +1,291 @@
+import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import {
+  decode, decodeLog, encode, shardOfAuction, streamName, subjects,
+  type AuctionState, type BidOutcome, type EngineClient, type LifecycleOutcome, type LogBatch, type Status,
+} from '../protocol/index.js';
+import { auditSubject } from '../audit/shard-audit.js';
+import { ApiError } from './errors.js';
+
+/** The public live state of an auction (API.md `auction.state` without its `type`). */
+export type LiveState = {
+  auctionId: number;
+  price: number;
+  leaderId: number;
+  bidCount: number;
+  endsAt: number;
+  status: Status;
+  version: number;
+  reserveMet: boolean;
+  winnerId?: number;
+};
+
+type Patch = Partial<LiveState> & { version: number };
+
+type Entry = {
+  state: LiveState | null;
+  watchers: number;
+  /** Changes seen while the first state was being fetched; applied on top of it. */
+  early: Patch[];
+  ready: Promise<LiveState | null>;
+};
+
+/** Patches kept per auction while its first state is fetched; past it the fetch is simply repeated. */
+const EARLY_PATCHES_MAX = 1_024;
+const DISCOVER_EVERY_MS = 5_000;
+
+export type LiveFeedOptions = {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  engines: EngineClient;
+  logger: Logger;
+  /** Called once per turn of the event loop with every watched auction that changed (conflated: latest state only). */
+  onStates: (states: LiveState[]) => void;
+  /** Auctions watched at once in this gateway at most. */
+  watchedMax?: number;
+  queryTimeoutMs?: number;
+};
+
+/**
+ * Live auction states for one gateway. Follows every shard's stream with an
+ * ordered JetStream consumer (only appended batches, in stream order; the
+ * consumer itself detects gaps and refills from the last sequence it
+ * delivered) and keeps the state of each watched auction: fetched once from
+ * the shard's primary (answered only when durable), then advanced by each
+ * event whose version is newer. Unwatched auctions cost nothing.
+ */
+export class LiveFeed {
+  private readonly entries = new Map<number, Entry>();
+  private readonly shards = new Map<number, { ready: Promise<boolean>; stop: () => Promise<void>; lastStreamSeq: number }>();
+  private readonly followed = new Set<number>();
+  private readonly dirty = new Set<number>();
+  private flushScheduled = false;
+  private discoverTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly watchedMax: number;
+
+  constructor(private readonly o: LiveFeedOptions) {
+    this.watchedMax = o.watchedMax ?? 1_000_000;
+  }
+
+  /** Follows every shard stream that exists now, and any created later. */
+  async start(): Promise<void> {
+    await this.discover();
+    this.discoverTimer = setInterval(() => void this.discover().catch((error: unknown) => this.o.logger.warn({ err: error }, 'stream discovery failed')), DISCOVER_EVERY_MS);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.discoverTimer) clearInterval(this.discoverTimer);
+    await Promise.all([...this.shards.values()].map((s) => s.stop()));
+  }
+
+  get watched(): number {
+    return this.entries.size;
+  }
+
+  /** Shards whose streams this gateway follows (every shard that exists, within a few seconds). */
+  knownShards(): number[] {
+    return [...this.followed].sort((a, b) => a - b);
+  }
+
+  /** Per followed shard, the last stream message applied. */
+  positions(): Record<number, number> {
+    return Object.fromEntries([...this.shards].map(([shard, s]) => [shard, s.lastStreamSeq]));
+  }
+
+  /**
+   * Starts watching an auction: its current state (null when no such
+   * auction exists). Every `watch` must be paired with one `unwatch`.
+   */
+  async watch(auctionId: number): Promise<LiveState | null> {
+    let entry = this.entries.get(auctionId);
+    if (!entry) {
+      if (this.entries.size >= this.watchedMax) throw new ApiError('unavailable', 'this gateway watches too many auctions');
+      const created: Entry = { state: null, watchers: 0, early: [], ready: Promise.resolve(null) };
+      created.ready = this.fetchInto(auctionId, created);
+      this.entries.set(auctionId, created);
+      entry = created;
+    }
+    entry.watchers++;
+    try {
+      const state = await entry.ready;
+      if (!state) this.unwatch(auctionId);
+      return state;
+    } catch (error) {
+      this.unwatch(auctionId);
+      throw error;
+    }
+  }
+
+  unwatch(auctionId: number): void {
+    const entry = this.entries.get(auctionId);
+    if (!entry) return;
+    if (--entry.watchers <= 0) this.entries.delete(auctionId);
+  }
+
+  /** The state if this gateway watches the auction (for overlaying fresher data on the read model). */
+  current(auctionId: number): LiveState | null {
+    return this.entries.get(auctionId)?.state ?? null;
+  }
+
+  // --- first state -------------------------------------------------------------
+
+  private async fetchInto(auctionId: number, entry: Entry): Promise<LiveState | null> {
+    const shard = shardOfAuction(auctionId);
+    // Follow first, then ask: every event after the answer is then certain to arrive.
+    if (!(await this.follow(shard))) return null;
+    for (let attempt = 0; ; attempt++) {
+      const fetched = await this.fetchState(shard, auctionId);
+      if (!fetched) return null;
+      if (entry.early.length > EARLY_PATCHES_MAX && attempt < 3) {
+        entry.early = [];
+        continue;
+      }
+      let state = fetched;
+      for (const patch of entry.early) if (patch.version > state.version) state = { ...state, ...patch };
+      entry.early = [];
+      entry.state = state;
+      return state;
+    }
+  }
+
+  /** The primary's durable state, or the read model's for an auction the engine no longer holds. */
+  private async fetchState(shard: number, auctionId: number): Promise<LiveState | null> {
+    let reply: { states?: (AuctionState | null)[]; error?: { code: string; message: string } };
+    try {
+      reply = await this.o.engines.control(shard, { op: 'states', auctionIds: [auctionId] });
+    } catch (error) {
+      throw new ApiError('unavailable', `shard ${shard} did not answer`, { cause: error });
+    }
+    if (reply.error) throw new ApiError('unavailable', reply.error.message);
+    const state = reply.states?.[0];
+    if (state) return fromEngine(state);
+    return this.fromReadModel(shard, auctionId);
+  }
+
+  private async fromReadModel(shard: number, auctionId: number): Promise<LiveState | null> {
+    try {
+      const reply = await this.o.nc.request(auditSubject(shard), encode({ op: 'auction', auctionId }), { timeout: this.o.queryTimeoutMs ?? 2_000 });
+      const a = (decode(reply.data) as { auction?: Record<string, unknown> | null }).auction;
+      if (!a) return null;
+      const state: LiveState = {
+        auctionId, price: a.price as number, leaderId: (a.leaderId as number | null) ?? 0, bidCount: a.bidCount as number,
+        endsAt: a.endsAt as number, status: a.status as Status, version: a.version as number, reserveMet: a.reserveMet as boolean,
+      };
+      if (a.winnerId) state.winnerId = a.winnerId as number;
+      return state;
+    } catch {
+      // No read model reachable: the engine, which answered, does not know the auction.
+      return null;
+    }
+  }
+
+  // --- following the shards ------------------------------------------------------
+
+  private async discover(): Promise<void> {
+    const names = await this.o.jsm.streams.names(subjects.logWildcard).next();
+    for (const name of names) {
+      const shard = Number(/^AUCTION_LOG_(\d+)$/.exec(name)?.[1] ?? NaN);
+      if (Number.isInteger(shard)) void this.follow(shard);
+    }
+  }
+
+  /** Starts following a shard's stream once; false when the shard has no stream (no such auctions). */
+  private follow(shard: number): Promise<boolean> {
+    const known = this.shards.get(shard);
+    if (known) return known.ready;
+    let stop = async () => {};
+    const follower = { ready: Promise.resolve(false), stop: () => stop(), lastStreamSeq: 0 };
+    follower.ready = (async () => {
+      let messages;
+      try {
+        const consumer = await this.o.js.consumers.get(streamName(shard), { deliver_policy: DeliverPolicy.New });
+        messages = await consumer.consume({ max_messages: 256 });
+      } catch (error) {
+        this.shards.delete(shard);
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return false;
+        throw new ApiError('unavailable', `cannot follow shard ${shard}`, { cause: error });
+      }
+      if (this.stopped) {
+        await messages.close();
+        return false;
+      }
+      stop = async () => void (await messages.close());
+      void (async () => {
+        for await (const message of messages) {
+          follower.lastStreamSeq = message.seq;
+          this.onBatch(decodeLog(message.data));
+        }
+      })().catch((error: unknown) => this.o.logger.error({ err: error, shard }, 'following the shard stream failed'));
+      this.followed.add(shard);
+      this.o.logger.info({ shard }, 'following shard stream');
+      return true;
+    })();
+    this.shards.set(shard, follower);
+    return follower.ready;
+  }
+
+  private onBatch(batch: LogBatch): void {
+    for (const event of batch.events) {
+      const auctionId = event.outcome.auctionId;
+      const entry = this.entries.get(auctionId);
+      if (!entry || event.outcome.status !== 'accepted') continue;
+      const patch = patchOf(event.command.type, event.outcome as BidOutcome | LifecycleOutcome);
+      if (!patch) continue;
+      if (!entry.state) {
+        entry.early.push(patch);
+        continue;
+      }
+      if (patch.version <= entry.state.version) continue;
+      entry.state = { ...entry.state, ...patch };
+      this.markDirty(auctionId);
+    }
+  }
+
+  private markDirty(auctionId: number): void {
+    this.dirty.add(auctionId);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const states: LiveState[] = [];
+      for (const id of this.dirty) {
+        const state = this.entries.get(id)?.state;
+        if (state) states.push(state);
+      }
+      this.dirty.clear();
+      if (states.length > 0) this.o.onStates(states);
+    });
+  }
+}
+
+export function fromEngine(s: AuctionState): LiveState {
+  const state: LiveState = {
+    auctionId: s.auctionId, price: s.price, leaderId: s.leaderId, bidCount: s.bidCount, endsAt: s.endsAt,
+    status: s.status, version: s.version, reserveMet: s.reserveMet,
+  };
+  if (s.winnerId) state.winnerId = s.winnerId;
+  return state;
+}
+
+/** What an accepted event changes in an auction's public state. */
+function patchOf(type: string, outcome: BidOutcome | LifecycleOutcome): Patch | null {
+  if (type === 'bid') {
+    const o = outcome as BidOutcome;
+    if (o.duplicate) return null;
+    return { price: o.price, leaderId: o.leaderId, bidCount: o.bidCount, endsAt: o.endsAt, version: o.version, reserveMet: o.reserveMet, status: 'open' };
+  }
+  const o = outcome as LifecycleOutcome;
+  if (type === 'open') return { status: 'open', version: o.version };
+  if (type === 'close' || type === 'cancel') {
+    // endsAt stays as the engine keeps it (a forced close does not rewrite it).
+    const patch: Patch = { status: o.auctionStatus ?? (type === 'cancel' ? 'cancelled' : 'closed'), price: o.price, reserveMet: o.reserveMet, version: o.version };
+    if (o.winnerId) patch.winnerId = o.winnerId;
+    return patch;
+  }
+  return null;
+}
+

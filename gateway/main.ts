@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { pino } from 'pino';
+import { ConfigError } from '../engine/config.js';
+import { EngineClient, NOTIFICATION_ACKS_BUCKET } from '../protocol/index.js';
+import { loadSecret, Tokens, UserStore, USERS_BUCKET } from './auth.js';
+import { loadGatewayConfig, USAGE } from './config.js';
+import { LiveFeed } from './live.js';
+import { createMetrics } from './metrics.js';
+import { NotificationCenter } from './notifications.js';
+import { CommandRouter } from './router.js';
+import { GatewayServer } from './server.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadGatewayConfig(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const logger = pino({ level: config.logLevel, base: { service: 'gateway', pid: process.pid } });
+  const { secret, generated } = loadSecret(config.secret, config.secretFile);
+  if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
+  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1 }).catch((error: unknown) => {
+    process.stderr.write(`cannot reach NATS at ${config.natsUrl}: ${(error as Error).message}\n`);
+    process.exit(3);
+  });
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const kvm = new Kvm(js);
+  const usersKv = await kvm.create(USERS_BUCKET, { history: 1, replicas: config.streamReplicas });
+  const acksKv = await kvm.create(NOTIFICATION_ACKS_BUCKET, { history: 1, replicas: config.streamReplicas });
+  const metrics = createMetrics();
+  const engines = new EngineClient(nc, config.commandTimeoutMs);
+  let server: GatewayServer | null = null;
+  const live = new LiveFeed({ nc, js, jsm, engines, logger, onStates: (states) => server?.publishStates(states) });
+  const notifications = new NotificationCenter(js, jsm, acksKv, logger);
+  server = new GatewayServer({
+    config, logger, nc, engines, live, notifications, metrics,
+    router: new CommandRouter(engines, config.pendingCommandsMax),
+    tokens: new Tokens(secret, config.tokenTtlMs),
+    users: new UserStore(usersKv),
+  });
+  await live.start();
+  await notifications.start((userId, n) => server?.deliverNotification(userId, n));
+  const port = await server.listen();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    server?.close();
+    await live.stop();
+    await notifications.stop();
+    await nc.drain();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  logger.info({ host: config.host, port, nats: config.natsUrl, shards: live.knownShards() }, 'gateway ready');
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) process.stderr.write(`${error.message}\n`);
+  else process.stderr.write(`gateway failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

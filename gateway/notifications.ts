@@ -1,0 +1,103 @@
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import {
+  decode, ensureNotificationStream, NOTIFICATION_LIMITS, NOTIFICATIONS_STREAM, notificationSubject, type NotificationBody,
+} from '../protocol/index.js';
+import { isWrongLastSequence } from '../engine/log.js';
+import { ApiError } from './errors.js';
+
+/** A notification as clients see it: the stream sequence is its id. */
+export type Notification = Omit<NotificationBody, 'seq'> & { id: number; eventSeq: number };
+
+const ACK_ATTEMPTS_MAX = 10;
+
+/**
+ * At-least-once personal notifications. The audit writes them to the
+ * NOTIFICATIONS stream (one subject per user); this class pushes new ones to
+ * connected users as they are stored, reads a user's unacknowledged ones
+ * (after a reconnect, or `GET /v1/me/notifications`) and records
+ * acknowledgements (`upTo`, a stream sequence) in a KV bucket shared by all
+ * gateways. Unacknowledged notifications are therefore delivered again on
+ * every reconnect, from any gateway, until acknowledged.
+ */
+export class NotificationCenter {
+  private stopFollowing: (() => Promise<void>) | null = null;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly acks: KV,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Follows the stream from now on; `deliver` gets every new notification. */
+  async start(deliver: (userId: number, notification: Notification) => void): Promise<void> {
+    await ensureNotificationStream(this.jsm);
+    const consumer = await this.js.consumers.get(NOTIFICATIONS_STREAM, { deliver_policy: DeliverPolicy.New });
+    const messages = await consumer.consume({ max_messages: 512 });
+    this.stopFollowing = async () => void (await messages.close());
+    void (async () => {
+      for await (const message of messages) {
+        const userId = Number(message.subject.slice(message.subject.indexOf('.') + 1));
+        deliver(userId, toNotification(message.seq, message.data));
+      }
+    })().catch((error: unknown) => this.logger.error({ err: error }, 'following notifications failed'));
+  }
+
+  async stop(): Promise<void> {
+    await this.stopFollowing?.();
+  }
+
+  /** A user's unacknowledged notifications with ids above `after`, oldest first (a page at most). */
+  async unacknowledged(userId: number, after = 0): Promise<Notification[]> {
+    const acked = await this.ackedUpTo(userId);
+    const subject = notificationSubject(userId);
+    const found: Notification[] = [];
+    let next = Math.max(after, acked) + 1;
+    try {
+      while (found.length < NOTIFICATION_LIMITS.pageMax) {
+        const message = await this.jsm.direct.getMessage(NOTIFICATIONS_STREAM, { seq: next, next_by_subj: subject });
+        if (!message) break;
+        found.push(toNotification(message.seq, message.data));
+        next = message.seq + 1;
+      }
+    } catch (error) {
+      throw new ApiError('unavailable', 'notifications could not be read', { cause: error });
+    }
+    return found;
+  }
+
+  /** Everything up to `upTo` is acknowledged (never moves backwards; CAS against other gateways). */
+  async acknowledge(userId: number, upTo: number): Promise<void> {
+    const key = `u${userId}`;
+    for (let attempt = 0; attempt < ACK_ATTEMPTS_MAX; attempt++) {
+      try {
+        const entry = await this.acks.get(key);
+        const current = entry && entry.operation === 'PUT' ? Number(entry.string()) : 0;
+        if (current >= upTo) return;
+        if (entry) await this.acks.update(key, String(upTo), entry.revision);
+        else await this.acks.create(key, String(upTo));
+        return;
+      } catch (error) {
+        if (isWrongLastSequence(error)) continue; // another gateway acknowledged meanwhile: read again
+        throw new ApiError('unavailable', 'the acknowledgement was not stored', { cause: error });
+      }
+    }
+    throw new ApiError('unavailable', 'the acknowledgement kept conflicting; retry');
+  }
+
+  async ackedUpTo(userId: number): Promise<number> {
+    try {
+      const entry = await this.acks.get(`u${userId}`);
+      return entry && entry.operation === 'PUT' ? Number(entry.string()) : 0;
+    } catch (error) {
+      throw new ApiError('unavailable', 'notifications could not be read', { cause: error });
+    }
+  }
+}
+
+function toNotification(id: number, data: Uint8Array): Notification {
+  const { seq, ...body } = decode(data) as NotificationBody;
+  return { id, ...body, eventSeq: seq };
+}

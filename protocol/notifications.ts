@@ -1,0 +1,69 @@
+import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+
+/**
+ * Personal notifications (outbid, won, lost, auction_ended) live in one
+ * JetStream stream, one subject per user. The audit writes them (it sees
+ * every event exactly once in effect and knows each auction's seller and
+ * bidders); gateways push them live and read a user's unacknowledged ones
+ * after a reconnect. The stream sequence is the notification id: one total
+ * order, so `ack {upTo}` means "everything up to here". See docs/gateway.md.
+ */
+export const NOTIFICATIONS_STREAM = 'NOTIFICATIONS';
+export const notificationSubject = (userId: number) => `notify.${userId}`;
+export const NOTIFICATION_SUBJECTS = 'notify.*';
+/** KV bucket holding each user's acknowledged position (`u<userId>` -> upTo). */
+export const NOTIFICATION_ACKS_BUCKET = 'notification_acks';
+
+export const NOTIFICATION_LIMITS = {
+  /** Kept per user at most; the oldest go first. */
+  perUserMax: 1_000,
+  /** Kept this long at most, acknowledged or not. */
+  maxAgeMs: 30 * 24 * 3_600_000,
+  /** Returned per read at most. */
+  pageMax: 100,
+};
+
+export type NotificationKind = 'outbid' | 'won' | 'lost' | 'auction_ended';
+
+/** What a notification message carries (the user is its subject; the id its stream sequence). */
+export type NotificationBody = {
+  kind: NotificationKind;
+  auctionId: number;
+  /** The auction's visible price when it happened. */
+  price: number;
+  /** For auction_ended / lost / won: how the auction ended. */
+  status?: 'closed' | 'cancelled';
+  winnerId?: number;
+  /** The event that caused it (shard sequence) and its time. */
+  seq: number;
+  at: number;
+  /** Unique per (event, kind, user): a republished copy carries the same key. */
+  key: string;
+};
+
+const STREAM_NAME_IN_USE = 10058;
+
+/** Creates the stream if it is missing (every writer and reader calls this; it is idempotent). */
+export async function ensureNotificationStream(jsm: JetStreamManager, replicas = 1): Promise<void> {
+  try {
+    await jsm.streams.info(NOTIFICATIONS_STREAM);
+    return;
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error;
+  }
+  try {
+    await jsm.streams.add({
+      name: NOTIFICATIONS_STREAM,
+      subjects: [NOTIFICATION_SUBJECTS],
+      retention: RetentionPolicy.Limits,
+      max_msgs_per_subject: NOTIFICATION_LIMITS.perUserMax,
+      max_age: NOTIFICATION_LIMITS.maxAgeMs * 1_000_000,
+      num_replicas: replicas,
+      allow_direct: true,
+      duplicate_window: 120_000_000_000, // 2 min: a republish after a crash is dropped by its key
+    });
+  } catch (error) {
+    // Another process created it first (10058: stream name already in use).
+    if (!(error instanceof JetStreamApiError) || error.code !== STREAM_NAME_IN_USE) throw error;
+  }
+}

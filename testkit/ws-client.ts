@@ -1,0 +1,103 @@
+import WebSocket from 'ws';
+import { pack, unpack } from 'msgpackr';
+
+export type WsMessage = Record<string, unknown> & { type: string };
+
+/**
+ * A real WebSocket client for tests and the bench: JSON text or msgpack
+ * binary frames, every message kept in arrival order, and waits that resolve
+ * on the message itself (never on a timer, except as a failure deadline).
+ */
+export class WsClient {
+  readonly messages: WsMessage[] = [];
+  private readonly waiters = new Set<() => void>();
+  private nextRid = 1;
+  closed: { code: number; reason: string } | null = null;
+
+  private constructor(readonly socket: WebSocket, readonly format: 'json' | 'msgpack') {
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      this.messages.push((isBinary ? unpack(data) : JSON.parse(data.toString())) as WsMessage);
+      for (const w of this.waiters) w();
+    });
+    socket.on('close', (code: number, reason: Buffer) => {
+      this.closed = { code, reason: reason.toString() };
+      for (const w of this.waiters) w();
+    });
+  }
+
+  static connect(url: string, format: 'json' | 'msgpack' = 'json'): Promise<WsClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url);
+      const client = new WsClient(socket, format);
+      socket.once('open', () => resolve(client));
+      socket.once('error', reject);
+      socket.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { statusCode: res.statusCode })));
+    });
+  }
+
+  send(message: Record<string, unknown>): void {
+    this.socket.send(this.format === 'msgpack' ? pack(message) : JSON.stringify(message));
+  }
+
+  /** Sends raw bytes or text as they are (malformed-frame tests). */
+  sendRaw(data: string | Buffer): void {
+    this.socket.send(data);
+  }
+
+  /** Sends with a fresh rid and resolves with the first answer carrying it. */
+  async request(message: Record<string, unknown>, timeoutMs = 10_000): Promise<WsMessage> {
+    const rid = this.nextRid++;
+    const from = this.messages.length;
+    this.send({ ...message, rid });
+    return this.waitFor((m) => m.rid === rid, timeoutMs, from);
+  }
+
+  /** The first message (from index `from`) matching, as soon as it arrives. */
+  waitFor(match: (m: WsMessage) => boolean, timeoutMs = 10_000, from = 0): Promise<WsMessage> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        for (let i = from; i < this.messages.length; i++) {
+          if (match(this.messages[i])) {
+            finish();
+            resolve(this.messages[i]);
+            return;
+          }
+        }
+        if (this.closed) {
+          finish();
+          reject(new Error(`socket closed (${this.closed.code} ${this.closed.reason}) while waiting`));
+        }
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`no matching message in ${timeoutMs} ms; last: ${JSON.stringify(this.messages.slice(-3))}`));
+      }, timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Resolves when the server closes the socket. */
+  waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return resolve(this.closed);
+      const timer = setTimeout(() => reject(new Error('socket not closed')), timeoutMs);
+      this.socket.once('close', (code: number, reason: Buffer) => {
+        clearTimeout(timer);
+        resolve({ code, reason: reason.toString() });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.close();
+    });
+  }
+}
