@@ -86,6 +86,11 @@ export class LiveFeed {
     return this.entries.size;
   }
 
+  /** Whether the shard has a stream (it is then followed from now on). Unknown shards hold no auctions. */
+  hasShard(shard: number): Promise<boolean> {
+    return this.followed.has(shard) ? Promise.resolve(true) : this.follow(shard);
+  }
+
   /** Shards whose streams this gateway follows (every shard that exists, within a few seconds). */
   knownShards(): number[] {
     return [...this.followed].sort((a, b) => a - b);

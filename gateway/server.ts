@@ -210,6 +210,7 @@ export class GatewayServer {
       const limit = v.optionalCountParam(query.get('limit') ?? '', 'limit', 100);
       if (limit === 0) throw new ApiError('invalid_request', 'limit must be 1 to 100');
       const shard = shardOfAuction(auctionId);
+      if (!(await this.d.live.hasShard(shard))) throw new ApiError('not_found', `no auction ${auctionId}`);
       const exists = await this.audit<{ auction: unknown }>(shard, { op: 'auction', auctionId });
       if (!exists.auction) throw new ApiError('not_found', `no auction ${auctionId}`);
       ex.json(200, await this.audit(shard, { op: 'bids', auctionId, after, limit, viewerId }));
@@ -289,6 +290,10 @@ export class GatewayServer {
       this.d.metrics.bids.inc({ outcome: 'rate_limited' });
       return { bidId, auctionId, status: 'rejected', reason: 'rate_limited', price: 0, leading: false, endsAt: 0, seq: 0 };
     }
+    if (!(await this.d.live.hasShard(shardOfAuction(auctionId)))) {
+      this.d.metrics.bids.inc({ outcome: 'auction_not_found' });
+      return { bidId, auctionId, status: 'rejected', reason: 'auction_not_found', price: 0, leading: false, endsAt: 0, seq: 0 };
+    }
     const started = process.hrtime.bigint();
     const result = await this.d.router.forAuction(auctionId, { type: 'bid', auctionId, bidderId: userId, bidId, maxBid });
     this.d.metrics.commandSeconds.observe({ type: 'bid' }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -362,6 +367,7 @@ export class GatewayServer {
    */
   private async auctionDetails(auctionId: number): Promise<Record<string, unknown> | null> {
     const shard = shardOfAuction(auctionId);
+    if (!(await this.d.live.hasShard(shard))) return null;
     let { auction } = await this.audit<{ auction: Record<string, unknown> | null }>(shard, { op: 'auction', auctionId });
     if (!auction) {
       const state = await this.engineState(auctionId);

@@ -7,4 +7,4 @@ export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { AuditProcess } from './audit-process.js';
 export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
-export { WsClient } from './ws-client.js';
+export { WsClient, type WsMessage } from './ws-client.js';
