@@ -618,12 +618,13 @@ export class GatewayServer {
       case 'auth': {
         const userId = this.d.tokens.verify(m.token);
         if (c.userId && c.userId !== userId) throw new ApiError('forbidden', 'this connection is signed in as another user');
-        ok({ userId });
         if (!c.userId || c.format !== format) {
           c.userId = userId;
           c.format = format;
           await this.joinUser(ws, userId, format);
         }
+        // Answered after the unacknowledged notifications were sent again: `ok` means "you have them all".
+        ok({ userId });
         return;
       }
       case 'subscribe': {
