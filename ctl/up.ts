@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { NatsServer } from '../testkit/nats-server.js';
 import { EngineProcess } from '../testkit/engine-process.js';
 import { AuditProcess } from '../testkit/audit-process.js';
+import { GatewayProcess } from '../testkit/gateway-process.js';
 import { freePort } from '../testkit/ports.js';
 import { handleSignals } from '../testkit/managed-process.js';
 
@@ -52,6 +53,11 @@ async function main(): Promise<void> {
   const auditDir = resolve(DATA_DIR, 'audit');
   mkdirSync(auditDir, { recursive: true });
   const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir });
+  const port = Number(process.env.PORT ?? 8080);
+  const host = process.env.HOST ?? '127.0.0.1';
+  // The token secret: GATEWAY_SECRET when set, else a random one kept in .data/gateway-secret.
+  const gateway = await GatewayProcess.start({ natsUrl, port, args: ['--host', host, '--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
+  const api = `http://${host}:${port}`;
 
   const lines = [
     'auction engine: local system is up',
@@ -61,7 +67,16 @@ async function main(): Promise<void> {
     `  replica           shards 0-${SHARD_COUNT - 1}  (pid ${replica.pid}, hot standby; takes over when a primary's lease expires)`,
     `  audit             shards 0-${SHARD_COUNT - 1}  (pid ${audit.pid}, SQLite files ${auditDir}/shard-<n>.sqlite; queries: NATS request auction.audit.<shard>)`,
     `                    verify: node dist/audit/main.js verify --nats ${natsUrl} --shards 0-${SHARD_COUNT - 1} --data-dir ${auditDir}`,
-    '  gateway: not part of the system yet (see the open issues)',
+    `  gateway           ${api}  (pid ${gateway.pid}; WebSocket ws://${host}:${port}/v1/ws; metrics ${api}/metrics)`,
+    '',
+    'Try it (copy and paste):',
+    `  curl -s -XPOST ${api}/v1/users -H 'content-type: application/json' -d '{"username":"alice","password":"secret-pw"}'`,
+    `  TOKEN=$(curl -s -XPOST ${api}/v1/sessions -H 'content-type: application/json' -d '{"username":"alice","password":"secret-pw"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')`,
+    `  curl -s -XPOST ${api}/v1/auctions -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"title":"Brass lamp","startingPrice":1000,"endsAt":'$(( $(date +%s) * 1000 + 600000 ))'}'`,
+    `  curl -N ${api}/v1/auctions/<id>/events        # live prices (SSE), in another terminal`,
+    `  node -e 'const ws = new (require("ws"))("ws://${host}:${port}/v1/ws"); ws.on("open", () => ws.send(JSON.stringify({type: "subscribe", auctionIds: [<id>]}))); ws.on("message", (m) => console.log(String(m)))'`,
+    `  curl -s -XPOST ${api}/v1/auctions/<id>/bids -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"maxBid":2500,"bidId":1}'`,
+    '    (a seller cannot bid on their own auction: register a second user to bid)',
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -71,6 +86,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`\n${signal}: stopping\n`);
+    await gateway.signal('SIGTERM');
     await Promise.all([engine.signal('SIGTERM'), replica.signal('SIGTERM'), audit.signal('SIGTERM')]);
     if (nats) await nats.close();
     process.exit(0);

@@ -3,8 +3,8 @@ import { ManagedProcess } from './managed-process.js';
 
 export type GatewayProcessOptions = {
   natsUrl: string;
-  /** Shared by every gateway of a test, so tokens minted in the test (or by another gateway) are valid. */
-  secret: string;
+  /** Shared by every gateway of a test, so tokens minted in the test (or by another gateway) are valid. Absent: the gateway's secret file. */
+  secret?: string;
   port?: number;
   /** Extra flags, e.g. ['--user-commands-per-sec', '5']. */
   args?: string[];
@@ -37,7 +37,7 @@ export class GatewayProcess extends ManagedProcess {
   }
 
   protected override environment(): NodeJS.ProcessEnv {
-    return { ...process.env, GATEWAY_SECRET: this.options.secret, ...(this.options.env ?? {}) };
+    return { ...process.env, ...(this.options.secret ? { GATEWAY_SECRET: this.options.secret } : {}), ...(this.options.env ?? {}) };
   }
 
   async close(): Promise<void> {
