@@ -7,7 +7,7 @@ NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
 TESTS ?= 'dist/test/**/*.test.js'
 
-.PHONY: help deps build test up nats bench-core bench-engine bench-failover bench-audit typecheck clean
+.PHONY: help deps build test up nats bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
 
 help:
 	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-engine  benchmark the engine process over NATS against one publish per bid"
 	@echo "make bench-failover  SIGKILL the primary K times under load; measure unavailability"
 	@echo "make bench-audit  audit throughput into SQLite and its lag for one shard"
+	@echo "make bench-gateway  bids/s and latency through the gateway over WebSocket; update fan-out to 1,000 watchers"
 
 $(NPM_STAMP): package.json package-lock.json
 	@command -v node >/dev/null || { echo "error: Node.js 20+ is required (apt-get install nodejs npm)"; exit 1; }
@@ -54,3 +55,6 @@ bench-failover: build nats
 
 bench-audit: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/bench/audit.js
+
+bench-gateway: build nats
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/bench/gateway.js
