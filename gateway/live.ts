@@ -159,6 +159,17 @@ export class LiveFeed {
 
   /** The primary's durable state, or the read model's for an auction the engine no longer holds. */
   private async fetchState(shard: number, auctionId: number): Promise<LiveState | null> {
+    const state = await this.engineState(auctionId);
+    return state ? fromEngine(state) : this.fromReadModel(shard, auctionId);
+  }
+
+  /**
+   * The engine's state of an auction, answered by its shard's primary once
+   * every event it reflects is durable (null: the engine does not hold it).
+   * ApiError `unavailable` when the primary does not answer.
+   */
+  async engineState(auctionId: number): Promise<AuctionState | null> {
+    const shard = shardOfAuction(auctionId);
     let reply: { states?: (AuctionState | null)[]; error?: { code: string; message: string } };
     try {
       reply = await this.o.engines.control(shard, { op: 'states', auctionIds: [auctionId] });
@@ -166,9 +177,7 @@ export class LiveFeed {
       throw new ApiError('unavailable', `shard ${shard} did not answer`, { cause: error });
     }
     if (reply.error) throw new ApiError('unavailable', reply.error.message);
-    const state = reply.states?.[0];
-    if (state) return fromEngine(state);
-    return this.fromReadModel(shard, auctionId);
+    return reply.states?.[0] ?? null;
   }
 
   private async fromReadModel(shard: number, auctionId: number): Promise<LiveState | null> {

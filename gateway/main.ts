@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const live = new LiveFeed({ nc, js, jsm, engines, logger, onStates: (states) => server?.publishStates(states) });
   const notifications = new NotificationCenter(js, jsm, acksKv, logger);
   server = new GatewayServer({
-    config, logger, nc, engines, live, notifications, metrics,
+    config, logger, nc, live, notifications, metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),
     tokens: new Tokens(secret, config.tokenTtlMs),
     users: new UserStore(usersKv),

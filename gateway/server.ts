@@ -3,7 +3,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  decode, encode, shardOfAuction, WIRE_LIMITS, type AuctionState, type BidOutcome, type CommandResult, type CreateOutcome, type EngineClient,
+  decode, encode, shardOfAuction, WIRE_LIMITS, type AuctionState, type BidOutcome, type CommandResult, type CreateOutcome,
 } from '../protocol/index.js';
 import { auditSubject } from '../audit/shard-audit.js';
 import { encodeCursor } from '../audit/queries.js';
@@ -51,7 +51,6 @@ export type GatewayDeps = {
   config: GatewayConfig;
   logger: Logger;
   nc: NatsConnection;
-  engines: EngineClient;
   router: CommandRouter;
   live: LiveFeed;
   notifications: NotificationCenter;
@@ -271,11 +270,15 @@ export class GatewayServer {
     }
   }
 
+  /** One command of the user's budget; false (counted) when it is spent. */
+  private userAllowed(userId: number): boolean {
+    if (this.userLimiter.take(userId)) return true;
+    this.d.metrics.rateLimited.inc({ scope: 'user' });
+    return false;
+  }
+
   private limitUser(userId: number): void {
-    if (!this.userLimiter.take(userId)) {
-      this.d.metrics.rateLimited.inc({ scope: 'user' });
-      throw new ApiError('rate_limited');
-    }
+    if (!this.userAllowed(userId)) throw new ApiError('rate_limited');
   }
 
   // --- operations shared by HTTP and WebSocket ---------------------------------------
@@ -285,25 +288,24 @@ export class GatewayServer {
     const auctionId = v.id(fields, 'auctionId');
     const bidId = v.id(fields, 'bidId');
     const maxBid = v.amount(fields, 'maxBid');
-    if (!this.userLimiter.take(userId)) {
-      this.d.metrics.rateLimited.inc({ scope: 'user' });
-      this.d.metrics.bids.inc({ outcome: 'rate_limited' });
-      return { bidId, auctionId, status: 'rejected', reason: 'rate_limited', price: 0, leading: false, endsAt: 0, seq: 0 };
-    }
-    if (!(await this.d.live.hasShard(shardOfAuction(auctionId)))) {
-      this.d.metrics.bids.inc({ outcome: 'auction_not_found' });
-      return { bidId, auctionId, status: 'rejected', reason: 'auction_not_found', price: 0, leading: false, endsAt: 0, seq: 0 };
-    }
+    if (!this.userAllowed(userId)) return this.unrecordedRejection(auctionId, bidId, 'rate_limited');
+    if (!(await this.d.live.hasShard(shardOfAuction(auctionId)))) return this.unrecordedRejection(auctionId, bidId, 'auction_not_found');
     const started = process.hrtime.bigint();
     const result = await this.d.router.forAuction(auctionId, { type: 'bid', auctionId, bidderId: userId, bidId, maxBid });
     this.d.metrics.commandSeconds.observe({ type: 'bid' }, Number(process.hrtime.bigint() - started) / 1e9);
     return this.bidResult(result, auctionId, bidId);
   }
 
+  /** A rejection decided without the engine (nothing was logged: seq 0). */
+  private unrecordedRejection(auctionId: number, bidId: number, reason: 'rate_limited' | 'auction_not_found' | 'unavailable'): Record<string, unknown> {
+    this.d.metrics.bids.inc({ outcome: reason });
+    return { bidId, auctionId, status: 'rejected', reason, price: 0, leading: false, endsAt: 0, seq: 0 };
+  }
+
   private bidResult(result: CommandResult, auctionId: number, bidId: number): Record<string, unknown> {
     if (result.status === 'error') {
+      if (result.code === 'unavailable') return this.unrecordedRejection(auctionId, bidId, 'unavailable');
       this.d.metrics.bids.inc({ outcome: result.code });
-      if (result.code === 'unavailable') return { bidId, auctionId, status: 'rejected', reason: 'unavailable', price: 0, leading: false, endsAt: 0, seq: 0 };
       throw new ApiError('invalid_request', result.message);
     }
     const o = result as BidOutcome;
@@ -351,13 +353,9 @@ export class GatewayServer {
     };
   }
 
-  private async engineState(auctionId: number): Promise<AuctionState | null> {
-    try {
-      const reply = await this.d.engines.control<{ states?: (AuctionState | null)[] }>(shardOfAuction(auctionId), { op: 'states', auctionIds: [auctionId] });
-      return reply.states?.[0] ?? null;
-    } catch {
-      return null;
-    }
+  /** The engine's state, or null when it does not hold the auction or does not answer. */
+  private engineState(auctionId: number): Promise<AuctionState | null> {
+    return this.d.live.engineState(auctionId).catch(() => null);
   }
 
   /**
