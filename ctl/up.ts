@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   // The token secret: GATEWAY_SECRET when set, else a random one kept in .data/gateway-secret.
-  const gateway = await GatewayProcess.start({ natsUrl, port, args: ['--host', host, '--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
+  const gateway = await GatewayProcess.start({ natsUrl, port, host, args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
   const api = `http://${host}:${port}`;
 
   const lines = [

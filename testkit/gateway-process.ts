@@ -6,12 +6,14 @@ export type GatewayProcessOptions = {
   /** Shared by every gateway of a test, so tokens minted in the test (or by another gateway) are valid. Absent: the gateway's secret file. */
   secret?: string;
   port?: number;
+  /** Default 127.0.0.1 (tests only touch loopback). */
+  host?: string;
   /** Extra flags, e.g. ['--user-commands-per-sec', '5']. */
   args?: string[];
   env?: Record<string, string>;
 };
 
-/** A real gateway process (`dist/gateway/main.js`) on a free port of 127.0.0.1. */
+/** A real gateway process (`dist/gateway/main.js`), by default on a free port of 127.0.0.1. */
 export class GatewayProcess extends ManagedProcess {
   private constructor(private readonly options: GatewayProcessOptions, readonly port: number) {
     super('gateway', '"msg":"gateway ready"');
@@ -24,16 +26,16 @@ export class GatewayProcess extends ManagedProcess {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.options.host ?? '127.0.0.1'}:${this.port}`;
   }
 
   get wsUrl(): string {
-    return `ws://127.0.0.1:${this.port}/v1/ws`;
+    return `ws://${this.options.host ?? '127.0.0.1'}:${this.port}/v1/ws`;
   }
 
   protected command() {
     const script = new URL('../gateway/main.js', import.meta.url).pathname;
-    return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, '--host', '127.0.0.1', '--port', String(this.port), ...(this.options.args ?? [])] };
+    return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, '--host', this.options.host ?? '127.0.0.1', '--port', String(this.port), ...(this.options.args ?? [])] };
   }
 
   protected override environment(): NodeJS.ProcessEnv {
