@@ -6,6 +6,8 @@ import { pino } from 'pino';
 import { parseShards } from '../engine/config.js';
 import { ShardAudit, shardFile } from './shard-audit.js';
 import { verifyShard } from './verify.js';
+import { encode } from '../protocol/index.js';
+import { natsCredentials, STATUS_SUBJECT, type ProcessStatus } from '../protocol/cluster.js';
 
 const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--chunk-bytes-max N] [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
@@ -35,7 +37,7 @@ async function main(): Promise<void> {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
     process.exit(2);
   }
-  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}` }).catch((error: unknown) => {
+  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, ...natsCredentials() }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
@@ -61,6 +63,13 @@ async function main(): Promise<void> {
     fetchMax: Number(values['fetch-max'] ?? 256),
     chunkBytesMax: Number(values['chunk-bytes-max'] ?? 1 << 20),
   }));
+  const startedAt = Date.now();
+  nc.subscribe(STATUS_SUBJECT, {
+    callback: (_e, msg) => {
+      const status: ProcessStatus = { kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()) };
+      msg.respond(encode(status));
+    },
+  });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -93,6 +93,24 @@ export class AuditQueries {
     return { bids: page, next: rows.length > limit ? page[page.length - 1].seq : null };
   }
 
+  /**
+   * The newest events of one auction, newest first, for operators
+   * (auctionctl auction show): bids with their maxima, and its lifecycle.
+   */
+  recentEvents(auctionId: number, limitValue: unknown) {
+    const limit = limitOf(limitValue);
+    const rows = this.db.prepare(`
+      SELECT seq, 'bid' AS type, status, reason, price_after AS price, bidder_id AS bidderId, bid_id AS bidId, max_bid AS maxBid, leading, NULL AS winnerId, NULL AS detail, at
+        FROM bids WHERE auction_id = ?
+      UNION ALL
+      SELECT seq, type, status, reason, price, NULL, NULL, NULL, NULL, winner_id, detail, at
+        FROM lifecycle WHERE auction_id = ? AND seq > 0
+      ORDER BY seq DESC LIMIT ?`).all(auctionId, auctionId, limit) as Record<string, unknown>[];
+    return {
+      events: rows.map((row) => Object.fromEntries(Object.entries(row).filter(([, value]) => value !== null).map(([k, value]) => [k, k === 'leading' ? value === 1 : value]))),
+    };
+  }
+
   /** Search with filters and keyset paging; results are ordered by (sort value, id). */
   search(options: Record<string, unknown>) {
     const sort = (options.sort ?? 'ending_soon') as SearchSort;

@@ -9,6 +9,8 @@ import { commandError, decode, decodeLog, encode, ensureNotificationStream, stre
 import { GapError, Projection } from './projection.js';
 import { AuditQueries } from './queries.js';
 import { OutboxPublisher } from './outbox.js';
+import { verifyShard } from './verify.js';
+import { adminSubjects } from '../protocol/cluster.js';
 
 export const AUDIT_CONSUMER = 'audit';
 export const auditSubject = (shard: number) => `auction.audit.${shard}`;
@@ -56,6 +58,8 @@ export class ShardAudit {
   private loop: Promise<void> | null = null;
   private messages: ConsumerMessages | null = null;
   private sub: Subscription | null = null;
+  private adminSub: Subscription | null = null;
+  private verifying: Promise<unknown> | null = null;
   /** Newest batch time applied, and when: the lag gauge. */
   lastApplied = { streamSeq: 0, batchT: 0, at: 0 };
   /** Commit time minus engine time of every message applied (ms), since the last reset. */
@@ -74,6 +78,7 @@ export class ShardAudit {
     await ensureNotificationStream(this.o.jsm);
     this.outbox.kick(); // whatever a previous run committed but did not publish
     this.sub = this.o.nc.subscribe(auditSubject(this.o.shard), { callback: (_e, msg) => this.onQuery(msg) });
+    this.adminSub = this.o.nc.subscribe(adminSubjects.audit(this.o.shard), { callback: (_e, msg) => this.onAdmin(msg) });
     this.running = true;
     this.loop = this.consume().catch((error: unknown) => {
       this.logger.fatal({ err: error }, 'audit consumer failed; exiting');
@@ -85,6 +90,8 @@ export class ShardAudit {
     this.running = false;
     this.outbox.stop();
     this.sub?.unsubscribe();
+    this.adminSub?.unsubscribe();
+    await this.verifying?.catch(() => undefined);
     await this.messages?.close();
     await this.loop;
     this.db.close();
@@ -202,7 +209,41 @@ export class ShardAudit {
     });
   }
 
-  private onQuery(msg: Msg): void {
+  /** Where this shard's file is, for `auctionctl status`. */
+  statusReport() {
+    const position = this.projection.position();
+    return { shard: this.o.shard, streamSeq: position.streamSeq, eventSeq: position.eventSeq, eventCount: position.eventCount, lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0 };
+  }
+
+  /** `verify` (auctionctl audit verify): the file against its stream, one run at a time; `events` (auction show). */
+  private onAdmin(msg: Msg): void {
+    let op: unknown;
+    try {
+      op = (decode(msg.data) as { op?: unknown })?.op;
+    } catch {
+      op = undefined;
+    }
+    if (op === 'events') {
+      this.onQuery(msg, true); // operators only: bidders' maxima are in it
+      return;
+    }
+    if (op !== 'verify') {
+      msg.respond(encode({ error: commandError('invalid_request', 'unknown admin op') }));
+      return;
+    }
+    if (this.verifying) {
+      msg.respond(encode({ error: commandError('rate_limited', 'a verification of this shard is running') }));
+      return;
+    }
+    this.verifying = verifyShard(this.o.js, this.o.jsm, this.o.shard, shardFile(this.o.dataDir, this.o.shard))
+      .then((result) => msg.respond(encode(result)))
+      .catch((error: unknown) => msg.respond(encode({ error: commandError('unavailable', `verification failed to run: ${(error as Error).message}`) })))
+      .finally(() => {
+        this.verifying = null;
+      });
+  }
+
+  private onQuery(msg: Msg, admin = false): void {
     let request: Record<string, unknown>;
     try {
       request = decode(msg.data) as Record<string, unknown>;
@@ -212,13 +253,13 @@ export class ShardAudit {
       return;
     }
     try {
-      msg.respond(encode(this.answer(request)));
+      msg.respond(encode(this.answer(request, admin)));
     } catch (error) {
       msg.respond(encode({ error: commandError('invalid_request', (error as Error).message) }));
     }
   }
 
-  private answer(request: Record<string, unknown>): unknown {
+  private answer(request: Record<string, unknown>, admin: boolean): unknown {
     switch (request.op) {
       case 'auction':
         return { auction: this.queries.auction(Number(request.auctionId)) };
@@ -226,6 +267,9 @@ export class ShardAudit {
         return this.queries.bids(Number(request.auctionId), { after: request.after, limit: request.limit, viewerId: request.viewerId });
       case 'search':
         return this.queries.search(request);
+      case 'events':
+        if (!admin) throw new Error('unknown op');
+        return this.queries.recentEvents(Number(request.auctionId), request.limit);
       case 'position': {
         const answer = {
           ...this.projection.position(),

@@ -34,6 +34,8 @@ export async function verifyShard(js: JetStreamClient, jsm: JetStreamManager, sh
   const db = openShardDb(file, true);
   const fresh = new Database(':memory:');
   try {
+    // One read transaction: the position and every table from the same commit, while the audit goes on writing.
+    db.exec('BEGIN');
     const integrity = db.pragma('integrity_check', { simple: true });
     const filePosition = db.prepare('SELECT stream_seq AS streamSeq, event_count AS events, event_seq AS lastSeq, running_hash AS runningHash FROM position WHERE id = 1').get() as { streamSeq: number; events: number; lastSeq: number; runningHash: string };
     const base = { shard, fileStreamSeq: filePosition.streamSeq, streamLastSeq, events: filePosition.events, lastSeq: filePosition.lastSeq, runningHash: filePosition.runningHash };
@@ -51,6 +53,7 @@ export async function verifyShard(js: JetStreamClient, jsm: JetStreamManager, sh
     }
     return { ...base, ok: true };
   } finally {
+    if (db.inTransaction) db.exec('COMMIT');
     db.close();
     fresh.close();
   }

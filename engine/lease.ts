@@ -122,6 +122,19 @@ export class ShardLease {
     await this.kv.delete(this.key, { previousSeq: revision }).catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
   }
 
+  /**
+   * Hands the lease to another engine: the key names it with no live writer,
+   * which that engine reads as "an earlier incarnation of mine held it" and
+   * takes at once; any other engine still waits a whole TTL.
+   */
+  async handOver(engineId: string): Promise<void> {
+    this.stopRenewing();
+    if (!this.held) throw new Error(`lease ${this.key} is not held`);
+    const revision = this.revision;
+    this.revision = 0;
+    await this.kv.update(this.key, encode({ engineId, writer: 'hand-over', renewedAt: Date.now() } satisfies LeaseValue), revision);
+  }
+
   /** Forget holding it without touching the key (after a fence or a crash of the role). */
   drop(): void {
     this.stopRenewing();

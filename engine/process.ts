@@ -7,6 +7,8 @@ import { ConfigError, loadConfig, USAGE } from './config.js';
 import { EngineCluster } from './cluster.js';
 import { LEASE_BUCKET } from './lease.js';
 import { ShardEngine } from './shard.js';
+import { encode } from '../protocol/index.js';
+import { natsCredentials, STATUS_SUBJECT, type ProcessStatus } from '../protocol/cluster.js';
 
 /**
  * The engine process, in either role: every shard it runs gets its own
@@ -24,7 +26,8 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   }
   const writer = `e-${randomBytes(6).toString('hex')}`;
   const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
-  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1 });
+  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...natsCredentials() });
+  const startedAt = Date.now();
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const leases = await new Kvm(js).create(LEASE_BUCKET, { history: 1, replicas: config.streamReplicas });
@@ -63,6 +66,14 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     running,
     startShard,
     stopShard: async (shard) => stopShard(shard),
+  });
+
+  // Operators (auctionctl status) ask every process at once; each answers for itself.
+  nc.subscribe(STATUS_SUBJECT, {
+    callback: (_e, msg) => {
+      const status: ProcessStatus = { kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()) };
+      msg.respond(encode(status));
+    },
   });
 
   let stopping = false;

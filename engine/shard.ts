@@ -22,6 +22,7 @@ import {
   type LogEvent,
   type Outcome,
 } from '../protocol/index.js';
+import { adminSubjects, type ShardCopyStatus } from '../protocol/cluster.js';
 
 export type ShardEngineOptions = {
   shard: number;
@@ -119,6 +120,12 @@ export class ShardEngine {
   private housekeeping: NodeJS.Timeout | null = null;
   private commandSub: Subscription | null = null;
   private controlSub: Subscription | null = null;
+  private adminSub: Subscription | null = null;
+  /** Operators waiting for the snapshot they asked for (answered when it is written). */
+  private snapshotWaiters: Msg[] = [];
+  /** The newest snapshot written or loaded by this copy. */
+  private snapshot: ShardCopyStatus['snapshot'] = null;
+  private steppingDown = false;
   private resyncing: Promise<void> | null = null;
   private readonly lease: ShardLease | null;
   private nodeControlSub: Subscription | null = null;
@@ -203,7 +210,8 @@ export class ShardEngine {
       }
     }
     this.controlSub = this.options.nc.subscribe(subjects.control(this.shard), { callback: (_e, msg) => this.onControl(msg) });
-    this.commandSub = this.options.nc.subscribe(subjects.commands(this.shard), { callback: (_e, msg) => this.onRequest(msg) });
+    this.subscribeCommands();
+    this.adminSub = this.options.nc.subscribe(adminSubjects.engine(this.shard), { callback: (_e, msg) => this.onAdmin(msg) });
     this.housekeeping = setInterval(() => this.checkSnapshotDue(), 1_000);
     this.housekeeping.unref();
     this.lease?.keepRenewing((why) => this.depose(new DeposedError(`shard ${this.shard}: ${why}`)));
@@ -297,8 +305,7 @@ export class ShardEngine {
     const wasServing = this.status === 'serving';
     const wasFollowing = this.status === 'following';
     this.status = 'stopped';
-    this.commandSub?.unsubscribe();
-    this.controlSub?.unsubscribe();
+    this.unsubscribeLeader();
     this.nodeControlSub?.unsubscribe();
     this.clearTimers();
     this.failPending('engine stopping');
@@ -314,7 +321,12 @@ export class ShardEngine {
 
   // --- intake ---------------------------------------------------------------
 
-  private onRequest(msg: Msg): void {
+  /**
+   * Commands from the command subject (gateways) or, with `admin`, from the
+   * operators' subject: only operators may close or cancel an auction (NATS
+   * permissions keep everyone else off `auction.admin.>`).
+   */
+  private onRequest(msg: Msg, admin: boolean): void {
     let commands: unknown[];
     try {
       const body = decode(msg.data) as { commands?: unknown };
@@ -333,7 +345,11 @@ export class ShardEngine {
       this.reply(msg, { results: commands.map(() => commandError('unavailable', why)) });
       return;
     }
-    const parsed = commands.map(parseCommand);
+    const parsed = commands.map((raw): Parsed => {
+      const p = parseCommand(raw);
+      if (admin || 'status' in p || (p.command.type !== 'close' && p.command.type !== 'cancel')) return p;
+      return commandError('forbidden', `${p.command.type} is an operator action: use auctionctl (subject auction.admin.engine.<shard>)`);
+    });
     this.pending.push({ msg, parsed, results: new Array(commands.length) });
     this.pendingCommands += commands.length;
     this.schedule();
@@ -490,6 +506,7 @@ export class ShardEngine {
   private async resync(): Promise<void> {
     await this.rebuildWhile('resyncing', async () => {
       this.status = 'serving';
+      this.subscribeCommands(); // a step-down interrupted by the failure had stopped intake
       this.logger.info({ lastSeq: this.core.lastSeq, streamSeq: this.durableStreamSeq }, 'resynced; serving again');
       this.armTimer();
       this.schedule();
@@ -536,7 +553,10 @@ export class ShardEngine {
     const loaded = this.snapshots.loadNewest(this.coreConfig, (file, error) => this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'));
     let core = loaded?.core ?? new AuctionCore({ shard: this.shard, ...this.coreConfig });
     let streamSeq = loaded?.meta.streamSeq ?? 0;
-    if (loaded) this.logger.info(loaded.meta, 'loaded snapshot');
+    if (loaded) {
+      this.logger.info(loaded.meta, 'loaded snapshot');
+      this.snapshot = { at: loaded.writtenAt, ...loaded.meta };
+    }
     const last = await this.log.lastStreamSeq();
     if (last < streamSeq) {
       this.logger.warn({ snapshotStreamSeq: streamSeq, streamLast: last }, 'snapshot is ahead of the stream; replaying from the start');
@@ -563,10 +583,7 @@ export class ShardEngine {
   private depose(error: Error): void {
     if (this.status === 'deposed' || this.status === 'stopped') return;
     this.status = 'deposed';
-    this.commandSub?.unsubscribe();
-    this.commandSub = null;
-    this.controlSub?.unsubscribe();
-    this.controlSub = null;
+    this.unsubscribeLeader();
     this.clearTimers();
     this.lease?.drop();
     this.abandonInflight('shard changed primary: outcome unknown, retry with the same bidId', 'shard deposed');
@@ -627,6 +644,21 @@ export class ShardEngine {
     for (const request of this.pending) this.reply(request.msg, { results: request.parsed.map(() => commandError('unavailable', message)) });
     this.pending = [];
     this.pendingCommands = 0;
+    for (const msg of this.snapshotWaiters) this.reply(msg, { error: commandError('unavailable', message) });
+    this.snapshotWaiters = [];
+    this.snapshotWanted = false;
+  }
+
+  private subscribeCommands(): void {
+    this.commandSub ??= this.options.nc.subscribe(subjects.commands(this.shard), { callback: (_e, msg) => this.onRequest(msg, false) });
+  }
+
+  /** Stops taking commands, queries and operator actions as the shard's primary. */
+  private unsubscribeLeader(): void {
+    for (const sub of [this.commandSub, this.controlSub, this.adminSub]) sub?.unsubscribe();
+    this.commandSub = null;
+    this.controlSub = null;
+    this.adminSub = null;
   }
 
   private reply(msg: Msg, body: unknown): void {
@@ -668,7 +700,10 @@ export class ShardEngine {
     const meta = this.snapshots.save(this.core, this.durableStreamSeq);
     this.eventsSinceSnapshot = 0;
     this.lastSnapshotAt = this.clock();
+    this.snapshot = { at: this.lastSnapshotAt, ...meta };
     this.logger.info({ ...meta, ms: this.lastSnapshotAt - started }, 'snapshot written');
+    for (const msg of this.snapshotWaiters) this.reply(msg, { snapshot: this.snapshot, engineId: this.options.engineId ?? this.options.writer, ms: this.lastSnapshotAt - started });
+    this.snapshotWaiters = [];
   }
 
   // --- control ---------------------------------------------------------------
@@ -683,25 +718,7 @@ export class ShardEngine {
     }
     switch (request?.op) {
       case 'status':
-        this.reply(msg, {
-          shard: this.shard,
-          status: this.status,
-          writer: this.options.writer,
-          engineId: this.options.engineId ?? this.options.writer,
-          lastSeq: this.core.lastSeq,
-          durableSeq: this.durableSeq,
-          streamSeq: this.durableStreamSeq,
-          auctionsLive: this.core.auctionsLive,
-          auctionsCreated: this.core.auctionsCreated,
-          pendingCommands: this.pendingCommands,
-          inflightBatches: this.inflight.length,
-          appendsAcked: this.appendsAcked,
-          eventsAcked: this.eventsAcked,
-          lag: this.lag,
-          leaseHolder: this.lease?.holder?.engineId ?? null,
-          leaderSince: this.becameLeaderAt,
-          config: this.coreConfig,
-        });
+        this.reply(msg, this.statusReport());
         return;
       case 'state':
         this.reply(msg, { auction: typeof request.auctionId === 'number' ? this.core.auctionState(request.auctionId) : null });
@@ -733,6 +750,110 @@ export class ShardEngine {
     }
     const states = auctionIds.map((id) => (typeof id === 'number' ? this.core.auctionState(id) : null));
     this.releaseAfterInflight([{ msg, parsed: [], results: [], body: { states, seq: this.core.lastSeq } }]);
+  }
+
+  /** What this copy of the shard knows about itself (control op `status`, process status). */
+  statusReport(): ShardCopyStatus & Record<string, unknown> {
+    return {
+      shard: this.shard,
+      status: this.steppingDown ? 'stepping-down' : this.status,
+      writer: this.options.writer,
+      engineId: this.options.engineId ?? this.options.writer,
+      lastSeq: this.core?.lastSeq ?? 0,
+      durableSeq: this.durableSeq,
+      streamSeq: this.durableStreamSeq,
+      auctionsLive: this.core?.auctionsLive ?? 0,
+      auctionsCreated: this.core?.auctionsCreated ?? 0,
+      pendingCommands: this.pendingCommands,
+      inflightBatches: this.inflight.length,
+      appendsAcked: this.appendsAcked,
+      eventsAcked: this.eventsAcked,
+      lag: this.lag,
+      leaseHolder: this.lease?.holder?.engineId ?? null,
+      leaderSince: this.becameLeaderAt,
+      snapshot: this.snapshot,
+      config: this.coreConfig,
+    };
+  }
+
+  // --- operator actions (auction.admin.engine.<shard>) --------------------------
+
+  private onAdmin(msg: Msg): void {
+    let request: { op?: unknown; commands?: unknown; to?: unknown };
+    try {
+      request = decode(msg.data) as typeof request;
+    } catch {
+      this.reply(msg, { error: commandError('invalid_request', 'malformed admin request') });
+      return;
+    }
+    if (Array.isArray(request?.commands)) {
+      this.onRequest(msg, true);
+      return;
+    }
+    switch (request?.op) {
+      case 'snapshot':
+        if (this.status !== 'serving' || this.steppingDown) {
+          this.reply(msg, { error: commandError('unavailable', `shard ${this.status}`) });
+          return;
+        }
+        if (this.snapshotWaiters.length >= 64) {
+          this.reply(msg, { error: commandError('rate_limited', 'snapshots already requested') });
+          return;
+        }
+        this.snapshotWaiters.push(msg);
+        this.snapshotWanted = true;
+        this.schedule();
+        return;
+      case 'step-down':
+        void this.stepDown(msg, request.to);
+        return;
+      default:
+        this.reply(msg, { error: commandError('invalid_request', 'unknown admin op') });
+    }
+  }
+
+  /**
+   * A clean hand-over to the replica `to`: stop taking commands, decide what
+   * is queued, wait until every append is acknowledged, then write the lease
+   * naming `to` (which takes it at once, after catching up to the tail) and
+   * follow the stream. Nothing acknowledged is lost (all of it is in the
+   * stream the successor replays) and nothing is decided twice (this engine
+   * decides nothing more). Commands sent meanwhile find no responder and are
+   * retried by their senders with the same bidId.
+   */
+  private async stepDown(msg: Msg, to: unknown): Promise<void> {
+    const me = this.options.engineId ?? this.options.writer;
+    const refuse = (code: 'invalid_request' | 'unavailable', message: string) => this.reply(msg, { error: commandError(code, message) });
+    if (typeof to !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(to) || to === me) return refuse('invalid_request', 'to: the engine id of a replica of this shard');
+    if (!this.lease) return refuse('invalid_request', 'this engine runs without leases: there is no replica to hand over to');
+    if (this.status !== 'serving' || this.steppingDown) return refuse('unavailable', `shard ${this.steppingDown ? 'stepping down' : this.status}`);
+    this.steppingDown = true;
+    const started = this.clock();
+    try {
+      this.commandSub?.unsubscribe();
+      this.commandSub = null;
+      while ((this.pending.length > 0 || this.inflight.length > 0) && this.status === 'serving') {
+        this.schedule();
+        await Promise.allSettled(this.inflight.map((b) => b.append));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (this.status !== 'serving') return refuse('unavailable', `step-down interrupted: shard ${this.status}`);
+      this.unsubscribeLeader();
+      this.clearTimers();
+      await this.lease.handOver(to);
+      this.status = 'following';
+      const report = { from: me, to, streamSeq: this.durableStreamSeq, lastSeq: this.durableSeq, ms: this.clock() - started };
+      this.logger.warn(report, 'stepped down');
+      await this.follow();
+      this.reply(msg, report);
+    } catch (error) {
+      this.logger.error({ err: error }, 'step-down failed');
+      refuse('unavailable', `step-down failed: ${(error as Error).message}`);
+      // The lease is in an unknown state: stop leading and follow; whoever holds it leads.
+      if (this.status === 'serving') this.depose(error as Error);
+    } finally {
+      this.steppingDown = false;
+    }
   }
 
   /** For orderly shutdown paths and tests: resolves when a running resync ends. */

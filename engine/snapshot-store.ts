@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from './core/index.js';
 import { decode, encode } from '../protocol/index.js';
@@ -37,13 +37,14 @@ export class SnapshotStore {
   }
 
   /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */
-  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta } | null {
+  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null {
     for (const file of this.files().reverse()) {
       try {
-        const envelope = decode(readFileSync(join(this.dir, file))) as SnapshotMeta & { core: Uint8Array };
+        const path = join(this.dir, file);
+        const envelope = decode(readFileSync(path)) as SnapshotMeta & { core: Uint8Array };
         const core = decodeSnapshot(envelope.core, config);
         if (core.lastSeq !== envelope.lastSeq) throw new Error('snapshot metadata disagrees with its state');
-        return { core, meta: { lastSeq: envelope.lastSeq, streamSeq: envelope.streamSeq } };
+        return { core, meta: { lastSeq: envelope.lastSeq, streamSeq: envelope.streamSeq }, writtenAt: statSync(path).mtimeMs };
       } catch (error) {
         onSkip(file, error);
       }

@@ -26,8 +26,20 @@ const TOKEN_BYTES_MAX = 512;
 export class Tokens {
   private readonly key: Buffer;
 
-  constructor(secret: string, private readonly ttlMs: number, private readonly clock: () => number = Date.now) {
+  constructor(
+    secret: string,
+    private readonly ttlMs: number,
+    private readonly clock: () => number = Date.now,
+    /** Users an operator disabled: their tokens stop working at once (DisabledUsers). */
+    private readonly disabled: (userId: number) => boolean = () => false,
+  ) {
     this.key = Buffer.from(secret);
+  }
+
+  /** ApiError `user_disabled` for a user an operator disabled. */
+  checkEnabled(userId: number): number {
+    if (this.disabled(userId)) throw new ApiError('user_disabled');
+    return userId;
   }
 
   mint(userId: number, ttlMs = this.ttlMs): { token: string; expiresAt: number } {
@@ -55,7 +67,7 @@ export class Tokens {
       throw new ApiError('unauthenticated', 'malformed token');
     }
     if (claims.exp <= this.clock()) throw new ApiError('unauthenticated', 'token expired');
-    return claims.u;
+    return this.checkEnabled(claims.u);
   }
 
   private sign(data: string): string {

@@ -8,6 +8,7 @@ export const API_ERRORS = {
   unauthenticated: [401, 'a valid token is required'],
   invalid_credentials: [401, 'unknown username or wrong password'],
   forbidden: [403, 'this user may not do this'],
+  user_disabled: [403, 'this account was disabled by an operator'],
   not_found: [404, 'no such resource'],
   method_not_allowed: [405, 'this method is not supported on this path'],
   username_taken: [409, 'the username is already registered'],

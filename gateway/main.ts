@@ -12,6 +12,9 @@ import { createMetrics } from './metrics.js';
 import { NotificationCenter } from './notifications.js';
 import { CommandRouter } from './router.js';
 import { GatewayServer } from './server.js';
+import { DisabledUsers, serveAdmin } from './admin.js';
+import { natsCredentials, USER_FLAGS_BUCKET } from '../protocol/cluster.js';
+import { hostname } from 'node:os';
 
 async function main(): Promise<void> {
   let config;
@@ -24,7 +27,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { service: 'gateway', pid: process.pid } });
   const { secret, generated } = loadSecret(config.secret, config.secretFile);
   if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
-  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1 }).catch((error: unknown) => {
+  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...natsCredentials() }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${config.natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
@@ -33,20 +36,30 @@ async function main(): Promise<void> {
   const kvm = new Kvm(js);
   const usersKv = await kvm.create(USERS_BUCKET, { history: 1, replicas: config.streamReplicas });
   const acksKv = await kvm.create(NOTIFICATION_ACKS_BUCKET, { history: 1, replicas: config.streamReplicas });
+  let server: GatewayServer | null = null;
+  const disabled = new DisabledUsers(await kvm.create(USER_FLAGS_BUCKET, { history: 1, replicas: config.streamReplicas }), logger);
+  await disabled.start((userId) => server?.endUserSessions(userId));
+  const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const metrics = createMetrics();
   const engines = new EngineClient(nc, config.commandTimeoutMs);
-  let server: GatewayServer | null = null;
   const live = new LiveFeed({ nc, js, jsm, engines, logger, onStates: (states) => server?.publishStates(states) });
   const notifications = new NotificationCenter(js, jsm, acksKv, logger);
   server = new GatewayServer({
     config, logger, nc, live, notifications, metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),
-    tokens: new Tokens(secret, config.tokenTtlMs),
+    tokens,
     users: new UserStore(usersKv),
   });
   await live.start();
   await notifications.start((userId, n) => server?.deliverNotification(userId, n));
   const port = await server.listen();
+  const startedAt = Date.now();
+  const adminSubs = serveAdmin(nc, tokens, {
+    id: `${hostname()}:${port}`, startedAt,
+    listen: () => `${config.host}:${port}`,
+    connections: () => server?.connectionCount ?? 0,
+    subscriptions: () => server?.subscriptions ?? 0,
+  }, logger);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -54,6 +67,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping');
     server?.close();
+    for (const sub of adminSubs) sub.unsubscribe();
+    disabled.stop();
     await live.stop();
     await notifications.stop();
     await nc.drain();

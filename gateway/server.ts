@@ -164,7 +164,7 @@ export class GatewayServer {
       const fields = v.object(await body);
       const username = v.string(fields, 'username', { min: 1, max: 32 });
       const password = v.string(fields, 'password', { min: 1, max: PASSWORD_LIMITS.max });
-      const userId = await this.d.users.authenticate(username, password);
+      const userId = this.d.tokens.checkEnabled(await this.d.users.authenticate(username, password));
       ex.json(200, { ...this.d.tokens.mint(userId), userId });
     });
 
@@ -495,6 +495,19 @@ export class GatewayServer {
     for (const streams of this.sse.values()) {
       for (const s of streams) if (!s.ex.aborted && !s.congested) s.ex.res.cork(() => s.ex.res.write(': keep-alive\n\n'));
     }
+  }
+
+  /** An operator disabled this user: end their connections (their tokens are refused from now on). */
+  endUserSessions(userId: number): void {
+    for (const ws of [...this.sockets]) if (ws.getUserData().userId === userId) ws.end(1008, 'user disabled');
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  get subscriptions(): number {
+    return this.subscriptionCount;
   }
 
   // --- WebSocket ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { shardOfAuction } from './ids.js';
 import { commandError, decode, encode, subjects, type CommandReply, type CommandResult } from './wire.js';
+import { adminSubjects } from './cluster.js';
 
 /**
  * Sends commands to the engine that owns each shard. A timeout, a missing
@@ -10,9 +11,10 @@ import { commandError, decode, encode, subjects, type CommandReply, type Command
 export class EngineClient {
   constructor(private readonly nc: NatsConnection, private readonly timeoutMs = 2_000) {}
 
-  async send(shard: number, commands: unknown[]): Promise<CommandResult[]> {
+  /** `admin`: the operators' subject, the only one where close and cancel are taken (NATS admin rights). */
+  async send(shard: number, commands: unknown[], admin = false): Promise<CommandResult[]> {
     try {
-      const reply = await this.nc.request(subjects.commands(shard), encode({ commands }), { timeout: this.timeoutMs });
+      const reply = await this.nc.request(admin ? adminSubjects.engine(shard) : subjects.commands(shard), encode({ commands }), { timeout: this.timeoutMs });
       const body = decode(reply.data) as Partial<CommandReply> & { error?: CommandResult };
       if (body?.error) return commands.map(() => body.error!);
       if (!Array.isArray(body?.results) || body.results.length !== commands.length) {
@@ -25,8 +27,8 @@ export class EngineClient {
     }
   }
 
-  async sendOne(shard: number, command: unknown): Promise<CommandResult> {
-    return (await this.send(shard, [command]))[0];
+  async sendOne(shard: number, command: unknown, admin = false): Promise<CommandResult> {
+    return (await this.send(shard, [command], admin))[0];
   }
 
   /** Routes by auction id: the shard is encoded in it. */

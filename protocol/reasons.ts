@@ -15,6 +15,7 @@ export const REASONS = {
   unavailable: 'the outcome was not recorded; retrying with the same bidId is safe',
   // Extensions.
   invalid_request: 'a field is missing, of the wrong type or out of range',
+  forbidden: 'the caller may not do this (closing and cancelling auctions are operator actions)',
   shard_full: 'the shard has no free auction slot; an old auction must end first',
   not_due: 'a timer command arrived before its time',
 } as const;

@@ -6,18 +6,27 @@ import { ManagedProcess } from './managed-process.js';
 
 const script = () => new URL('../audit/main.js', import.meta.url).pathname;
 
+export type AuditProcessOptions = {
+  natsUrl: string;
+  shards: string;
+  dataDir?: string;
+  args?: string[];
+  /** Extra environment, e.g. NATS credentials (NatsServer.credentials('audit')). */
+  env?: Record<string, string>;
+};
+
 /** A real audit process (`dist/audit/main.js`) for tests and `make up`. */
 export class AuditProcess extends ManagedProcess {
   readonly dataDir: string;
   private readonly ownsDataDir: boolean;
 
-  private constructor(private readonly options: { natsUrl: string; shards: string; dataDir?: string; args?: string[] }) {
+  private constructor(private readonly options: AuditProcessOptions) {
     super('audit', '"msg":"audit ready"');
     this.ownsDataDir = !options.dataDir;
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'audit-'));
   }
 
-  static async start(options: { natsUrl: string; shards: string; dataDir?: string; args?: string[] }): Promise<AuditProcess> {
+  static async start(options: AuditProcessOptions): Promise<AuditProcess> {
     const audit = new AuditProcess(options);
     await audit.launch();
     return audit;
@@ -25,6 +34,10 @@ export class AuditProcess extends ManagedProcess {
 
   protected command() {
     return { file: process.execPath, args: [script(), '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
+  }
+
+  protected override environment(): NodeJS.ProcessEnv {
+    return { ...process.env, ...(this.options.env ?? {}) };
   }
 
   /** Runs `audit verify` on this process's files: its exit code and output. */

@@ -13,6 +13,8 @@ export type EngineProcessOptions = {
   args?: string[];
   /** `replica` runs dist/replica/main.js (a standby). Default `primary`. */
   role?: 'primary' | 'replica';
+  /** Extra environment, e.g. NATS credentials (NatsServer.credentials('engine')). */
+  env?: Record<string, string>;
 };
 
 /**
@@ -40,6 +42,10 @@ export class EngineProcess extends ManagedProcess {
     const script = new URL(this.options.role === 'replica' ? '../replica/main.js' : '../engine/main.js', import.meta.url).pathname;
     const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
     return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
+  }
+
+  protected override environment(): NodeJS.ProcessEnv {
+    return { ...process.env, ...(this.options.env ?? {}) };
   }
 
   /** Log lines (pino JSON) with the given message. */

@@ -5,6 +5,6 @@ export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
 export { ManagedProcess, handleSignals, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
-export { AuditProcess } from './audit-process.js';
+export { AuditProcess, type AuditProcessOptions } from './audit-process.js';
 export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
 export { WsClient, type WsMessage } from './ws-client.js';

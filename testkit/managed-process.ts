@@ -79,7 +79,11 @@ export abstract class ManagedProcess {
     // Readiness is read from this run's output only, never an earlier run's.
     let mine = '';
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.label} not ready in ${this.readyTimeoutMs} ms:\n${mine.slice(-5_000)}`)), this.readyTimeoutMs);
+      const timer = setTimeout(() => {
+        // A process that never got ready must not outlive the failed start.
+        child.kill('SIGKILL');
+        reject(new Error(`${this.label} not ready in ${this.readyTimeoutMs} ms:\n${mine.slice(-5_000)}`));
+      }, this.readyTimeoutMs);
       const onData = (chunk: Buffer) => {
         const text = chunk.toString();
         mine = (mine + text).slice(-100_000);

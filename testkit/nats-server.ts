@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess } from './managed-process.js';
 import { freePort } from './ports.js';
+import { natsAuthorization, ROLES, type Role } from '../protocol/cluster.js';
 
 /**
  * Real nats-server processes with JetStream on free loopback ports and
@@ -32,6 +34,11 @@ export type NatsServerOptions = {
   storeDir?: string;
   /** Extra command-line arguments (cluster routes, config file...). */
   args?: string[];
+  /**
+   * Require a NATS user per role with the roles' permissions
+   * (protocol/cluster.ts). `true`: random passwords; see `credentials`.
+   */
+  auth?: boolean | Record<Role, string>;
 };
 
 export class NatsServer extends ManagedProcess {
@@ -41,15 +48,27 @@ export class NatsServer extends ManagedProcess {
   readonly storeDir: string;
   private readonly args: string[];
   private readonly ownsStoreDir: boolean;
+  /** Passwords of the roles' users when started with `auth`. */
+  readonly passwords: Record<Role, string> | null;
 
-  private constructor(options: Required<Omit<NatsServerOptions, 'storeDir'>> & { storeDir?: string; monitorPort: number }) {
+  private constructor(options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & { storeDir?: string; monitorPort: number; auth?: NatsServerOptions['auth'] }) {
     super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, 20_000);
     this.name = options.name;
     this.port = options.port;
     this.monitorPort = options.monitorPort;
     this.ownsStoreDir = !options.storeDir;
     this.storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), `nats-${options.name}-`));
+    this.passwords = options.auth === true
+      ? Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<Role, string>
+      : options.auth || null;
+    const config: string[] = [];
+    if (this.passwords) {
+      const file = join(this.storeDir, 'auth.conf');
+      writeFileSync(file, natsAuthorization(this.passwords), { mode: 0o600 });
+      config.push('-c', file);
+    }
     this.args = [
+      ...config,
       '-a', '127.0.0.1',
       '-p', String(this.port),
       '-m', String(this.monitorPort),
@@ -67,6 +86,7 @@ export class NatsServer extends ManagedProcess {
       monitorPort: await freePort(),
       storeDir: options.storeDir,
       args: options.args ?? [],
+      auth: options.auth,
     });
     await server.launch();
     return server;
@@ -82,6 +102,16 @@ export class NatsServer extends ManagedProcess {
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
+  }
+
+  /** Environment for a process connecting as `role` (nothing when the server has no users). */
+  credentials(role: Role): Record<string, string> {
+    return this.passwords ? { NATS_USER: role, NATS_PASSWORD: this.passwords[role] } : {};
+  }
+
+  /** Options for nats.js `connect` as `role`. */
+  connectOptions(role: Role): { servers: string; user?: string; pass?: string } {
+    return this.passwords ? { servers: this.url, user: role, pass: this.passwords[role] } : { servers: this.url };
   }
 
   /** Waits until the monitoring endpoint reports JetStream healthy (meta leader known). */

@@ -112,7 +112,7 @@ t.test('search: words in title and description, status and seller filters, three
     chair: await create(client, { title: 'Oak chair', description: 'solid oak', endsAt: now + 30_000, startingPrice: 500, sellerId: 7 }),
     clock: await create(client, { title: 'Wall clock', description: 'quartz', endsAt: now + 20_000, startingPrice: 100 }),
   };
-  await client.sendOne(0, { type: 'close', auctionId: ids.clock });
+  await client.sendOne(0, { type: 'close', auctionId: ids.clock }, true);
   await caughtUp(nc);
   type Result = { auctions: { id: number }[]; next: string | null };
   const search = async (q: Record<string, unknown>) => (await query<Result>(nc, { op: 'search', ...q })).auctions.map((a) => a.id);

@@ -30,17 +30,21 @@ export function httpClient(baseUrl: string): Http {
 
 export type System = Awaited<ReturnType<typeof startSystem>>;
 
-/** NATS, one engine for shards 0-1, the audit and one gateway: real processes on free ports. */
+/**
+ * NATS (with a user per role and the roles' permissions, as `make up` runs
+ * it), one engine for shards 0-1, the audit and one gateway: real processes
+ * on free ports. The test's own connection is the admin's.
+ */
 export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
-  const nats: NatsServer = await startNats();
+  const nats: NatsServer = await startNats({ auth: true });
   t.teardown(() => nats.close());
-  const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1' });
+  const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('engine') });
   t.teardown(() => engine.close());
-  const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-1' });
+  const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('audit') });
   t.teardown(() => audit.close());
-  const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret: SECRET, args: gatewayArgs });
+  const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret: SECRET, args: gatewayArgs, env: nats.credentials('gateway') });
   t.teardown(() => gateway.close());
-  const nc: NatsConnection = await connect({ servers: nats.url });
+  const nc: NatsConnection = await connect(nats.connectOptions('admin'));
   t.teardown(() => nc.close());
   const http = httpClient(gateway.url);
   let users = 0;

@@ -153,7 +153,7 @@ t.test('a peer that floods is rate limited, then cut off', async (t) => {
 
 t.test('two gateways share users, tokens and live state', async (t) => {
   const s = await startSystem(t);
-  const second = await GatewayProcess.start({ natsUrl: s.nats.url, secret: SECRET });
+  const second = await GatewayProcess.start({ natsUrl: s.nats.url, secret: SECRET, env: s.nats.credentials('gateway') });
   t.teardown(() => second.close());
   const seller = await s.user();
   const auction = await s.auction(seller.token);
