@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -35,10 +35,12 @@ commands:
                                   a token for a user (tests, load runs), minted by a gateway
 
 options:
-  --nats URL          NATS servers, comma-separated (env NATS_URL; default nats://127.0.0.1:4222)
+  --nats URL          NATS servers, comma-separated (env NATS_URL; else the credentials file's "url";
+                      else nats://127.0.0.1:4222)
   --nats-user U --nats-password P
                       NATS credentials (env NATS_USER, NATS_PASSWORD)
-  --credentials FILE  JSON {"user", "password"} (env NATS_CREDENTIALS; default .data/auth/admin.json when present)
+  --credentials FILE  JSON {"user", "password", "url"?} (env NATS_CREDENTIALS; default .data/auth/admin.json,
+                      written by make up, when present)
   --timeout-ms N      how long to wait for answers (default 3000)
   --json              print one JSON document instead of tables
 
@@ -371,6 +373,17 @@ async function tokenMint(c: Cluster, args: string[], values: Options['values']):
 
 // --- main --------------------------------------------------------------------------
 
+/** The NATS URL a credentials file may carry (make up writes its server's). */
+function urlOf(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    const url = (JSON.parse(readFileSync(file, 'utf8')) as { url?: unknown }).url;
+    return typeof url === 'string' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -423,7 +436,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let cluster: Cluster | null = null;
   try {
-    cluster = await Cluster.connect(values.nats ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222', credentials, timeoutMs);
+    cluster = await Cluster.connect(values.nats ?? process.env.NATS_URL ?? urlOf(env.NATS_CREDENTIALS) ?? 'nats://127.0.0.1:4222', credentials, timeoutMs);
     const c = cluster;
     const run: Record<string, () => Promise<Output>> = {
       status: () => status(c),

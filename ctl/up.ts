@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { NatsServer } from '../testkit/nats-server.js';
@@ -7,6 +8,7 @@ import { AuditProcess } from '../testkit/audit-process.js';
 import { GatewayProcess } from '../testkit/gateway-process.js';
 import { freePort } from '../testkit/ports.js';
 import { handleSignals } from '../testkit/managed-process.js';
+import { ROLES, type Role } from '../protocol/cluster.js';
 
 /**
  * `make up`: runs the local system in the foreground. It starts a nats-server
@@ -30,12 +32,33 @@ function portInUse(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * One NATS user per role (protocol/cluster.ts has their permissions), with
+ * random passwords kept in .data/auth/users.json (mode 600) across runs; the
+ * admin's are also written, with this server's URL, as .data/auth/admin.json,
+ * which auctionctl reads by default.
+ */
+function localPasswords(natsUrl: string): Record<Role, string> {
+  const dir = resolve(DATA_DIR, 'auth');
+  const file = resolve(dir, 'users.json');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let passwords: Record<Role, string>;
+  if (existsSync(file)) {
+    passwords = JSON.parse(readFileSync(file, 'utf8')) as Record<Role, string>;
+  } else {
+    passwords = Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<Role, string>;
+    writeFileSync(file, `${JSON.stringify(passwords, null, 2)}\n`, { mode: 0o600 });
+  }
+  writeFileSync(resolve(dir, 'admin.json'), `${JSON.stringify({ user: 'admin', password: passwords.admin, url: natsUrl })}\n`, { mode: 0o600 });
+  return passwords;
+}
+
 async function startLocalNats(): Promise<NatsServer> {
   const storeDir = resolve(DATA_DIR, 'nats');
   mkdirSync(storeDir, { recursive: true });
   // Port 4222 may belong to a system NATS: ours then takes a free port.
   const port = (await portInUse(4222)) ? await freePort() : 4222;
-  return NatsServer.start({ name: 'auction-local', port, storeDir });
+  return NatsServer.start({ name: 'auction-local', port, storeDir, auth: localPasswords(`nats://127.0.0.1:${port}`) });
 }
 
 async function main(): Promise<void> {
@@ -44,29 +67,32 @@ async function main(): Promise<void> {
   const external = process.env.NATS_URL;
   const nats = external ? null : await startLocalNats();
   const natsUrl = external ?? nats!.url;
+  // An external NATS is the operator's to secure: processes then use NATS_USER/NATS_PASSWORD as given.
+  const as = (role: Role) => nats?.credentials(role) ?? {};
   const engineDir = resolve(DATA_DIR, 'engine');
   mkdirSync(engineDir, { recursive: true });
-  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, args: ['--engine-id', 'local-primary'] });
+  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, env: as('engine'), args: ['--engine-id', 'local-primary'] });
   const replicaDir = resolve(DATA_DIR, 'replica');
   mkdirSync(replicaDir, { recursive: true });
-  const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', args: ['--engine-id', 'local-replica'] });
+  const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', env: as('engine'), args: ['--engine-id', 'local-replica'] });
   const auditDir = resolve(DATA_DIR, 'audit');
   mkdirSync(auditDir, { recursive: true });
-  const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir });
+  const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir, env: as('audit') });
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   // The token secret: GATEWAY_SECRET when set, else a random one kept in .data/gateway-secret.
-  const gateway = await GatewayProcess.start({ natsUrl, port, host, args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
+  const gateway = await GatewayProcess.start({ natsUrl, port, host, env: as('gateway'), args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
   const api = `http://${host}:${port}`;
 
   const lines = [
     'auction engine: local system is up',
     `  nats (JetStream)  ${natsUrl}${nats ? `  (pid ${nats.pid}, data ${nats.storeDir}, monitor http://127.0.0.1:${nats.monitorPort})` : '  (external, from NATS_URL)'}`,
+    ...(nats ? [`                    users admin, engine, audit, gateway (passwords in ${resolve(DATA_DIR, 'auth')}/users.json; see docs/operations.md)`] : []),
     `  engine            shards 0-${SHARD_COUNT - 1}  (pid ${engine.pid}, snapshots ${engineDir})`,
     `                    commands: NATS request auction.cmd.<shard>, msgpack {commands:[...]}; log: stream AUCTION_LOG_<shard>`,
     `  replica           shards 0-${SHARD_COUNT - 1}  (pid ${replica.pid}, hot standby; takes over when a primary's lease expires)`,
     `  audit             shards 0-${SHARD_COUNT - 1}  (pid ${audit.pid}, SQLite files ${auditDir}/shard-<n>.sqlite; queries: NATS request auction.audit.<shard>)`,
-    `                    verify: node dist/audit/main.js verify --nats ${natsUrl} --shards 0-${SHARD_COUNT - 1} --data-dir ${auditDir}`,
+
     `  gateway           ${api}  (pid ${gateway.pid}; WebSocket ws://${host}:${port}/v1/ws; metrics ${api}/metrics)`,
     '',
     'Try it (copy and paste):',
@@ -77,6 +103,9 @@ async function main(): Promise<void> {
     `  node -e 'const ws = new (require("ws"))("ws://${host}:${port}/v1/ws"); ws.on("open", () => ws.send(JSON.stringify({type: "subscribe", auctionIds: [<id>]}))); ws.on("message", (m) => console.log(String(m)))'`,
     `  curl -s -XPOST ${api}/v1/auctions/<id>/bids -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"maxBid":2500,"bidId":1}'`,
     '    (a seller cannot bid on their own auction: register a second user to bid)',
+    '',
+    'Operate it (admin credentials from .data/auth/admin.json):',
+    `  npx auctionctl${external ? ` --nats ${natsUrl}` : ''} status        # also: auction show <id>, step-down <shard>, audit verify, token mint --user <id>, --help`,
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
