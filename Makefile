@@ -7,11 +7,12 @@ NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
 TESTS ?= 'dist/test/**/*.test.js'
 
-.PHONY: help deps build test up nats bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
+.PHONY: help deps build test up nats bench bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
 
 help:
 	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
 	@echo "make test        install what is missing, build, run every test"
+	@echo "make bench       the standard benchmark set end to end (<= 10 min): JSON, table, HTML report, docs/BENCHMARKS.md"
 	@echo "make bench-core  benchmark the engine core alone (1M and 10M auctions)"
 	@echo "make bench-engine  benchmark the engine process over NATS against one publish per bid"
 	@echo "make bench-failover  SIGKILL the primary K times under load; measure unavailability"
@@ -40,6 +41,9 @@ test: build nats
 
 up: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/ctl/up.js
+
+bench: build nats
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node --max-old-space-size=4096 dist/bench/run.js
 
 bench-core: build
 	node --expose-gc --max-old-space-size=8192 dist/bench/core.js

@@ -1,0 +1,199 @@
+import { parentPort, Worker, workerData } from 'node:worker_threads';
+import { pack, unpack } from 'msgpackr';
+import WebSocket from 'ws';
+import { Latency } from './latency.js';
+import { OpenLoopSchedule, pace } from './schedule.js';
+
+/**
+ * The load generator's worker threads: each holds many WebSocket connections
+ * to the gateway (msgpack frames, one signed-in user per connection).
+ * `bids`: an open-loop constant rate over the connections, a warm-up whose
+ * answers are not measured, then the measured phase; progress every 250 ms.
+ * `watch`: connections subscribed to one auction, recording when each
+ * version arrives, turned into latencies once the bidder's ack times are in.
+ */
+export type BidJob = {
+  kind: 'bids';
+  url: string;
+  tokens: string[];
+  auctions: number[];
+  ratePerSec: number;
+  warmupMs: number;
+  durationMs: number;
+  firstBidId: number;
+  /** Every maximum starts above this (earlier scenarios have raised prices). */
+  maxBidBase: number;
+  /** Give up waiting for answers this long after the last send. */
+  drainMs: number;
+};
+export type WatchJob = { kind: 'watch'; url: string; connections: number; auctionId: number };
+export type Job = BidJob | WatchJob;
+
+export type Progress = { type: 'progress'; sent: number; answered: number };
+export type BidResult = {
+  type: 'result';
+  latency: string;
+  sent: number;
+  answered: number;
+  measured: number;
+  accepted: number;
+  rejected: number;
+  errors: Record<string, number>;
+  /** One message per error code, to say what went wrong. */
+  errorSamples: Record<string, string>;
+  /** Answers received per 250 ms slot of the measured phase (throughput over time). */
+  timeline: number[];
+  /** Answers received during the measured phase (by arrival time). */
+  answeredInWindow: number;
+  measuredMs: number;
+};
+export type WatchResult = { type: 'result'; latency: string; samples: number; missing: number; connected: number };
+
+const SLOT_MS = 250;
+const now = () => performance.timeOrigin + performance.now();
+
+function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+async function runBids(job: BidJob): Promise<BidResult> {
+  const sockets = await Promise.all(job.tokens.map((token) => open(`${job.url}?token=${token}&format=msgpack`)));
+  const total = Math.max(1, Math.round((job.ratePerSec * (job.warmupMs + job.durationMs)) / 1_000));
+  const start = now() + 20;
+  const schedule = new OpenLoopSchedule(job.ratePerSec, start, total);
+  const measureFrom = start + job.warmupMs;
+  const intended = new Float64Array(total);
+  const latency = new Latency();
+  const timeline = new Array<number>(Math.ceil(job.durationMs / SLOT_MS)).fill(0);
+  const errors: Record<string, number> = {};
+  const errorSamples: Record<string, string> = {};
+  let answeredInWindow = 0;
+  let answered = 0;
+  let measured = 0;
+  let accepted = 0;
+  let rejected = 0;
+  let sent = 0;
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  for (const ws of sockets) {
+    ws.on('message', (data: Buffer) => {
+      const m = unpack(data) as { type: string; rid?: number; status?: string; reason?: string; code?: string; message?: string };
+      if (typeof m.rid !== 'number' || (m.type !== 'bid.result' && m.type !== 'error')) return;
+      const at = now();
+      answered++;
+      const intendedAt = intended[m.rid];
+      // Throughput counts answers as they arrive in the window; latency, the requests meant for it.
+      const slot = Math.floor((at - measureFrom) / SLOT_MS);
+      if (slot >= 0 && slot < timeline.length) {
+        timeline[slot]++;
+        answeredInWindow++;
+      }
+      if (intendedAt >= measureFrom && intendedAt < measureFrom + job.durationMs) {
+        measured++;
+        latency.record(intendedAt, at);
+        if (m.status === 'accepted') accepted++;
+        else if (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited') rejected++;
+        else {
+          const code = m.reason ?? m.code ?? 'error';
+          errors[code] = (errors[code] ?? 0) + 1;
+          errorSamples[code] ??= String(m.message ?? '');
+        }
+      }
+      if (answered === total) done();
+    });
+  }
+  const progress = setInterval(() => parentPort!.postMessage({ type: 'progress', sent, answered } satisfies Progress), SLOT_MS);
+  // Each (connection, auction) raises its own maximum, so most bids move the price and are accepted.
+  const maxima = new Map<number, number>();
+  await pace(schedule, (i, intendedAt) => {
+    intended[i] = intendedAt;
+    const c = i % sockets.length;
+    const auctionId = job.auctions[(i * 7919) % job.auctions.length];
+    const key = c * 1_000_003 + auctionId;
+    const maxBid = (maxima.get(key) ?? job.maxBidBase + c * 7) + 500;
+    maxima.set(key, maxBid);
+    sockets[c].send(pack({ type: 'bid', auctionId, maxBid, bidId: job.firstBidId + i, rid: i }));
+    sent = i + 1;
+  });
+  await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, job.drainMs))]);
+  clearInterval(progress);
+  // Unanswered requests are counted as errors of the measured phase, never dropped silently.
+  const missing = total - answered;
+  if (missing > 0) errors.unanswered = missing;
+  for (const ws of sockets) ws.terminate();
+  return { type: 'result', latency: latency.encode(), sent, answered, measured, accepted, rejected, errors, errorSamples, timeline, answeredInWindow, measuredMs: job.durationMs };
+}
+
+async function runWatch(job: WatchJob): Promise<WatchResult> {
+  const arrivals: Float64Array[] = [];
+  const counts: number[] = [];
+  const sockets: WebSocket[] = [];
+  const capacity = 4_096;
+  for (let i = 0; i < job.connections; i++) {
+    const ws = await open(`${job.url}?format=msgpack`);
+    const index = arrivals.length;
+    // version -> first arrival time, in a flat array of [version, time] pairs.
+    arrivals.push(new Float64Array(capacity * 2));
+    counts.push(0);
+    ws.on('message', (data: Buffer) => {
+      const m = unpack(data) as { type: string; version?: number };
+      if (m.type !== 'auction.state' || counts[index] >= capacity) return;
+      const n = counts[index]++;
+      arrivals[index][n * 2] = m.version!;
+      arrivals[index][n * 2 + 1] = now();
+    });
+    ws.send(pack({ type: 'subscribe', auctionIds: [job.auctionId] }));
+    sockets.push(ws);
+  }
+  parentPort!.postMessage({ type: 'ready' });
+  // The bidder's acknowledgements: version -> time. A watcher sees version v (or a later one, conflated) at its first state >= v.
+  const acks = await new Promise<[number, number][]>((resolve) => parentPort!.once('message', (m: { acks: [number, number][] }) => resolve(m.acks)));
+  for (const ws of sockets) ws.terminate();
+  const latency = new Latency();
+  let missing = 0;
+  for (let s = 0; s < arrivals.length; s++) {
+    const a = arrivals[s];
+    for (const [version, ackedAt] of acks) {
+      let seen = -1;
+      for (let n = 0; n < counts[s]; n++) {
+        if (a[n * 2] >= version) {
+          seen = a[n * 2 + 1];
+          break;
+        }
+      }
+      if (seen < 0) missing++;
+      else latency.record(ackedAt, Math.max(ackedAt, seen));
+    }
+  }
+  return { type: 'result', latency: latency.encode(), samples: latency.count, missing, connected: sockets.length };
+}
+
+if (parentPort && workerData) {
+  const job = workerData as Job;
+  (job.kind === 'bids' ? runBids(job) : runWatch(job)).then(
+    (result) => parentPort!.postMessage(result),
+    (error: unknown) => parentPort!.postMessage({ type: 'failed', message: error instanceof Error ? error.stack : String(error) }),
+  );
+}
+
+/** Starts a job on a worker thread: progress and readiness as they come, then its result. */
+export function startJob<R>(job: Job, onProgress: (p: Progress) => void = () => undefined) {
+  const worker = new Worker(new URL(import.meta.url), { workerData: job });
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const result = new Promise<R>((resolve, reject) => {
+    worker.on('message', (m: { type: string; message?: string }) => {
+      if (m.type === 'progress') onProgress(m as Progress);
+      else if (m.type === 'ready') markReady();
+      else if (m.type === 'failed') reject(new Error(m.message));
+      else resolve(m as R);
+    });
+    worker.once('error', reject);
+  }).finally(() => void worker.terminate());
+  if (job.kind === 'bids') markReady();
+  return { worker, ready, result };
+}

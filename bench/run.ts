@@ -1,0 +1,259 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { connect } from '@nats-io/transport-node';
+import { EngineClient, shardOfAuction, type CreateOutcome } from '../protocol/index.js';
+import { AuditProcess, EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
+import { Tokens } from '../gateway/auth.js';
+import { saveResult } from './results.js';
+import { CURVE_PERCENTILES, Latency, REPORTED_PERCENTILES } from './harness/latency.js';
+import { startJob, type BidJob, type BidResult, type Progress, type WatchResult } from './harness/worker.js';
+import { jetstreamPerBid, postgresRowLock } from './harness/baselines.js';
+import { renderHtml, renderTable, type BenchRun, type ScenarioResult, type SweepStep, type Target } from './harness/report.js';
+
+/**
+ * `make bench`: the standard set, end to end through the gateway, in one run
+ * on one machine (load generator included): peak uniform throughput, one hot
+ * auction, sniping with soft close, fan-out to 10,000 subscribers, a rate
+ * sweep for p99 <= 5 ms, p99 at half the peak, and the two baselines. Writes
+ * bench/results/bench-<time>.json (+ latest.json), bench/results/report.html,
+ * the latest section of docs/BENCHMARKS.md, and ends with the JSON line.
+ */
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    workers: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '200' },
+    auctions: { type: 'string', default: '2000' },
+    subscribers: { type: 'string', default: '10000' },
+    'peak-rates': { type: 'string', default: '10000,20000,30000,40000,50000' },
+    'sweep-rates': { type: 'string', default: '1000,2000,4000,8000,16000' },
+    'no-docs': { type: 'boolean', default: false },
+  },
+});
+const quick = values.quick!;
+const WORKERS = Number(values.workers);
+const CONNECTIONS = Number(values.connections);
+const WARMUP_MS = quick ? 500 : 2_000;
+const MEASURE_MS = quick ? 1_500 : 6_000;
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const progressLine = (text: string) => process.stderr.isTTY ? process.stderr.write(`\r\u001b[2K${text}`) : undefined;
+
+const secret = 'bench-secret-0123456789abcdef';
+const tokens = new Tokens(secret, 6 * 3_600_000);
+const nats = await startNats({ auth: true });
+const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('engine') });
+const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('audit') });
+const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret, env: nats.credentials('gateway'), args: ['--user-commands-per-sec', '1000000', '--connection-messages-per-sec', '1000000'] });
+const nc = await connect(nats.connectOptions('admin'));
+const client = new EngineClient(nc, 10_000);
+let stopping = false;
+const shutdown = async () => {
+  await nc.close().catch(() => undefined);
+  await Promise.allSettled([gateway.close(), audit.close(), engine.close()]);
+  await nats.close();
+};
+process.once('SIGINT', () => {
+  stopping = true;
+  say('\nSIGINT: stopping the run and every process it started');
+  void shutdown().then(() => process.exit(130));
+});
+
+/** Creates n auctions spread over the 4 shards, retrying while the engine is still busy with an earlier step. */
+async function createAuctions(n: number, fields: Record<string, unknown> = {}): Promise<number[]> {
+  const ids: number[] = [];
+  for (let attempt = 1; ids.length < n; attempt++) {
+    if (attempt > 50) throw new Error(`could not create auctions: ${ids.length} of ${n}`);
+    const count = Math.min(256, n - ids.length);
+    const perShard = await Promise.all([0, 1, 2, 3].map((shard) => client.send(shard, Array.from({ length: Math.ceil(count / 4) }, () => ({ type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 6 * 3_600_000, ...fields })))));
+    for (const results of perShard) for (const r of results) if (r.status === 'accepted') ids.push((r as CreateOutcome).auctionId);
+  }
+  return ids.slice(0, n);
+}
+
+/** Between steps: the backlog of an overloaded step must not leak into the next one. */
+async function settle(): Promise<void> {
+  let status: { status: string; pendingCommands: number; inflightBatches: number }[] = [];
+  for (let i = 0; i < 300; i++) {
+    status = await Promise.all([0, 1, 2, 3].map((shard) => client.control<(typeof status)[number]>(shard, { op: 'status' }).catch(() => ({ status: 'no answer', pendingCommands: -1, inflightBatches: -1 }))));
+    if (status.every((s) => s.status === 'serving' && s.pendingCommands === 0 && s.inflightBatches === 0)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!status.every((s) => s.status === 'serving')) {
+    say(`  engine not serving every shard: ${JSON.stringify(status)}`);
+    say(engine.log.split('\n').filter((l) => /"level":[456]0/.test(l)).slice(-10).join('\n'));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500));
+}
+
+let nextBidId = 1;
+let scenarioCount = 0;
+let nextUser = 10_000;
+
+/** One open-loop bid scenario over the worker threads; merged histogram and timeline. */
+async function bids(name: string, auctions: number[], ratePerSec: number, options: { warmupMs?: number; durationMs?: number; description?: string } = {}): Promise<ScenarioResult> {
+  await settle();
+  const warmupMs = options.warmupMs ?? WARMUP_MS;
+  const durationMs = options.durationMs ?? MEASURE_MS;
+  const perWorker = Math.max(1, Math.floor(CONNECTIONS / WORKERS));
+  const progress = new Map<number, Progress>();
+  const started = Date.now();
+  const ticker = setInterval(() => {
+    const answered = [...progress.values()].reduce((a, p) => a + p.answered, 0);
+    const sent = [...progress.values()].reduce((a, p) => a + p.sent, 0);
+    progressLine(`${name}: ${((Date.now() - started) / 1_000).toFixed(1)} s, offered ${ratePerSec}/s, sent ${sent}, answered ${answered}, behind ${sent - answered}`);
+  }, 500);
+  const jobs = Array.from({ length: WORKERS }, (_, w): BidJob => ({
+    kind: 'bids', url: gateway.wsUrl, auctions, ratePerSec: ratePerSec / WORKERS, warmupMs, durationMs, drainMs: 10_000,
+    firstBidId: nextBidId + w * 50_000_000, maxBidBase: 2_000_000 * ++scenarioCount,
+    tokens: Array.from({ length: perWorker }, () => tokens.mint(nextUser++).token),
+  }));
+  nextBidId += WORKERS * 50_000_000;
+  const results = await Promise.all(jobs.map((job, w) => startJob<BidResult>(job, (p) => progress.set(w, p)).result));
+  clearInterval(ticker);
+  progressLine('');
+  const latency = new Latency();
+  for (const r of results) latency.add(Latency.decode(r.latency));
+  const measured = results.reduce((a, r) => a + r.measured, 0);
+  const timeline = results[0].timeline.map((_, i) => results.reduce((a, r) => a + (r.timeline[i] ?? 0), 0));
+  const errors: Record<string, number> = {};
+  const samples: Record<string, string> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  for (const r of results) Object.assign(samples, r.errorSamples);
+  const result: ScenarioResult = {
+    name, description: options.description ?? '', offeredPerSec: ratePerSec,
+    answeredPerSec: Math.round((results.reduce((a, r) => a + r.answeredInWindow, 0) * 1_000) / durationMs),
+    acceptedPerSec: Math.round((results.reduce((a, r) => a + r.accepted, 0) * 1_000) / durationMs),
+    percentiles: latency.percentiles(REPORTED_PERCENTILES), curve: latency.percentiles(CURVE_PERCENTILES), timeline, errors,
+    notes: [`${measured} requests in the measured window`, ...Object.entries(samples).map(([code, message]) => `${code}: ${message}`)],
+  };
+  say(`  ${name}: offered ${ratePerSec}/s -> answered ${result.answeredPerSec}/s (accepted ${result.acceptedPerSec}/s), p50 ${latency.ms(50)} ms, p99 ${latency.ms(99)} ms, max ${latency.ms(100)} ms${Object.keys(errors).length ? `, errors ${JSON.stringify(errors)} ${JSON.stringify(samples)}` : ''}`);
+  return result;
+}
+
+const scenarios: ScenarioResult[] = [];
+const sweep: SweepStep[] = [];
+try {
+  const auctions = await createAuctions(Number(values.auctions));
+  say(`make bench: ${auctions.length} auctions on 4 shards; ${CONNECTIONS} WebSocket connections over ${WORKERS} worker threads; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per step`);
+
+  // 1. Uniform: step the offered rate up until the answers fall behind; the peak is the best answered rate.
+  let peak: ScenarioResult | null = null;
+  for (const rate of values['peak-rates']!.split(',').map(Number)) {
+    if (stopping) break;
+    const step = await bids(`uniform@${rate}`, auctions, rate, { description: 'bids spread over every auction' });
+    if (!peak || step.answeredPerSec > peak.answeredPerSec) peak = step;
+    if (step.answeredPerSec < rate * 0.9) break;
+  }
+  peak!.name = 'uniform (peak)';
+  scenarios.push(peak!);
+  const peakRate = peak!.answeredPerSec;
+
+  // 2. One hot auction at the rate the uniform peak sustained.
+  const [hotAuction] = await createAuctions(1);
+  const hot = await bids('hot', [hotAuction], peakRate, { description: 'every bid on one auction (one shard, one record)' });
+  scenarios.push(hot);
+
+  // 3. Half the peak: where p99 should be small.
+  const half = await bids('uniform@half-peak', auctions, Math.round(peakRate / 2), { description: 'uniform at half the peak rate' });
+  scenarios.push(half);
+
+  // 4. Rate sweep: the highest rate with p99 <= 5 ms.
+  for (const rate of values['sweep-rates']!.split(',').map(Number)) {
+    if (stopping) break;
+    const step = await bids(`sweep@${rate}`, auctions, rate, { durationMs: Math.min(MEASURE_MS, 3_000) });
+    sweep.push({ offeredPerSec: rate, answeredPerSec: step.answeredPerSec, p99Ms: step.percentiles.find((p) => p.percentile === 99)!.ms, ok: step.percentiles.find((p) => p.percentile === 99)!.ms <= 5 });
+    if (!sweep[sweep.length - 1].ok) break;
+  }
+
+  // 5. Sniping: a burst in the last seconds of an auction with soft close.
+  const snipeEndsAt = Date.now() + WARMUP_MS + 3_000;
+  const [sniped] = await createAuctions(1, { endsAt: snipeEndsAt, softCloseSeconds: 2 });
+  const snipe = await bids('sniping', [sniped], Math.round(peakRate / 4), { warmupMs: WARMUP_MS + 1_500, durationMs: 3_000, description: 'a burst on one auction across its scheduled end (soft close 2 s)' });
+  const { auction: snipedState } = await client.control<{ auction: { endsAt: number; bidCount: number } | null }>(shardOfAuction(sniped), { op: 'state', auctionId: sniped });
+  const endsAt = snipedState?.endsAt ?? 0;
+  snipe.notes.push(`scheduled end ${new Date(snipeEndsAt).toISOString()}, extended by soft close to ${endsAt ? new Date(endsAt).toISOString() : 'unknown'} (+${((endsAt - snipeEndsAt) / 1_000).toFixed(1)} s), ${snipedState?.bidCount ?? 0} bids recorded`);
+  scenarios.push(snipe);
+
+  // 6. Fan-out: subscribers on one auction; latency from a bid's acknowledgement to each subscriber's update.
+  const subscribers = Number(values.subscribers);
+  const [fanAuction] = await createAuctions(1);
+  say(`  fan-out: connecting ${subscribers} subscribers...`);
+  const watchers = Array.from({ length: WORKERS }, (_, w) => startJob<WatchResult>({ kind: 'watch', url: gateway.wsUrl, auctionId: fanAuction, connections: Math.floor(subscribers / WORKERS) + (w < subscribers % WORKERS ? 1 : 0) }));
+  await Promise.all(watchers.map((w) => w.ready));
+  const { WebSocket } = await import('ws');
+  const { pack, unpack } = await import('msgpackr');
+  const bidder = new WebSocket(`${gateway.wsUrl}?token=${tokens.mint(999_999).token}&format=msgpack`, { perMessageDeflate: false });
+  await new Promise((resolve, reject) => bidder.once('open', resolve).once('error', reject));
+  const acks: [number, number][] = [];
+  bidder.on('message', (data: Buffer) => {
+    const m = unpack(data) as { type: string; status?: string; version?: number };
+    if (m.type === 'bid.result' && m.status === 'accepted') acks.push([m.version!, performance.timeOrigin + performance.now()]);
+  });
+  const fanBids = quick ? 20 : 100;
+  for (let i = 0; i < fanBids; i++) {
+    bidder.send(pack({ type: 'bid', auctionId: fanAuction, maxBid: 1_000_000 + i * 10_000, bidId: 900_000_000 + i, rid: i }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  bidder.terminate();
+  for (const w of watchers) w.worker.postMessage({ acks });
+  const fan = await Promise.all(watchers.map((w) => w.result));
+  const fanLatency = new Latency();
+  for (const r of fan) fanLatency.add(Latency.decode(r.latency));
+  const missing = fan.reduce((a, r) => a + r.missing, 0);
+  scenarios.push({
+    name: `fan-out x${subscribers}`, description: `${subscribers} subscribers on one auction, ${acks.length} bids acknowledged 50 ms apart`,
+    offeredPerSec: null, answeredPerSec: 0, acceptedPerSec: 0, percentiles: fanLatency.percentiles(REPORTED_PERCENTILES), curve: fanLatency.percentiles(CURVE_PERCENTILES), timeline: [],
+    errors: missing ? { missing } : {}, notes: [`${fanLatency.count} (subscriber, update) samples; latency from the bidder's acknowledgement to the subscriber's first state at or past that version`],
+  });
+  say(`  fan-out: ${fanLatency.count} samples, p50 ${fanLatency.ms(50)} ms, p99 ${fanLatency.ms(99)} ms, max ${fanLatency.ms(100)} ms, missing ${missing}`);
+
+  // 7. Baselines, with the system idle.
+  const seconds = quick ? 2 : 5;
+  const baselines = [
+    await jetstreamPerBid(nats.url, { user: 'admin', pass: nats.passwords!.admin }, seconds),
+    await postgresRowLock(process.env.DATABASE_URL, seconds),
+  ];
+  for (const b of baselines) say(`  baseline ${b.name}: ${'skipped' in b ? `skipped (${b.skipped})` : `${b.bidsPerSec} bids/s, p99 ${b.p99Ms} ms`}`);
+
+  const p99 = (s: ScenarioResult) => s.percentiles.find((p) => p.percentile === 99)!.ms;
+  const ratio = (b: (typeof baselines)[number]) => ('skipped' in b || b.bidsPerSec === 0 ? null : Math.round((peakRate / b.bidsPerSec) * 100) / 100);
+  const line = {
+    bidsPerSec: peakRate, p99Ms: p99(half), hotBidsPerSec: hot.answeredPerSec, fanoutP99Ms: fanLatency.ms(99),
+    vsJetstreamPerBid: ratio(baselines[0]), vsPostgres: ratio(baselines[1]),
+  };
+  const best = sweep.filter((s) => s.ok).pop();
+  const targets: Target[] = [
+    { name: 'acknowledged bids/s end to end', want: '>= 100,000', got: String(peakRate), met: peakRate >= 100_000 },
+    { name: 'hot auction vs uniform', want: '>= 90%', got: `${Math.round((hot.answeredPerSec / peakRate) * 100)}%`, met: hot.answeredPerSec >= 0.9 * peakRate },
+    { name: 'p99 at half the peak rate', want: '<= 5 ms', got: `${p99(half)} ms at ${half.offeredPerSec}/s`, met: p99(half) <= 5 },
+    { name: 'highest rate with p99 <= 5 ms (sweep)', want: 'reported', got: best ? `${best.offeredPerSec}/s (p99 ${best.p99Ms} ms)` : 'none of the swept rates', met: null },
+    { name: `fan-out p99 to ${subscribers} subscribers`, want: '<= 50 ms', got: `${fanLatency.ms(99)} ms`, met: fanLatency.ms(99) <= 50 && missing === 0 },
+    { name: 'vs Postgres row-lock baseline', want: '>= 10x', got: line.vsPostgres === null ? 'skipped' : `${line.vsPostgres}x`, met: line.vsPostgres === null ? null : line.vsPostgres >= 10 },
+  ];
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const setup = { shards: 4, engines: 1, audit: true, gateways: 1, workers: WORKERS, connections: CONNECTIONS, auctions: auctions.length, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, quick };
+  const file = `bench/results/bench-${stamp}.json`;
+  saveResult(file, 'make-bench', { setup, scenarios, sweep, baselines: baselines.map((b) => ('latency' in b ? { ...b, latency: undefined } : b)), targets, line });
+  const run = JSON.parse(readFileSync(file, 'utf8')) as BenchRun;
+  writeFileSync('bench/results/latest.json', JSON.stringify(run, null, 2) + '\n');
+  writeFileSync('bench/results/report.html', renderHtml(run));
+  if (!values['no-docs']) updateDocs(run, file);
+  say(`\n${renderTable(run)}\n\nresult ${file}; report bench/results/report.html`);
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+} finally {
+  await shutdown();
+}
+
+/** Replaces the "latest make bench" section of docs/BENCHMARKS.md with this run. */
+function updateDocs(run: BenchRun, file: string): void {
+  const doc = 'docs/BENCHMARKS.md';
+  if (!existsSync(doc)) return;
+  const begin = '<!-- make-bench:begin -->';
+  const end = '<!-- make-bench:end -->';
+  const text = readFileSync(doc, 'utf8');
+  const section = `${begin}\nLatest \`make bench\` (${run.at}, commit ${run.commit}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\`\n${end}`;
+  const at = text.indexOf(begin);
+  const next = at >= 0 ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres baseline).\n\n${section}\n`;
+  writeFileSync(doc, next);
+}
