@@ -60,12 +60,14 @@ process.once('SIGINT', () => {
 
 /** Creates n auctions spread over the 4 shards, retrying while the engine is still busy with an earlier step. */
 async function createAuctions(n: number, fields: Record<string, unknown> = {}): Promise<number[]> {
+  await settle();
   const ids: number[] = [];
   for (let attempt = 1; ids.length < n; attempt++) {
     if (attempt > 50) throw new Error(`could not create auctions: ${ids.length} of ${n}`);
     const count = Math.min(256, n - ids.length);
     const perShard = await Promise.all([0, 1, 2, 3].map((shard) => client.send(shard, Array.from({ length: Math.ceil(count / 4) }, () => ({ type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 6 * 3_600_000, ...fields })))));
     for (const results of perShard) for (const r of results) if (r.status === 'accepted') ids.push((r as CreateOutcome).auctionId);
+    if (ids.length < n && attempt > 1) await new Promise((resolve) => setTimeout(resolve, 500));
   }
   return ids.slice(0, n);
 }

@@ -103,9 +103,15 @@ export class ShardLease {
           this.revision = revision;
           this.lastRenewedAt = Date.now();
         })
-        .catch((error: unknown) => {
-          // A revision mismatch means someone else holds it now; other errors are retried until the TTL.
-          if (isWrongLastSequence(error)) this.lose(onLost, 'lease taken by another engine');
+        .catch(async (error: unknown) => {
+          // A revision mismatch means someone else holds it now, unless the key holds our own
+          // write: an update that timed out here but was applied (seen under overload). Other
+          // errors are retried until the TTL.
+          if (!isWrongLastSequence(error) || !this.held) return;
+          const entry = await this.kv.get(this.key).catch(() => null);
+          const value = entry && entry.operation === 'PUT' && entry.value.length > 0 ? (decode(entry.value) as LeaseValue) : null;
+          if (entry && value?.writer === this.me.writer) this.revision = entry.revision;
+          else this.lose(onLost, 'lease taken by another engine');
         })
         .finally(() => {
           renewing = false;

@@ -43,7 +43,7 @@ export type BidResult = {
   errorSamples: Record<string, string>;
   /** Answers received per 250 ms slot of the measured phase (throughput over time). */
   timeline: number[];
-  /** Answers received during the measured phase (by arrival time). */
+  /** Decided bids (accepted or rejected by a rule) answered during the measured phase, by arrival time. */
   answeredInWindow: number;
   measuredMs: number;
 };
@@ -86,9 +86,11 @@ async function runBids(job: BidJob): Promise<BidResult> {
       const at = now();
       answered++;
       const intendedAt = intended[m.rid];
-      // Throughput counts answers as they arrive in the window; latency, the requests meant for it.
+      // Throughput counts decided bids (accepted, or rejected by a rule) as they arrive in the
+      // window, never `unavailable` or errors; latency, every request meant for the window.
+      const decided = m.status === 'accepted' || (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited');
       const slot = Math.floor((at - measureFrom) / SLOT_MS);
-      if (slot >= 0 && slot < timeline.length) {
+      if (decided && slot >= 0 && slot < timeline.length) {
         timeline[slot]++;
         answeredInWindow++;
       }
