@@ -6,8 +6,7 @@ import { pino } from 'pino';
 import { parseShards } from '../engine/config.js';
 import { ShardAudit, shardFile } from './shard-audit.js';
 import { verifyShard } from './verify.js';
-import { encode } from '../protocol/index.js';
-import { natsCredentials, STATUS_SUBJECT, type ProcessStatus } from '../protocol/cluster.js';
+import { answerStatus, natsCredentials } from '../protocol/cluster.js';
 
 const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--chunk-bytes-max N] [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
@@ -64,12 +63,7 @@ async function main(): Promise<void> {
     chunkBytesMax: Number(values['chunk-bytes-max'] ?? 1 << 20),
   }));
   const startedAt = Date.now();
-  nc.subscribe(STATUS_SUBJECT, {
-    callback: (_e, msg) => {
-      const status: ProcessStatus = { kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()) };
-      msg.respond(encode(status));
-    },
-  });
+  answerStatus(nc, () => ({ kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()) }));
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

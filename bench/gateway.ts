@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import { pack, unpack } from 'msgpackr';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { openSocket as open } from './harness/ws.js';
 import { Tokens } from '../gateway/auth.js';
 import { EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
 import { saveResult } from './results.js';
@@ -28,14 +29,6 @@ const now = () => performance.timeOrigin + performance.now();
 if (!isMainThread) {
   const job = workerData as LoadJob | FanoutJob;
   (job.kind === 'load' ? runLoad(job) : runFanout(job)).then((result) => parentPort!.postMessage(result));
-}
-
-function open(url: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
 }
 
 async function runLoad(job: LoadJob): Promise<LoadResult> {

@@ -77,7 +77,10 @@ async function settle(): Promise<void> {
   let status: { status: string; pendingCommands: number; inflightBatches: number }[] = [];
   for (let i = 0; i < 300; i++) {
     status = await Promise.all([0, 1, 2, 3].map((shard) => client.control<(typeof status)[number]>(shard, { op: 'status' }).catch(() => ({ status: 'no answer', pendingCommands: -1, inflightBatches: -1 }))));
-    if (status.every((s) => s.status === 'serving' && s.pendingCommands === 0 && s.inflightBatches === 0)) break;
+    if (status.every((s) => s.status === 'serving' && s.pendingCommands === 0 && s.inflightBatches === 0)) {
+      if (i === 0) return; // idle already (e.g. settled just before): no pause
+      break;
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   if (!status.every((s) => s.status === 'serving')) {

@@ -7,8 +7,7 @@ import { ConfigError, loadConfig, USAGE } from './config.js';
 import { EngineCluster } from './cluster.js';
 import { LEASE_BUCKET } from './lease.js';
 import { ShardEngine } from './shard.js';
-import { encode } from '../protocol/index.js';
-import { natsCredentials, STATUS_SUBJECT, type ProcessStatus } from '../protocol/cluster.js';
+import { answerStatus, natsCredentials } from '../protocol/cluster.js';
 
 /**
  * The engine process, in either role: every shard it runs gets its own
@@ -69,12 +68,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   });
 
   // Operators (auctionctl status) ask every process at once; each answers for itself.
-  nc.subscribe(STATUS_SUBJECT, {
-    callback: (_e, msg) => {
-      const status: ProcessStatus = { kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()) };
-      msg.respond(encode(status));
-    },
-  });
+  answerStatus(nc, () => ({ kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()) }));
 
   let stopping = false;
   const stop = async (signal: string) => {

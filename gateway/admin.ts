@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { commandError, decode, encode, isUserId } from '../protocol/index.js';
-import { adminSubjects, STATUS_SUBJECT, type ProcessStatus } from '../protocol/cluster.js';
+import { adminSubjects, answerStatus } from '../protocol/cluster.js';
 import type { Tokens } from './auth.js';
 
 /** Longest token an operator may mint: 30 days. */
@@ -64,12 +64,7 @@ export type GatewayIdentity = { id: string; startedAt: number; listen: () => str
  * only the admin NATS user may publish to; any one gateway answers).
  */
 export function serveAdmin(nc: NatsConnection, tokens: Tokens, me: GatewayIdentity, logger: Logger): Subscription[] {
-  const status = nc.subscribe(STATUS_SUBJECT, {
-    callback: (_e, msg) => {
-      const report: ProcessStatus = { kind: 'gateway', id: me.id, pid: process.pid, startedAt: me.startedAt, listen: me.listen(), connections: me.connections(), subscriptions: me.subscriptions() };
-      msg.respond(encode(report));
-    },
-  });
+  const status = answerStatus(nc, () => ({ kind: 'gateway', id: me.id, pid: process.pid, startedAt: me.startedAt, listen: me.listen(), connections: me.connections(), subscriptions: me.subscriptions() }));
   const admin = nc.subscribe(adminSubjects.gateway, {
     queue: 'gateways',
     callback: (_e, msg) => {

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { encode } from './wire.js';
 
 /**
  * What the processes of a cluster share beyond commands and the log: the
@@ -45,6 +47,11 @@ export type ProcessStatus =
   | { kind: 'engine'; id: string; role: 'primary' | 'replica'; pid: number; startedAt: number; shards: ShardCopyStatus[]; /** Placement mode: the cluster's shard count; null for a static shard list. */ shardCount: number | null }
   | { kind: 'audit'; id: string; pid: number; startedAt: number; shards: { shard: number; streamSeq: number; eventSeq: number; eventCount: number; lagMs: number }[] }
   | { kind: 'gateway'; id: string; pid: number; startedAt: number; listen: string; connections: number; subscriptions: number };
+
+/** Answers every `auctionctl status` request with this process's report, made when asked. */
+export function answerStatus(nc: NatsConnection, report: () => ProcessStatus): Subscription {
+  return nc.subscribe(STATUS_SUBJECT, { callback: (_e, msg) => void msg.respond(encode(report())) });
+}
 
 /**
  * NATS credentials of a process: NATS_USER and NATS_PASSWORD, or

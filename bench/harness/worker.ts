@@ -1,6 +1,7 @@
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { pack, unpack } from 'msgpackr';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { openSocket as open } from './ws.js';
 import { Latency } from './latency.js';
 import { OpenLoopSchedule, pace } from './schedule.js';
 
@@ -51,14 +52,6 @@ export type WatchResult = { type: 'result'; latency: string; samples: number; mi
 
 const SLOT_MS = 250;
 const now = () => performance.timeOrigin + performance.now();
-
-function open(url: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  });
-}
 
 async function runBids(job: BidJob): Promise<BidResult> {
   const sockets = await Promise.all(job.tokens.map((token) => open(`${job.url}?token=${token}&format=msgpack`)));
