@@ -77,8 +77,11 @@ type Permissions = { publish: { allow?: string[]; deny?: string[] }; subscribe: 
  * NATS permissions per role. Only `admin` may publish operator actions
  * (`auction.admin.>`) or write the disabled-users bucket; only engines may
  * append to the shard logs or write leases. Services keep the JetStream API
- * they use (streams, consumers, KV, direct gets). Replies to requests are
- * allowed by `allow_responses`.
+ * they use (streams, consumers, KV, direct gets). Replies to requests go to
+ * `_INBOX.>`, which every role may publish to. Not `allow_responses`: with it
+ * the server remembers the reply subject of every message it delivers (each
+ * request, each JetStream message) for two minutes, and scans that map on
+ * every prune; under load its CPU grew step by step until the engine stalled.
  */
 export const ROLE_PERMISSIONS: Record<Role, Permissions> = {
   admin: { publish: { allow: ['>'] }, subscribe: { allow: ['>'] } },
@@ -105,7 +108,7 @@ export function natsAuthorization(passwords: Record<Role, string>): string {
     const p = ROLE_PERMISSIONS[role];
     const list = (xs?: string[]) => `[${(xs ?? []).map((s) => JSON.stringify(s)).join(', ')}]`;
     const side = (s: { allow?: string[]; deny?: string[] }) => `{ allow: ${list(s.allow)}${s.deny ? `, deny: ${list(s.deny)}` : ''} }`;
-    return `    { user: ${JSON.stringify(role)}, password: ${JSON.stringify(passwords[role])}, permissions: { publish: ${side(p.publish)}, subscribe: ${side(p.subscribe)}, allow_responses: true } }`;
+    return `    { user: ${JSON.stringify(role)}, password: ${JSON.stringify(passwords[role])}, permissions: { publish: ${side(p.publish)}, subscribe: ${side(p.subscribe)} } }`;
   });
   return `authorization {\n  users: [\n${users.join('\n')}\n  ]\n}\n`;
 }

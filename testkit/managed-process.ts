@@ -72,7 +72,10 @@ export abstract class ManagedProcess {
   /** Starts the process (again, after a kill); resolves when this run prints the ready marker. */
   async launch(): Promise<void> {
     if (this.child) throw new Error(`${this.label} is already running`);
-    const { file, args } = this.command();
+    const { file, args: own } = this.command();
+    // CPU_PROF_DIR: every Node child writes a V8 CPU profile there when it exits (bench profiling).
+    const profDir = process.env.CPU_PROF_DIR;
+    const args = profDir && file === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${this.label}-${process.pid}-${Date.now()}.cpuprofile`, ...own] : own;
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment() });
     this.child = child;
     running.add(this);
@@ -175,8 +178,16 @@ export abstract class ManagedProcess {
   /** Stops the process (waking it first if paused). */
   protected async terminate(): Promise<void> {
     if (this.child) {
-      this.child.kill('SIGCONT');
-      await this.kill();
+      const child = this.child;
+      child.kill('SIGCONT');
+      if (process.env.CPU_PROF_DIR) {
+        // A profile is written only at a clean exit: ask first, kill after 10 s.
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await this.signal('SIGTERM');
+        clearTimeout(timer);
+      } else {
+        await this.kill();
+      }
     }
   }
 
