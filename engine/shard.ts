@@ -114,6 +114,8 @@ export class ShardEngine {
   private appendsAcked = 0;
   private eventsAcked = 0;
   private lastSnapshotAt = 0;
+  /** The snapshot file being written, if any. */
+  private snapshotWriting: Promise<void> | null = null;
   private snapshotWanted = false;
   private scheduled = false;
   private timer: NodeJS.Timeout | null = null;
@@ -243,7 +245,7 @@ export class ShardEngine {
           eventsBehindEstimate: Math.round((pending * this.followed.events) / this.followed.messages),
           msBehind: pending === 0 ? 0 : Math.max(0, this.clock() - batch.t),
         };
-        if (this.eventsSinceSnapshot >= this.limits.snapshotEveryEvents) this.takeSnapshot();
+        if (this.eventsSinceSnapshot >= this.limits.snapshotEveryEvents && !this.snapshotWriting) this.takeSnapshot();
       }
     })().catch((error: unknown) => {
       if (error instanceof InvariantError) this.crash(error);
@@ -312,7 +314,11 @@ export class ShardEngine {
     await this.stopFollowing();
     await Promise.allSettled(this.inflight.map((b) => b.append));
     const clean = this.inflight.every((b) => !b.failed) && this.durableSeq === this.core.lastSeq;
-    if ((wasServing || wasFollowing) && clean && this.eventsSinceSnapshot > 0) this.takeSnapshot();
+    await this.snapshotWriting;
+    if ((wasServing || wasFollowing) && clean && this.eventsSinceSnapshot > 0) {
+      this.takeSnapshot();
+      await this.snapshotWriting;
+    }
     // A clean hand-over: the next primary need not wait out the lease.
     if (wasServing) await this.lease?.release();
     this.lease?.close();
@@ -369,7 +375,7 @@ export class ShardEngine {
   /** Drains what has arrived, decides it, appends one batch. */
   private pump(): void {
     if (this.status !== 'serving') return;
-    if (this.snapshotWanted) {
+    if (this.snapshotWanted && !this.snapshotWriting) {
       if (this.inflight.length > 0) return; // an ack will pump again
       this.takeSnapshot();
     }
@@ -693,17 +699,37 @@ export class ShardEngine {
     }
   }
 
-  /** Only with nothing in flight: a snapshot must never hold an event the log might lack. */
+  /**
+   * Only with nothing in flight: a snapshot must never hold an event the log
+   * might lack. The image is taken now; the file is written off the event
+   * loop (`snapshotWriting`), one at a time, and waiters are answered when it
+   * is durable.
+   */
   private takeSnapshot(): void {
     this.snapshotWanted = false;
     const started = this.clock();
-    const meta = this.snapshots.save(this.core, this.durableStreamSeq);
-    this.eventsSinceSnapshot = 0;
-    this.lastSnapshotAt = this.clock();
-    this.snapshot = { at: this.lastSnapshotAt, ...meta };
-    this.logger.info({ ...meta, ms: this.lastSnapshotAt - started }, 'snapshot written');
-    for (const msg of this.snapshotWaiters) this.reply(msg, { snapshot: this.snapshot, engineId: this.options.engineId ?? this.options.writer, ms: this.lastSnapshotAt - started });
+    const waiters = this.snapshotWaiters;
     this.snapshotWaiters = [];
+    const events = this.eventsSinceSnapshot;
+    this.eventsSinceSnapshot = 0;
+    this.lastSnapshotAt = started;
+    const engineId = this.options.engineId ?? this.options.writer;
+    this.snapshotWriting = this.snapshots.save(this.core, this.durableStreamSeq).then(
+      (meta) => {
+        const ms = this.clock() - started;
+        this.snapshot = { at: started, ...meta };
+        this.logger.info({ ...meta, ms }, 'snapshot written');
+        for (const msg of waiters) this.reply(msg, { snapshot: this.snapshot, engineId, ms });
+      },
+      (error: unknown) => {
+        this.eventsSinceSnapshot += events; // due again
+        this.logger.error({ err: error }, 'snapshot failed');
+        for (const msg of waiters) this.reply(msg, { error: commandError('unavailable', `snapshot failed: ${(error as Error).message}`) });
+      },
+    ).finally(() => {
+      this.snapshotWriting = null;
+      if (this.snapshotWanted) this.schedule();
+    });
   }
 
   // --- control ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from './core/index.js';
 import { decode, encode } from '../protocol/index.js';
@@ -19,21 +20,30 @@ export class SnapshotStore {
     mkdirSync(dir, { recursive: true });
   }
 
-  save(core: AuctionCore, streamSeq: number): SnapshotMeta {
+  /**
+   * Saves the core as it is now. The image is taken synchronously (the state
+   * may change as soon as this returns); writing, fsync and rename happen off
+   * the event loop, so a shard of many megabytes stalls nothing. One write at
+   * a time per store: the caller awaits it before starting the next.
+   */
+  save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
     const meta = { lastSeq: core.lastSeq, streamSeq };
     const bytes = encode({ ...meta, core: encodeSnapshot(core) });
+    return this.write(meta, bytes).then(() => meta);
+  }
+
+  private async write(meta: SnapshotMeta, bytes: Uint8Array): Promise<void> {
     const name = `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
     const temporary = join(this.dir, `${name}.tmp`);
-    const fd = openSync(temporary, 'w');
+    const file = await open(temporary, 'w');
     try {
-      writeSync(fd, bytes);
-      fsyncSync(fd);
+      await file.writeFile(bytes);
+      await file.sync();
     } finally {
-      closeSync(fd);
+      await file.close();
     }
-    renameSync(temporary, join(this.dir, name));
-    this.prune();
-    return meta;
+    await rename(temporary, join(this.dir, name));
+    await this.prune();
   }
 
   /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */
@@ -56,9 +66,9 @@ export class SnapshotStore {
     return readdirSync(this.dir).filter((f) => FILE.test(f)).sort();
   }
 
-  private prune(): void {
+  private async prune(): Promise<void> {
     const files = this.files();
-    for (const file of files.slice(0, Math.max(0, files.length - this.keep))) rmSync(join(this.dir, file), { force: true });
-    for (const file of readdirSync(this.dir)) if (file.endsWith('.tmp')) rmSync(join(this.dir, file), { force: true });
+    for (const file of files.slice(0, Math.max(0, files.length - this.keep))) await rm(join(this.dir, file), { force: true });
+    for (const file of readdirSync(this.dir)) if (file.endsWith('.tmp')) await rm(join(this.dir, file), { force: true });
   }
 }

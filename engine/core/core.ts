@@ -720,11 +720,16 @@ function pasteRing(target: TypedArray, start: number, values: TypedArray): void 
   target.set(values.subarray(firstPart) as never, 0);
 }
 
-/** A standalone copy of a (reused) bid answer, without the unset `reason`. */
-export function copyBidOutcome(out: BidOutcome): BidOutcome {
-  const copy = { ...out };
-  if (copy.reason === undefined) delete copy.reason;
-  return copy;
+/**
+ * A standalone copy of a (reused) bid answer, without the unset `reason`.
+ * Built as one of two literal shapes, never with `delete` (which turns the
+ * object into a slow dictionary: msgpackr then took twice as long to write it).
+ */
+export function copyBidOutcome(o: BidOutcome): BidOutcome {
+  if (o.reason === undefined) {
+    return { type: 'bid', status: o.status, auctionId: o.auctionId, bidId: o.bidId, price: o.price, leading: o.leading, leaderId: o.leaderId, outbidUserId: o.outbidUserId, endsAt: o.endsAt, bidCount: o.bidCount, version: o.version, reserveMet: o.reserveMet, duplicate: o.duplicate, seq: o.seq };
+  }
+  return { type: 'bid', status: o.status, reason: o.reason, auctionId: o.auctionId, bidId: o.bidId, price: o.price, leading: o.leading, leaderId: o.leaderId, outbidUserId: o.outbidUserId, endsAt: o.endsAt, bidCount: o.bidCount, version: o.version, reserveMet: o.reserveMet, duplicate: o.duplicate, seq: o.seq };
 }
 
 function emptyBidOutcome(): BidOutcome {
