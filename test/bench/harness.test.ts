@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Latency } from '../../bench/harness/latency.js';
 import { OpenLoopSchedule, pace } from '../../bench/harness/schedule.js';
+import { stateVersion } from '../../bench/harness/worker.js';
 import { renderHtml, renderTable, svgChart, type BenchRun } from '../../bench/harness/report.js';
 
 t.test('latency is measured from the intended send time: a stall shows in every request it delayed', async (t) => {
@@ -108,4 +109,14 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
   const chart = svgChart('t', [{ name: 'a', points: [[0, 1], [1, 2]] }, { name: 'b', points: [[0, 3], [1, 4]] }], { xLabel: 'x', yLabel: 'y', xTicks: [[0, '0'], [1, '1']] });
   t.equal(chart.match(/<path /g)?.length, 2, 'one line per series');
   t.match(chart, /M64\.0,/, 'the first point sits on the y axis');
+});
+
+t.test('a fan-out receiver reads the version of a state frame without parsing it, and nothing from other frames', async (t) => {
+  const frame = (message: unknown) => Buffer.from(JSON.stringify(message));
+  t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7, price: 1200, version: 31, endsAt: 1 })), 31);
+  t.equal(stateVersion(frame({ type: 'auction.state', version: 1048576 })), 1048576);
+  t.equal(stateVersion(frame({ type: 'bid.result', version: 31 })), -1, 'another message type');
+  t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7 })), -1, 'no version');
+  t.equal(stateVersion(Buffer.from('')), -1, 'empty frame');
+  t.equal(stateVersion(Buffer.from('{"type":"ok"}')), -1, 'a frame shorter than the state prefix');
 });
