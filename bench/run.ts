@@ -292,7 +292,7 @@ function updateDocs(run: BenchRun, file: string): void {
   const begin = '<!-- make-bench:begin -->';
   const end = '<!-- make-bench:end -->';
   const text = readFileSync(doc, 'utf8');
-  const section = `${begin}\nLatest \`make bench\` (${run.at}, commit ${run.commit}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\`\n${end}`;
+  const section = `${begin}\nLatest \`make bench\` (${run.at}, commit ${run.commit}${run.dirty ? ' with uncommitted changes' : ''}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\`\n${end}`;
   const at = text.indexOf(begin);
   const next = at >= 0 ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres baseline).\n\n${section}\n`;
   writeFileSync(doc, next);

@@ -23,6 +23,8 @@ export type BenchRun = {
   bench: 'make-bench';
   at: string;
   commit: string;
+  /** The working tree had uncommitted changes (null: unknown). */
+  dirty?: boolean | null;
   node: string;
   natsServer: string;
   machine: { cpus: number; cpuModel: string; memoryGiB: number };
@@ -128,7 +130,7 @@ export function renderHtml(run: BenchRun): string {
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.no{color:#b00;font-weight:bold}pre{background:#f6f6f6;padding:8px;overflow:auto}</style>
 </head><body>
 <h1>Auction engine benchmark</h1>
-<p>${escape(run.at)} · commit ${escape(run.commit)} · Node ${escape(run.node)} · ${escape(run.natsServer)} · ${run.machine.cpus} × ${escape(run.machine.cpuModel)}, ${run.machine.memoryGiB} GiB</p>
+<p>${escape(run.at)} · commit ${escape(run.commit)}${run.dirty ? ' (with uncommitted changes)' : ''} · Node ${escape(run.node)} · ${escape(run.natsServer)} · ${run.machine.cpus} × ${escape(run.machine.cpuModel)}, ${run.machine.memoryGiB} GiB</p>
 <pre>${escape(JSON.stringify(run.line))}</pre>
 <h2>Targets</h2>
 ${table(['target', 'want', 'got', 'met'], run.targets.map((t) => [t.name, t.want, t.got, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO']))}

@@ -105,6 +105,8 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
   t.match(html, /hot &#60;one auction&#62;/, 'names are escaped');
   t.notMatch(html, /hot <one auction>/);
   t.match(html, /vsJetstreamPerBid&#34;:2\.53/, 'the JSON line is in it');
+  t.notMatch(html, /uncommitted/, 'a run of a clean tree is not flagged');
+  t.match(renderHtml({ ...run, dirty: true }), /commit abc1234 \(with uncommitted changes\)/, 'a run of uncommitted code says so');
 
   const chart = svgChart('t', [{ name: 'a', points: [[0, 1], [1, 2]] }, { name: 'b', points: [[0, 3], [1, 4]] }], { xLabel: 'x', yLabel: 'y', xTicks: [[0, '0'], [1, '1']] });
   t.equal(chart.match(/<path /g)?.length, 2, 'one line per series');
