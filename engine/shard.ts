@@ -228,7 +228,27 @@ export class ShardEngine {
   private async follow(): Promise<void> {
     this.status = 'following';
     this.logger.info({ streamSeq: this.durableStreamSeq, holder: this.lease?.holder?.engineId }, 'following shard');
-    const { messages, stop } = await this.log.follow(this.durableStreamSeq);
+    // The watchdog first: while the stream cannot be read (no stream leader yet), the lease may still lapse.
+    this.leaseWatchdog ??= setInterval(() => {
+      if (this.status === 'following' && this.lease?.expired()) void this.takeOver();
+    }, Math.max(10, Math.floor((this.options.lease?.renewMs ?? 100) / 2)));
+    // Opening the consumer fails while JetStream elects a new stream leader: retry until it opens
+    // (a shard left "following" with no follower would never serve again).
+    let opened: Awaited<ReturnType<ShardLog['follow']>> | null = null;
+    for (let attempt = 1; opened === null; attempt++) {
+      try {
+        opened = await this.log.follow(this.durableStreamSeq);
+      } catch (error) {
+        if (this.status !== 'following') return;
+        this.logger.warn({ err: error, attempt }, 'cannot read the shard stream yet; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
+      }
+      if (this.status !== 'following') {
+        await opened?.stop();
+        return;
+      }
+    }
+    const { messages, stop } = opened;
     const done = (async () => {
       for await (const { streamSeq, batch, pending } of messages) {
         if (streamSeq <= this.durableStreamSeq) continue;
@@ -249,12 +269,17 @@ export class ShardEngine {
       }
     })().catch((error: unknown) => {
       if (error instanceof InvariantError) this.crash(error);
-      else if (this.status === 'following') this.logger.warn({ err: error }, 'follower stopped reading');
+      else if (this.status === 'following') {
+        // Read again from where we are, unless this follower was stopped or replaced meanwhile.
+        this.logger.warn({ err: error }, 'follower stopped reading; reopening');
+        setTimeout(() => {
+          if (this.status !== 'following' || this.follower?.done !== done) return;
+          this.follower = null;
+          void this.follow();
+        }, 200);
+      }
     });
     this.follower = { stop, done };
-    this.leaseWatchdog = setInterval(() => {
-      if (this.status === 'following' && this.lease?.expired()) void this.takeOver();
-    }, Math.max(10, Math.floor((this.options.lease?.renewMs ?? 100) / 2)));
   }
 
   private async stopFollowing(): Promise<void> {

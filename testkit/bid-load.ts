@@ -43,10 +43,28 @@ export class BidLoad {
     this.outageSince = null;
   }
 
-  /** Resolves once `n` more bids than now have been answered (accepted or rejected). */
-  untilAnswered(n: number): Promise<void> {
+  /**
+   * Resolves once `n` more bids than now have been answered (accepted or
+   * rejected); rejects after `timeoutMs` so a shard that never serves again
+   * fails the test with a reason instead of hanging it.
+   */
+  untilAnswered(n: number, timeoutMs = 90_000): Promise<void> {
     const target = this.answered + n;
-    return new Promise((resolve) => this.waiters.add({ target, resolve }));
+    const from = this.answered;
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        target,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new Error(`only ${this.answered - from} of ${n} bids answered in ${timeoutMs} ms (unavailable since ${this.outageSince === null ? 'never' : `${Date.now() - this.outageSince} ms`})`));
+      }, timeoutMs);
+      this.waiters.add(waiter);
+    });
   }
 
   private countAnswer(): void {

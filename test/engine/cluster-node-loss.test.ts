@@ -24,7 +24,9 @@ t.test('an engine on a 3-node JetStream cluster survives SIGKILL of the stream l
   t.ok(leader, `the stream leader is ${info.cluster?.leader}`);
   await leader.kill();
   // A new stream leader is elected among the two survivors; the engine resyncs and serves again.
-  await load.untilAnswered(300);
+  await load.untilAnswered(300).catch((error: Error) => {
+    throw new Error(`${error.message}; engine log:\n${engine.log.slice(-6_000)}`);
+  });
   await load.stop();
   t.comment(`outages seen by clients (ms): ${load.outagesMs.join(', ')}`);
 
