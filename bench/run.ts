@@ -27,7 +27,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '200' },
     auctions: { type: 'string', default: '2000' },
     subscribers: { type: 'string', default: '10000' },
-    /** Offered rates for the peak search (default: 4,000/s up by 1.25x per step to 160,000/s). */
+    /** Offered rates for the peak search (default: 6,000/s up by 1.25x per step to about 136,000/s). */
     'peak-rates': { type: 'string', default: '' },
     'sweep-rates': { type: 'string', default: '250,500,1000,2000,4000,8000,16000,32000,64000' },
     'no-docs': { type: 'boolean', default: false },
@@ -167,7 +167,7 @@ try {
   say(`make bench: ${auctions.length} auctions on 4 shards; ${CONNECTIONS} WebSocket connections over ${WORKERS} worker threads; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per step`);
 
   // 1. Uniform: step the offered rate up until a step is not sustained; the peak is the best sustained answered rate.
-  const peakRates = values['peak-rates'] ? values['peak-rates'].split(',').map(Number) : Array.from({ length: 17 }, (_, i) => Math.round((4_000 * 1.25 ** i) / 250) * 250);
+  const peakRates = values['peak-rates'] ? values['peak-rates'].split(',').map(Number) : Array.from({ length: 15 }, (_, i) => Math.round((6_000 * 1.25 ** i) / 250) * 250);
   let peak: ScenarioResult | null = null;
   let first: ScenarioResult | null = null;
   for (const rate of peakRates) {
