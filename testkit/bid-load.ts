@@ -4,6 +4,7 @@ import { ShardLog } from '../engine/log.js';
 import { replayBatch } from '../engine/shard.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { EngineClient, type BidOutcome, type CommandResult } from '../protocol/index.js';
+import { Waiters } from './waiters.js';
 
 export type AckedBid = { auctionId: number; bidderId: number; bidId: number; maxBid: number; seq: number };
 
@@ -21,7 +22,7 @@ export class BidLoad {
   readonly outagesMs: number[] = [];
   answered = 0;
   private outageSince: number | null = null;
-  private readonly waiters = new Set<{ target: number; resolve: () => void }>();
+  private readonly waiters = new Waiters();
   private running = false;
   private workers: Promise<void>[] = [];
   private nextBidId = 0;
@@ -49,33 +50,17 @@ export class BidLoad {
    * fails the test with a reason instead of hanging it.
    */
   untilAnswered(n: number, timeoutMs = 90_000): Promise<void> {
-    const target = this.answered + n;
     const from = this.answered;
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        target,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(waiter);
-        reject(new Error(`only ${this.answered - from} of ${n} bids answered in ${timeoutMs} ms (unavailable since ${this.outageSince === null ? 'never' : `${Date.now() - this.outageSince} ms`})`));
-      }, timeoutMs);
-      this.waiters.add(waiter);
-    });
+    return this.waiters
+      .until(() => (this.answered - from >= n ? true : undefined), timeoutMs, () => `only ${this.answered - from} of ${n} bids answered in ${timeoutMs} ms (unavailable since ${this.outageSince === null ? 'never' : `${Date.now() - this.outageSince} ms`})`)
+      .then(() => undefined);
   }
 
   private countAnswer(): void {
     this.answered++;
-    for (const waiter of this.waiters) {
-      if (this.answered >= waiter.target) {
-        this.waiters.delete(waiter);
-        waiter.resolve();
-      }
-    }
+    this.waiters.wake();
   }
+
 
   /** Bid ids with two different accepted sequence numbers (must be none). */
   acceptedTwice(): string[] {

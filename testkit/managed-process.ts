@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Waiters } from './waiters.js';
 
 const running = new Set<ManagedProcess>();
 process.once('exit', () => {
@@ -35,7 +36,7 @@ export abstract class ManagedProcess {
   private output = '';
   /** Total characters ever written, so waiters can start from a position. */
   private written = 0;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   constructor(
     /** For messages: "nats-server n1", "engine". */
@@ -87,13 +88,16 @@ export abstract class ManagedProcess {
         child.kill('SIGKILL');
         reject(new Error(`${this.label} not ready in ${this.readyTimeoutMs} ms:\n${mine.slice(-5_000)}`));
       }, this.readyTimeoutMs);
+      let started = false;
       const onData = (chunk: Buffer) => {
         const text = chunk.toString();
-        mine = (mine + text).slice(-100_000);
         this.output = (this.output + text).slice(-this.outputKeptChars);
         this.written += text.length;
-        for (const wake of this.waiters) wake();
+        this.waiters.wake();
+        if (started) return; // this run's own output is only kept until it is ready
+        mine = (mine + text).slice(-100_000);
         if (mine.includes(this.readyMarker)) {
+          started = true;
           clearTimeout(timer);
           resolve();
         }
@@ -124,26 +128,10 @@ export abstract class ManagedProcess {
    * contains `marker`; rejects after `timeoutMs`.
    */
   waitForOutput(marker: string, from = this.written, timeoutMs = 20_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const kept = this.output.length - (this.written - from);
-        if (this.output.slice(Math.max(0, kept)).includes(marker)) {
-          done();
-          resolve();
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`${this.label}: no "${marker}" within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
+    const seen = () => this.output.slice(Math.max(0, this.output.length - (this.written - from))).includes(marker);
+    return this.waiters.until(() => (seen() ? true : undefined), timeoutMs, () => `${this.label}: no "${marker}" within ${timeoutMs} ms`).then(() => undefined);
   }
+
 
   /** Sends a signal; for SIGKILL/SIGTERM waits for the exit and returns its code or signal. */
   async signal(signal: Signal): Promise<number | string | null> {

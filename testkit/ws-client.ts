@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
+import { Waiters } from './waiters.js';
 
 export type WsMessage = Record<string, unknown> & { type: string };
 
@@ -10,18 +11,18 @@ export type WsMessage = Record<string, unknown> & { type: string };
  */
 export class WsClient {
   readonly messages: WsMessage[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
   private nextRid = 1;
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly socket: WebSocket, readonly format: 'json' | 'msgpack') {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       this.messages.push((isBinary ? unpack(data) : JSON.parse(data.toString())) as WsMessage);
-      for (const w of this.waiters) w();
+      this.waiters.wake();
     });
     socket.on('close', (code: number, reason: Buffer) => {
       this.closed = { code, reason: reason.toString() };
-      for (const w of this.waiters) w();
+      this.waiters.wake();
     });
   }
 
@@ -54,32 +55,17 @@ export class WsClient {
 
   /** The first message (from index `from`) matching, as soon as it arrives. */
   waitFor(match: (m: WsMessage) => boolean, timeoutMs = 10_000, from = 0): Promise<WsMessage> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        for (let i = from; i < this.messages.length; i++) {
-          if (match(this.messages[i])) {
-            finish();
-            resolve(this.messages[i]);
-            return;
-          }
-        }
-        if (this.closed) {
-          finish();
-          reject(new Error(`socket closed (${this.closed.code} ${this.closed.reason}) while waiting`));
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`no matching message in ${timeoutMs} ms; last: ${JSON.stringify(this.messages.slice(-3))}`));
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
+    return this.waiters.until(
+      () => {
+        for (let i = from; i < this.messages.length; i++) if (match(this.messages[i])) return this.messages[i];
+        if (this.closed) throw new Error(`socket closed (${this.closed.code} ${this.closed.reason}) while waiting`);
+        return undefined;
+      },
+      timeoutMs,
+      () => `no matching message in ${timeoutMs} ms; last: ${JSON.stringify(this.messages.slice(-3))}`,
+    );
   }
+
 
   /** Resolves when the server closes the socket. */
   waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
