@@ -3,12 +3,22 @@ import type { Database, Statement } from 'better-sqlite3';
 /** Bounds of the query API. */
 export const QUERY_LIMITS = { pageMax: 100, pageDefault: 20, queryCharsMax: 200, queryWordsMax: 10 };
 
+/**
+ * A query the client has to fix (a bad cursor, limit, status or sort): its
+ * message is for the client. Any other error is the audit's own and its
+ * text stays in the log.
+ */
+export class QueryError extends Error {
+  override name = 'QueryError';
+}
+
 export type SearchSort = 'ending_soon' | 'newest' | 'price';
-const SORTS: Record<SearchSort, { column: string; direction: 'ASC' | 'DESC' }> = {
-  ending_soon: { column: 'ends_at', direction: 'ASC' },
-  newest: { column: 'created_at', direction: 'DESC' },
-  price: { column: 'price', direction: 'ASC' },
-};
+/** A Map, not an object: a sort named `constructor` or `__proto__` must find nothing. */
+const SORTS = new Map<string, { column: string; direction: 'ASC' | 'DESC' }>([
+  ['ending_soon', { column: 'ends_at', direction: 'ASC' }],
+  ['newest', { column: 'created_at', direction: 'DESC' }],
+  ['price', { column: 'price', direction: 'ASC' }],
+]);
 const STATUSES = new Set(['scheduled', 'open', 'closed', 'cancelled']);
 
 type AuctionRow = {
@@ -42,19 +52,19 @@ function decodeCursor(cursor: unknown): [number, number] | null {
   } catch {
     // Fall through.
   }
-  throw new Error('bad cursor');
+  throw new QueryError('bad cursor');
 }
 
 function limitOf(value: unknown): number {
   if (value === undefined || value === null) return QUERY_LIMITS.pageDefault;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > QUERY_LIMITS.pageMax) throw new Error(`limit must be 1..${QUERY_LIMITS.pageMax}`);
+  if (!Number.isInteger(n) || n < 1 || n > QUERY_LIMITS.pageMax) throw new QueryError(`limit must be 1..${QUERY_LIMITS.pageMax}`);
   return n;
 }
 
 /** Words of a search query as an FTS5 expression: every word must match (prefix on the last one). */
 export function ftsQuery(q: string): string | null {
-  if (q.length > QUERY_LIMITS.queryCharsMax) throw new Error(`q is longer than ${QUERY_LIMITS.queryCharsMax} characters`);
+  if (q.length > QUERY_LIMITS.queryCharsMax) throw new QueryError(`q is longer than ${QUERY_LIMITS.queryCharsMax} characters`);
   const words = q.toLowerCase().match(/[\p{L}\p{N}]+/gu)?.slice(0, QUERY_LIMITS.queryWordsMax) ?? [];
   if (words.length === 0) return null;
   return words.map((w, i) => `"${w}"${i === words.length - 1 ? '*' : ''}`).join(' ');
@@ -77,7 +87,7 @@ export class AuditQueries {
   /** Bid history by sequence; a bidder's maximum is shown only to that bidder. */
   bids(auctionId: number, options: { after?: unknown; limit?: unknown; viewerId?: unknown }) {
     const after = options.after === undefined || options.after === null ? 0 : Number(options.after);
-    if (!Number.isSafeInteger(after) || after < 0) throw new Error('after must be a sequence number');
+    if (!Number.isSafeInteger(after) || after < 0) throw new QueryError('after must be a sequence number');
     const limit = limitOf(options.limit);
     const viewer = Number(options.viewerId ?? 0);
     const rows = this.bidsPage.all(auctionId, after, limit + 1) as { seq: number; bidder_id: number; bid_id: number; max_bid: number; status: string; reason: string | null; price_after: number; leading: number; at: number }[];
@@ -113,9 +123,8 @@ export class AuditQueries {
 
   /** Search with filters and keyset paging; results are ordered by (sort value, id). */
   search(options: Record<string, unknown>) {
-    const sort = (options.sort ?? 'ending_soon') as SearchSort;
-    const order = SORTS[sort];
-    if (!order) throw new Error('sort must be ending_soon, newest or price');
+    const order = SORTS.get(String(options.sort ?? 'ending_soon'));
+    if (!order) throw new QueryError('sort must be ending_soon, newest or price');
     const limit = limitOf(options.limit);
     const where: string[] = [];
     const params: unknown[] = [];
@@ -125,7 +134,7 @@ export class AuditQueries {
       params.push(match);
     }
     if (options.status !== undefined && options.status !== null) {
-      if (!STATUSES.has(String(options.status))) throw new Error('status must be scheduled, open, closed or cancelled');
+      if (!STATUSES.has(String(options.status))) throw new QueryError('status must be scheduled, open, closed or cancelled');
       where.push('a.status = ?');
       params.push(options.status);
     }

@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database, { type Database as DB } from 'better-sqlite3';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -7,10 +6,11 @@ import type { Logger } from 'pino';
 import * as hdr from 'hdr-histogram-js';
 import { commandError, decode, decodeLog, encode, ensureNotificationStream, streamName, type LogBatch } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
-import { AuditQueries } from './queries.js';
+import { AuditQueries, QueryError } from './queries.js';
 import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
 import { adminSubjects } from '../protocol/cluster.js';
+import { privateDir, privateFile } from '../service/private-files.js';
 
 export const AUDIT_CONSUMER = 'audit';
 export const auditSubject = (shard: number) => `auction.audit.${shard}`;
@@ -18,6 +18,8 @@ export const shardFile = (dataDir: string, shard: number) => join(dataDir, `shar
 
 /** Opens a shard's SQLite file in WAL mode with the read model's schema. */
 export function openShardDb(file: string, readonly = false): DB {
+  // Owner-only: the file holds every bidder's maximum. SQLite gives its -wal and -shm files the same mode.
+  if (!readonly) privateFile(file);
   const db = new Database(file, { readonly, fileMustExist: readonly });
   if (!readonly) {
     db.pragma('journal_mode = WAL');
@@ -66,7 +68,7 @@ export class ShardAudit {
   private readonly lag = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 2 });
 
   constructor(private readonly o: ShardAuditOptions) {
-    mkdirSync(o.dataDir, { recursive: true });
+    privateDir(o.dataDir);
     this.db = openShardDb(shardFile(o.dataDir, o.shard));
     this.projection = new Projection(this.db);
     this.queries = new AuditQueries(this.db);
@@ -255,7 +257,13 @@ export class ShardAudit {
     try {
       msg.respond(encode(this.answer(request, admin)));
     } catch (error) {
-      msg.respond(encode({ error: commandError('invalid_request', (error as Error).message) }));
+      // A query to fix is the asker's business; anything else (SQLite's text) stays in this log.
+      if (error instanceof QueryError) {
+        msg.respond(encode({ error: commandError('invalid_request', error.message) }));
+        return;
+      }
+      this.logger.error({ err: error, op: String(request.op).slice(0, 40) }, 'query failed');
+      msg.respond(encode({ error: commandError('unavailable', 'the query failed') }));
     }
   }
 
@@ -268,7 +276,7 @@ export class ShardAudit {
       case 'search':
         return this.queries.search(request);
       case 'events':
-        if (!admin) throw new Error('unknown op');
+        if (!admin) throw new QueryError('unknown op');
         return this.queries.recentEvents(Number(request.auctionId), request.limit);
       case 'position': {
         const answer = {
@@ -282,7 +290,7 @@ export class ShardAudit {
         return answer;
       }
       default:
-        throw new Error('unknown op');
+        throw new QueryError('unknown op');
     }
   }
 }

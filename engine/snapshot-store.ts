@@ -1,8 +1,9 @@
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from './core/index.js';
 import { decode, encode } from '../protocol/index.js';
+import { PRIVATE_FILE_MODE, privateDir } from '../service/private-files.js';
 
 /** Where a snapshot sits in the log: its state is every event up to `lastSeq`, in stream messages up to `streamSeq`. */
 export type SnapshotMeta = { lastSeq: number; streamSeq: number };
@@ -13,11 +14,12 @@ const FILE = /^snapshot-(\d{16})\.bin$/;
  * Snapshot files of one shard in a data directory. A file is written to a
  * temporary name, fsynced and renamed, so a crash leaves either the old set
  * or the new file whole; a file that fails its checksum is skipped in favour
- * of an older one. The newest `keep` files are kept.
+ * of an older one. The newest `keep` files are kept. The directory and the
+ * files are owner-only.
  */
 export class SnapshotStore {
   constructor(private readonly dir: string, private readonly keep = 2) {
-    mkdirSync(dir, { recursive: true });
+    privateDir(dir); // snapshots hold every bidder's maximum
   }
 
   /**
@@ -35,7 +37,7 @@ export class SnapshotStore {
   private async write(meta: SnapshotMeta, bytes: Uint8Array): Promise<void> {
     const name = `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
     const temporary = join(this.dir, `${name}.tmp`);
-    const file = await open(temporary, 'w');
+    const file = await open(temporary, 'w', PRIVATE_FILE_MODE);
     try {
       await file.writeFile(bytes);
       await file.sync();

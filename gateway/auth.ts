@@ -1,19 +1,20 @@
-import { createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
 import { USER_ID_MAX } from '../protocol/index.js';
 import { isWrongLastSequence } from '../engine/log.js';
 import { ApiError } from './errors.js';
+import type { PasswordHasher, StoredPassword } from './passwords.js';
 
-const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
-
-/** scrypt cost: ~50 ms of one core per hash here; run on libuv's thread pool, never the event loop. */
-const SCRYPT = { N: 16_384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
-const HASH_BYTES = 32;
 export const USERS_BUCKET = 'auction_users';
-export const USERNAME_PATTERN = /^[A-Za-z0-9_.-]{3,32}$/;
+/**
+ * 3 to 32 letters, digits, `_`, `-` and `.`, with no dot first, last or next
+ * to another: the lower-cased name is a KV key (`user.<name>`), whose dots
+ * separate subject tokens that must not be empty.
+ */
+export const USERNAME_PATTERN = /^(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]{1,30}[A-Za-z0-9_-]$/;
 export const PASSWORD_LIMITS = { min: 8, max: 256 };
 const TOKEN_BYTES_MAX = 512;
 
@@ -83,28 +84,32 @@ export function loadSecret(secret: string | null, file: string): { secret: strin
     if (text.length < 16) throw new Error(`secret file ${file} holds fewer than 16 characters`);
     return { secret: text, generated: false };
   }
-  mkdirSync(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const generated = randomBytes(32).toString('base64url');
   writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
   return { secret: generated, generated: true };
 }
 
-type StoredUser = { username: string; salt: string; hash: string; createdAt: number };
+/** A user record. `userId` is absent in records never rewritten: their id is the revision of their create. */
+type StoredUser = StoredPassword & { username: string; createdAt: number; userId?: number };
 
 /**
  * Users in a NATS KV bucket shared by every gateway. The key is the
  * lower-cased username, created with `create` (fails if taken), and the
  * user id is the revision of that create: unique and increasing across the
- * bucket with no counter to contend on. Entries are never rewritten, so the
- * revision stays the id.
+ * bucket with no counter to contend on. A record rewritten later (a password
+ * hash upgraded to today's cost) keeps that first revision as `userId`.
  */
 export class UserStore {
-  constructor(private readonly kv: KV, private readonly clock: () => number = Date.now) {}
+  constructor(
+    private readonly kv: KV,
+    private readonly passwords: PasswordHasher,
+    private readonly logger: Logger,
+    private readonly clock: () => number = Date.now,
+  ) {}
 
   async register(username: string, password: string): Promise<{ userId: number; username: string }> {
-    const salt = randomBytes(16);
-    const hash = await scrypt(password, salt, HASH_BYTES, SCRYPT);
-    const value: StoredUser = { username, salt: salt.toString('base64'), hash: hash.toString('base64'), createdAt: this.clock() };
+    const value: StoredUser = { username, ...(await this.passwords.hash(password)), createdAt: this.clock() };
     let revision: number;
     // The KV's create fails with "wrong last sequence" when the key exists.
     try {
@@ -117,20 +122,38 @@ export class UserStore {
     return { userId: revision, username };
   }
 
-  /** The user id for a correct username and password; `invalid_credentials` otherwise (same answer for both). */
+  /**
+   * The user id for a correct username and password; `invalid_credentials`
+   * otherwise, the same answer after the same work for a wrong password, an
+   * unknown user and a name that could never have been registered.
+   */
   async authenticate(username: string, password: string): Promise<number> {
+    if (!USERNAME_PATTERN.test(username)) {
+      await this.passwords.verify(password, null);
+      throw new ApiError('invalid_credentials');
+    }
     let entry;
     try {
       entry = await this.kv.get(keyOf(username));
     } catch (error) {
       throw new ApiError('unavailable', 'the user store did not answer', { cause: error });
     }
-    // Hash even for an unknown user, so timing does not tell which usernames exist.
     const stored: StoredUser | null = entry && entry.operation === 'PUT' ? (entry.json() as StoredUser) : null;
-    const salt = stored ? Buffer.from(stored.salt, 'base64') : randomBytes(16);
-    const hash = await scrypt(password, salt, HASH_BYTES, SCRYPT);
-    if (!stored || !entry || !timingSafeEqual(hash, Buffer.from(stored.hash, 'base64'))) throw new ApiError('invalid_credentials');
-    return entry.revision;
+    if (!(await this.passwords.verify(password, stored)) || !stored || !entry) throw new ApiError('invalid_credentials');
+    const userId = stored.userId ?? entry.revision;
+    if (this.passwords.outdated(stored)) await this.upgrade(username, password, { ...stored, userId }, entry.revision);
+    return userId;
+  }
+
+  /** Rewrites an old-cost hash at today's cost. Best effort: a failure leaves the old hash, which still works. */
+  private async upgrade(username: string, password: string, stored: StoredUser & { userId: number }, revision: number): Promise<void> {
+    try {
+      const value: StoredUser = { ...stored, ...(await this.passwords.hash(password)) };
+      await this.kv.update(keyOf(username), JSON.stringify(value), revision);
+      this.logger.info({ userId: stored.userId }, 'password hash upgraded to the current cost');
+    } catch (error) {
+      this.logger.warn({ err: error, userId: stored.userId }, 'password hash not upgraded; kept the old one');
+    }
   }
 }
 

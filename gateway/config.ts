@@ -23,6 +23,18 @@ export type GatewayConfig = {
   userCommandsPerSec: number;
   connectionMessagesPerSec: number;
   addressAuthPerSec: number;
+  /** Token bucket per client address for reads (GETs; a search costs one per shard it asks). */
+  addressReadsPerSec: number;
+  /** Long-lived connections (gateway/connection-limits.ts). */
+  wsPerAddressMax: number;
+  wsPerUserMax: number;
+  wsMax: number;
+  ssePerAddressMax: number;
+  sseMax: number;
+  /** How long a missing auction or shard is answered as missing without asking the engines again. */
+  missTtlMs: number;
+  /** scrypt cost (N, a power of two) for new password hashes; older hashes are upgraded at the next sign-in. */
+  passwordHashCost: number;
   /** Commands waiting for the engines in this gateway at most. */
   pendingCommandsMax: number;
 };
@@ -44,6 +56,14 @@ const OPTIONS = {
   'user-commands-per-sec': ['USER_COMMANDS_PER_SEC', '100'],
   'connection-messages-per-sec': ['CONNECTION_MESSAGES_PER_SEC', '1000'],
   'address-auth-per-sec': ['ADDRESS_AUTH_PER_SEC', '20'],
+  'address-reads-per-sec': ['ADDRESS_READS_PER_SEC', '200'],
+  'ws-per-address-max': ['WS_PER_ADDRESS_MAX', '100'],
+  'ws-per-user-max': ['WS_PER_USER_MAX', '20'],
+  'ws-max': ['WS_MAX', '100000'],
+  'sse-per-address-max': ['SSE_PER_ADDRESS_MAX', '50'],
+  'sse-max': ['SSE_MAX', '20000'],
+  'miss-ttl-ms': ['MISS_TTL_MS', '1000'],
+  'password-hash-cost': ['PASSWORD_HASH_COST', String(2 ** 17)],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
 } as const;
 
@@ -52,6 +72,12 @@ ${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(34
   The token secret is GATEWAY_SECRET when set; otherwise it is read from the secret
   file, which is created with a random secret if missing. Every gateway of a
   cluster must share it.`;
+
+/** scrypt's N: a power of two from 2^14 (the old default, kept readable) to 2^20. */
+function hashCost(n: number): number {
+  if (n < 2 ** 14 || n > 2 ** 20 || (n & (n - 1)) !== 0) throw new ConfigError(`--password-hash-cost must be a power of two from 16384 to 1048576, got ${n}`);
+  return n;
+}
 
 export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const { values } = parseArgs({
@@ -87,6 +113,14 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     userCommandsPerSec: int('user-commands-per-sec'),
     connectionMessagesPerSec: int('connection-messages-per-sec'),
     addressAuthPerSec: int('address-auth-per-sec'),
+    addressReadsPerSec: int('address-reads-per-sec'),
+    wsPerAddressMax: int('ws-per-address-max'),
+    wsPerUserMax: int('ws-per-user-max'),
+    wsMax: int('ws-max'),
+    ssePerAddressMax: int('sse-per-address-max'),
+    sseMax: int('sse-max'),
+    missTtlMs: int('miss-ttl-ms', 0),
+    passwordHashCost: hashCost(int('password-hash-cost')),
     pendingCommandsMax: int('pending-commands-max'),
   };
 }

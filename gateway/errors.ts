@@ -24,8 +24,12 @@ export const API_ERROR_CODES = Object.keys(API_ERRORS) as ApiErrorCode[];
 
 export class ApiError extends Error {
   override name = 'ApiError';
-  constructor(readonly code: ApiErrorCode, message: string = API_ERRORS[code][1], options?: { cause?: unknown }) {
+  /** For `rate_limited`: when trying again makes sense (HTTP `Retry-After`). */
+  readonly retryAfterSeconds?: number;
+
+  constructor(readonly code: ApiErrorCode, message: string = API_ERRORS[code][1], options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options);
+    if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

@@ -1,5 +1,26 @@
+import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { ApiError, asApiError } from './errors.js';
+
+/**
+ * Headers on every answer. The API serves JSON and event streams only: no
+ * browser may sniff them into HTML or frame them, and nothing personal
+ * (notifications, bids with maxima) may stay in a shared or browser cache.
+ */
+export const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
+  ['X-Content-Type-Options', 'nosniff'],
+  ['Cache-Control', 'no-store'],
+  ['X-Frame-Options', 'DENY'],
+  ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
+  ['Referrer-Policy', 'no-referrer'],
+];
+
+/** Request ids: unique per gateway process (a random prefix) and cheap (a counter), for matching an answer to its log line. */
+const REQUEST_ID_PREFIX = randomBytes(4).toString('hex');
+let requestCounter = 0;
+export function nextRequestId(): string {
+  return `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
+}
 
 /**
  * A request being answered. uWS forbids touching `res` after the client
@@ -10,6 +31,7 @@ export class Exchange {
   aborted = false;
   done = false;
   readonly address: string;
+  readonly requestId = nextRequestId();
   private readonly onAbort: (() => void)[] = [];
 
   constructor(readonly res: HttpResponse) {
@@ -28,18 +50,31 @@ export class Exchange {
     this.send(status, body === undefined ? '' : JSON.stringify(body), { 'Content-Type': 'application/json', ...headers });
   }
 
+  /** An error answer; an unexpected one says only that it happened, with the request id its log line carries. */
   error(error: ApiError, closeConnection = false): void {
-    this.send(error.status, JSON.stringify({ error: { code: error.code, message: error.message } }), { 'Content-Type': 'application/json' }, closeConnection);
+    const body = error.code === 'internal'
+      ? { code: error.code, message: `${error.message} (request id ${this.requestId})`, requestId: this.requestId }
+      : { code: error.code, message: error.message };
+    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+    if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(error.retryAfterSeconds);
+    this.send(error.status, JSON.stringify({ error: body }), headers, closeConnection);
   }
 
   send(status: number, body: string, headers: Record<string, string>, closeConnection = false): void {
     if (this.aborted || this.done) return;
     this.done = true;
     this.res.cork(() => {
-      this.res.writeStatus(STATUS_LINES[status] ?? String(status));
-      for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
+      this.writeHead(status, headers);
       this.res.end(body, closeConnection);
     });
+  }
+
+  /** Starts an answer whose body is written later in parts (SSE); call inside `cork`. */
+  writeHead(status: number, headers: Record<string, string>): void {
+    this.res.writeStatus(STATUS_LINES[status] ?? String(status));
+    for (const [k, v] of SECURITY_HEADERS) this.res.writeHeader(k, v);
+    this.res.writeHeader('X-Request-Id', this.requestId);
+    for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
   }
 }
 
@@ -56,7 +91,7 @@ const STATUS_LINES: Record<number, string> = {
 export function readJson(ex: Exchange, req: HttpRequest, bytesMax: number): Promise<unknown> {
   const type = req.getHeader('content-type');
   const declared = req.getHeader('content-length');
-  return new Promise((resolve, reject) => {
+  const body = new Promise<unknown>((resolve, reject) => {
     if (type && !/^application\/json\s*(;|$)/i.test(type)) {
       reject(new ApiError('unsupported_media_type'));
       ex.res.onData(() => {});
@@ -90,6 +125,11 @@ export function readJson(ex: Exchange, req: HttpRequest, bytesMax: number): Prom
     });
     ex.whenAborted(() => reject(new ApiError('invalid_request', 'the client went away')));
   });
+  // The body is read from the start (uWS delivers it only to a reader registered at once), but a
+  // handler may refuse the request (no token, a bad id) before it awaits the body. Its rejection
+  // must then not count as unhandled: awaiting the promise still sees it.
+  body.catch(() => undefined);
+  return body;
 }
 
 /** The query string as a map (first value of each key), bounded. */
@@ -107,11 +147,29 @@ export function bearer(req: HttpRequest): string {
 }
 
 /** Runs an async handler and turns what it throws into an error answer. */
-export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (error: unknown) => void): void {
+export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (error: unknown, requestId: string) => void): void {
   work().catch((error: unknown) => {
     const apiError = asApiError(error);
-    if (apiError.code === 'internal') onUnexpected(error);
+    if (apiError.code === 'internal') onUnexpected(error, ex.requestId);
     // A body too large is not read to its end: close the connection after answering.
     ex.error(apiError, apiError.code === 'payload_too_large');
   });
+}
+
+/**
+ * Framing a proxy in front of the gateway could read differently from uWS,
+ * which takes the first of several Content-Length headers: a request that
+ * says two lengths (or one that is not a number) could smuggle a second
+ * request inside its body. Such a request is refused, and its connection
+ * closed, before any handler sees it.
+ */
+export function framingError(req: HttpRequest): ApiError | null {
+  let length: string | null = null;
+  let conflict = false;
+  req.forEach((name, value) => {
+    if (name !== 'content-length') return;
+    if (!/^[0-9]{1,15}$/.test(value) || (length !== null && length !== value)) conflict = true;
+    length = value;
+  });
+  return conflict ? new ApiError('invalid_request', 'Content-Length must be one decimal length') : null;
 }

@@ -7,6 +7,7 @@ import {
 } from '../protocol/index.js';
 import { auditSubject } from '../audit/shard-audit.js';
 import { ApiError } from './errors.js';
+import { MissCache } from './miss-cache.js';
 
 /** The public live state of an auction (API.md `auction.state` without its `type`). */
 export type LiveState = {
@@ -46,6 +47,8 @@ export type LiveFeedOptions = {
   /** Auctions watched at once in this gateway at most. */
   watchedMax?: number;
   queryTimeoutMs?: number;
+  /** How long an auction or shard found missing is answered as missing without asking again. */
+  missTtlMs?: number;
 };
 
 /**
@@ -65,9 +68,13 @@ export class LiveFeed {
   private discoverTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly watchedMax: number;
+  private readonly missingAuctions: MissCache<number>;
+  private readonly missingShards: MissCache<number>;
 
   constructor(private readonly o: LiveFeedOptions) {
     this.watchedMax = o.watchedMax ?? 1_000_000;
+    this.missingAuctions = new MissCache(o.missTtlMs ?? 1_000);
+    this.missingShards = new MissCache(o.missTtlMs ?? 1_000, 1_024);
   }
 
   /** Follows every shard stream that exists now, and any created later. */
@@ -88,7 +95,19 @@ export class LiveFeed {
 
   /** Whether the shard has a stream (it is then followed from now on). Unknown shards hold no auctions. */
   hasShard(shard: number): Promise<boolean> {
-    return this.followed.has(shard) ? Promise.resolve(true) : this.follow(shard);
+    if (this.followed.has(shard)) return Promise.resolve(true);
+    if (this.missingShards.has(shard)) return Promise.resolve(false);
+    return this.follow(shard);
+  }
+
+  /** The auction was found missing a moment ago (nothing need be asked about it again yet). */
+  knownMissing(auctionId: number): boolean {
+    return this.missingAuctions.has(auctionId);
+  }
+
+  /** Someone found the auction missing: later look-ups answer that at once for a while. */
+  noteMissing(auctionId: number): void {
+    this.missingAuctions.add(auctionId);
   }
 
   /** Shards whose streams this gateway follows (every shard that exists, within a few seconds). */
@@ -108,6 +127,7 @@ export class LiveFeed {
   async watch(auctionId: number): Promise<LiveState | null> {
     let entry = this.entries.get(auctionId);
     if (!entry) {
+      if (this.missingAuctions.has(auctionId)) return null;
       if (this.entries.size >= this.watchedMax) throw new ApiError('unavailable', 'this gateway watches too many auctions');
       const created: Entry = { state: null, watchers: 0, early: [], ready: Promise.resolve(null) };
       created.ready = this.fetchInto(auctionId, created);
@@ -131,6 +151,11 @@ export class LiveFeed {
     if (--entry.watchers <= 0) this.entries.delete(auctionId);
   }
 
+  /** Whether this gateway watches the auction already (its state is here or on its way). */
+  watching(auctionId: number): boolean {
+    return this.entries.has(auctionId);
+  }
+
   /** The state if this gateway watches the auction (for overlaying fresher data on the read model). */
   current(auctionId: number): LiveState | null {
     return this.entries.get(auctionId)?.state ?? null;
@@ -144,7 +169,10 @@ export class LiveFeed {
     if (!(await this.follow(shard))) return null;
     for (let attempt = 0; ; attempt++) {
       const fetched = await this.fetchState(shard, auctionId);
-      if (!fetched) return null;
+      if (!fetched) {
+        this.missingAuctions.add(auctionId);
+        return null;
+      }
       if (entry.early.length > EARLY_PATCHES_MAX && attempt < 3) {
         entry.early = [];
         continue;
@@ -203,7 +231,9 @@ export class LiveFeed {
     const names = await this.o.jsm.streams.names(subjects.logWildcard).next();
     for (const name of names) {
       const shard = Number(/^AUCTION_LOG_(\d+)$/.exec(name)?.[1] ?? NaN);
-      if (Number.isInteger(shard)) void this.follow(shard);
+      if (!Number.isInteger(shard)) continue;
+      this.missingShards.forget(shard);
+      this.follow(shard).catch((error: unknown) => this.o.logger.warn({ err: error, shard }, 'cannot follow a discovered shard yet'));
     }
   }
 
@@ -220,7 +250,10 @@ export class LiveFeed {
         messages = await consumer.consume({ max_messages: 256 });
       } catch (error) {
         this.shards.delete(shard);
-        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return false;
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+          this.missingShards.add(shard);
+          return false;
+        }
         throw new ApiError('unavailable', `cannot follow shard ${shard}`, { cause: error });
       }
       if (this.stopped) {
@@ -245,6 +278,8 @@ export class LiveFeed {
   private onBatch(batch: LogBatch): void {
     for (const event of batch.events) {
       const auctionId = event.outcome.auctionId;
+      // A new auction may have an id someone asked about before it existed.
+      if (event.command.type === 'create') this.missingAuctions.forget(auctionId);
       const entry = this.entries.get(auctionId);
       if (!entry || event.outcome.status !== 'accepted') continue;
       const patch = patchOf(event.command.type, event.outcome as BidOutcome | LifecycleOutcome);

@@ -6,6 +6,8 @@ import { pino } from 'pino';
 import { ConfigError } from '../engine/config.js';
 import { EngineClient, NOTIFICATION_ACKS_BUCKET } from '../protocol/index.js';
 import { loadSecret, Tokens, UserStore, USERS_BUCKET } from './auth.js';
+import { PasswordHasher } from './passwords.js';
+import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { loadGatewayConfig, USAGE } from './config.js';
 import { LiveFeed } from './live.js';
 import { createMetrics } from './metrics.js';
@@ -25,6 +27,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = pino({ level: config.logLevel, base: { service: 'gateway', pid: process.pid } });
+  const metrics = createMetrics();
+  guardUnhandledRejections(logger, () => metrics.unhandledRejections.inc());
   const { secret, generated } = loadSecret(config.secret, config.secretFile);
   if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
   const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...natsCredentials() }).catch((error: unknown) => {
@@ -40,15 +44,14 @@ async function main(): Promise<void> {
   const disabled = new DisabledUsers(await kvm.create(USER_FLAGS_BUCKET, { history: 1, replicas: config.streamReplicas }), logger);
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
-  const metrics = createMetrics();
   const engines = new EngineClient(nc, config.commandTimeoutMs);
-  const live = new LiveFeed({ nc, js, jsm, engines, logger, onStates: (states) => server?.publishStates(states) });
+  const live = new LiveFeed({ nc, js, jsm, engines, logger, missTtlMs: config.missTtlMs, onStates: (states) => server?.publishStates(states) });
   const notifications = new NotificationCenter(js, jsm, acksKv, logger);
   server = new GatewayServer({
     config, logger, nc, live, notifications, metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),
     tokens,
-    users: new UserStore(usersKv),
+    users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
   });
   await live.start();
   await notifications.start((userId, n) => server?.deliverNotification(userId, n));

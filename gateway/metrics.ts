@@ -19,6 +19,7 @@ export function createMetrics() {
     stateUpdates: new Counter({ name: 'gateway_state_updates_total', help: 'Auction states published to subscribers (after conflation)', registers: [registry] }),
     notificationsPushed: new Counter({ name: 'gateway_notifications_pushed_total', help: 'Notifications written to connected users', registers: [registry] }),
     rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['scope'] as const, registers: [registry] }),
+    unhandledRejections: new Counter({ name: 'gateway_unhandled_rejections_total', help: 'Promise rejections nobody handled (bugs; logged, and the gateway keeps serving)', registers: [registry] }),
     errors: new Counter({ name: 'gateway_errors_total', help: 'Error answers, by code', labelNames: ['code'] as const, registers: [registry] }),
   };
 }

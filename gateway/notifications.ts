@@ -68,9 +68,16 @@ export class NotificationCenter {
     return found;
   }
 
-  /** Everything up to `upTo` is acknowledged (never moves backwards; CAS against other gateways). */
+  /**
+   * Everything up to `upTo` is acknowledged (never moves backwards; CAS
+   * against other gateways). `upTo` is clamped to the user's newest
+   * notification: acknowledging ids that do not exist yet would silence
+   * every future notification of that user for good.
+   */
   async acknowledge(userId: number, upTo: number): Promise<void> {
     const key = `u${userId}`;
+    const newest = await this.newestId(userId);
+    upTo = Math.min(upTo, newest);
     for (let attempt = 0; attempt < ACK_ATTEMPTS_MAX; attempt++) {
       try {
         const entry = await this.acks.get(key);
@@ -85,6 +92,16 @@ export class NotificationCenter {
       }
     }
     throw new ApiError('unavailable', 'the acknowledgement kept conflicting; retry');
+  }
+
+  /** The id of the user's newest notification (0: none). */
+  private async newestId(userId: number): Promise<number> {
+    try {
+      const message = await this.jsm.direct.getMessage(NOTIFICATIONS_STREAM, { last_by_subj: notificationSubject(userId) });
+      return message?.seq ?? 0;
+    } catch (error) {
+      throw new ApiError('unavailable', 'notifications could not be read', { cause: error });
+    }
   }
 
   async ackedUpTo(userId: number): Promise<number> {

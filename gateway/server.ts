@@ -8,7 +8,8 @@ import {
 import { auditSubject } from '../audit/shard-audit.js';
 import { encodeCursor } from '../audit/queries.js';
 import { ApiError, asApiError } from './errors.js';
-import { answer, bearer, Exchange, queryOf, readJson } from './http.js';
+import { answer, bearer, Exchange, framingError, nextRequestId, queryOf, readJson } from './http.js';
+import { ConnectionLimits } from './connection-limits.js';
 import type { LiveFeed, LiveState } from './live.js';
 import type { Metrics } from './metrics.js';
 import type { Notification, NotificationCenter } from './notifications.js';
@@ -31,9 +32,18 @@ const AUDIT_TIMEOUT_MS = 2_000;
 
 type Format = 't' | 'b';
 
+/** Search sorts and the column each one orders by (a Map: a name like `constructor` must not find anything). */
+const SORT_COLUMNS = new Map([['ending_soon', 'endsAt'], ['newest', 'createdAt'], ['price', 'price']]);
+/** Reads cost one token of the address's budget; these cost more (a Prometheus render is not cheap). */
+const METRICS_READ_COST = 10;
+
 /** What the gateway keeps per WebSocket connection. */
 type Connection = {
   userId: number;
+  /** The client's address, for the per-address connection count. */
+  address: string;
+  /** The unacknowledged notifications were sent on this connection (once per connection). */
+  backlogSent: boolean;
   /** Auctions subscribed, with the format their updates go out in. */
   subs: Map<number, Format>;
   /** Subscribes in progress (counted against the limit, not yet in `subs`). */
@@ -46,6 +56,11 @@ type Connection = {
 };
 
 type SseStream = { ex: Exchange; lastVersion: number; congested: boolean };
+
+/** A Last-Event-ID (or `lastEventId`) is a version: digits only (`1e3` is not 1000), below 2^53. */
+function resumeVersion(text: string): number {
+  return /^[0-9]{1,16}$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : 0;
+}
 
 export type GatewayDeps = {
   config: GatewayConfig;
@@ -69,6 +84,8 @@ export class GatewayServer {
   private listenSocket: us_listen_socket | null = null;
   private readonly userLimiter: KeyedLimiter<number>;
   private readonly addressLimiter: KeyedLimiter<string>;
+  private readonly readLimiter: KeyedLimiter<string>;
+  private readonly limits: ConnectionLimits;
   private readonly sse = new Map<number, Set<SseStream>>();
   private readonly sockets = new Set<WebSocket<Connection>>();
   private subscriptionCount = 0;
@@ -78,12 +95,15 @@ export class GatewayServer {
     const c = d.config;
     this.userLimiter = new KeyedLimiter(c.userCommandsPerSec, c.userCommandsPerSec * 2);
     this.addressLimiter = new KeyedLimiter(c.addressAuthPerSec, c.addressAuthPerSec * 2);
+    this.readLimiter = new KeyedLimiter(c.addressReadsPerSec, c.addressReadsPerSec * 2);
+    this.limits = new ConnectionLimits(c);
     this.app = uWS.App();
     this.routes();
     this.timers.push(setInterval(() => this.heartbeatSse(), SSE_HEARTBEAT_MS));
     this.timers.push(setInterval(() => {
       this.userLimiter.sweep();
       this.addressLimiter.sweep();
+      this.readLimiter.sweep();
       d.metrics.watchedAuctions.set(d.live.watched);
     }, SWEEP_MS));
   }
@@ -141,11 +161,17 @@ export class GatewayServer {
   private routes(): void {
     const app = this.app;
     const c = this.d.config;
-    const unexpected = (error: unknown) => this.d.logger.error({ err: error }, 'unexpected error');
-    const route = (method: 'get' | 'post', pattern: string, handler: (ex: Exchange, req: HttpRequest) => Promise<void>) => {
+    const unexpected = (error: unknown, requestId: string) => this.d.logger.error({ err: error, requestId }, 'unexpected error');
+    /** Every request: framing checked, GETs charged to the address's read budget (`readCost`), errors answered. */
+    const route = (method: 'get' | 'post', pattern: string, handler: (ex: Exchange, req: HttpRequest) => Promise<void>, readCost: () => number = () => 1) => {
       app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
         const ex = new Exchange(res);
-        answer(ex, () => handler(ex, req), unexpected);
+        if (this.refuseFraming(ex, req)) return;
+        // The handler starts synchronously (uWS's `req` is valid only now); all it throws becomes the answer.
+        answer(ex, async () => {
+          if (method === 'get') this.limitReads(ex, readCost());
+          await handler(ex, req);
+        }, unexpected);
       });
     };
 
@@ -177,10 +203,11 @@ export class GatewayServer {
       ex.json(201, await this.createAuction(userId, fields));
     });
 
+    // A search asks every shard's read model: it costs as many reads.
     route('get', '/v1/auctions', async (ex, req) => {
       const query = queryOf(req);
       ex.json(200, await this.search(query));
-    });
+    }, () => Math.max(1, this.d.live.knownShards().length));
 
     route('get', '/v1/auctions/:id', async (ex, req) => {
       const auctionId = v.idParam(req.getParameter(0), 'auction id');
@@ -209,13 +236,19 @@ export class GatewayServer {
       const limit = v.optionalCountParam(query.get('limit') ?? '', 'limit', 100);
       if (limit === 0) throw new ApiError('invalid_request', 'limit must be 1 to 100');
       const shard = shardOfAuction(auctionId);
-      if (!(await this.d.live.hasShard(shard))) throw new ApiError('not_found', `no auction ${auctionId}`);
+      if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard))) throw new ApiError('not_found', `no auction ${auctionId}`);
       const exists = await this.audit<{ auction: unknown }>(shard, { op: 'auction', auctionId });
-      if (!exists.auction) throw new ApiError('not_found', `no auction ${auctionId}`);
+      if (!exists.auction) {
+        this.d.live.noteMissing(auctionId);
+        throw new ApiError('not_found', `no auction ${auctionId}`);
+      }
       ex.json(200, await this.audit(shard, { op: 'bids', auctionId, after, limit, viewerId }));
     });
 
-    app.get('/v1/auctions/:id/events', (res, req) => this.openSse(res, req));
+    app.get('/v1/auctions/:id/events', (res, req) => {
+      const ex = new Exchange(res);
+      if (!this.refuseFraming(ex, req)) this.openSse(ex, req);
+    });
 
     route('get', '/v1/me/notifications', async (ex, req) => {
       const token = bearer(req);
@@ -234,14 +267,15 @@ export class GatewayServer {
       ex.send(204, '', {});
     });
 
+    // Liveness probes are local and cheap: not charged, so a busy address cannot make a gateway look dead.
     route('get', '/healthz', async (ex) => {
       const nats = !this.d.nc.isClosed() && this.d.nc.info !== undefined;
       ex.json(nats ? 200 : 503, { status: nats ? 'ok' : 'degraded', nats, shards: this.d.live.positions(), connections: this.sockets.size });
-    });
+    }, () => 0);
 
     route('get', '/metrics', async (ex) => {
       ex.send(200, await this.d.metrics.registry.metrics(), { 'Content-Type': this.d.metrics.registry.contentType });
-    });
+    }, () => METRICS_READ_COST);
 
     app.ws<Connection>('/v1/ws', {
       maxPayloadLength: c.frameBytesMax,
@@ -258,9 +292,31 @@ export class GatewayServer {
 
     // Known paths with another method: 405; anything else: 404.
     for (const pattern of ['/v1/users', '/v1/sessions', '/v1/auctions', '/v1/auctions/:id', '/v1/auctions/:id/bids', '/v1/auctions/:id/events', '/v1/me/notifications', '/v1/me/notifications/ack', '/healthz', '/metrics']) {
-      app.any(pattern, (res) => new Exchange(res).error(new ApiError('method_not_allowed')));
+      app.any(pattern, (res, req) => {
+        const ex = new Exchange(res);
+        if (!this.refuseFraming(ex, req)) ex.error(new ApiError('method_not_allowed'));
+      });
     }
-    app.any('/*', (res) => new Exchange(res).error(new ApiError('not_found')));
+    app.any('/*', (res, req) => {
+      const ex = new Exchange(res);
+      if (!this.refuseFraming(ex, req)) ex.error(new ApiError('not_found'));
+    });
+  }
+
+  /** A request whose length is ambiguous is answered 400 and its connection closed (nothing after it can be trusted). */
+  private refuseFraming(ex: Exchange, req: HttpRequest): boolean {
+    const error = framingError(req);
+    if (!error) return false;
+    this.d.metrics.errors.inc({ code: error.code });
+    ex.error(error, true);
+    return true;
+  }
+
+  /** Charges a read to the client address's budget; `rate_limited` when it is spent. */
+  private limitReads(ex: Exchange, cost: number): void {
+    if (cost === 0 || this.readLimiter.take(ex.address, cost)) return;
+    this.d.metrics.rateLimited.inc({ scope: 'reads' });
+    throw new ApiError('rate_limited', 'too many reads from this address', { retryAfterSeconds: 1 });
   }
 
   private limitAddress(ex: Exchange): void {
@@ -365,11 +421,19 @@ export class GatewayServer {
    */
   private async auctionDetails(auctionId: number): Promise<Record<string, unknown> | null> {
     const shard = shardOfAuction(auctionId);
-    if (!(await this.d.live.hasShard(shard))) return null;
+    if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard))) return null;
     let { auction } = await this.audit<{ auction: Record<string, unknown> | null }>(shard, { op: 'auction', auctionId });
     if (!auction) {
-      const state = await this.engineState(auctionId);
-      if (!state) return null;
+      let state: AuctionState | null;
+      try {
+        state = await this.d.live.engineState(auctionId);
+      } catch {
+        return null; // the engine did not answer: not found for now, but not remembered as missing
+      }
+      if (!state) {
+        this.d.live.noteMissing(auctionId);
+        return null;
+      }
       auction = {
         id: auctionId, sellerId: state.sellerId, title: '', description: '', imageUrl: '', startingPrice: null, startsAt: state.startsAt || null,
         endsAt: state.endsAt, softCloseSeconds: state.softCloseSeconds, status: state.status, price: state.price, leaderId: state.leaderId || null,
@@ -387,7 +451,7 @@ export class GatewayServer {
   /** Search scattered over every shard's read model, merged by the same (sort value, id) order each shard used. */
   private async search(query: URLSearchParams): Promise<{ auctions: unknown[]; next: string | null }> {
     const sort = query.get('sort') ?? 'ending_soon';
-    const column = ({ ending_soon: 'endsAt', newest: 'createdAt', price: 'price' } as Record<string, string>)[sort];
+    const column = SORT_COLUMNS.get(sort);
     if (!column) throw new ApiError('invalid_request', 'sort must be ending_soon, newest or price');
     const limit = v.optionalCountParam(query.get('limit') ?? '', 'limit', 100) ?? 20;
     if (limit === 0) throw new ApiError('invalid_request', 'limit must be 1 to 100');
@@ -419,25 +483,40 @@ export class GatewayServer {
     } catch (error) {
       throw new ApiError('unavailable', `the read model of shard ${shard} did not answer`, { cause: error });
     }
-    if (reply.error) throw new ApiError('invalid_request', reply.error.message);
+    // The read model's own checks (a bad cursor, status or limit) are the client's to fix; anything
+    // else is an internal failure whose text (SQLite's) is for the log only.
+    if (reply.error?.code === 'invalid_request') throw new ApiError('invalid_request', reply.error.message);
+    if (reply.error) throw new ApiError('internal', undefined, { cause: new Error(`read model of shard ${shard}: ${reply.error.code}: ${reply.error.message}`) });
     return reply;
   }
 
   // --- SSE ---------------------------------------------------------------------------
 
-  private openSse(res: HttpResponse, req: HttpRequest): void {
-    const ex = new Exchange(res);
+  private openSse(ex: Exchange, req: HttpRequest): void {
     let auctionId: number;
+    let resumeFrom: number;
     try {
       auctionId = v.idParam(req.getParameter(0), 'auction id');
+      resumeFrom = resumeVersion(req.getHeader('last-event-id') || new URLSearchParams(req.getQuery() ?? '').get('lastEventId') || '');
+      this.limitReads(ex, 1);
+      this.limits.openStream(ex.address);
     } catch (error) {
+      this.d.metrics.errors.inc({ code: asApiError(error).code });
       ex.error(asApiError(error));
       return;
     }
-    const resumeFrom = Number(req.getHeader('last-event-id') || new URLSearchParams(req.getQuery() ?? '').get('lastEventId') || 0);
-    const stream: SseStream = { ex, lastVersion: Number.isSafeInteger(resumeFrom) && resumeFrom > 0 ? resumeFrom : 0, congested: false };
+    // The stream counts against its address from now until the client goes away or is refused.
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      this.limits.closeStream(ex.address);
+    };
+    ex.whenAborted(release);
+    const stream: SseStream = { ex, lastVersion: resumeFrom, congested: false };
     this.d.live.watch(auctionId).then((state) => {
       if (!state) {
+        release();
         ex.error(new ApiError('not_found', `no auction ${auctionId}`));
         return;
       }
@@ -458,13 +537,16 @@ export class GatewayServer {
         this.d.metrics.subscriptions.set(--this.subscriptionCount);
       });
       ex.done = true;
-      res.cork(() => {
-        res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream').writeHeader('Cache-Control', 'no-cache').writeHeader('X-Accel-Buffering', 'no');
-        res.write('retry: 1000\n\n');
+      ex.res.cork(() => {
+        ex.writeHead(200, { 'Content-Type': 'text/event-stream', 'X-Accel-Buffering': 'no' });
+        ex.res.write('retry: 1000\n\n');
       });
       // Resuming with the latest version already seen: nothing to send until it changes.
       this.writeSse(stream, this.d.live.current(auctionId) ?? state);
-    }, (error: unknown) => ex.error(asApiError(error)));
+    }, (error: unknown) => {
+      release();
+      ex.error(asApiError(error));
+    });
   }
 
   /** Writes a state if newer than the last one written; a congested stream gets only the latest once it drains. */
@@ -518,20 +600,38 @@ export class GatewayServer {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const token = query.get('token');
+    const ex = new Exchange(res);
+    if (this.refuseFraming(ex, req)) return;
     let userId = 0;
-    if (token !== null) {
-      try {
-        userId = this.d.tokens.verify(token);
-      } catch (error) {
-        new Exchange(res).error(asApiError(error));
-        return;
-      }
+    try {
+      if (token !== null) userId = this.d.tokens.verify(token);
+      this.limits.openWebSocket(ex.address);
+    } catch (error) {
+      this.d.metrics.errors.inc({ code: asApiError(error).code });
+      ex.error(asApiError(error));
+      return;
+    }
+    try {
+      if (userId) this.limits.signIn(userId);
+    } catch (error) {
+      this.limits.closeWebSocket(ex.address);
+      this.d.metrics.errors.inc({ code: asApiError(error).code });
+      ex.error(asApiError(error));
+      return;
     }
     const connection: Connection = {
-      userId, subs: new Map(), joining: 0, format: query.get('format') === 'msgpack' ? 'b' : 't',
+      userId, address: ex.address, backlogSent: false, subs: new Map(), joining: 0, format: query.get('format') === 'msgpack' ? 'b' : 't',
       bucket: new TokenBucket(this.d.config.connectionMessagesPerSec, this.d.config.connectionMessagesPerSec * 2, Date.now()), closed: false, behind: false,
     };
-    res.upgrade(connection, key, protocol, extensions, context);
+    // uWS opens the socket (onOpen) inside `upgrade`, and onClose releases what was counted above; an
+    // upgrade that fails (the client left) never opens, so it is released here.
+    try {
+      res.upgrade(connection, key, protocol, extensions, context);
+    } catch (error) {
+      if (userId) this.limits.signOut(userId);
+      this.limits.closeWebSocket(ex.address);
+      throw error;
+    }
   }
 
   private onOpen(ws: WebSocket<Connection>): void {
@@ -544,6 +644,8 @@ export class GatewayServer {
   private onClose(ws: WebSocket<Connection>): void {
     const c = ws.getUserData();
     c.closed = true;
+    this.limits.closeWebSocket(c.address);
+    if (c.userId) this.limits.signOut(c.userId);
     this.sockets.delete(ws);
     this.d.metrics.connections.dec();
     for (const auctionId of c.subs.keys()) this.d.live.unwatch(auctionId);
@@ -610,8 +712,14 @@ export class GatewayServer {
     }
     this.handle(ws, format, message, rid as string | number | undefined).catch((error: unknown) => {
       const apiError = asApiError(error);
-      if (apiError.code === 'internal') this.d.logger.error({ err: error }, 'unexpected error');
-      this.sendError(ws, format, rid as string | number | undefined, apiError);
+      if (apiError.code !== 'internal') {
+        this.sendError(ws, format, rid as string | number | undefined, apiError);
+        return;
+      }
+      // The client learns only that it happened, and the id of the log line that says what.
+      const requestId = nextRequestId();
+      this.d.logger.error({ err: error, requestId }, 'unexpected error');
+      this.sendError(ws, format, rid as string | number | undefined, new ApiError('internal', `${apiError.message} (request id ${requestId})`), { requestId });
     });
   }
 
@@ -630,6 +738,7 @@ export class GatewayServer {
         const userId = this.d.tokens.verify(m.token);
         if (c.userId && c.userId !== userId) throw new ApiError('forbidden', 'this connection is signed in as another user');
         if (!c.userId || c.format !== format) {
+          if (!c.userId) this.limits.signIn(userId);
           c.userId = userId;
           c.format = format;
           await this.joinUser(ws, userId, format);
@@ -643,6 +752,12 @@ export class GatewayServer {
         const fresh = [...new Set(ids)].filter((id) => !c.subs.has(id));
         if (c.subs.size + c.joining + fresh.length > this.d.config.subscriptionsPerConnectionMax) {
           throw new ApiError('invalid_request', `a connection subscribes to at most ${this.d.config.subscriptionsPerConnectionMax} auctions`);
+        }
+        // An auction nobody here watches yet costs an engine and a read-model request: charged to the address.
+        const costly = fresh.filter((id) => !this.d.live.watching(id) && !this.d.live.knownMissing(id)).length;
+        if (costly > 0 && !this.readLimiter.take(c.address, costly)) {
+          this.d.metrics.rateLimited.inc({ scope: 'reads' });
+          throw new ApiError('rate_limited', 'too many reads from this address', { retryAfterSeconds: 1 });
         }
         // Already subscribed ones get their current state again (a cheap resync for the client).
         for (const id of ids) if (c.subs.has(id)) this.sendState(ws, c.subs.get(id)!, id);
@@ -714,12 +829,19 @@ export class GatewayServer {
     if (state) this.sendTo(ws, format, { type: 'auction.state', ...state });
   }
 
-  /** Signs a connection in: live notifications from now on, then every unacknowledged one again. */
+  /**
+   * Signs a connection in: live notifications from now on, in `format`, then
+   * (the first time on this connection only) every unacknowledged one again.
+   * Switching format later only moves the live ones: resending the whole
+   * backlog for every `auth` would let a client multiply its reads at will.
+   */
   private async joinUser(ws: WebSocket<Connection>, userId: number, format: Format): Promise<void> {
     const c = ws.getUserData();
     if (c.closed) return;
     ws.unsubscribe(`u/${userId}/${format === 'b' ? 't' : 'b'}`);
     ws.subscribe(`u/${userId}/${format}`);
+    if (c.backlogSent) return;
+    c.backlogSent = true;
     try {
       for (let after = 0; ;) {
         const pending = await this.d.notifications.unacknowledged(userId, after);

@@ -8,3 +8,4 @@ export { TcpProxy } from './tcp-proxy.js';
 export { AuditProcess, type AuditProcessOptions } from './audit-process.js';
 export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
 export { WsClient, type WsMessage } from './ws-client.js';
+export { rawHttp, httpRequest, type RawResponse } from './raw-http.js';

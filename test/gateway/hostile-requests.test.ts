@@ -1,0 +1,74 @@
+import t from 'tap';
+import fc from 'fast-check';
+import { httpRequest, rawHttp, type RawResponse } from '../../testkit/index.js';
+import { startSystem } from './fixture.js';
+
+// Requests an attacker would send: none of them may take the gateway down or change any state,
+// and each gets a clear error answer (issue 23).
+
+const ERROR_SHAPE = /^\{"error":\{"code":"[a-z_]+","message":"[^"]*"(,"requestId":"[^"]+")?\}\}$/;
+
+t.test('requests that used to kill the gateway are answered, and it keeps serving', async (t) => {
+  const s = await startSystem(t);
+  const seller = await s.user();
+  const bidder = await s.user();
+  const auction = await s.auction(seller.token);
+  const hashes = await s.stateHashes();
+  const port = s.gateway.port;
+  const alive = async (what: string) => {
+    t.ok(s.gateway.isRunning, `the gateway process is still running after ${what}`);
+    const health = await rawHttp(port, httpRequest('GET', '/healthz'));
+    t.equal(health.status, 200, `the gateway still answers after ${what}`);
+  };
+
+  const cases: { what: string; request: string; status: number; code: string }[] = [
+    { what: 'an auction without a token, body of the wrong type', request: httpRequest('POST', '/v1/auctions', [['Content-Type', 'text/plain']], '{}'), status: 401, code: 'unauthenticated' },
+    { what: 'a notification ack without a token, body cut short', request: httpRequest('POST', '/v1/me/notifications/ack', [['Content-Type', 'application/json']], '{'), status: 401, code: 'unauthenticated' },
+    { what: 'a bid with a valid token, body cut short', request: httpRequest('POST', `/v1/auctions/${auction.id}/bids`, [['Content-Type', 'application/json'], ['Authorization', `Bearer ${bidder.token}`]], '{"maxBid":'), status: 400, code: 'invalid_request' },
+    { what: 'a bid on a malformed id, body cut short', request: httpRequest('POST', '/v1/auctions/abc/bids', [['Content-Type', 'application/json'], ['Authorization', `Bearer ${bidder.token}`]], '{"maxBid":'), status: 400, code: 'invalid_request' },
+    { what: 'a registration with a body too large', request: httpRequest('POST', '/v1/users', [['Content-Type', 'application/json']], `{"username":"${'x'.repeat(70_000)}"}`), status: 413, code: 'payload_too_large' },
+    { what: 'a sign-in with a wrong content type', request: httpRequest('POST', '/v1/sessions', [['Content-Type', 'text/html']], '<p>'), status: 415, code: 'unsupported_media_type' },
+  ];
+  for (const c of cases) {
+    const r = await rawHttp(port, c.request);
+    t.equal(r.status, c.status, c.what);
+    t.equal(JSON.parse(r.body).error.code, c.code, c.what);
+    await alive(c.what);
+  }
+  t.same(await s.stateHashes(), hashes, 'nothing refused changed any state');
+
+  await t.test('a fuzzed mix of methods, paths, headers and bodies, with and without a token', async (t) => {
+    const paths = ['/v1/users', '/v1/sessions', '/v1/auctions', `/v1/auctions/${auction.id}`, `/v1/auctions/${auction.id}/bids`, '/v1/auctions/0/bids',
+      `/v1/auctions/${auction.id}/events`, '/v1/me/notifications', '/v1/me/notifications/ack', '/v1/ws', '/healthz', '/v1/auctions/99999999999999999999', '/nope'];
+    const token = fc.constantFrom('', `Bearer ${bidder.token}`, 'Bearer v1.e30.AAAA', `Bearer ${'x'.repeat(600)}`, 'Basic Zm9vOmJhcg==');
+    const body = fc.oneof(
+      fc.constant(''),
+      fc.string({ maxLength: 64 }),
+      fc.json({ maxDepth: 3 }).map((j) => j.slice(0, 2_000)),
+      fc.constantFrom('{', '{"maxBid":', '[', 'null', '"x"', '{"upTo":1e400}', '{"__proto__":{"x":1}}', '\u0000\u00ff'),
+    );
+    const contentType = fc.constantFrom(undefined, 'application/json', 'text/plain', 'application/json; charset=utf-8', 'multipart/form-data', '');
+    const method = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD');
+    const query = fc.constantFrom('', '?sort=constructor', '?sort=__proto__', '?after=-1', '?limit=1e3', '?cursor=%00', `?q=${'a'.repeat(5_000)}`, '?lastEventId=1e3');
+    const extra = fc.subarray([['Last-Event-ID', '1e3'], ['Transfer-Encoding', 'chunked'], ['Content-Length', '5'], ['X-Forwarded-For', '1.2.3.4']] as [string, string][]);
+    const answered: RawResponse[] = [];
+    await fc.assert(
+      fc.asyncProperty(method, fc.constantFrom(...paths), query, token, contentType, extra, body, async (m, path, q, auth, type, headers, text) => {
+        const h: [string, string][] = [...headers];
+        if (auth) h.push(['Authorization', auth]);
+        if (type !== undefined) h.push(['Content-Type', type]);
+        const isStream = path.endsWith('/events') && m === 'GET';
+        const r = await rawHttp(port, httpRequest(m, path + q, h, text), isStream ? 1_500 : 10_000).catch(() => null);
+        if (r) answered.push(r);
+        if (!s.gateway.isRunning) return false;
+        return r === null ? isStream : r.status === 0 || (r.status >= 200 && r.status < 600);
+      }),
+      { numRuns: 300 },
+    );
+    await alive('the fuzzed requests');
+    const errors = answered.filter((r) => r.status >= 400 && r.headers.get('content-type')?.[0] === 'application/json');
+    t.ok(errors.length > 100, `most fuzzed requests got an error answer (${errors.length})`);
+    for (const r of errors) if (!ERROR_SHAPE.test(r.body)) t.fail(`an error answer of the documented shape, got ${r.body.slice(0, 200)}`);
+    t.notOk(answered.some((r) => /sqlite|syntax error|undefined/i.test(r.body)), 'no internal detail reaches a client');
+  });
+});
