@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { parseShards } from '../engine/config.js';
 import { ShardAudit, shardFile } from './shard-audit.js';
 import { verifyShard } from './verify.js';
+import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { answerStatus, natsCredentials } from '../protocol/cluster.js';
 
 const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--chunk-bytes-max N] [--json]
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
   }
 
   const logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info', base: { service: 'audit', pid: process.pid } });
+  guardUnhandledRejections(logger);
   const audits = shards.map((shard) => new ShardAudit({
     shard, nc, js, jsm, dataDir, logger,
     fetchMax: Number(values['fetch-max'] ?? 256),

@@ -8,6 +8,7 @@ import { EngineCluster } from './cluster.js';
 import { LEASE_BUCKET } from './lease.js';
 import { ShardEngine } from './shard.js';
 import { answerStatus, natsCredentials } from '../protocol/cluster.js';
+import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
 /**
  * The engine process, in either role: every shard it runs gets its own
@@ -25,6 +26,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   }
   const writer = `e-${randomBytes(6).toString('hex')}`;
   const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
+  guardUnhandledRejections(logger);
   const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...natsCredentials() });
   const startedAt = Date.now();
   const js = jetstream(nc);
