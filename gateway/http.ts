@@ -160,10 +160,25 @@ export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (e
  * Framing a proxy in front of the gateway could read differently from uWS,
  * which takes the first of several Content-Length headers: a request that
  * says two lengths (or one that is not a number) could smuggle a second
- * request inside its body. Such a request is refused, and its connection
- * closed, before any handler sees it.
+ * request inside its body. Such a request is refused and its connection
+ * closed. uWS goes on parsing what is already buffered on that connection in
+ * the same turn of the event loop (closing does not stop it), so every other
+ * request from the same address in that turn is refused too: the smuggled
+ * one never reaches a handler. The set is emptied at the next turn.
  */
-export function framingError(req: HttpRequest): ApiError | null {
+export class FramingGuard {
+  private readonly refusing = new Set<string>();
+
+  /** The refusal for a request that must not be served (answer it and close), or null. */
+  check(req: HttpRequest, address: string): ApiError | null {
+    if (!this.refusing.has(address) && !conflictingLength(req)) return null;
+    if (this.refusing.size === 0) setImmediate(() => this.refusing.clear());
+    this.refusing.add(address);
+    return new ApiError('invalid_request', 'Content-Length must be one decimal length');
+  }
+}
+
+function conflictingLength(req: HttpRequest): boolean {
   let length: string | null = null;
   let conflict = false;
   req.forEach((name, value) => {
@@ -171,5 +186,5 @@ export function framingError(req: HttpRequest): ApiError | null {
     if (!/^[0-9]{1,15}$/.test(value) || (length !== null && length !== value)) conflict = true;
     length = value;
   });
-  return conflict ? new ApiError('invalid_request', 'Content-Length must be one decimal length') : null;
+  return conflict;
 }

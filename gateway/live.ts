@@ -105,6 +105,11 @@ export class LiveFeed {
     return this.missingAuctions.has(auctionId);
   }
 
+  /** The auction exists now (this gateway created it): read your own writes at once. */
+  forgetMissing(auctionId: number): void {
+    this.missingAuctions.forget(auctionId);
+  }
+
   /** Someone found the auction missing: later look-ups answer that at once for a while. */
   noteMissing(auctionId: number): void {
     this.missingAuctions.add(auctionId);

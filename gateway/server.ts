@@ -8,7 +8,7 @@ import {
 import { auditSubject } from '../audit/shard-audit.js';
 import { encodeCursor } from '../audit/queries.js';
 import { ApiError, asApiError } from './errors.js';
-import { answer, bearer, Exchange, framingError, nextRequestId, queryOf, readJson } from './http.js';
+import { answer, bearer, Exchange, FramingGuard, nextRequestId, queryOf, readJson } from './http.js';
 import { ConnectionLimits } from './connection-limits.js';
 import type { LiveFeed, LiveState } from './live.js';
 import type { Metrics } from './metrics.js';
@@ -86,6 +86,7 @@ export class GatewayServer {
   private readonly addressLimiter: KeyedLimiter<string>;
   private readonly readLimiter: KeyedLimiter<string>;
   private readonly limits: ConnectionLimits;
+  private readonly framing = new FramingGuard();
   private readonly sse = new Map<number, Set<SseStream>>();
   private readonly sockets = new Set<WebSocket<Connection>>();
   private subscriptionCount = 0;
@@ -305,7 +306,7 @@ export class GatewayServer {
 
   /** A request whose length is ambiguous is answered 400 and its connection closed (nothing after it can be trusted). */
   private refuseFraming(ex: Exchange, req: HttpRequest): boolean {
-    const error = framingError(req);
+    const error = this.framing.check(req, ex.address);
     if (!error) return false;
     this.d.metrics.errors.inc({ code: error.code });
     ex.error(error, true);
@@ -400,6 +401,7 @@ export class GatewayServer {
       if (o.reason === 'shard_full' || o.reason === 'unavailable') throw new ApiError('unavailable', `auction not created: ${o.reason}`);
       throw new ApiError('invalid_request', `auction not created: ${o.reason}`);
     }
+    this.d.live.forgetMissing(o.auctionId);
     const state = await this.engineState(o.auctionId);
     return {
       id: o.auctionId, sellerId, title, description, imageUrl, startingPrice: command.startingPrice,
@@ -486,7 +488,7 @@ export class GatewayServer {
     // The read model's own checks (a bad cursor, status or limit) are the client's to fix; anything
     // else is an internal failure whose text (SQLite's) is for the log only.
     if (reply.error?.code === 'invalid_request') throw new ApiError('invalid_request', reply.error.message);
-    if (reply.error) throw new ApiError('internal', undefined, { cause: new Error(`read model of shard ${shard}: ${reply.error.code}: ${reply.error.message}`) });
+    if (reply.error) throw new Error(`read model of shard ${shard}: ${reply.error.code}: ${reply.error.message}`);
     return reply;
   }
 

@@ -56,12 +56,16 @@ function parse(raw: string): RawResponse {
     const name = line.slice(0, colon).trim().toLowerCase();
     headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()]);
   }
-  return { status, headers, body: end < 0 ? '' : raw.slice(end + 4), raw };
+  const rest = end < 0 ? '' : raw.slice(end + 4);
+  const length = headers.get('content-length')?.[0];
+  // Only this answer's body: anything after it is a further answer on the same connection (see `raw`).
+  return { status, headers, body: length === undefined ? rest : rest.slice(0, Number(length)), raw };
 }
 
-/** A request's text: `Connection: close`, plus a Content-Length for the body unless `headers` sets one. */
+/** A request's text: `Connection: close` unless `headers` says otherwise, plus a Content-Length for the body unless `headers` sets one. */
 export function httpRequest(method: string, path: string, headers: [string, string][] = [], body = ''): string {
-  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...headers.map(([k, v]) => `${k}: ${v}`)];
-  if (body && !headers.some(([k]) => k.toLowerCase() === 'content-length' || k.toLowerCase() === 'transfer-encoding')) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  const has = (name: string) => headers.some(([k]) => k.toLowerCase() === name);
+  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...(has('connection') ? [] : ['Connection: close']), ...headers.map(([k, v]) => `${k}: ${v}`)];
+  if (body && !has('content-length') && !has('transfer-encoding')) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }

@@ -26,9 +26,10 @@ export class WsClient {
     });
   }
 
-  static connect(url: string, format: 'json' | 'msgpack' = 'json'): Promise<WsClient> {
+  /** `localAddress`: the client's source address (any of 127.0.0.0/8), to look like another client to the server. */
+  static connect(url: string, format: 'json' | 'msgpack' = 'json', localAddress?: string): Promise<WsClient> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url);
+      const socket = new WebSocket(url, localAddress ? { localAddress } : {});
       const client = new WsClient(socket, format);
       socket.once('open', () => resolve(client));
       socket.once('error', reject);
