@@ -7,7 +7,7 @@ import { parseShards } from '../engine/config.js';
 import { ShardAudit, shardFile } from './shard-audit.js';
 import { verifyShard } from './verify.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
-import { answerStatus, natsCredentials } from '../protocol/cluster.js';
+import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 
 const USAGE = `usage: audit [verify] [--nats URL] [--shards 0-3] [--data-dir DIR] [--log-level L] [--fetch-max N] [--chunk-bytes-max N] [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
     process.exit(2);
   }
-  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, ...natsCredentials() }).catch((error: unknown) => {
+  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, ...roleConnectOptions('audit') }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });

@@ -181,7 +181,8 @@ export class ShardAudit {
         return;
       } catch (error) {
         if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
-        if (attempt === 1) this.logger.info({ stream }, 'waiting for the shard stream');
+        // Its engine creates it on a server without users; under service users only the admin does (auctionctl cluster init).
+        if (attempt === 1) this.logger.info({ stream }, 'waiting for the shard stream (created by its engine, or provisioned by the admin)');
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     }

@@ -7,6 +7,7 @@ import { openSocket as open } from './harness/ws.js';
 import { Tokens } from '../gateway/auth.js';
 import { EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
 import { saveResult } from './results.js';
+import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
 
 /**
  * `make bench-gateway`: the whole bid path through the gateway. Worker
@@ -125,7 +126,7 @@ async function main(): Promise<void> {
   const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3' });
   const gateway = await GatewayProcess.start({
     natsUrl: nats.url, secret,
-    args: ['--user-commands-per-sec', '1000000', '--connection-messages-per-sec', '1000000'],
+    args: [...LOAD_GATEWAY_FLAGS],
   });
   const workers = Number(values.workers);
   const connections = Number(values.connections);

@@ -11,6 +11,7 @@ import { CURVE_PERCENTILES, Latency, REPORTED_PERCENTILES } from './harness/late
 import { startJob, type BidJob, type BidResult, type Progress, type WatchResult } from './harness/worker.js';
 import { jetstreamPerBid, postgresRowLock } from './harness/baselines.js';
 import { renderHtml, renderTable, type BenchRun, type ScenarioResult, type SweepStep, type Target } from './harness/report.js';
+import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
 
 /**
  * `make bench`: the standard set, end to end through the gateway, in one run
@@ -44,10 +45,10 @@ const progressLine = (text: string) => process.stderr.isTTY ? process.stderr.wri
 
 const secret = 'bench-secret-0123456789abcdef';
 const tokens = new Tokens(secret, 6 * 3_600_000);
-const nats = await startNats({ auth: true });
+const nats = await startNats({ auth: true, shards: 4 }); // permissions and provisioning for shards 0-3
 const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('engine') });
 const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('audit') });
-const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret, env: nats.credentials('gateway'), args: ['--user-commands-per-sec', '1000000', '--connection-messages-per-sec', '1000000'] });
+const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret, env: nats.credentials('gateway'), args: [...LOAD_GATEWAY_FLAGS] });
 const nc = await connect(nats.connectOptions('admin'));
 const client = new EngineClient(nc, 10_000);
 const jsm = await jetstreamManager(nc);

@@ -4,9 +4,11 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { auctionNumberOf, decode, encode, isId, isUserId, shardOfAuction, streamName, subjects, type CommandResult } from '../protocol/index.js';
+import { auctionNumberOf, decode, encode, isId, isUserId, shardOfAuction, SHARDS_MAX, streamName, subjects, type CommandResult } from '../protocol/index.js';
 import { parseShards } from '../engine/config.js';
-import { adminSubjects, natsCredentials, USER_FLAGS_BUCKET, type ShardCopyStatus } from '../protocol/cluster.js';
+import { adminSubjects, inboxPrefix, natsCredentials, ROLES, USER_FLAGS_BUCKET, type Role, type ShardCopyStatus } from '../protocol/cluster.js';
+import { isPermissionViolation, NotProvisionedError } from '../protocol/provisioning.js';
+import { provisionCluster } from './provision.js';
 import { LEASE_BUCKET } from '../engine/lease.js';
 import { ownerOf, placement } from '../engine/placement.js';
 import { auditSubject } from '../audit/shard-audit.js';
@@ -33,6 +35,9 @@ commands:
   user enable <id>
   token mint --user <id> [--ttl-ms N]
                                   a token for a user (tests, load runs), minted by a gateway
+  cluster init --shard-count N [--stream-replicas R] [--auctions-max N] [--idempotency-entries N]
+                                  create every stream and bucket of a cluster of N shards (idempotent: what
+                                  exists is kept); services may not create them under their own NATS users
 
 options:
   --nats URL          NATS servers, comma-separated (env NATS_URL; else the credentials file's "url";
@@ -64,7 +69,8 @@ type Options = {
 /** NATS failures in words an operator can act on, with the right exit code. */
 function natsFailure(error: unknown, what: string): CliError {
   const message = error instanceof Error ? error.message : String(error);
-  if (/permissions violation/i.test(message)) return new CliError(`not allowed: ${what} needs admin rights (${message})`, EXIT.forbidden, 'forbidden');
+  if (error instanceof NotProvisionedError) return new CliError(`${what}: ${message}`, EXIT.forbidden, 'forbidden');
+  if (isPermissionViolation(error)) return new CliError(`not allowed: ${what} needs admin rights (${message})`, EXIT.forbidden, 'forbidden');
   if (/authorization violation|authentication/i.test(message)) return new CliError(`NATS refused these credentials: ${message}`, EXIT.forbidden, 'forbidden');
   if (/no responders|503/i.test(message)) return new CliError(`nobody answered ${what}: is that part of the cluster running?`, EXIT.unreachable, 'unavailable');
   if (/timeout/i.test(message)) return new CliError(`no answer to ${what} in time`, EXIT.unreachable, 'unavailable');
@@ -77,8 +83,11 @@ class Cluster {
   private constructor(readonly nc: NatsConnection, readonly timeoutMs: number) {}
 
   static async connect(servers: string, credentials: { user?: string; pass?: string }, timeoutMs: number): Promise<Cluster> {
+    // Replies come back under the inbox prefix of the role whose user this is (the admin's without a user);
+    // any other user keeps nats.js's default, which its own permissions are likely to allow.
+    const role = credentials.user === undefined ? 'admin' : ROLES.find((r: Role) => r === credentials.user);
     try {
-      const nc = await connect({ servers: servers.split(','), name: 'auctionctl', timeout: timeoutMs, maxReconnectAttempts: 0, ...credentials });
+      const nc = await connect({ servers: servers.split(','), name: 'auctionctl', timeout: timeoutMs, maxReconnectAttempts: 0, ...(role ? { inboxPrefix: inboxPrefix(role) } : {}), ...credentials });
       return new Cluster(nc, timeoutMs);
     } catch (error) {
       const failure = natsFailure(error, 'connect');
@@ -332,6 +341,8 @@ async function auditVerify(c: Cluster, args: string[], values: Options['values']
     shards = typeof values.shards === 'string' ? parseShards(values.shards) : [...(await shardStreams(await c.jsm())).keys()].sort((a, b) => a - b);
   } catch (error) {
     if (error instanceof CliError) throw error;
+    // Listing the streams is the admin's right: a refusal is "not allowed", not a usage error.
+    if (isPermissionViolation(error)) throw natsFailure(error, 'audit verify');
     throw new CliError(String((error as Error).message), EXIT.usage, 'usage');
   }
   const results = await Promise.all(shards.map((shard) =>
@@ -371,6 +382,36 @@ async function tokenMint(c: Cluster, args: string[], values: Options['values']):
   return { data: answer, text: answer.token };
 }
 
+async function clusterInit(c: Cluster, args: string[], values: Options['values']): Promise<Output> {
+  if (args[0] !== 'init') throw new CliError('cluster init --shard-count N', EXIT.usage, 'usage');
+  const count = (flag: string, required = false) => {
+    const text = values[flag];
+    if (text === undefined && !required) return undefined;
+    const n = Number(text);
+    if (typeof text !== 'string' || !/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new CliError(`--${flag} takes a positive integer${required ? ' (required)' : ''}`, EXIT.usage, 'usage');
+    return n;
+  };
+  const shardCount = count('shard-count', true)!;
+  if (shardCount > SHARDS_MAX) throw new CliError(`--shard-count is at most ${SHARDS_MAX}`, EXIT.usage, 'usage');
+  const options = { shardCount, replicas: count('stream-replicas'), auctionsMax: count('auctions-max'), idempotencyEntriesMax: count('idempotency-entries') };
+  let report;
+  try {
+    report = await provisionCluster(c.nc, options);
+  } catch (error) {
+    throw natsFailure(error, 'cluster init');
+  }
+  const state = (created: boolean) => (created ? 'created' : 'exists');
+  const text = [
+    table(['STREAM', 'STATE', 'MESSAGES', 'SHARD CONFIGURATION'], [
+      ...report.shards.map((s) => [s.stream, state(s.created), String(s.lastStreamSeq), `auctionsMax ${s.config.auctionsMax}, idempotencyEntriesMax ${s.config.idempotencyEntriesMax}`]),
+      ...report.streams.map((s) => [s.name, state(s.created), '-', '-']),
+    ]),
+    '',
+    table(['KV BUCKET', 'STATE'], report.buckets.map((b) => [b.name, state(b.created)])),
+  ].join('\n');
+  return { data: report, text };
+}
+
 // --- main --------------------------------------------------------------------------
 
 /** The NATS URL a credentials file may carry (make up writes its server's). */
@@ -395,6 +436,7 @@ export async function main(argv: string[]): Promise<number> {
         'timeout-ms': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         join: { type: 'string' }, leave: { type: 'string' }, events: { type: 'string' }, reason: { type: 'string' },
         to: { type: 'string' }, shards: { type: 'string' }, 'ttl-ms': { type: 'string' },
+        'shard-count': { type: 'string' }, 'stream-replicas': { type: 'string' }, 'auctions-max': { type: 'string' }, 'idempotency-entries': { type: 'string' },
       },
     });
   } catch (error) {
@@ -415,7 +457,7 @@ export async function main(argv: string[]): Promise<number> {
   const timeoutMs = values['timeout-ms'] === undefined ? 3_000 : Number(values['timeout-ms']);
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) return fail(new CliError('--timeout-ms takes a positive integer', EXIT.usage, 'usage'));
   const [command, ...args] = positionals;
-  const known = ['status', 'shard-of', 'placement', 'auction', 'snapshot', 'step-down', 'audit', 'user', 'token'];
+  const known = ['status', 'shard-of', 'placement', 'auction', 'snapshot', 'step-down', 'audit', 'user', 'token', 'cluster'];
   if (!known.includes(command)) return fail(new CliError(`unknown command ${command}; auctionctl --help lists them`, EXIT.usage, 'usage'));
   // Flags, then the environment, then the file `make up` writes.
   const env = { ...process.env };
@@ -448,6 +490,7 @@ export async function main(argv: string[]): Promise<number> {
       audit: () => auditVerify(c, args, values),
       user: () => userCommand(c, args, values),
       token: () => tokenMint(c, args, values),
+      cluster: () => clusterInit(c, args, values),
     };
     const output = await run[command]();
     process.stdout.write(`${json ? JSON.stringify(output.data) : output.text}\n`);

@@ -7,8 +7,10 @@ import { EngineProcess } from '../testkit/engine-process.js';
 import { AuditProcess } from '../testkit/audit-process.js';
 import { GatewayProcess } from '../testkit/gateway-process.js';
 import { freePort } from '../testkit/ports.js';
-import { handleSignals } from '../testkit/managed-process.js';
+import { handleSignals, ownProcessGroups } from '../testkit/managed-process.js';
 import { ROLES, type Role } from '../protocol/cluster.js';
+import { constants } from 'node:os';
+import { Supervisor } from './supervisor.js';
 
 /**
  * `make up`: runs the local system in the foreground. It starts a nats-server
@@ -20,6 +22,31 @@ import { ROLES, type Role } from '../protocol/cluster.js';
 const DATA_DIR = resolve(process.env.DATA_DIR ?? '.data');
 /** Local clusters run this many shards on one engine (SHARD_COUNT overrides). */
 const SHARD_COUNT = Number(process.env.SHARD_COUNT ?? 4);
+
+/**
+ * Every process started below is supervised: restarted with backoff when it
+ * dies (RESTART_BACKOFF_MS is the first delay, 500 ms by default), stopped in
+ * order on Ctrl-C. The supervisor exists before anything starts so that a
+ * Ctrl-C during start-up also stops what has started.
+ */
+const supervisor = new Supervisor({ firstDelayMs: Number(process.env.RESTART_BACKOFF_MS ?? 500) });
+/** Stop groups: the gateway stops first (no new commands), then the engines and the audit, NATS last. */
+const GATEWAY = 0;
+const SERVICES = 1;
+const NATS = 2;
+
+let stopSignal: NodeJS.Signals | null = null;
+function stop(signal: NodeJS.Signals): void {
+  if (stopSignal) {
+    // A second signal while stopping: the operator does not want to wait.
+    process.stdout.write(`\n${signal} again: killing every process now\n`);
+    supervisor.killAll();
+    process.exit(128 + constants.signals[signal]);
+  }
+  stopSignal = signal;
+  process.stdout.write(`\n${signal}: stopping (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to kill everything at once)\n`);
+  void supervisor.stop().then(() => process.exit(0));
+}
 
 function portInUse(port: number): Promise<boolean> {
   return new Promise((done) => {
@@ -56,32 +83,46 @@ function localPasswords(natsUrl: string): Record<Role, string> {
 async function startLocalNats(): Promise<NatsServer> {
   const storeDir = resolve(DATA_DIR, 'nats');
   mkdirSync(storeDir, { recursive: true });
-  // Port 4222 may belong to a system NATS: ours then takes a free port.
-  const port = (await portInUse(4222)) ? await freePort() : 4222;
-  return NatsServer.start({ name: 'auction-local', port, storeDir, auth: localPasswords(`nats://127.0.0.1:${port}`) });
+  // Port 4222 may belong to a system NATS: ours then takes a free port. NATS_PORT
+  // names one (tests use it, so they never touch 4222).
+  const port = process.env.NATS_PORT ? Number(process.env.NATS_PORT) : (await portInUse(4222)) ? await freePort() : 4222;
+  // The users' permissions name each of the SHARD_COUNT shard streams, and services may not create
+  // streams: the kit provisions every stream and bucket as the admin (ctl/provision.ts) before
+  // anything else starts, as `auctionctl cluster init --shard-count N` would.
+  return NatsServer.start({ name: 'auction-local', port, storeDir, auth: localPasswords(`nats://127.0.0.1:${port}`), shards: SHARD_COUNT });
 }
 
 async function main(): Promise<void> {
-  // This launcher stops its processes gracefully itself (below).
+  // This launcher stops its processes gracefully itself, in order, so a
+  // terminal's Ctrl-C must reach only this process, not every child at once.
   handleSignals(false);
+  ownProcessGroups(true);
+  // SIGHUP too: a closed terminal no longer reaches the children (own process groups).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
   const external = process.env.NATS_URL;
   const nats = external ? null : await startLocalNats();
   const natsUrl = external ?? nats!.url;
   // An external NATS is the operator's to secure: processes then use NATS_USER/NATS_PASSWORD as given.
   const as = (role: Role) => nats?.credentials(role) ?? {};
+  // Restarted on the same port and store; the services reconnect to it by themselves.
+  if (nats) supervisor.add(nats, NATS, 'SIGINT');
   const engineDir = resolve(DATA_DIR, 'engine');
   mkdirSync(engineDir, { recursive: true });
   const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, env: as('engine'), args: ['--engine-id', 'local-primary'] });
+  supervisor.add(engine, SERVICES);
   const replicaDir = resolve(DATA_DIR, 'replica');
   mkdirSync(replicaDir, { recursive: true });
   const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', env: as('engine'), args: ['--engine-id', 'local-replica'] });
+  supervisor.add(replica, SERVICES);
   const auditDir = resolve(DATA_DIR, 'audit');
   mkdirSync(auditDir, { recursive: true });
   const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir, env: as('audit') });
+  supervisor.add(audit, SERVICES);
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   // The token secret: GATEWAY_SECRET when set, else a random one kept in .data/gateway-secret.
   const gateway = await GatewayProcess.start({ natsUrl, port, host, env: as('gateway'), args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
+  supervisor.add(gateway, GATEWAY);
   const api = `http://${host}:${port}`;
 
   const lines = [
@@ -109,22 +150,13 @@ async function main(): Promise<void> {
     'Press Ctrl-C to stop.',
   ];
   process.stdout.write(lines.join('\n') + '\n');
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write(`\n${signal}: stopping\n`);
-    await gateway.signal('SIGTERM');
-    await Promise.all([engine.signal('SIGTERM'), replica.signal('SIGTERM'), audit.signal('SIGTERM')]);
-    if (nats) await nats.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-main().catch((error: unknown) => {
+main().catch(async (error: unknown) => {
+  // A start interrupted by Ctrl-C fails as its processes are stopped: that is the stop, not a failure.
+  if (supervisor.isStopping) return;
   process.stderr.write(`make up failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  // What did start is stopped in order rather than left to the SIGKILL at exit.
+  await supervisor.stop();
   process.exit(1);
 });

@@ -1,5 +1,6 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
+import { createMissing, isStreamNotFound } from '../protocol/provisioning.js';
 
 /** What a shard's stream records about the shard itself (its description field). */
 export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
@@ -37,25 +38,28 @@ export class ShardLog {
   }
 
   /**
-   * Creates the stream if missing and returns the shard configuration it
-   * records: the first engine fixes it, later ones adopt it, so every
-   * engine and replica of the shard decides with the same capacities.
+   * Opens the shard's stream and returns the shard configuration it records:
+   * whoever creates the stream fixes it (the admin's provisioning,
+   * ctl/provision.ts, or on a server without users the first engine), and
+   * every engine and replica of the shard adopts it, so they all decide with
+   * the same capacities. A missing stream is created only where this NATS
+   * user may (NotProvisionedError otherwise); `created` says whether it was.
    */
-  async ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number }> {
+  async ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }> {
     try {
       const info = await this.jsm.streams.info(this.stream);
-      return { config: parseDescription(info.config.description, wanted), lastStreamSeq: info.state.last_seq };
+      return { config: parseDescription(info.config.description, wanted), lastStreamSeq: info.state.last_seq, created: false };
     } catch (error) {
-      if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error;
+      if (!isStreamNotFound(error)) throw error;
     }
-    await this.jsm.streams.add({
+    await createMissing(`stream ${this.stream}`, () => this.jsm.streams.add({
       name: this.stream,
       subjects: [this.subject],
       num_replicas: replicas,
       description: JSON.stringify(wanted),
       duplicate_window: 120_000_000_000, // 2 min, in ns
-    });
-    return { config: wanted, lastStreamSeq: 0 };
+    }));
+    return { config: wanted, lastStreamSeq: 0, created: true };
   }
 
   async lastStreamSeq(): Promise<number> {

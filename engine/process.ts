@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, USAGE } from './config.js';
 import { EngineCluster } from './cluster.js';
 import { LEASE_BUCKET } from './lease.js';
 import { ShardEngine } from './shard.js';
-import { answerStatus, natsCredentials } from '../protocol/cluster.js';
+import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
+import { openBucket } from '../protocol/provisioning.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
 /**
@@ -27,11 +27,11 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const writer = `e-${randomBytes(6).toString('hex')}`;
   const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
   guardUnhandledRejections(logger);
-  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...natsCredentials() });
+  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...roleConnectOptions('engine') });
   const startedAt = Date.now();
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  const leases = await new Kvm(js).create(LEASE_BUCKET, { history: 1, replicas: config.streamReplicas });
+  const leases = await openBucket(js, LEASE_BUCKET, config.streamReplicas);
   const engines = new Map<number, ShardEngine>();
   const startShard = async (shard: number) => {
     const engine = new ShardEngine({

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import { ConfigError } from '../engine/config.js';
 import { EngineClient, NOTIFICATION_ACKS_BUCKET } from '../protocol/index.js';
@@ -15,7 +14,8 @@ import { NotificationCenter } from './notifications.js';
 import { CommandRouter } from './router.js';
 import { GatewayServer } from './server.js';
 import { DisabledUsers, serveAdmin } from './admin.js';
-import { natsCredentials, USER_FLAGS_BUCKET } from '../protocol/cluster.js';
+import { roleConnectOptions, USER_FLAGS_BUCKET } from '../protocol/cluster.js';
+import { openBucket } from '../protocol/provisioning.js';
 import { hostname } from 'node:os';
 
 async function main(): Promise<void> {
@@ -31,17 +31,16 @@ async function main(): Promise<void> {
   guardUnhandledRejections(logger, () => metrics.unhandledRejections.inc());
   const { secret, generated } = loadSecret(config.secret, config.secretFile);
   if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
-  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...natsCredentials() }).catch((error: unknown) => {
+  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...roleConnectOptions('gateway') }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${config.natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  const kvm = new Kvm(js);
-  const usersKv = await kvm.create(USERS_BUCKET, { history: 1, replicas: config.streamReplicas });
-  const acksKv = await kvm.create(NOTIFICATION_ACKS_BUCKET, { history: 1, replicas: config.streamReplicas });
+  const usersKv = await openBucket(js, USERS_BUCKET, config.streamReplicas);
+  const acksKv = await openBucket(js, NOTIFICATION_ACKS_BUCKET, config.streamReplicas);
   let server: GatewayServer | null = null;
-  const disabled = new DisabledUsers(await kvm.create(USER_FLAGS_BUCKET, { history: 1, replicas: config.streamReplicas }), logger);
+  const disabled = new DisabledUsers(await openBucket(js, USER_FLAGS_BUCKET, config.streamReplicas), logger);
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const engines = new EngineClient(nc, config.commandTimeoutMs);

@@ -5,8 +5,9 @@ import { encode } from './wire.js';
 /**
  * What the processes of a cluster share beyond commands and the log: the
  * subjects of operator (admin) actions, the status announcement every process
- * answers, the NATS credentials each process connects with, and the NATS
- * permissions of each role. docs/operations.md explains the set-up.
+ * answers, and the NATS credentials and inbox prefix each process connects
+ * with. The NATS permissions of each role are in protocol/permissions.ts;
+ * docs/operations.md explains the set-up.
  */
 
 export const adminSubjects = {
@@ -71,44 +72,19 @@ export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user?: 
 export type Role = 'admin' | 'engine' | 'audit' | 'gateway';
 export const ROLES: readonly Role[] = ['admin', 'engine', 'audit', 'gateway'];
 
-type Permissions = { publish: { allow?: string[]; deny?: string[] }; subscribe: { allow?: string[]; deny?: string[] } };
+/**
+ * Replies to a role's requests (and its JetStream deliveries) arrive under
+ * this prefix. Each role may subscribe only to its own, and publish only
+ * into the prefixes of the roles it answers (protocol/permissions.ts), so no
+ * credential can read or forge the replies meant for another role.
+ */
+export const inboxPrefix = (role: Role) => `_INBOX_${role}`;
 
 /**
- * NATS permissions per role. Only `admin` may publish operator actions
- * (`auction.admin.>`) or write the disabled-users bucket; only engines may
- * append to the shard logs or write leases. Services keep the JetStream API
- * they use (streams, consumers, KV, direct gets). Replies to requests go to
- * `_INBOX.>`, which every role may publish to. Not `allow_responses`: with it
- * the server remembers the reply subject of every message it delivers (each
- * request, each JetStream message) for two minutes, and scans that map on
- * every prune; under load its CPU grew step by step until the engine stalled.
+ * nats.js `connect` options of a process of `role`: its credentials (see
+ * `natsCredentials`) and its role's inbox prefix. Without credentials (a
+ * server without users) the prefix is harmless and the same code runs.
  */
-export const ROLE_PERMISSIONS: Record<Role, Permissions> = {
-  admin: { publish: { allow: ['>'] }, subscribe: { allow: ['>'] } },
-  engine: {
-    publish: { allow: ['auction.log.*', 'auction.engines.heartbeat', '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '$KV.auction_leases.>', '_INBOX.>'] },
-    subscribe: { allow: ['auction.cmd.*', 'auction.ctl.*', 'auction.node.>', 'auction.admin.engine.*', 'auction.engines.heartbeat', STATUS_SUBJECT, '_INBOX.>'] },
-  },
-  audit: {
-    publish: { allow: ['notify.>', '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '_INBOX.>'] },
-    subscribe: { allow: ['auction.audit.*', 'auction.admin.audit.*', STATUS_SUBJECT, '_INBOX.>'] },
-  },
-  gateway: {
-    publish: {
-      allow: ['auction.cmd.*', 'auction.ctl.*', 'auction.audit.*', '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '$KV.auction_users.>', '$KV.notification_acks.>', '_INBOX.>'],
-      deny: ['$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.MSG.DELETE.>'],
-    },
-    subscribe: { allow: ['auction.admin.gateway', STATUS_SUBJECT, '_INBOX.>'] },
-  },
-};
-
-/** A nats-server `authorization` block giving each role its user and permissions. */
-export function natsAuthorization(passwords: Record<Role, string>): string {
-  const users = ROLES.map((role) => {
-    const p = ROLE_PERMISSIONS[role];
-    const list = (xs?: string[]) => `[${(xs ?? []).map((s) => JSON.stringify(s)).join(', ')}]`;
-    const side = (s: { allow?: string[]; deny?: string[] }) => `{ allow: ${list(s.allow)}${s.deny ? `, deny: ${list(s.deny)}` : ''} }`;
-    return `    { user: ${JSON.stringify(role)}, password: ${JSON.stringify(passwords[role])}, permissions: { publish: ${side(p.publish)}, subscribe: ${side(p.subscribe)} } }`;
-  });
-  return `authorization {\n  users: [\n${users.join('\n')}\n  ]\n}\n`;
+export function roleConnectOptions(role: Role, env: NodeJS.ProcessEnv = process.env): { inboxPrefix: string; user?: string; pass?: string } {
+  return { inboxPrefix: inboxPrefix(role), ...natsCredentials(env) };
 }

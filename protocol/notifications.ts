@@ -1,4 +1,5 @@
-import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { JetStreamApiError, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { createMissing, isStreamNotFound } from './provisioning.js';
 
 /**
  * Personal notifications (outbid, won, lost, auction_ended) live in one
@@ -43,16 +44,20 @@ export type NotificationBody = {
 
 const STREAM_NAME_IN_USE = 10058;
 
-/** Creates the stream if it is missing (every writer and reader calls this; it is idempotent). */
-export async function ensureNotificationStream(jsm: JetStreamManager, replicas = 1): Promise<void> {
+/**
+ * Opens the stream, creating it if it is missing and this NATS user may (the
+ * admin's provisioning, ctl/provision.ts; any writer or reader on a server
+ * without users); true when this call created it. Idempotent.
+ */
+export async function ensureNotificationStream(jsm: JetStreamManager, replicas = 1): Promise<boolean> {
   try {
     await jsm.streams.info(NOTIFICATIONS_STREAM);
-    return;
+    return false;
   } catch (error) {
-    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error;
+    if (!isStreamNotFound(error)) throw error;
   }
   try {
-    await jsm.streams.add({
+    await createMissing(`stream ${NOTIFICATIONS_STREAM}`, () => jsm.streams.add({
       name: NOTIFICATIONS_STREAM,
       subjects: [NOTIFICATION_SUBJECTS],
       retention: RetentionPolicy.Limits,
@@ -61,9 +66,11 @@ export async function ensureNotificationStream(jsm: JetStreamManager, replicas =
       num_replicas: replicas,
       allow_direct: true,
       duplicate_window: 120_000_000_000, // 2 min: a republish after a crash is dropped by its key
-    });
+    }));
+    return true;
   } catch (error) {
     // Another process created it first (10058: stream name already in use).
     if (!(error instanceof JetStreamApiError) || error.code !== STREAM_NAME_IN_USE) throw error;
+    return false;
   }
 }

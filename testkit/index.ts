@@ -2,10 +2,11 @@ export { NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary,
 export { freePort } from './ports.js';
 export { eventually } from './eventually.js';
 export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
-export { ManagedProcess, handleSignals, type Signal } from './managed-process.js';
+export { ManagedProcess, handleSignals, ownProcessGroups, type ProcessExit, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { AuditProcess, type AuditProcessOptions } from './audit-process.js';
 export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
 export { WsClient, type WsMessage } from './ws-client.js';
 export { rawHttp, httpRequest, type RawResponse } from './raw-http.js';
+export { LauncherProcess, type LauncherChild, type LauncherProcessOptions } from './launcher-process.js';

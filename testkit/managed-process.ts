@@ -24,7 +24,22 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
   });
 }
 
-export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGSTOP' | 'SIGCONT';
+/**
+ * Children normally share the parent's process group, so a terminal's Ctrl-C
+ * reaches them all at once. A launcher that stops its children itself, in an
+ * order (`make up`: the gateway before the engines, NATS last), turns this on
+ * so that each child gets a process group of its own and hears only the
+ * signals the launcher sends it. Read at every launch.
+ */
+let ownGroups = false;
+export function ownProcessGroups(on: boolean): void {
+  ownGroups = on;
+}
+
+export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGINT' | 'SIGSTOP' | 'SIGCONT';
+
+/** How one run of a process ended: its pid, and its exit code or the signal that ended it. */
+export type ProcessExit = { pid: number | undefined; code: number | null; signal: NodeJS.Signals | null };
 
 /**
  * A child process for tests and local runs: started (and restarted) with the
@@ -37,6 +52,7 @@ export abstract class ManagedProcess {
   /** Total characters ever written, so waiters can start from a position. */
   private written = 0;
   private readonly waiters = new Waiters();
+  private readonly exitListeners = new Set<(exit: ProcessExit) => void>();
 
   constructor(
     /** For messages: "nats-server n1", "engine". */
@@ -77,7 +93,7 @@ export abstract class ManagedProcess {
     // CPU_PROF_DIR: every Node child writes a V8 CPU profile there when it exits (bench profiling).
     const profDir = process.env.CPU_PROF_DIR;
     const args = profDir && file === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${this.label}-${process.pid}-${Date.now()}.cpuprofile`, ...own] : own;
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment() });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment(), detached: ownGroups });
     this.child = child;
     running.add(this);
     // Readiness is read from this run's output only, never an earlier run's.
@@ -109,13 +125,25 @@ export abstract class ManagedProcess {
         reject(new Error(`${this.label} exited (${code ?? signal}) before ready:\n${mine.slice(-5_000)}`));
       });
     });
-    child.once('exit', () => {
+    child.once('exit', (code, signal) => {
       if (this.child === child) {
         this.child = null;
         running.delete(this);
       }
+      // Listeners see the process as no longer running, so they may launch it again.
+      for (const listener of [...this.exitListeners]) listener({ pid: child.pid, code, signal });
     });
     await ready;
+  }
+
+  /**
+   * Calls `listener` after every exit of this process, whichever run and
+   * whatever ended it (a supervisor tells requested stops from crashes
+   * itself); returns a function that removes the listener.
+   */
+  onExit(listener: (exit: ProcessExit) => void): () => void {
+    this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
   }
 
   /** A position in the output, for `waitForOutput(marker, from)`. */

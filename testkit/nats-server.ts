@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess } from './managed-process.js';
 import { freePort } from './ports.js';
-import { natsAuthorization, ROLES, type Role } from '../protocol/cluster.js';
+import { connect } from '@nats-io/transport-node';
+import { inboxPrefix, ROLES, type Role } from '../protocol/cluster.js';
+import { natsAuthorization } from '../protocol/permissions.js';
+import { provisionCluster } from '../ctl/provision.js';
 
 /**
  * Real nats-server processes with JetStream on free loopback ports and
@@ -36,9 +39,13 @@ export type NatsServerOptions = {
   args?: string[];
   /**
    * Require a NATS user per role with the roles' permissions
-   * (protocol/cluster.ts). `true`: random passwords; see `credentials`.
+   * (protocol/permissions.ts). `true`: random passwords; see `credentials`.
+   * Services may then not create streams: the kit provisions the cluster
+   * (ctl/provision.ts) as the admin once the server is ready, as `make up` does.
    */
   auth?: boolean | Record<Role, string>;
+  /** With `auth`: the cluster's shard count, which the permissions and the provisioning cover (default 1). */
+  shards?: number;
 };
 
 export class NatsServer extends ManagedProcess {
@@ -50,6 +57,8 @@ export class NatsServer extends ManagedProcess {
   private readonly ownsStoreDir: boolean;
   /** Passwords of the roles' users when started with `auth`. */
   readonly passwords: Record<Role, string> | null;
+  /** The shard count the users' permissions cover and the kit provisioned (with `auth`). */
+  readonly shards: number;
 
   private constructor(options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & { storeDir?: string; monitorPort: number; auth?: NatsServerOptions['auth'] }) {
     super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, 20_000);
@@ -61,10 +70,11 @@ export class NatsServer extends ManagedProcess {
     this.passwords = options.auth === true
       ? Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<Role, string>
       : options.auth || null;
+    this.shards = options.shards;
     const config: string[] = [];
     if (this.passwords) {
       const file = join(this.storeDir, 'auth.conf');
-      writeFileSync(file, natsAuthorization(this.passwords), { mode: 0o600 });
+      writeFileSync(file, natsAuthorization(this.passwords, this.shards), { mode: 0o600 });
       config.push('-c', file);
     }
     this.args = [
@@ -87,9 +97,21 @@ export class NatsServer extends ManagedProcess {
       storeDir: options.storeDir,
       args: options.args ?? [],
       auth: options.auth,
+      shards: options.shards ?? 1,
     });
     await server.launch();
+    if (server.passwords) await server.provision();
     return server;
+  }
+
+  /** Creates the cluster's streams and buckets as the admin (idempotent; again after a restart is harmless). */
+  async provision(): Promise<void> {
+    const nc = await connect(this.connectOptions('admin'));
+    try {
+      await provisionCluster(nc, { shardCount: this.shards });
+    } finally {
+      await nc.close();
+    }
   }
 
   protected command() {
@@ -109,9 +131,10 @@ export class NatsServer extends ManagedProcess {
     return this.passwords ? { NATS_USER: role, NATS_PASSWORD: this.passwords[role] } : {};
   }
 
-  /** Options for nats.js `connect` as `role`. */
-  connectOptions(role: Role): { servers: string; user?: string; pass?: string } {
-    return this.passwords ? { servers: this.url, user: role, pass: this.passwords[role] } : { servers: this.url };
+  /** Options for nats.js `connect` as `role`: its user (if the server has users) and its inbox prefix. */
+  connectOptions(role: Role): { servers: string; inboxPrefix: string; user?: string; pass?: string } {
+    const base = { servers: this.url, inboxPrefix: inboxPrefix(role) };
+    return this.passwords ? { ...base, user: role, pass: this.passwords[role] } : base;
   }
 
   /** Waits until the monitoring endpoint reports JetStream healthy (meta leader known). */

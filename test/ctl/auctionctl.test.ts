@@ -2,9 +2,11 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { WebSocket } from 'ws';
-import { decode, encode, EngineClient, subjects, type CreateOutcome } from '../../protocol/index.js';
+import { decode, encode, EngineClient, streamName, subjects, type CreateOutcome } from '../../protocol/index.js';
 import { placement } from '../../engine/placement.js';
+import { loadConfig } from '../../engine/config.js';
 import type { Role } from '../../protocol/cluster.js';
 import { AuditProcess, BidLoad, EngineProcess, eventually, GatewayProcess, replayShard, startNats, type NatsServer } from '../../testkit/index.js';
 import { httpClient } from '../gateway/fixture.js';
@@ -37,7 +39,7 @@ function cli(nats: Pick<NatsServer, 'url' | 'credentials'>, role: Role | null, .
 
 /** A secured cluster like `make up`'s: a primary and a replica of shards 0-1, the audit, a gateway. */
 async function cluster(t: { teardown: (fn: () => unknown) => void }) {
-  const nats = await startNats({ auth: true });
+  const nats = await startNats({ auth: true, shards: 2 }); // provisioned for shards 0-1
   t.teardown(() => nats.close());
   const engineEnv = nats.credentials('engine');
   const primary = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: engineEnv, args: ['--engine-id', 'p', ...LEASE] });
@@ -230,6 +232,29 @@ t.test('token mint and user disable act on the gateways', async (t) => {
   }, { timeoutMs: 5_000, intervalMs: 20 });
   t.pass('enabled again, the same token bids');
   t.equal((await cli(c.nats, 'admin', 'token', 'mint', '--user', '0')).code, 2, 'user 0 is a usage error');
+});
+
+t.test('cluster init provisions what a secured cluster lacks; services name it when it is missing', async (t) => {
+  const nats = await startNats({ auth: true, shards: 2 });
+  t.teardown(() => nats.close());
+  const nc = await connect(nats.connectOptions('admin'));
+  t.teardown(() => nc.close());
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(streamName(1));
+  // Under its own NATS user an engine may not create the stream: it says which one, and how to create it.
+  const refused = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('engine') }).then(() => null, (error: Error) => error.message);
+  t.match(refused, /stream AUCTION_LOG_1 does not exist, and this NATS user may not create it: .*auctionctl cluster init --shard-count N/, 'the engine fails naming the stream and the provisioning command');
+  t.equal((await cli(nats, 'gateway', 'cluster', 'init', '--shard-count', '2', '--json')).code, 4, 'only the admin may provision');
+  const init = await cli(nats, 'admin', 'cluster', 'init', '--shard-count', '2', '--json');
+  t.equal(init.code, 0, init.stderr);
+  t.match(init.json.shards, [{ shard: 0, stream: 'AUCTION_LOG_0', created: false }, { shard: 1, stream: 'AUCTION_LOG_1', created: true }], 'the missing shard log is created, the other kept');
+  const defaults = loadConfig([], {});
+  t.same(init.json.shards.map((s: { config: unknown }) => s.config), [0, 1].map((shard) => ({ shard, auctionsMax: defaults.auctionsMax, idempotencyEntriesMax: defaults.idempotencyEntriesMax })), 'each records the engine\'s default shard configuration, as an engine creating it would');
+  t.ok([...init.json.streams, ...init.json.buckets].every((x: { created: boolean }) => !x.created), 'the notifications stream and every bucket existed already');
+  const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('engine') });
+  t.teardown(() => engine.close());
+  t.match(await new EngineClient(nc, 3_000).sendOne(1, { type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 3_600_000 }), { status: 'accepted' }, 'the engine then serves the provisioned shard');
+  t.equal((await cli(nats, 'admin', 'cluster', 'init', '--json')).code, 2, 'without --shard-count: a usage error');
 });
 
 t.test('placement shows where shards would move when an engine joins or leaves', async (t) => {

@@ -32,11 +32,11 @@ export type System = Awaited<ReturnType<typeof startSystem>>;
 
 /**
  * NATS (with a user per role and the roles' permissions, as `make up` runs
- * it), one engine for shards 0-1, the audit and one gateway: real processes
+ * it, and the streams and buckets of two shards provisioned), one engine for shards 0-1, the audit and one gateway: real processes
  * on free ports. The test's own connection is the admin's.
  */
 export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
-  const nats: NatsServer = await startNats({ auth: true });
+  const nats: NatsServer = await startNats({ auth: true, shards: 2 }); // provisioned for shards 0-1
   t.teardown(() => nats.close());
   const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('engine') });
   t.teardown(() => engine.close());
