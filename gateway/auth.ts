@@ -152,7 +152,9 @@ export class UserStore {
       await this.kv.update(keyOf(username), JSON.stringify(value), revision);
       this.logger.info({ userId: stored.userId }, 'password hash upgraded to the current cost');
     } catch (error) {
-      this.logger.warn({ err: error, userId: stored.userId }, 'password hash not upgraded; kept the old one');
+      // Another gateway upgraded it first (the revision moved on): nothing left to do.
+      if (isWrongLastSequence(error)) this.logger.info({ userId: stored.userId }, 'password hash already upgraded elsewhere');
+      else this.logger.warn({ err: error, userId: stored.userId }, 'password hash not upgraded; kept the old one');
     }
   }
 }

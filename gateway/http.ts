@@ -160,8 +160,10 @@ export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (e
  * Framing a proxy in front of the gateway could read differently from uWS,
  * which takes the first of several Content-Length headers: a request that
  * says two lengths (or one that is not a number) could smuggle a second
- * request inside its body. Such a request is refused and its connection
- * closed. uWS goes on parsing what is already buffered on that connection in
+ * request inside its body, and so could one with Transfer-Encoding (chunked
+ * bodies, which proxies and uWS may delimit differently, and which no client
+ * of this API needs: bodies are small JSON). Such a request is refused and
+ * its connection closed. uWS goes on parsing what is already buffered on that connection in
  * the same turn of the event loop (closing does not stop it), so every other
  * request from the same address in that turn is refused too: the smuggled
  * one never reaches a handler. The set is emptied at the next turn.
@@ -171,20 +173,21 @@ export class FramingGuard {
 
   /** The refusal for a request that must not be served (answer it and close), or null. */
   check(req: HttpRequest, address: string): ApiError | null {
-    if (!this.refusing.has(address) && !conflictingLength(req)) return null;
+    if (!this.refusing.has(address) && !ambiguousFraming(req)) return null;
     if (this.refusing.size === 0) setImmediate(() => this.refusing.clear());
     this.refusing.add(address);
-    return new ApiError('invalid_request', 'Content-Length must be one decimal length');
+    return new ApiError('invalid_request', 'a body needs exactly one decimal Content-Length and no Transfer-Encoding');
   }
 }
 
-function conflictingLength(req: HttpRequest): boolean {
+function ambiguousFraming(req: HttpRequest): boolean {
   let length: string | null = null;
-  let conflict = false;
+  let ambiguous = false;
   req.forEach((name, value) => {
+    if (name === 'transfer-encoding') ambiguous = true;
     if (name !== 'content-length') return;
-    if (!/^[0-9]{1,15}$/.test(value) || (length !== null && length !== value)) conflict = true;
+    if (!/^[0-9]{1,15}$/.test(value) || (length !== null && length !== value)) ambiguous = true;
     length = value;
   });
-  return conflict;
+  return ambiguous;
 }

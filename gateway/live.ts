@@ -110,9 +110,18 @@ export class LiveFeed {
     this.missingAuctions.forget(auctionId);
   }
 
-  /** Someone found the auction missing: later look-ups answer that at once for a while. */
-  noteMissing(auctionId: number): void {
-    this.missingAuctions.add(auctionId);
+  /** The clock a look-up reads when it starts, for `noteMissing`. */
+  lookupStarted(): number {
+    return this.missingAuctions.now();
+  }
+
+  /**
+   * A look-up that started at `startedAt` found the auction missing in both
+   * the engine and the read model: later look-ups answer that at once for a
+   * while (unless it was created since the look-up started).
+   */
+  noteMissing(auctionId: number, startedAt: number): void {
+    this.missingAuctions.add(auctionId, startedAt);
   }
 
   /** Shards whose streams this gateway follows (every shard that exists, within a few seconds). */
@@ -170,12 +179,14 @@ export class LiveFeed {
 
   private async fetchInto(auctionId: number, entry: Entry): Promise<LiveState | null> {
     const shard = shardOfAuction(auctionId);
+    const startedAt = this.missingAuctions.now();
     // Follow first, then ask: every event after the answer is then certain to arrive.
     if (!(await this.follow(shard))) return null;
     for (let attempt = 0; ; attempt++) {
       const fetched = await this.fetchState(shard, auctionId);
+      if (fetched === 'unknown') return null; // not found for now, but nobody said it does not exist
       if (!fetched) {
-        this.missingAuctions.add(auctionId);
+        this.missingAuctions.add(auctionId, startedAt);
         return null;
       }
       if (entry.early.length > EARLY_PATCHES_MAX && attempt < 3) {
@@ -190,8 +201,12 @@ export class LiveFeed {
     }
   }
 
-  /** The primary's durable state, or the read model's for an auction the engine no longer holds. */
-  private async fetchState(shard: number, auctionId: number): Promise<LiveState | null> {
+  /**
+   * The primary's durable state, or the read model's for an auction the
+   * engine no longer holds; null when neither has it, 'unknown' when the
+   * engine does not hold it and the read model did not answer.
+   */
+  private async fetchState(shard: number, auctionId: number): Promise<LiveState | null | 'unknown'> {
     const state = await this.engineState(auctionId);
     return state ? fromEngine(state) : this.fromReadModel(shard, auctionId);
   }
@@ -213,7 +228,7 @@ export class LiveFeed {
     return reply.states?.[0] ?? null;
   }
 
-  private async fromReadModel(shard: number, auctionId: number): Promise<LiveState | null> {
+  private async fromReadModel(shard: number, auctionId: number): Promise<LiveState | null | 'unknown'> {
     try {
       const reply = await this.o.nc.request(auditSubject(shard), encode({ op: 'auction', auctionId }), { timeout: this.o.queryTimeoutMs ?? 2_000 });
       const a = (decode(reply.data) as { auction?: Record<string, unknown> | null }).auction;
@@ -225,8 +240,9 @@ export class LiveFeed {
       if (a.winnerId) state.winnerId = a.winnerId as number;
       return state;
     } catch {
-      // No read model reachable: the engine, which answered, does not know the auction.
-      return null;
+      // No read model reachable: the engine, which answered, does not know the auction, but an
+      // ended one may still exist in the read model.
+      return 'unknown';
     }
   }
 

@@ -1,4 +1,5 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { ApiError } from './errors.js';
 
 type ScryptParams = { N: number; r: number; p: number };
@@ -21,17 +22,18 @@ function scrypt(password: string, salt: Buffer, params: ScryptParams): Promise<B
 /**
  * Password hashing with scrypt at OWASP's recommended cost (N = 2^17, r = 8,
  * p = 1: about 0.4 s of one core and 128 MiB here). Hashes run on libuv's
- * thread pool, never the event loop, and at most `concurrentMax` at once with
- * at most `waitingMax` queued: each one is expensive on purpose, so an
- * unbounded queue would let a burst of sign-ins hold gigabytes and delay
- * everyone's for minutes. Past the queue, sign-ins answer `unavailable`.
+ * thread pool, never the event loop, and at most `concurrentMax` at once
+ * (one core is left to the event loop, which serves every bid) with at most
+ * `waitingMax` queued: each one is expensive on purpose, so an unbounded
+ * queue would let a burst of sign-ins hold gigabytes and delay everyone's for
+ * minutes. Past the queue, sign-ins answer `unavailable`.
  */
 export class PasswordHasher {
   private readonly params: ScryptParams;
   private running = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(cost: number, private readonly concurrentMax = 4, private readonly waitingMax = 256) {
+  constructor(cost: number, private readonly concurrentMax = Math.max(1, availableParallelism() - 1), private readonly waitingMax = 64) {
     this.params = { N: cost, r: 8, p: 1 };
   }
 
@@ -44,6 +46,9 @@ export class PasswordHasher {
   /**
    * Whether the password matches. With no stored password (an unknown user)
    * a hash is still computed, so timing does not tell which usernames exist.
+   * A wrong password against an outdated (cheaper) hash also pays for one at
+   * today's cost, as a right one does for its upgrade: otherwise a quick
+   * refusal would tell which accounts exist and are not yet upgraded.
    */
   async verify(password: string, stored: StoredPassword | null): Promise<boolean> {
     const params = stored?.scrypt ?? (stored ? LEGACY_PARAMS : this.params);
@@ -51,7 +56,9 @@ export class PasswordHasher {
     const hash = await this.bounded(() => scrypt(password, salt, params));
     if (!stored) return false;
     const expected = Buffer.from(stored.hash, 'base64');
-    return expected.length === hash.length && timingSafeEqual(hash, expected);
+    const matches = expected.length === hash.length && timingSafeEqual(hash, expected);
+    if (!matches && this.outdated(stored)) await this.bounded(() => scrypt(password, randomBytes(SALT_BYTES), this.params));
+    return matches;
   }
 
   /** A stored hash made at a lower cost than today's: rehash it at the next successful sign-in. */

@@ -12,14 +12,19 @@ export class TokenBucket {
     this.updatedAt = now;
   }
 
-  /** True when allowed. Refusals still count, down to -burst * floodFactor. */
-  take(now: number, cost = 1): boolean {
+  /**
+   * True when allowed. Refusals still count (down to -burst * floodFactor)
+   * unless `chargeRefusals` is false: a peer that keeps sending after being
+   * refused then waits longer, which is what flood detection wants, but a
+   * reader slightly over its rate would otherwise get nothing at all.
+   */
+  take(now: number, cost = 1, chargeRefusals = true): boolean {
     this.refill(now);
     if (this.tokens >= cost) {
       this.tokens -= cost;
       return true;
     }
-    this.tokens = Math.max(this.tokens - cost, -this.burst * FLOOD_FACTOR);
+    if (chargeRefusals) this.tokens = Math.max(this.tokens - cost, -this.burst * FLOOD_FACTOR);
     return false;
   }
 
@@ -59,19 +64,23 @@ export class KeyedLimiter<K> {
     private readonly burst: number,
     private readonly keysMax = 1_000_000,
     private readonly clock: () => number = Date.now,
+    /** Whether refused takes are charged too (TokenBucket.take). */
+    private readonly chargeRefusals = true,
   ) {
     this.overflow = new TokenBucket(ratePerSec * 100, burst * 100, clock());
   }
 
+  /** `cost` is capped at the burst: a costlier action than a full bucket would otherwise never pass. */
   take(key: K, cost = 1): boolean {
     const now = this.clock();
+    cost = Math.min(cost, this.burst);
     let bucket = this.buckets.get(key);
     if (!bucket) {
-      if (this.buckets.size >= this.keysMax) return this.overflow.take(now, cost);
+      if (this.buckets.size >= this.keysMax) return this.overflow.take(now, cost, this.chargeRefusals);
       bucket = new TokenBucket(this.ratePerSec, this.burst, now);
       this.buckets.set(key, bucket);
     }
-    return bucket.take(now, cost);
+    return bucket.take(now, cost, this.chargeRefusals);
   }
 
   /** Drops the buckets that are full (call every few seconds). */

@@ -42,8 +42,8 @@ type Connection = {
   userId: number;
   /** The client's address, for the per-address connection count. */
   address: string;
-  /** The unacknowledged notifications were sent on this connection (once per connection). */
-  backlogSent: boolean;
+  /** The unacknowledged notifications being sent, or sent, on this connection (once per connection). */
+  backlog: Promise<void> | null;
   /** Auctions subscribed, with the format their updates go out in. */
   subs: Map<number, Format>;
   /** Subscribes in progress (counted against the limit, not yet in `subs`). */
@@ -87,6 +87,8 @@ export class GatewayServer {
   private readonly readLimiter: KeyedLimiter<string>;
   private readonly limits: ConnectionLimits;
   private readonly framing = new FramingGuard();
+  /** Addresses with a password hash in progress (bounded by the hashes in flight and queued). */
+  private readonly hashing = new Set<string>();
   private readonly sse = new Map<number, Set<SseStream>>();
   private readonly sockets = new Set<WebSocket<Connection>>();
   private subscriptionCount = 0;
@@ -96,7 +98,8 @@ export class GatewayServer {
     const c = d.config;
     this.userLimiter = new KeyedLimiter(c.userCommandsPerSec, c.userCommandsPerSec * 2);
     this.addressLimiter = new KeyedLimiter(c.addressAuthPerSec, c.addressAuthPerSec * 2);
-    this.readLimiter = new KeyedLimiter(c.addressReadsPerSec, c.addressReadsPerSec * 2);
+    // A reader over its budget gets its rate, not nothing: refused reads are not charged.
+    this.readLimiter = new KeyedLimiter(c.addressReadsPerSec, c.addressReadsPerSec * 2, 1_000_000, Date.now, false);
     this.limits = new ConnectionLimits(c);
     this.app = uWS.App();
     this.routes();
@@ -127,7 +130,7 @@ export class GatewayServer {
     for (const t of this.timers) clearInterval(t);
     if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
-    for (const ws of [...this.sockets]) ws.end(1001, 'gateway stopping');
+    for (const ws of [...this.sockets]) ws.cork(() => ws.end(1001, 'gateway stopping'));
     for (const streams of this.sse.values()) for (const s of streams) if (!s.ex.aborted) s.ex.res.close();
   }
 
@@ -182,7 +185,7 @@ export class GatewayServer {
       const fields = v.object(await body);
       const username = v.string(fields, 'username', { min: 3, max: 32, pattern: USERNAME_PATTERN });
       const password = v.string(fields, 'password', PASSWORD_LIMITS);
-      ex.json(201, await this.d.users.register(username, password));
+      ex.json(201, await this.hashingFor(ex, () => this.d.users.register(username, password)));
     });
 
     route('post', '/v1/sessions', async (ex, req) => {
@@ -191,7 +194,7 @@ export class GatewayServer {
       const fields = v.object(await body);
       const username = v.string(fields, 'username', { min: 1, max: 32 });
       const password = v.string(fields, 'password', { min: 1, max: PASSWORD_LIMITS.max });
-      const userId = this.d.tokens.checkEnabled(await this.d.users.authenticate(username, password));
+      const userId = this.d.tokens.checkEnabled(await this.hashingFor(ex, () => this.d.users.authenticate(username, password)));
       ex.json(200, { ...this.d.tokens.mint(userId), userId });
     });
 
@@ -238,11 +241,9 @@ export class GatewayServer {
       if (limit === 0) throw new ApiError('invalid_request', 'limit must be 1 to 100');
       const shard = shardOfAuction(auctionId);
       if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard))) throw new ApiError('not_found', `no auction ${auctionId}`);
+      // The read model lags the engine: an auction it does not have yet is not known to be missing.
       const exists = await this.audit<{ auction: unknown }>(shard, { op: 'auction', auctionId });
-      if (!exists.auction) {
-        this.d.live.noteMissing(auctionId);
-        throw new ApiError('not_found', `no auction ${auctionId}`);
-      }
+      if (!exists.auction) throw new ApiError('not_found', `no auction ${auctionId}`);
       ex.json(200, await this.audit(shard, { op: 'bids', auctionId, after, limit, viewerId }));
     });
 
@@ -320,10 +321,28 @@ export class GatewayServer {
     throw new ApiError('rate_limited', 'too many reads from this address', { retryAfterSeconds: 1 });
   }
 
+  /**
+   * One registration or sign-in at a time per client address: each costs a
+   * password hash (~0.4 s of a core), and the hashing queue is shared by
+   * everyone, so one address must not be able to fill it.
+   */
+  private async hashingFor<T>(ex: Exchange, work: () => Promise<T>): Promise<T> {
+    if (this.hashing.has(ex.address)) {
+      this.d.metrics.rateLimited.inc({ scope: 'address' });
+      throw new ApiError('rate_limited', 'one sign-in or registration at a time from an address', { retryAfterSeconds: 1 });
+    }
+    this.hashing.add(ex.address);
+    try {
+      return await work();
+    } finally {
+      this.hashing.delete(ex.address);
+    }
+  }
+
   private limitAddress(ex: Exchange): void {
     if (!this.addressLimiter.take(ex.address)) {
       this.d.metrics.rateLimited.inc({ scope: 'address' });
-      throw new ApiError('rate_limited', 'too many logins or registrations from this address');
+      throw new ApiError('rate_limited', 'too many logins or registrations from this address', { retryAfterSeconds: 1 });
     }
   }
 
@@ -335,7 +354,7 @@ export class GatewayServer {
   }
 
   private limitUser(userId: number): void {
-    if (!this.userAllowed(userId)) throw new ApiError('rate_limited');
+    if (!this.userAllowed(userId)) throw new ApiError('rate_limited', undefined, { retryAfterSeconds: 1 });
   }
 
   // --- operations shared by HTTP and WebSocket ---------------------------------------
@@ -424,16 +443,13 @@ export class GatewayServer {
   private async auctionDetails(auctionId: number): Promise<Record<string, unknown> | null> {
     const shard = shardOfAuction(auctionId);
     if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard))) return null;
+    const startedAt = this.d.live.lookupStarted();
     let { auction } = await this.audit<{ auction: Record<string, unknown> | null }>(shard, { op: 'auction', auctionId });
     if (!auction) {
-      let state: AuctionState | null;
-      try {
-        state = await this.d.live.engineState(auctionId);
-      } catch {
-        return null; // the engine did not answer: not found for now, but not remembered as missing
-      }
+      // ApiError `unavailable` (503, retry is safe) when the engine does not answer: not a 404.
+      const state = await this.d.live.engineState(auctionId);
       if (!state) {
-        this.d.live.noteMissing(auctionId);
+        this.d.live.noteMissing(auctionId, startedAt);
         return null;
       }
       auction = {
@@ -583,7 +599,8 @@ export class GatewayServer {
 
   /** An operator disabled this user: end their connections (their tokens are refused from now on). */
   endUserSessions(userId: number): void {
-    for (const ws of [...this.sockets]) if (ws.getUserData().userId === userId) ws.end(1008, 'user disabled');
+    // Called from the disabled-users watch, outside any uWS callback: corked.
+    for (const ws of [...this.sockets]) if (ws.getUserData().userId === userId) ws.cork(() => ws.end(1008, 'user disabled'));
   }
 
   get connectionCount(): number {
@@ -622,17 +639,18 @@ export class GatewayServer {
       return;
     }
     const connection: Connection = {
-      userId, address: ex.address, backlogSent: false, subs: new Map(), joining: 0, format: query.get('format') === 'msgpack' ? 'b' : 't',
+      userId, address: ex.address, backlog: null, subs: new Map(), joining: 0, format: query.get('format') === 'msgpack' ? 'b' : 't',
       bucket: new TokenBucket(this.d.config.connectionMessagesPerSec, this.d.config.connectionMessagesPerSec * 2, Date.now()), closed: false, behind: false,
     };
-    // uWS opens the socket (onOpen) inside `upgrade`, and onClose releases what was counted above; an
-    // upgrade that fails (the client left) never opens, so it is released here.
+    // A socket uWS upgraded is opened (onOpen) right after this handler returns, and onClose then
+    // releases what was counted above. An upgrade that throws (the client left) never opens: it is
+    // released here, and nothing is rethrown into uWS.
     try {
       res.upgrade(connection, key, protocol, extensions, context);
     } catch (error) {
+      this.d.logger.warn({ err: error }, 'WebSocket upgrade failed');
       if (userId) this.limits.signOut(userId);
       this.limits.closeWebSocket(ex.address);
-      throw error;
     }
   }
 
@@ -656,10 +674,15 @@ export class GatewayServer {
     c.subs.clear();
   }
 
-  /** Sends from anywhere (corked); a message refused by backpressure marks the socket behind. */
+  /**
+   * Sends from anywhere (corked); a message refused by backpressure marks the
+   * socket behind. Answers often come after an await, when the client may be
+   * gone: uWS throws on any use of a closed socket, so membership in
+   * `sockets` (left in onClose) is checked first, without touching it.
+   */
   private sendTo(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void {
+    if (!this.sockets.has(ws)) return;
     const c = ws.getUserData();
-    if (c.closed) return;
     let status = 0;
     ws.cork(() => {
       status = format === 'b' ? ws.send(clientPackr.pack(message), true) : ws.send(JSON.stringify(message), false);
@@ -743,8 +766,9 @@ export class GatewayServer {
           if (!c.userId) this.limits.signIn(userId);
           c.userId = userId;
           c.format = format;
-          await this.joinUser(ws, userId, format);
+          this.joinUser(ws, userId, format);
         }
+        await c.backlog; // also when a `?token=` sign-in is still sending it
         // Answered after the unacknowledged notifications were sent again: `ok` means "you have them all".
         ok({ userId });
         return;
@@ -837,22 +861,26 @@ export class GatewayServer {
    * Switching format later only moves the live ones: resending the whole
    * backlog for every `auth` would let a client multiply its reads at will.
    */
-  private async joinUser(ws: WebSocket<Connection>, userId: number, format: Format): Promise<void> {
+  private joinUser(ws: WebSocket<Connection>, userId: number, format: Format): Promise<void> {
     const c = ws.getUserData();
-    if (c.closed) return;
+    if (c.closed) return Promise.resolve();
     ws.unsubscribe(`u/${userId}/${format === 'b' ? 't' : 'b'}`);
     ws.subscribe(`u/${userId}/${format}`);
-    if (c.backlogSent) return;
-    c.backlogSent = true;
+    c.backlog ??= this.sendBacklog(ws, c, userId);
+    return c.backlog;
+  }
+
+  /** Every unacknowledged notification, page by page, in the connection's format of the moment. Never rejects. */
+  private async sendBacklog(ws: WebSocket<Connection>, c: Connection, userId: number): Promise<void> {
     try {
       for (let after = 0; ;) {
         const pending = await this.d.notifications.unacknowledged(userId, after);
-        for (const n of pending) this.sendTo(ws, format, { type: 'notification', ...n });
+        for (const n of pending) this.sendTo(ws, c.format, { type: 'notification', ...n });
         if (pending.length === 0 || c.closed) break;
         after = pending[pending.length - 1].id;
       }
     } catch (error) {
-      this.sendError(ws, format, undefined, asApiError(error));
+      this.sendError(ws, c.format, undefined, asApiError(error));
     }
   }
 }

@@ -6,11 +6,11 @@ export type RawResponse = { status: number; headers: Map<string, string[]>; body
  * One HTTP/1.1 exchange over a plain TCP socket, for requests an ordinary
  * client refuses to send (two Content-Length headers, any method, bytes that
  * are not valid HTTP). The request is written as given; the answer is read
- * until the server closes the connection or a whole response (by its
- * Content-Length) has arrived. `status` 0: the connection closed with no
- * answer at all.
+ * until the server closes the connection or (unless `untilClose`) a whole
+ * response (by its Content-Length) has arrived; `raw` holds everything read,
+ * further answers included. `status` 0: the connection closed with no answer.
  */
-export function rawHttp(port: number, request: string | Buffer, timeoutMs = 10_000): Promise<RawResponse> {
+export function rawHttp(port: number, request: string | Buffer, timeoutMs = 10_000, untilClose = false): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -30,7 +30,7 @@ export function rawHttp(port: number, request: string | Buffer, timeoutMs = 10_0
     socket.on('connect', () => socket.write(request));
     socket.on('data', (chunk) => {
       chunks.push(chunk);
-      if (complete(Buffer.concat(chunks).toString('latin1'))) finish();
+      if (!untilClose && complete(Buffer.concat(chunks).toString('latin1'))) finish();
     });
     socket.on('error', finish); // a reset after the answer (or instead of it) ends the exchange too
     socket.on('close', finish);

@@ -73,34 +73,43 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     for (const ws of [...a, ...b, again]) await ws.close();
   });
 
+  /** An SSE stream that should be accepted: a stream closed just before may take a moment to be released by the server. */
+  const openStream = (url: string, address: string) => eventually(async () => {
+    const r = await getFrom(url, address);
+    if (r.statusCode === 200) return r;
+    await bodyOf(r);
+    throw new Error(`status ${r.statusCode}`);
+  });
+
   await t.test('SSE streams: per address and in all; 429 with the error shape and Retry-After', async (t) => {
     const events = `${s.gateway.url}/v1/auctions/${auction.id}/events`;
-    const open = [await getFrom(events, '127.0.0.1'), await getFrom(events, '127.0.0.1')];
+    const missing = `${s.gateway.url}/v1/auctions/${auction.id + 1024 * 1000}/events`;
+    for (let i = 0; i < 4; i++) t.equal((await getFrom(missing, '127.0.0.1')).statusCode, 404, 'a stream refused as not found holds no place');
+    const open = [await openStream(events, '127.0.0.1'), await openStream(events, '127.0.0.1')];
     for (const r of open) t.equal(r.statusCode, 200);
     const third = await getFrom(events, '127.0.0.1');
     t.equal(third.statusCode, 429);
     t.equal(third.headers['retry-after'], '10');
     t.equal(JSON.parse(await bodyOf(third)).error.code, 'rate_limited');
-    const other = await getFrom(events, '127.0.0.2');
+    const other = await openStream(events, '127.0.0.2');
     t.equal(other.statusCode, 200, 'another address has its own count');
     const overTotal = await getFrom(events, '127.0.0.3');
     t.equal(overTotal.statusCode, 429, 'a fourth stream in all is refused');
     await bodyOf(overTotal);
     open[0].destroy();
-    const reopened = await eventually(async () => {
-      const r = await getFrom(events, '127.0.0.1');
-      if (r.statusCode !== 200) {
-        await bodyOf(r);
-        throw new Error(`status ${r.statusCode}`);
-      }
-      return r;
-    });
+    const reopened = await openStream(events, '127.0.0.1');
     t.equal(reopened.statusCode, 200, 'a closed stream frees its place');
     for (const r of [open[1], other, reopened]) r.destroy();
   });
 
   await t.test('Last-Event-ID is digits only: "1e3" resumes from nothing, not from version 1000', async (t) => {
-    const r = await getFrom(`${s.gateway.url}/v1/auctions/${auction.id}/events`, '127.0.0.4', { 'Last-Event-ID': '1e3' });
+    // The previous test's streams may still be counted for a moment (the cap in all is 3).
+    const r = await eventually(async () => {
+      const response = await getFrom(`${s.gateway.url}/v1/auctions/${auction.id}/events`, '127.0.0.4', { 'Last-Event-ID': '1e3' });
+      if (response.statusCode === 200) return response;
+      await bodyOf(response);
+      throw new Error(`status ${response.statusCode}`);
+    });
     t.equal(r.statusCode, 200);
     const deadline = setTimeout(() => r.destroy(new Error('no state within 5 s')), 5_000);
     t.teardown(() => clearTimeout(deadline));
@@ -178,13 +187,15 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
 });
 
 t.test('a read budget per address: reads and searches past it answer 429; health checks never do', async (t) => {
-  const s = await startSystem(t, ['--address-reads-per-sec', '5']);
+  // One read a second, a burst of two: what the budget allows depends only on the time the reads took.
+  const s = await startSystem(t, ['--address-reads-per-sec', '1']);
   const seller = await s.user();
   const auction = await s.auction(seller.token);
   for (let i = 0; i < 30; i++) t.equal((await s.http('GET', '/healthz')).status, 200);
   const statuses: number[] = [];
   let limited: IncomingMessage | null = null;
-  for (let i = 0; i < 14; i++) {
+  const started = Date.now();
+  for (let i = 0; i < 10; i++) {
     const r = await getFrom(`${s.gateway.url}/v1/auctions/${auction.id}`, '127.0.0.1');
     statuses.push(r.statusCode!);
     const body = await bodyOf(r);
@@ -193,19 +204,21 @@ t.test('a read budget per address: reads and searches past it answer 429; health
       t.equal(JSON.parse(body).error.code, 'rate_limited');
     }
   }
-  t.ok(statuses.filter((x) => x === 200).length >= 10, 'a burst of twice the rate is served');
-  t.ok(statuses.slice(11).every((x) => x === 429), `then refused (${statuses.join(' ')})`);
+  const allowed = 2 + Math.floor((Date.now() - started) / 1_000);
+  const served = statuses.filter((x) => x === 200).length;
+  t.ok(served >= 2 && served <= allowed, `the burst, then the rate: ${served} served, at most ${allowed} allowed (${statuses.join(' ')})`);
+  t.same(statuses.slice(0, 2), [200, 200]);
+  t.ok(statuses.includes(429));
   t.equal(limited?.headers['retry-after'], '1');
   const elsewhere = await getFrom(`${s.gateway.url}/v1/auctions/${auction.id}`, '127.0.0.2');
   t.equal(elsewhere.statusCode, 200, 'another address has its own budget');
   await bodyOf(elsewhere);
-  // A search asks both shards: it costs two reads, so a full budget of 10 allows five.
-  const searches: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    const r = await getFrom(`${s.gateway.url}/v1/auctions?q=lamp`, '127.0.0.3');
-    searches.push(r.statusCode!);
-    await bodyOf(r);
-  }
-  t.same(searches.slice(0, 5), [200, 200, 200, 200, 200]);
-  t.equal(searches[6], 429, `searches cost one read per shard (${searches.join(' ')})`);
+  // A search asks both shards: it costs two reads, a whole burst.
+  const searchedAt = Date.now();
+  const first = await getFrom(`${s.gateway.url}/v1/auctions?q=lamp`, '127.0.0.3');
+  await bodyOf(first);
+  const second = await getFrom(`${s.gateway.url}/v1/auctions?q=lamp`, '127.0.0.3');
+  await bodyOf(second);
+  t.equal(first.statusCode, 200);
+  if (Date.now() - searchedAt < 2_000) t.equal(second.statusCode, 429, 'a second search within two seconds finds the budget spent');
 });
