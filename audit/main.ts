@@ -37,7 +37,8 @@ async function main(): Promise<void> {
     process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
     process.exit(2);
   }
-  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, ...roleConnectOptions('audit') }).catch((error: unknown) => {
+  // Reconnect for as long as it takes, like the engines and gateways (verify is a one-shot: it gives up).
+  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, maxReconnectAttempts: command === 'run' ? -1 : 10, ...roleConnectOptions('audit') }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
@@ -58,14 +59,14 @@ async function main(): Promise<void> {
   }
 
   const logger = pino({ level: values['log-level'] ?? process.env.LOG_LEVEL ?? 'info', base: { service: 'audit', pid: process.pid } });
-  guardUnhandledRejections(logger);
+  const rejections = guardUnhandledRejections(logger);
   const audits = shards.map((shard) => new ShardAudit({
     shard, nc, js, jsm, dataDir, logger,
     fetchMax: Number(values['fetch-max'] ?? 256),
     chunkBytesMax: Number(values['chunk-bytes-max'] ?? 1 << 20),
   }));
   const startedAt = Date.now();
-  answerStatus(nc, () => ({ kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()) }));
+  answerStatus(nc, () => ({ kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()), unhandledRejections: rejections.total }));
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -93,6 +93,7 @@ export function clusterView(reports: ProcessStatus[], streams: Map<number, numbe
   if (engines.length === 0) problems.push('no engine answered');
   if (gateways.length === 0) problems.push('no gateway answered');
   if (audits.length === 0) problems.push('no audit process answered');
+  for (const r of reports) if (r.unhandledRejections) problems.push(`${r.kind} ${r.id}: ${r.unhandledRejections} unhandled promise rejections (bugs: see its log)`);
 
   const shards = [...shardSet].sort((a, b) => a - b).map((shard): ShardView => {
     const copies: ShardCopyStatus[] = engines.flatMap((e) => e.shards.filter((s) => s.shard === shard));

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { NatsServer } from '../testkit/nats-server.js';
@@ -11,6 +11,7 @@ import { handleSignals, ownProcessGroups } from '../testkit/managed-process.js';
 import { ROLES, type Role } from '../protocol/cluster.js';
 import { constants } from 'node:os';
 import { Supervisor } from './supervisor.js';
+import { privateDir } from '../service/private-files.js';
 
 /**
  * `make up`: runs the local system in the foreground. It starts a nats-server
@@ -68,7 +69,7 @@ function portInUse(port: number): Promise<boolean> {
 function localPasswords(natsUrl: string): Record<Role, string> {
   const dir = resolve(DATA_DIR, 'auth');
   const file = resolve(dir, 'users.json');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  privateDir(dir);
   let passwords: Record<Role, string>;
   if (existsSync(file)) {
     passwords = JSON.parse(readFileSync(file, 'utf8')) as Record<Role, string>;
@@ -82,7 +83,7 @@ function localPasswords(natsUrl: string): Record<Role, string> {
 
 async function startLocalNats(): Promise<NatsServer> {
   const storeDir = resolve(DATA_DIR, 'nats');
-  mkdirSync(storeDir, { recursive: true });
+  privateDir(storeDir); // the streams hold every bidder's maximum
   // Port 4222 may belong to a system NATS: ours then takes a free port. NATS_PORT
   // names one (tests use it, so they never touch 4222).
   const port = process.env.NATS_PORT ? Number(process.env.NATS_PORT) : (await portInUse(4222)) ? await freePort() : 4222;
@@ -97,6 +98,8 @@ async function main(): Promise<void> {
   // terminal's Ctrl-C must reach only this process, not every child at once.
   handleSignals(false);
   ownProcessGroups(true);
+  // Owner-only from the top: credentials, streams, snapshots and SQLite files all live below.
+  privateDir(DATA_DIR);
   // SIGHUP too: a closed terminal no longer reaches the children (own process groups).
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
   const external = process.env.NATS_URL;
@@ -107,15 +110,15 @@ async function main(): Promise<void> {
   // Restarted on the same port and store; the services reconnect to it by themselves.
   if (nats) supervisor.add(nats, NATS, 'SIGINT');
   const engineDir = resolve(DATA_DIR, 'engine');
-  mkdirSync(engineDir, { recursive: true });
+  privateDir(engineDir);
   const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, env: as('engine'), args: ['--engine-id', 'local-primary'] });
   supervisor.add(engine, SERVICES);
   const replicaDir = resolve(DATA_DIR, 'replica');
-  mkdirSync(replicaDir, { recursive: true });
+  privateDir(replicaDir);
   const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', env: as('engine'), args: ['--engine-id', 'local-replica'] });
   supervisor.add(replica, SERVICES);
   const auditDir = resolve(DATA_DIR, 'audit');
-  mkdirSync(auditDir, { recursive: true });
+  privateDir(auditDir);
   const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir, env: as('audit') });
   supervisor.add(audit, SERVICES);
   const port = Number(process.env.PORT ?? 8080);

@@ -26,7 +26,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   }
   const writer = `e-${randomBytes(6).toString('hex')}`;
   const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
-  guardUnhandledRejections(logger);
+  const rejections = guardUnhandledRejections(logger);
   const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...roleConnectOptions('engine') });
   const startedAt = Date.now();
   const js = jetstream(nc);
@@ -70,7 +70,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   });
 
   // Operators (auctionctl status) ask every process at once; each answers for itself.
-  answerStatus(nc, () => ({ kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()) }));
+  answerStatus(nc, () => ({ kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()), unhandledRejections: rejections.total }));
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -56,7 +56,7 @@ export class DisabledUsers {
   }
 }
 
-export type GatewayIdentity = { id: string; startedAt: number; listen: () => string; connections: () => number; subscriptions: () => number };
+export type GatewayIdentity = { id: string; startedAt: number; listen: () => string; connections: () => number; subscriptions: () => number; unhandledRejections: () => number };
 
 /**
  * The gateway's side of operations: it answers `auctionctl status` and mints
@@ -64,7 +64,7 @@ export type GatewayIdentity = { id: string; startedAt: number; listen: () => str
  * only the admin NATS user may publish to; any one gateway answers).
  */
 export function serveAdmin(nc: NatsConnection, tokens: Tokens, me: GatewayIdentity, logger: Logger): Subscription[] {
-  const status = answerStatus(nc, () => ({ kind: 'gateway', id: me.id, pid: process.pid, startedAt: me.startedAt, listen: me.listen(), connections: me.connections(), subscriptions: me.subscriptions() }));
+  const status = answerStatus(nc, () => ({ kind: 'gateway', id: me.id, pid: process.pid, startedAt: me.startedAt, listen: me.listen(), connections: me.connections(), subscriptions: me.subscriptions(), unhandledRejections: me.unhandledRejections() }));
   const admin = nc.subscribe(adminSubjects.gateway, {
     queue: 'gateways',
     callback: (_e, msg) => {

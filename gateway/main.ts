@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { service: 'gateway', pid: process.pid } });
   const metrics = createMetrics();
-  guardUnhandledRejections(logger, () => metrics.unhandledRejections.inc());
+  const rejections = guardUnhandledRejections(logger, () => metrics.unhandledRejections.inc());
   const { secret, generated } = loadSecret(config.secret, config.secretFile);
   if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
   const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...roleConnectOptions('gateway') }).catch((error: unknown) => {
@@ -61,6 +61,7 @@ async function main(): Promise<void> {
     listen: () => `${config.host}:${port}`,
     connections: () => server?.connectionCount ?? 0,
     subscriptions: () => server?.subscriptions ?? 0,
+    unhandledRejections: () => rejections.total,
   }, logger);
 
   let stopping = false;

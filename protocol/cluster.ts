@@ -44,10 +44,13 @@ export type ShardCopyStatus = {
   snapshot: { at: number; streamSeq: number; lastSeq: number } | null;
 };
 
-export type ProcessStatus =
+/** What every process reports: promise rejections nobody handled since it started (bugs; it keeps running). */
+type ProcessHealth = { unhandledRejections?: number };
+
+export type ProcessStatus = ProcessHealth & (
   | { kind: 'engine'; id: string; role: 'primary' | 'replica'; pid: number; startedAt: number; shards: ShardCopyStatus[]; /** Placement mode: the cluster's shard count; null for a static shard list. */ shardCount: number | null }
   | { kind: 'audit'; id: string; pid: number; startedAt: number; shards: { shard: number; streamSeq: number; eventSeq: number; eventCount: number; lagMs: number }[] }
-  | { kind: 'gateway'; id: string; pid: number; startedAt: number; listen: string; connections: number; subscriptions: number };
+  | { kind: 'gateway'; id: string; pid: number; startedAt: number; listen: string; connections: number; subscriptions: number });
 
 /** Answers every `auctionctl status` request with this process's report, made when asked. */
 export function answerStatus(nc: NatsConnection, report: () => ProcessStatus): Subscription {
