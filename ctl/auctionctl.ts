@@ -7,7 +7,7 @@ import { Kvm } from '@nats-io/kv';
 import { auctionNumberOf, decode, encode, isId, isUserId, shardOfAuction, SHARDS_MAX, streamName, subjects, type CommandResult } from '../protocol/index.js';
 import { parseShards } from '../engine/config.js';
 import { adminSubjects, inboxPrefix, natsCredentials, ROLES, USER_FLAGS_BUCKET, type Role, type ShardCopyStatus } from '../protocol/cluster.js';
-import { isPermissionViolation, NotProvisionedError } from '../protocol/provisioning.js';
+import { bucketOptions, isPermissionViolation, NotProvisionedError } from '../protocol/provisioning.js';
 import { provisionCluster } from './provision.js';
 import { LEASE_BUCKET } from '../engine/lease.js';
 import { ownerOf, placement } from '../engine/placement.js';
@@ -136,6 +136,7 @@ class Cluster {
 
 const color = process.stdout.isTTY && !process.env.NO_COLOR;
 const red = (text: string) => (color ? `\u001b[31m${text}\u001b[0m` : text);
+const yellow = (text: string) => (color ? `\u001b[33m${text}\u001b[0m` : text);
 const bold = (text: string) => (color ? `\u001b[1m${text}\u001b[0m` : text);
 
 function table(headers: string[], rows: string[][]): string {
@@ -364,7 +365,8 @@ async function userCommand(c: Cluster, args: string[], values: Options['values']
   const userId = idArgument(idText, `user ${sub}`, isUserId);
   let kv;
   try {
-    kv = await new Kvm(jetstream(c.nc)).create(USER_FLAGS_BUCKET, { history: 1 });
+    // Created here only on a server nobody provisioned, then as provisioning would (re-published for the gateways).
+    kv = await new Kvm(jetstream(c.nc)).create(USER_FLAGS_BUCKET, bucketOptions(USER_FLAGS_BUCKET, 1));
     if (sub === 'disable') await kv.put(`u${userId}`, JSON.stringify({ disabledAt: Date.now(), reason: typeof values.reason === 'string' ? values.reason : '' }));
     else await kv.delete(`u${userId}`);
   } catch (error) {
@@ -400,14 +402,20 @@ async function clusterInit(c: Cluster, args: string[], values: Options['values']
   } catch (error) {
     throw natsFailure(error, 'cluster init');
   }
-  const state = (created: boolean) => (created ? 'created' : 'exists');
+  const state = (s: { created: boolean; upgraded: string[]; lacking: { setting: string }[] }) => [
+    s.created ? 'created' : 'exists',
+    ...(s.upgraded.length ? [`upgraded: ${s.upgraded.join(', ')}`] : []),
+    ...(s.lacking.length ? [`lacks ${s.lacking.map((l) => l.setting).join(', ')}`] : []),
+  ].join('; ');
+  const lacking = [...report.shards.map((s) => ({ ...s, name: s.stream })), ...report.streams, ...report.buckets].filter((s) => s.lacking.length > 0);
   const text = [
     table(['STREAM', 'STATE', 'MESSAGES', 'SHARD CONFIGURATION'], [
-      ...report.shards.map((s) => [s.stream, state(s.created), String(s.lastStreamSeq), `auctionsMax ${s.config.auctionsMax}, idempotencyEntriesMax ${s.config.idempotencyEntriesMax}`]),
-      ...report.streams.map((s) => [s.name, state(s.created), '-', '-']),
+      ...report.shards.map((s) => [s.stream, state(s), String(s.lastStreamSeq), `auctionsMax ${s.config.auctionsMax}, idempotencyEntriesMax ${s.config.idempotencyEntriesMax}`]),
+      ...report.streams.map((s) => [s.name, state(s), '-', '-']),
     ]),
     '',
-    table(['KV BUCKET', 'STATE'], report.buckets.map((b) => [b.name, state(b.created)])),
+    table(['KV BUCKET', 'STATE'], report.buckets.map((b) => [b.name, state(b)])),
+    ...lacking.map((s) => yellow(`${s.name} lacks ${s.lacking.map((l) => `${l.setting} (the server refused it: ${l.reason})`).join(', ')}: gateways follow it by polling, their live updates up to a second late, until it is recreated (see docs/operations.md, Provisioning)`)),
   ].join('\n');
   return { data: report, text };
 }

@@ -1,8 +1,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { ensureNotificationStream, NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_STREAM, SHARDS_MAX } from '../protocol/index.js';
+import { kvPrefix } from '@nats-io/kv/internal';
+import { ensureNotificationStream, NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, SHARDS_MAX } from '../protocol/index.js';
 import { USER_FLAGS_BUCKET } from '../protocol/cluster.js';
-import { bucketExists, openBucket } from '../protocol/provisioning.js';
+import { bucketExists, bucketFollowSettings, openBucket, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
 import { loadConfig } from '../engine/config.js';
 import { ShardLog, type ShardStreamConfig } from '../engine/log.js';
 import { LEASE_BUCKET } from '../engine/lease.js';
@@ -14,7 +15,10 @@ import { USERS_BUCKET } from '../gateway/auth.js';
  * (protocol/permissions.ts), so they only open what this made. Run by
  * `auctionctl cluster init`, by `make up` and by the test kit for a server
  * with users. Idempotent: what exists is kept as it is (a shard stream keeps
- * the configuration it records, which its engines adopt).
+ * the configuration it records, which its engines adopt), except that a
+ * stream or bucket made before gateways followed streams without consumers
+ * is upgraded with what they need (direct gets, RePublish; see
+ * `upgradeStream` for what nats-server 2.9 refuses), and the report says so.
  */
 
 export type ProvisionOptions = {
@@ -26,11 +30,14 @@ export type ProvisionOptions = {
   idempotencyEntriesMax?: number;
 };
 
+/** `upgraded`/`lacking`: what an existing stream was given, and what the server refused it (StreamUpgrade). */
 export type ProvisionReport = {
-  shards: { shard: number; stream: string; created: boolean; config: ShardStreamConfig; lastStreamSeq: number }[];
-  streams: { name: string; created: boolean }[];
-  buckets: { name: string; created: boolean }[];
+  shards: ({ shard: number; stream: string; created: boolean; config: ShardStreamConfig; lastStreamSeq: number } & StreamUpgrade)[];
+  streams: ({ name: string; created: boolean } & StreamUpgrade)[];
+  buckets: ({ name: string; created: boolean } & StreamUpgrade)[];
 };
+
+const unchanged = (): StreamUpgrade => ({ upgraded: [], lacking: [] });
 
 /** The KV buckets of a cluster: leases (engines), users and notification acks (gateways), disabled users (admin). */
 export const CLUSTER_BUCKETS = [LEASE_BUCKET, USERS_BUCKET, NOTIFICATION_ACKS_BUCKET, USER_FLAGS_BUCKET] as const;
@@ -48,14 +55,20 @@ export async function provisionCluster(nc: NatsConnection, options: ProvisionOpt
     const log = new ShardLog(js, jsm, shard);
     const wanted = { shard, auctionsMax: options.auctionsMax ?? defaults.auctionsMax, idempotencyEntriesMax: options.idempotencyEntriesMax ?? defaults.idempotencyEntriesMax };
     const { config, lastStreamSeq, created } = await log.ensure(wanted, replicas);
-    shards.push({ shard, stream: log.stream, created, config, lastStreamSeq });
+    shards.push({ shard, stream: log.stream, created, config, lastStreamSeq, ...(created ? unchanged() : await log.upgrade()) });
   }
-  const streams = [{ name: NOTIFICATIONS_STREAM, created: await ensureNotificationStream(jsm, replicas) }];
+  const notificationsCreated = await ensureNotificationStream(jsm, replicas);
+  const streams = [{
+    name: NOTIFICATIONS_STREAM,
+    created: notificationsCreated,
+    ...(notificationsCreated ? unchanged() : await upgradeStream(jsm, await jsm.streams.info(NOTIFICATIONS_STREAM), { allow_direct: true, republish: NOTIFICATIONS_REPUBLISH })),
+  }];
   const buckets: ProvisionReport['buckets'] = [];
   for (const name of CLUSTER_BUCKETS) {
     const existed = await bucketExists(jsm, name);
     if (!existed) await openBucket(js, name, replicas);
-    buckets.push({ name, created: !existed });
+    const upgrade = existed ? await upgradeStream(jsm, await jsm.streams.info(`${kvPrefix}${name}`), bucketFollowSettings(name)) : unchanged();
+    buckets.push({ name, created: !existed, ...upgrade });
   }
   return { shards, streams, buckets };
 }

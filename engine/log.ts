@@ -1,6 +1,6 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
-import { createMissing, isStreamNotFound } from '../protocol/provisioning.js';
+import { createMissing, isStreamNotFound, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
 
 /** What a shard's stream records about the shard itself (its description field). */
 export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
@@ -17,6 +17,29 @@ export class DeposedError extends Error {
 export function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
     (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+}
+
+/**
+ * What followers without consumers need of a shard's stream: direct gets
+ * (reads by sequence) and a RePublish of every stored batch to
+ * `auction.logged.<n>` (gateway/stream-follower.ts). A rejected append is
+ * never stored, so never re-published.
+ */
+export const shardFollowSettings = (shard: number) => ({
+  allow_direct: true as const,
+  republish: { src: subjects.log(shard), dest: subjects.logged(shard) },
+});
+
+/** A shard stream's configuration: the one definition provisioning and engines (on a server without users) create. */
+export function shardStreamConfig(shard: number, recorded: ShardStreamConfig, replicas: number) {
+  return {
+    name: streamName(shard),
+    subjects: [subjects.log(shard)],
+    num_replicas: replicas,
+    description: JSON.stringify(recorded),
+    duplicate_window: 120_000_000_000, // 2 min, in ns
+    ...shardFollowSettings(shard),
+  };
 }
 
 /**
@@ -52,14 +75,13 @@ export class ShardLog {
     } catch (error) {
       if (!isStreamNotFound(error)) throw error;
     }
-    await createMissing(`stream ${this.stream}`, () => this.jsm.streams.add({
-      name: this.stream,
-      subjects: [this.subject],
-      num_replicas: replicas,
-      description: JSON.stringify(wanted),
-      duplicate_window: 120_000_000_000, // 2 min, in ns
-    }));
+    await createMissing(`stream ${this.stream}`, () => this.jsm.streams.add(shardStreamConfig(this.shard, wanted, replicas)));
     return { config: wanted, lastStreamSeq: 0, created: true };
+  }
+
+  /** Gives the existing stream the settings followers need (the admin's provisioning; protocol/provisioning.ts). */
+  async upgrade(): Promise<StreamUpgrade> {
+    return upgradeStream(this.jsm, await this.jsm.streams.info(this.stream), shardFollowSettings(this.shard));
   }
 
   async lastStreamSeq(): Promise<number> {

@@ -1,50 +1,78 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { KV } from '@nats-io/kv';
+import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { kvPrefix } from '@nats-io/kv/internal';
 import type { Logger } from 'pino';
 import { commandError, decode, encode, isUserId } from '../protocol/index.js';
-import { adminSubjects, answerStatus } from '../protocol/cluster.js';
+import { adminSubjects, answerStatus, USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../protocol/cluster.js';
 import type { Tokens } from './auth.js';
+import { StreamFollower } from './stream-follower.js';
 
 /** Longest token an operator may mint: 30 days. */
 const MINT_TTL_MAX_MS = 30 * 24 * 3_600_000;
+const FLAGS_STREAM = `${kvPrefix}${USER_FLAGS_BUCKET}`;
+const FLAGS_KEY_PREFIX = `$KV.${USER_FLAGS_BUCKET}.`;
+/** Keys read at once while loading the disabled users. */
+const LOAD_PARALLEL = 64;
+const RELOAD_RETRY_MS = 5_000;
+
+/** The user of a key subject (`$KV.auction_user_flags.u42` -> 42), or null. */
+function userOfSubject(subject: string): number | null {
+  if (!subject.startsWith(`${FLAGS_KEY_PREFIX}u`)) return null;
+  const userId = Number(subject.slice(FLAGS_KEY_PREFIX.length + 1));
+  return isUserId(userId) ? userId : null;
+}
+
+/** A KV message disables its user unless it is a deletion (nats.js marks them DEL or PURGE). */
+const disables = (headers: MsgHdrs | undefined) => {
+  const operation = headers?.get('KV-Operation');
+  return !operation || operation === 'PUT';
+};
 
 /**
- * Users an operator disabled (KV `auction_user_flags`, key `u<userId>`),
- * followed by a watch: every gateway refuses their tokens and sign-ins at
- * once and ends their open connections. Bounded by the number of disabled
- * users, which only operators can grow.
+ * Users an operator disabled (KV `auction_user_flags`, key `u<userId>`):
+ * every gateway refuses their tokens and sign-ins at once and ends their
+ * open connections. Followed without a consumer (the gateway holds no
+ * consumer rights): the bucket's stream re-publishes every change to
+ * `auction.user_flags.<key>`, which a StreamFollower delivers in order; the
+ * current set is read from the stream's subjects (STREAM.INFO with a subject
+ * filter) and a direct get of each key's last message. A gap in the changes
+ * is not read back by sequence (the gateway may read this bucket by key
+ * only): the set is read again instead. Each user's last known change
+ * (stream sequence) keeps an older answer from undoing a newer one. Bounded
+ * by the number of keys, which only operators can grow.
  */
 export class DisabledUsers {
   private readonly users = new Set<number>();
-  private watcher: { stop(): void } | null = null;
+  /** Per user with a key, the stream sequence of the newest change applied. */
+  private readonly changes = new Map<number, number>();
+  private follower: StreamFollower | null = null;
+  private onDisabled: (userId: number) => void = () => undefined;
+  private loading: Promise<void> | null = null;
+  private loadAgain = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
-  constructor(private readonly kv: KV, private readonly logger: Logger) {}
+  constructor(private readonly o: { nc: NatsConnection; jsm: JetStreamManager; logger: Logger }) {}
 
-  /** Resolves once every current entry is known. */
+  /** Resolves once every current entry is known (and changes are followed from before it was read). */
   async start(onDisabled: (userId: number) => void): Promise<void> {
-    // The watch first delivers the last value of every key (deletions included): as many as the bucket holds.
-    let initialLeft = (await this.kv.status()).values;
-    let markReady: () => void = () => undefined;
-    const initial = initialLeft === 0 ? Promise.resolve() : new Promise<void>((resolve) => (markReady = resolve));
-    const iterator = await this.kv.watch();
-    this.watcher = iterator;
-    void (async () => {
-      for await (const entry of iterator) {
-        const userId = Number(entry.key.slice(1));
-        if (!isUserId(userId)) continue;
-        if (entry.operation === 'PUT') {
-          if (!this.users.has(userId)) {
-            this.users.add(userId);
-            this.logger.warn({ userId }, 'user disabled by an operator');
-            onDisabled(userId);
-          }
-        } else {
-          this.users.delete(userId);
-        }
-        if (initialLeft > 0 && --initialLeft === 0) markReady();
-      }
-    })().catch((error: unknown) => this.logger.warn({ err: error }, 'disabled-users watch ended'));
-    await initial;
+    this.onDisabled = onDisabled;
+    this.follower = new StreamFollower({
+      nc: this.o.nc,
+      jsm: this.o.jsm,
+      stream: FLAGS_STREAM,
+      republish: USER_FLAGS_REPUBLISH,
+      refill: false,
+      logger: this.o.logger,
+      onMessage: (message) => {
+        const userId = userOfSubject(message.subject);
+        if (userId !== null) this.apply(userId, message.seq, disables(message.headers));
+      },
+      onReset: () => this.reload(),
+    });
+    // Follow first, then read: a change made while reading arrives as well.
+    await this.follower.start();
+    await this.load();
   }
 
   has(userId: number): boolean {
@@ -52,7 +80,65 @@ export class DisabledUsers {
   }
 
   stop(): void {
-    this.watcher?.stop();
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    void this.follower?.stop();
+  }
+
+  private apply(userId: number, seq: number, disabled: boolean): void {
+    if ((this.changes.get(userId) ?? 0) >= seq) return;
+    this.changes.set(userId, seq);
+    if (!disabled) {
+      this.users.delete(userId);
+    } else if (!this.users.has(userId)) {
+      this.users.add(userId);
+      this.o.logger.warn({ userId }, 'user disabled by an operator');
+      this.onDisabled(userId);
+    }
+  }
+
+  /** Reads the whole set: every key the stream holds and its last message. */
+  private async load(): Promise<void> {
+    const info = await this.o.jsm.streams.info(FLAGS_STREAM, { subjects_filter: `${FLAGS_KEY_PREFIX}>` });
+    const listedAt = info.state.last_seq;
+    const subjects = Object.keys(info.state.subjects ?? {});
+    const listed = new Set<number>();
+    for (let i = 0; i < subjects.length && !this.stopped; i += LOAD_PARALLEL) {
+      await Promise.all(subjects.slice(i, i + LOAD_PARALLEL).map(async (subject) => {
+        const userId = userOfSubject(subject);
+        if (userId === null) return;
+        listed.add(userId);
+        const last = await this.o.jsm.direct.getMessage(FLAGS_STREAM, { last_by_subj: subject });
+        if (last) this.apply(userId, last.seq, disables(last.header));
+      }));
+    }
+    // A user whose key is gone altogether (the stream purged) is enabled, unless a newer change came live.
+    for (const userId of [...this.users]) {
+      if (!listed.has(userId) && (this.changes.get(userId) ?? 0) <= listedAt) {
+        this.users.delete(userId);
+        this.changes.delete(userId);
+      }
+    }
+  }
+
+  /** After a gap in the changes: reads the set again (one load at a time; a failed one is retried). */
+  private reload(): void {
+    if (this.stopped) return;
+    if (this.loading) {
+      this.loadAgain = true;
+      return;
+    }
+    this.loading = (async () => {
+      do {
+        this.loadAgain = false;
+        await this.load();
+      } while (this.loadAgain && !this.stopped);
+    })().catch((error: unknown) => {
+      this.o.logger.warn({ err: error }, 'cannot read the disabled users again; retrying');
+      this.retryTimer = setTimeout(() => this.reload(), RELOAD_RETRY_MS);
+    }).finally(() => {
+      this.loading = null;
+    });
   }
 }
 

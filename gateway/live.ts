@@ -1,11 +1,14 @@
-import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  decode, decodeLog, encode, shardOfAuction, streamName, subjects,
+  decode, decodeLog, encode, shardOfAuction, streamName, subjects, WIRE_LIMITS,
   type AuctionState, type BidOutcome, type EngineClient, type LifecycleOutcome, type LogBatch, type Status,
 } from '../protocol/index.js';
 import { auditSubject } from '../audit/shard-audit.js';
+import { shardFollowSettings } from '../engine/log.js';
+import { isStreamNotFound } from '../protocol/provisioning.js';
+import { StreamFollower } from './stream-follower.js';
 import { ApiError } from './errors.js';
 import { MissCache } from './miss-cache.js';
 
@@ -35,10 +38,11 @@ type Entry = {
 /** Patches kept per auction while its first state is fetched; past it the fetch is simply repeated. */
 const EARLY_PATCHES_MAX = 1_024;
 const DISCOVER_EVERY_MS = 5_000;
+/** Watched auctions read again per request after a reset (the engine's `states` limit). */
+const REFETCH_BATCH = WIRE_LIMITS.requestCommandsMax;
 
 export type LiveFeedOptions = {
   nc: NatsConnection;
-  js: JetStreamClient;
   jsm: JetStreamManager;
   engines: EngineClient;
   logger: Logger;
@@ -52,16 +56,18 @@ export type LiveFeedOptions = {
 };
 
 /**
- * Live auction states for one gateway. Follows every shard's stream with an
- * ordered JetStream consumer (only appended batches, in stream order; the
- * consumer itself detects gaps and refills from the last sequence it
- * delivered) and keeps the state of each watched auction: fetched once from
- * the shard's primary (answered only when durable), then advanced by each
- * event whose version is newer. Unwatched auctions cost nothing.
+ * Live auction states for one gateway. Follows every shard's stream without
+ * a consumer (gateway/stream-follower.ts: the batches the stream re-publishes
+ * to `auction.logged.<n>`, only appended ones, in stream order, gaps read
+ * back by direct gets) and keeps the state of each watched auction: fetched
+ * once from the shard's primary (answered only when durable), then advanced
+ * by each event whose version is newer. Unwatched auctions cost nothing.
  */
 export class LiveFeed {
   private readonly entries = new Map<number, Entry>();
-  private readonly shards = new Map<number, { ready: Promise<boolean>; stop: () => Promise<void>; lastStreamSeq: number }>();
+  private readonly shards = new Map<number, { ready: Promise<boolean>; follower: StreamFollower | null }>();
+  /** Unknown shards being looked up in the stream names (one question per shard at a time). */
+  private readonly lookups = new Map<number, Promise<boolean>>();
   private readonly followed = new Set<number>();
   private readonly dirty = new Set<number>();
   private flushScheduled = false;
@@ -86,14 +92,18 @@ export class LiveFeed {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.discoverTimer) clearInterval(this.discoverTimer);
-    await Promise.all([...this.shards.values()].map((s) => s.stop()));
+    await Promise.all([...this.shards.values()].map((s) => s.follower?.stop()));
   }
 
   get watched(): number {
     return this.entries.size;
   }
 
-  /** Whether the shard has a stream (it is then followed from now on). Unknown shards hold no auctions. */
+  /**
+   * Whether the shard has a stream (it is then followed from now on). Unknown
+   * shards hold no auctions. A shard exists iff its stream is among the
+   * stream names: asking costs no stream info or consumer per unknown shard.
+   */
   hasShard(shard: number): Promise<boolean> {
     if (this.followed.has(shard)) return Promise.resolve(true);
     if (this.missingShards.has(shard)) return Promise.resolve(false);
@@ -131,7 +141,7 @@ export class LiveFeed {
 
   /** Per followed shard, the last stream message applied. */
   positions(): Record<number, number> {
-    return Object.fromEntries([...this.shards].map(([shard, s]) => [shard, s.lastStreamSeq]));
+    return Object.fromEntries([...this.shards].flatMap(([shard, s]) => (s.follower ? [[shard, s.follower.lastSeq]] : [])));
   }
 
   /**
@@ -254,46 +264,112 @@ export class LiveFeed {
       const shard = Number(/^AUCTION_LOG_(\d+)$/.exec(name)?.[1] ?? NaN);
       if (!Number.isInteger(shard)) continue;
       this.missingShards.forget(shard);
-      this.follow(shard).catch((error: unknown) => this.o.logger.warn({ err: error, shard }, 'cannot follow a discovered shard yet'));
+      this.startFollowing(shard).catch((error: unknown) => this.o.logger.warn({ err: error, shard }, 'cannot follow a discovered shard yet'));
     }
   }
 
-  /** Starts following a shard's stream once; false when the shard has no stream (no such auctions). */
+  /**
+   * Follows a shard's stream from now on (once); false when the shard has no
+   * stream (no such auctions). Whether it exists is asked of the stream names
+   * (only that shard's), never of its info: the gateway may read the info of
+   * the cluster's shards only.
+   */
   private follow(shard: number): Promise<boolean> {
+    if (this.shards.has(shard)) return this.startFollowing(shard);
+    if (this.missingShards.has(shard)) return Promise.resolve(false);
+    let lookup = this.lookups.get(shard);
+    if (!lookup) {
+      lookup = (async () => {
+        let names: string[];
+        try {
+          names = await this.o.jsm.streams.names(subjects.log(shard)).next();
+        } catch (error) {
+          throw new ApiError('unavailable', `cannot look shard ${shard} up`, { cause: error });
+        }
+        if (!names.includes(streamName(shard))) {
+          this.missingShards.add(shard);
+          return false;
+        }
+        return this.startFollowing(shard);
+      })().finally(() => this.lookups.delete(shard));
+      this.lookups.set(shard, lookup);
+    }
+    return lookup;
+  }
+
+  /** Starts following a shard stream known to exist, once; resolves when the follower is live (false: stopped, or gone). */
+  private startFollowing(shard: number): Promise<boolean> {
     const known = this.shards.get(shard);
     if (known) return known.ready;
-    let stop = async () => {};
-    const follower = { ready: Promise.resolve(false), stop: () => stop(), lastStreamSeq: 0 };
-    follower.ready = (async () => {
-      let messages;
+    const entry: { ready: Promise<boolean>; follower: StreamFollower | null } = { ready: Promise.resolve(false), follower: null };
+    entry.ready = (async () => {
+      const follower = new StreamFollower({
+        nc: this.o.nc,
+        jsm: this.o.jsm,
+        stream: streamName(shard),
+        republish: shardFollowSettings(shard).republish,
+        logger: this.o.logger,
+        onMessage: (message) => this.onBatch(decodeLog(message.data)),
+        onReset: () => this.refetchShard(shard),
+      });
       try {
-        const consumer = await this.o.js.consumers.get(streamName(shard), { deliver_policy: DeliverPolicy.New });
-        messages = await consumer.consume({ max_messages: 256 });
+        await follower.start();
       } catch (error) {
         this.shards.delete(shard);
-        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+        if (isStreamNotFound(error)) {
           this.missingShards.add(shard);
           return false;
         }
         throw new ApiError('unavailable', `cannot follow shard ${shard}`, { cause: error });
       }
       if (this.stopped) {
-        await messages.close();
+        await follower.stop();
         return false;
       }
-      stop = async () => void (await messages.close());
-      void (async () => {
-        for await (const message of messages) {
-          follower.lastStreamSeq = message.seq;
-          this.onBatch(decodeLog(message.data));
-        }
-      })().catch((error: unknown) => this.o.logger.error({ err: error, shard }, 'following the shard stream failed'));
+      entry.follower = follower;
       this.followed.add(shard);
-      this.o.logger.info({ shard }, 'following shard stream');
+      this.o.logger.info({ shard, from: follower.lastSeq }, 'following shard stream');
       return true;
     })();
-    this.shards.set(shard, follower);
-    return follower.ready;
+    this.shards.set(shard, entry);
+    return entry.ready;
+  }
+
+  /**
+   * The shard's follower skipped a gap too large to read back: every watched
+   * auction of the shard may have missed changes, so each is read again
+   * (after the skip, the follower being live already), a batch of ids per
+   * request; a fresher state than the one held replaces it.
+   */
+  private refetchShard(shard: number): void {
+    const ids = [...this.entries.keys()].filter((id) => shardOfAuction(id) === shard);
+    void (async () => {
+      for (let i = 0; i < ids.length && !this.stopped; i += REFETCH_BATCH) {
+        const batch = ids.slice(i, i + REFETCH_BATCH);
+        let states: (AuctionState | null)[] | undefined;
+        try {
+          const reply: { states?: (AuctionState | null)[]; error?: { message: string } } = await this.o.engines.control(shard, { op: 'states', auctionIds: batch });
+          if (reply.error) throw new Error(reply.error.message);
+          states = reply.states;
+        } catch (error) {
+          this.o.logger.warn({ err: error, shard, auctions: batch.length }, 'cannot read watched auctions again after a reset; they catch up with their next change');
+          continue;
+        }
+        for (const [k, auctionId] of batch.entries()) {
+          const entry = this.entries.get(auctionId);
+          if (!entry) continue;
+          const engine = states?.[k];
+          const modelled = engine ? null : await this.fromReadModel(shard, auctionId).catch(() => null);
+          const fresh = engine ? fromEngine(engine) : typeof modelled === 'object' ? modelled : null; // not an 'unknown' answer
+          // A first state still on its way may predate the skip: it is read again once it is in.
+          if (!entry.state) await entry.ready.catch(() => null);
+          if (fresh && this.entries.get(auctionId) === entry && entry.state && fresh.version > entry.state.version) {
+            entry.state = fresh;
+            this.markDirty(auctionId);
+          }
+        }
+      }
+    })().catch((error: unknown) => this.o.logger.error({ err: error, shard }, 'reading watched auctions again after a reset failed'));
   }
 
   private onBatch(batch: LogBatch): void {

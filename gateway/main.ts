@@ -40,12 +40,14 @@ async function main(): Promise<void> {
   const usersKv = await openBucket(js, USERS_BUCKET, config.streamReplicas);
   const acksKv = await openBucket(js, NOTIFICATION_ACKS_BUCKET, config.streamReplicas);
   let server: GatewayServer | null = null;
-  const disabled = new DisabledUsers(await openBucket(js, USER_FLAGS_BUCKET, config.streamReplicas), logger);
+  // Opened (or, on a server without users, created) only to be there: the gateway follows it without a KV watch.
+  await openBucket(js, USER_FLAGS_BUCKET, config.streamReplicas);
+  const disabled = new DisabledUsers({ nc, jsm, logger });
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const engines = new EngineClient(nc, config.commandTimeoutMs);
-  const live = new LiveFeed({ nc, js, jsm, engines, logger, missTtlMs: config.missTtlMs, onStates: (states) => server?.publishStates(states) });
-  const notifications = new NotificationCenter(js, jsm, acksKv, logger);
+  const live = new LiveFeed({ nc, jsm, engines, logger, missTtlMs: config.missTtlMs, onStates: (states) => server?.publishStates(states) });
+  const notifications = new NotificationCenter(nc, jsm, acksKv, logger);
   server = new GatewayServer({
     config, logger, nc, live, notifications, metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),

@@ -1,11 +1,13 @@
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  decode, ensureNotificationStream, NOTIFICATION_LIMITS, NOTIFICATIONS_STREAM, notificationSubject, type NotificationBody,
+  decode, ensureNotificationStream, NOTIFICATION_LIMITS, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, notificationSubject, type NotificationBody,
 } from '../protocol/index.js';
 import { isWrongLastSequence } from '../engine/log.js';
 import { ApiError } from './errors.js';
+import { StreamFollower } from './stream-follower.js';
 
 /** A notification as clients see it: the stream sequence is its id. */
 export type Notification = Omit<NotificationBody, 'seq'> & { id: number; eventSeq: number };
@@ -15,38 +17,50 @@ const ACK_ATTEMPTS_MAX = 10;
 /**
  * At-least-once personal notifications. The audit writes them to the
  * NOTIFICATIONS stream (one subject per user); this class pushes new ones to
- * connected users as they are stored, reads a user's unacknowledged ones
+ * connected users as they are stored (the copies the stream re-publishes to
+ * `notified.<userId>`, followed without a consumer by a StreamFollower: in
+ * stream order, gaps read back by direct gets), reads a user's unacknowledged ones
  * (after a reconnect, or `GET /v1/me/notifications`) and records
  * acknowledgements (`upTo`, a stream sequence) in a KV bucket shared by all
  * gateways. Unacknowledged notifications are therefore delivered again on
  * every reconnect, from any gateway, until acknowledged.
  */
 export class NotificationCenter {
-  private stopFollowing: (() => Promise<void>) | null = null;
+  private follower: StreamFollower | null = null;
 
   constructor(
-    private readonly js: JetStreamClient,
+    private readonly nc: NatsConnection,
     private readonly jsm: JetStreamManager,
     private readonly acks: KV,
     private readonly logger: Logger,
   ) {}
 
-  /** Follows the stream from now on; `deliver` gets every new notification. */
+  /**
+   * Follows the stream from now on; `deliver` gets every new notification
+   * once, in id order. Notifications skipped by a reset (a gap past the
+   * follower's bound) are not pushed; they stay unacknowledged, so the user
+   * gets them on the next reconnect or read.
+   */
   async start(deliver: (userId: number, notification: Notification) => void): Promise<void> {
     await ensureNotificationStream(this.jsm);
-    const consumer = await this.js.consumers.get(NOTIFICATIONS_STREAM, { deliver_policy: DeliverPolicy.New });
-    const messages = await consumer.consume({ max_messages: 512 });
-    this.stopFollowing = async () => void (await messages.close());
-    void (async () => {
-      for await (const message of messages) {
+    const follower = new StreamFollower({
+      nc: this.nc,
+      jsm: this.jsm,
+      stream: NOTIFICATIONS_STREAM,
+      republish: NOTIFICATIONS_REPUBLISH,
+      logger: this.logger,
+      onMessage: (message) => {
         const userId = Number(message.subject.slice(message.subject.indexOf('.') + 1));
         deliver(userId, toNotification(message.seq, message.data));
-      }
-    })().catch((error: unknown) => this.logger.error({ err: error }, 'following notifications failed'));
+      },
+      onReset: (skipped) => this.logger.warn(skipped, 'notifications skipped live: they are delivered at the users\' next reconnect or read'),
+    });
+    await follower.start();
+    this.follower = follower;
   }
 
   async stop(): Promise<void> {
-    await this.stopFollowing?.();
+    await this.follower?.stop();
   }
 
   /** A user's unacknowledged notifications with ids above `after`, oldest first (a page at most). */

@@ -23,8 +23,16 @@ export const adminSubjects = {
 /** Every process answers a request here with a `ProcessStatus` (one reply each). */
 export const STATUS_SUBJECT = 'auction.status';
 
-/** Users an operator disabled: key `u<userId>` -> {disabledAt, reason}; gateways watch it. */
+/** Users an operator disabled: key `u<userId>` -> {disabledAt, reason}; gateways follow it. */
 export const USER_FLAGS_BUCKET = 'auction_user_flags';
+/**
+ * Where the bucket's stream re-publishes every change (JetStream RePublish):
+ * `$KV.auction_user_flags.u42` is seen on `auction.user_flags.u42`, with the
+ * stream sequence and the KV operation in its headers. Gateways follow the
+ * bucket there instead of through a KV watch (a consumer).
+ */
+export const USER_FLAGS_REPUBLISH = { src: `$KV.${USER_FLAGS_BUCKET}.>`, dest: 'auction.user_flags.>' };
+export const USER_FLAGS_SUBJECTS = USER_FLAGS_REPUBLISH.dest;
 
 export type ShardCopyStatus = {
   shard: number;

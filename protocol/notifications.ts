@@ -12,6 +12,14 @@ import { createMissing, isStreamNotFound } from './provisioning.js';
 export const NOTIFICATIONS_STREAM = 'NOTIFICATIONS';
 export const notificationSubject = (userId: number) => `notify.${userId}`;
 export const NOTIFICATION_SUBJECTS = 'notify.*';
+/**
+ * The stream re-publishes every stored notification (JetStream RePublish),
+ * `notify.<userId>` as `notified.<userId>` with its stream sequence in the
+ * headers: gateways push them live from there, without a consumer.
+ * nats-server 2.9 takes the `{{wildcard(1)}}` form of the destination, not `notified.*`.
+ */
+export const NOTIFICATIONS_REPUBLISH = { src: NOTIFICATION_SUBJECTS, dest: 'notified.{{wildcard(1)}}' };
+export const NOTIFIED_SUBJECTS = 'notified.*';
 /** KV bucket holding each user's acknowledged position (`u<userId>` -> upTo). */
 export const NOTIFICATION_ACKS_BUCKET = 'notification_acks';
 
@@ -44,6 +52,19 @@ export type NotificationBody = {
 
 const STREAM_NAME_IN_USE = 10058;
 
+/** The NOTIFICATIONS stream's configuration: what provisioning and a service on a server without users create. */
+export const notificationStreamConfig = (replicas: number) => ({
+  name: NOTIFICATIONS_STREAM,
+  subjects: [NOTIFICATION_SUBJECTS],
+  retention: RetentionPolicy.Limits,
+  max_msgs_per_subject: NOTIFICATION_LIMITS.perUserMax,
+  max_age: NOTIFICATION_LIMITS.maxAgeMs * 1_000_000,
+  num_replicas: replicas,
+  allow_direct: true,
+  republish: NOTIFICATIONS_REPUBLISH,
+  duplicate_window: 120_000_000_000, // 2 min: a notification the audit writes again after a crash is dropped by its key
+});
+
 /**
  * Opens the stream, creating it if it is missing and this NATS user may (the
  * admin's provisioning, ctl/provision.ts; any writer or reader on a server
@@ -57,16 +78,7 @@ export async function ensureNotificationStream(jsm: JetStreamManager, replicas =
     if (!isStreamNotFound(error)) throw error;
   }
   try {
-    await createMissing(`stream ${NOTIFICATIONS_STREAM}`, () => jsm.streams.add({
-      name: NOTIFICATIONS_STREAM,
-      subjects: [NOTIFICATION_SUBJECTS],
-      retention: RetentionPolicy.Limits,
-      max_msgs_per_subject: NOTIFICATION_LIMITS.perUserMax,
-      max_age: NOTIFICATION_LIMITS.maxAgeMs * 1_000_000,
-      num_replicas: replicas,
-      allow_direct: true,
-      duplicate_window: 120_000_000_000, // 2 min: a republish after a crash is dropped by its key
-    }));
+    await createMissing(`stream ${NOTIFICATIONS_STREAM}`, () => jsm.streams.add(notificationStreamConfig(replicas)));
     return true;
   } catch (error) {
     // Another process created it first (10058: stream name already in use).

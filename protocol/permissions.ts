@@ -1,6 +1,6 @@
 import { kvPrefix } from '@nats-io/kv/internal';
-import { adminSubjects, inboxPrefix, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, type Role } from './cluster.js';
-import { NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM } from './notifications.js';
+import { adminSubjects, inboxPrefix, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, USER_FLAGS_SUBJECTS, type Role } from './cluster.js';
+import { NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM, NOTIFIED_SUBJECTS } from './notifications.js';
 import { streamName, subjects } from './wire.js';
 import { SHARDS_MAX } from './ids.js';
 import { HEARTBEAT_SUBJECT } from '../engine/cluster.js';
@@ -22,6 +22,16 @@ import { AUDIT_CONSUMER, auditSubject } from '../audit/shard-audit.js';
  * the cluster's shard count, fixed when the cluster is created. Consumer
  * names cannot be narrowed further: nats.js names an ordered consumer
  * `<prefix>_<serial>`, one token, so a name prefix is no subject prefix.
+ *
+ * Consumers are the one right no permission can narrow: whoever may create a
+ * consumer may make it a push consumer delivering to any subject, and the
+ * server delivers as itself, never checking the creator's publish
+ * permissions (verified on 2.9.10: a push consumer on NOTIFICATIONS
+ * delivering to `auction.log.0` appended to the shard log). So the gateway,
+ * internet-facing, holds none: it follows the streams through what they
+ * re-publish (JetStream RePublish) and reads gaps back by direct gets
+ * (gateway/stream-follower.ts). The engine and the audit still create
+ * consumers (a known limit, docs/operations.md).
  */
 
 export type Permission = { allow: string[]; deny?: string[] };
@@ -32,7 +42,7 @@ const API = '$JS.API';
 const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 const kvSubjects = (bucket: string) => `$KV.${bucket}.>`;
 
-/** Reading a stream through ordered (pull) consumers: its info, consumers of any name, pulls. No deletes. */
+/** Reading a stream through ordered (pull) consumers: its info, consumers of any name, pulls. No deletes. Not for the gateway. */
 const orderedReads = (stream: string) => [`${API}.STREAM.INFO.${stream}`, `${API}.CONSUMER.CREATE.${stream}.*`, `${API}.CONSUMER.MSG.NEXT.${stream}.*`];
 
 /**
@@ -72,9 +82,11 @@ const ownInbox = (role: Role) => `${inboxPrefix(role)}.>`;
  * - audit: follows the shard logs with its durable consumer (the only role
  *   that may create, delete or acknowledge it); writes notifications.
  *   Answers the gateways and the admin.
- * - gateway: sends commands and queries, follows the logs and the
- *   notifications, writes users and notification acknowledgements, watches
- *   the disabled users. Answers only the admin.
+ * - gateway: sends commands and queries, follows the logs, the
+ *   notifications and the disabled users without consumers (their
+ *   re-published copies, direct gets, stream info), writes users and
+ *   notification acknowledgements. Denied every consumer API subject.
+ *   Answers only the admin.
  *
  * No role but the admin may create, update, delete or purge a stream, list
  * streams' configurations, or delete a consumer other than its own. Not
@@ -137,23 +149,32 @@ export function rolePermissions(shardCount: number): Record<Role, Permissions> {
       publish: {
         allow: [
           ...jsCommon,
-          ...perShard((s) => [subjects.commands(s), subjects.control(s), auditSubject(s), ...orderedReads(streamName(s))]),
-          // An auction id names its shard, possibly one beyond the cluster's: the answer "no such
-          // stream" to its info is how the gateway knows the auction does not exist.
-          ...Array.from({ length: SHARDS_MAX - shardCount }, (_, i) => `${API}.STREAM.INFO.${streamName(shardCount + i)}`),
-          `${API}.STREAM.NAMES`, // discovering the shard streams: names only, no configurations
-          ...orderedReads(NOTIFICATIONS_STREAM),
+          // Each shard log: its info (the follower's start and checks) and direct gets by sequence (gaps).
+          ...perShard((s) => [subjects.commands(s), subjects.control(s), auditSubject(s), `${API}.STREAM.INFO.${streamName(s)}`, `${API}.DIRECT.GET.${streamName(s)}`]),
+          // Discovering the shard streams, and whether an auction's shard exists at all (an id may name
+          // a shard beyond the cluster's): names only, no configurations.
+          `${API}.STREAM.NAMES`,
+          `${API}.STREAM.INFO.${NOTIFICATIONS_STREAM}`,
           `${API}.DIRECT.GET.${NOTIFICATIONS_STREAM}`,
           `${API}.DIRECT.GET.${NOTIFICATIONS_STREAM}.${NOTIFICATION_SUBJECTS}`,
           ...bucketAccess(USERS_BUCKET, true),
           ...bucketAccess(NOTIFICATION_ACKS_BUCKET, true),
-          `${API}.STREAM.INFO.${kvStream(USER_FLAGS_BUCKET)}`,
-          ...bucketWatch(USER_FLAGS_BUCKET),
+          ...bucketAccess(USER_FLAGS_BUCKET, false), // its info lists the keys (subjects filter); values by key
           ...answers('admin'),
         ],
-        deny: auditConsumerGuard,
+        // No consumer of any kind (pull, push, ordered, durable), on any stream: see above.
+        deny: [`${API}.CONSUMER.>`],
       },
-      subscribe: { allow: [adminSubjects.gateway, STATUS_SUBJECT, ownInbox('gateway')] },
+      subscribe: {
+        allow: [
+          ...perShard((s) => [subjects.logged(s)]), // what the shard logs re-publish
+          NOTIFIED_SUBJECTS, // what NOTIFICATIONS re-publishes
+          USER_FLAGS_SUBJECTS, // what the disabled-users bucket re-publishes
+          adminSubjects.gateway,
+          STATUS_SUBJECT,
+          ownInbox('gateway'),
+        ],
+      },
     },
   };
 }

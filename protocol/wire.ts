@@ -32,6 +32,13 @@ export const subjects = {
   /** The shard's log: one JetStream message per batch of events. */
   log: (shard: number) => `auction.log.${shard}`,
   logWildcard: 'auction.log.*',
+  /**
+   * The shard's log as its stream re-publishes it (JetStream RePublish: every
+   * stored batch, never a rejected append, as a core message with the stream
+   * sequence in its headers). Gateways follow the logs here, without consumers.
+   */
+  logged: (shard: number) => `auction.logged.${shard}`,
+  loggedWildcard: 'auction.logged.*',
 };
 
 export const streamName = (shard: number) => `AUCTION_LOG_${shard}`;

@@ -5,6 +5,7 @@ export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
 export { ManagedProcess, handleSignals, ownProcessGroups, type ProcessExit, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
+export { NatsProxy, type ProxiedMessage } from './nats-proxy.js';
 export { AuditProcess, type AuditProcessOptions } from './audit-process.js';
 export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
 export { WsClient, type WsMessage } from './ws-client.js';

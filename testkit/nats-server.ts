@@ -104,11 +104,19 @@ export class NatsServer extends ManagedProcess {
     return server;
   }
 
-  /** Creates the cluster's streams and buckets as the admin (idempotent; again after a restart is harmless). */
+  /**
+   * Creates the cluster's streams and buckets as the admin (idempotent; again
+   * after a restart is harmless), upgrading older ones; says on stderr what it
+   * upgraded and what an older stream still lacks (a store made before, under `make up`).
+   */
   async provision(): Promise<void> {
     const nc = await connect(this.connectOptions('admin'));
     try {
-      await provisionCluster(nc, { shardCount: this.shards });
+      const report = await provisionCluster(nc, { shardCount: this.shards });
+      for (const s of [...report.shards.map((x) => ({ ...x, name: x.stream })), ...report.streams, ...report.buckets]) {
+        if (s.upgraded.length) process.stderr.write(`nats-server ${this.name}: upgraded ${s.name}: ${s.upgraded.join(', ')}\n`);
+        for (const l of s.lacking) process.stderr.write(`nats-server ${this.name}: ${s.name} lacks ${l.setting} (${l.reason}): gateways poll it, live updates up to a second late, until it is recreated\n`);
+      }
     } finally {
       await nc.close();
     }

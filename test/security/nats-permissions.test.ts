@@ -9,7 +9,7 @@ import { isStreamNotFound } from '../../protocol/provisioning.js';
 import { LEASE_BUCKET } from '../../engine/lease.js';
 import { USERS_BUCKET } from '../../gateway/auth.js';
 import { AUDIT_CONSUMER, auditSubject } from '../../audit/shard-audit.js';
-import { startNats } from '../../testkit/index.js';
+import { eventually, startNats } from '../../testkit/index.js';
 
 /**
  * Each service role's NATS user, on a real nats-server with the cluster's
@@ -22,6 +22,7 @@ import { startNats } from '../../testkit/index.js';
 
 const LOG = streamName(0);
 const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
+const ALL_STREAMS = [LOG, NOTIFICATIONS_STREAM, ...[LEASE_BUCKET, USERS_BUCKET, USER_FLAGS_BUCKET, NOTIFICATION_ACKS_BUCKET].map(kvStream)];
 /** How long a refusal may take to come back; it normally takes a round trip. */
 const REFUSAL_TIMEOUT_MS = 5_000;
 
@@ -55,9 +56,11 @@ await jetstream(admin).publish(notificationSubject(1), 'a real notification');
 /** What an attack could change, read as the admin. */
 async function snapshot(): Promise<unknown> {
   const streams: Record<string, unknown> = {};
-  for (const name of [LOG, NOTIFICATIONS_STREAM, ...[LEASE_BUCKET, USERS_BUCKET, USER_FLAGS_BUCKET, NOTIFICATION_ACKS_BUCKET].map(kvStream)]) {
+  for (const name of ALL_STREAMS) {
     const info: StreamInfo = await adminJsm.streams.info(name);
-    streams[name] = { config: info.config, messages: info.state.messages, lastSeq: info.state.last_seq };
+    const consumers: string[] = [];
+    for await (const names of adminJsm.consumers.list(name)) consumers.push(names.name);
+    streams[name] = { config: info.config, messages: info.state.messages, lastSeq: info.state.last_seq, consumers: consumers.sort() };
   }
   const audit = await adminJsm.consumers.info(LOG, AUDIT_CONSUMER);
   const values: Record<string, string | null> = {};
@@ -127,8 +130,8 @@ async function attacker(role: Role): Promise<Attacker> {
 
 type Check = { t: Test; a: Attacker };
 
-/** A JetStream API call must be refused by the server for its exact API subject, and change nothing. */
-async function refusedCall(t: Test, what: string, subject: string, call: () => Promise<unknown>): Promise<void> {
+/** A JetStream API call must be refused by the server for its exact API subject (or one matching), and change nothing. */
+async function refusedCall(t: Test, what: string, subject: string | RegExp, call: () => Promise<unknown>): Promise<void> {
   const before = await snapshot();
   const outcome = await call().then(() => null, (error: unknown) => error);
   const refused = violation(outcome);
@@ -204,6 +207,10 @@ async function commonRefusals(c: Check): Promise<void> {
   await refusedPublish(c, 'disabling a user', '$KV.auction_user_flags.u7', 'x');
   await refusedPublish(c, 're-enabling a disabled user', '$KV.auction_user_flags.u42', '', { headers: kvDelete() });
   await refusedPublish(c, 'asking every process for its status', STATUS_SUBJECT);
+  // The streams' re-published copies, which gateways trust as the stream's own: only the server sends them.
+  await refusedPublish(c, 'forging a shard log batch to the gateways', subjects.logged(0));
+  await refusedPublish(c, 'forging a notification to the gateways', 'notified.1');
+  await refusedPublish(c, 'forging a disabled-users change to the gateways', 'auction.user_flags.u42');
   // Inboxes: nobody reads another role's replies, nor the default or the whole subject space.
   for (const other of ROLES.filter((r) => r !== a.role)) await refusedSubscription(c, `reading the ${other}'s replies`, `${inboxPrefix(other)}.>`);
   await refusedSubscription(c, 'reading the default inbox', '_INBOX.>');
@@ -270,6 +277,60 @@ t.test('gateway credentials (internet-facing: the likeliest to be stolen)', asyn
   await refusedPublish(c, 'forging a reply to another gateway', `${inboxPrefix('gateway')}.forged.1`);
   await refusedSubscription(c, 'serving a shard\'s commands (impersonating an engine)', subjects.commands(0));
   await refusedSubscription(c, 'serving the audit\'s queries', auditSubject(0));
+  // It follows the streams without consumers: no consumer right at all, on any stream, in any form.
+  const raw = (subject: string, body: unknown) => () => a.nc.request(subject, JSON.stringify(body), { timeout: REFUSAL_TIMEOUT_MS });
+  for (const stream of ALL_STREAMS) {
+    await refusedCall(t, `creating a pull consumer on ${stream}`, `$JS.API.CONSUMER.CREATE.${stream}.evil_pull`, () => a.jsm.consumers.add(stream, { name: 'evil_pull', ack_policy: AckPolicy.None }));
+    await refusedCall(t, `creating a push consumer on ${stream}`, `$JS.API.CONSUMER.CREATE.${stream}.evil_push`, () => a.jsm.consumers.add(stream, { name: 'evil_push', ack_policy: AckPolicy.None, deliver_subject: `${inboxPrefix('gateway')}.evil` }));
+    await refusedCall(t, `creating an unnamed push consumer on ${stream}`, `$JS.API.CONSUMER.CREATE.${stream}`, raw(`$JS.API.CONSUMER.CREATE.${stream}`, { stream_name: stream, config: { ack_policy: 'none', deliver_subject: `${inboxPrefix('gateway')}.evil` } }));
+    await refusedCall(t, `creating a durable consumer on ${stream} (the older subject form)`, `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.evil`, raw(`$JS.API.CONSUMER.DURABLE.CREATE.${stream}.evil`, { stream_name: stream, config: { durable_name: 'evil', ack_policy: 'none' } }));
+  }
+  await refusedCall(t, 'an ordered consumer on the shard log (how gateways used to follow it)', new RegExp(`^\\$JS\\.API\\.CONSUMER\\.CREATE\\.${LOG}\\.`), async () => {
+    const consumer = await jetstream(a.nc).consumers.get(LOG);
+    await consumer.next({ expires: 1_000 });
+  });
+  await refusedCall(t, 'a KV watch of the disabled users (a push consumer)', new RegExp(`^\\$JS\\.API\\.CONSUMER\\.CREATE\\.${kvStream(USER_FLAGS_BUCKET)}\\.`), async () => {
+    const watch = await (await new Kvm(jetstream(a.nc)).create(USER_FLAGS_BUCKET)).watch();
+    watch.stop();
+  });
+  await refusedCall(t, 'pulling from the audit\'s durable consumer', `$JS.API.CONSUMER.MSG.NEXT.${LOG}.${AUDIT_CONSUMER}`, raw(`$JS.API.CONSUMER.MSG.NEXT.${LOG}.${AUDIT_CONSUMER}`, { batch: 1, expires: 1_000_000_000 }));
+  await refusedCall(t, 'reading the audit consumer\'s position', `$JS.API.CONSUMER.INFO.${LOG}.${AUDIT_CONSUMER}`, () => a.jsm.consumers.info(LOG, AUDIT_CONSUMER));
+  await refusedCall(t, 'listing a stream\'s consumers', `$JS.API.CONSUMER.NAMES.${LOG}`, raw(`$JS.API.CONSUMER.NAMES.${LOG}`, {}));
+  await refusedPublish(c, 'answering a push consumer\'s flow control', `$JS.FC.${kvStream(USER_FLAGS_BUCKET)}.x.1`);
+  // An auction id may name a shard beyond the cluster's: the stream names answer that, not the stream's info.
+  await refusedCall(t, 'reading the info of a shard stream beyond the cluster', `$JS.API.STREAM.INFO.${streamName(1)}`, () => a.jsm.streams.info(streamName(1)));
+  // What it does need (controls: the connection and these rights work).
+  t.ok(await a.jsm.direct.getMessage(LOG, { seq: 1 }), 'it reads the shard log by sequence (direct get), to read gaps back');
+  t.ok((await a.jsm.streams.info(LOG)).config.republish, 'and reads the log\'s info: the log re-publishes, as provisioned');
+});
+
+t.test('the push-consumer injection into a shard log is refused for the gateway', async (t) => {
+  const a = await attacker('gateway');
+  // Control: where the right to create consumers exists, the attack works. A push consumer on
+  // NOTIFICATIONS made by the admin delivers into another stream's subject, and that stream stores
+  // it (under the notification's own subject, which nats-server delivers it with).
+  await adminJsm.streams.add({ name: 'SCRATCH', subjects: ['scratch.in'] });
+  t.teardown(() => adminJsm.streams.delete('SCRATCH'));
+  await adminJsm.consumers.add(NOTIFICATIONS_STREAM, { name: 'control', deliver_subject: 'scratch.in', deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None });
+  // No event says that a stream stored a delivery: its state is read until it has.
+  const injected = await eventually(async () => {
+    const m = await adminJsm.streams.getMessage('SCRATCH', { seq: 1 });
+    if (!m) throw new Error('nothing stored yet');
+    return m;
+  }, { timeoutMs: REFUSAL_TIMEOUT_MS, intervalMs: 20 });
+  t.equal(injected.subject, notificationSubject(1), 'control: the notification was appended to the stream it was delivered into');
+  await adminJsm.consumers.delete(NOTIFICATIONS_STREAM, 'control');
+  // The attack with the gateway's credentials: a push consumer on NOTIFICATIONS delivering into the
+  // shard log, whose next append by the engine would then fail its expected sequence.
+  await refusedCall(t, 'a push consumer on NOTIFICATIONS delivering into auction.log.0', `$JS.API.CONSUMER.CREATE.${NOTIFICATIONS_STREAM}.inject`, () => a.jsm.consumers.add(NOTIFICATIONS_STREAM, { name: 'inject', deliver_subject: subjects.log(0), deliver_policy: DeliverPolicy.All, ack_policy: AckPolicy.None }));
+  await refusedCall(t, 'the same without a name', `$JS.API.CONSUMER.CREATE.${NOTIFICATIONS_STREAM}`, () => a.nc.request(`$JS.API.CONSUMER.CREATE.${NOTIFICATIONS_STREAM}`, JSON.stringify({ stream_name: NOTIFICATIONS_STREAM, config: { deliver_subject: subjects.log(0), deliver_policy: 'all', ack_policy: 'none' } }), { timeout: REFUSAL_TIMEOUT_MS }));
+  const before = (await adminJsm.streams.info(LOG)).state;
+  // A notification stored now would be delivered into the log by any consumer the attempts had made.
+  await jetstream(admin).publish(notificationSubject(1), 'after the attempts');
+  await admin.flush();
+  const after = (await adminJsm.streams.info(LOG)).state;
+  t.same({ messages: after.messages, last: after.last_seq }, { messages: before.messages, last: before.last_seq }, 'the shard log is unchanged, read as the admin');
+  t.same((await adminJsm.consumers.info(NOTIFICATIONS_STREAM, 'inject').catch(() => null)), null, 'no such consumer exists');
 });
 
 t.test('replies still reach the role that asked, and only it', async (t) => {
