@@ -191,10 +191,13 @@ export class StreamFollower {
 
   private async compareWithStream(): Promise<void> {
     if (this.stopped || this.position < 0) return;
+    // The answer describes the stream when it was asked; copies delivered meanwhile may be newer
+    // than its last sequence. Only a stream behind what was delivered *before asking* was recreated.
+    const asked = this.position;
     try {
       const last = (await this.o.jsm.streams.info(this.o.stream)).state.last_seq;
       if (this.stopped) return;
-      if (last < this.position) {
+      if (last < asked) {
         // Deleted and created again (or restored from an older backup): nothing before is valid any more.
         this.o.logger.warn({ stream: this.o.stream, last, position: this.position }, 'the stream is behind this follower: it was recreated');
         this.highest = last;

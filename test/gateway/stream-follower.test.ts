@@ -237,6 +237,21 @@ t.test('a stream that does not re-publish (made before RePublish) is followed by
   t.match(f.follower.stats, { refilled: 3, resets: 0 });
 });
 
+t.test('copies that arrive while the stream\'s position is being asked are not taken for a recreated stream', async (t) => {
+  const p = await proxy(t);
+  const f = await follow(t, { via: p });
+  // Hold back the answer to the next STREAM.INFO (a reply without headers), so it is older than what follows.
+  p.holdWhen((m) => m.subject.startsWith('_INBOX_gateway.') && m.headers === '');
+  const checking = f.follower.check();
+  await f.nc.flush(); // the server has answered the info request (the answer is held)
+  const seqs = await append(3, 'meanwhile');
+  await f.reached(seqs[2]);
+  p.release();
+  await checking;
+  t.same(f.resets, [], 'no reset: the stream is not behind what was delivered before asking');
+  assertDeliveredOnce(t, f, f.start + 1, seqs[2], 'while the position was asked');
+});
+
 t.test('a stream recreated behind the follower (its last sequence went backwards) resets it, then is followed anew', async (t) => {
   await adminJsm.streams.add({ name: 'REMADE', subjects: ['remade'], allow_direct: true });
   t.teardown(() => adminJsm.streams.delete('REMADE').catch(() => undefined));
