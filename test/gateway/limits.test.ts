@@ -1,5 +1,6 @@
 import t from 'tap';
 import { request as httpGet, type IncomingMessage } from 'node:http';
+import { createConnection } from 'node:net';
 import { pack } from 'msgpackr';
 import { decode, EngineClient, subjects, type CreateOutcome } from '../../protocol/index.js';
 import { eventually, WsClient, type WsMessage } from '../../testkit/index.js';
@@ -44,6 +45,34 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
   const bob = await s.user();
   const auction = await s.auction(seller.token);
   const url = s.gateway.wsUrl;
+
+  await t.test('clients that leave in the middle of an upgrade hold no place', async (t) => {
+    const upgrade = 'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+    for (let i = 0; i < 60; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = createConnection({ host: '127.0.0.1', port: s.gateway.port, localAddress: '127.0.0.5' }, () => {
+          socket.write(upgrade);
+          if (i % 2 === 0) socket.resetAndDestroy();
+          else socket.destroy();
+          resolve();
+        });
+        socket.on('error', () => resolve());
+      });
+    }
+    // Whatever the server saw of them, three real sockets from that address must fit under its cap of three.
+    const opened = await eventually(async () => {
+      const sockets: WsClient[] = [];
+      try {
+        for (let i = 0; i < 3; i++) sockets.push(await WsClient.connect(url, 'json', '127.0.0.5'));
+        return sockets;
+      } catch (error) {
+        for (const ws of sockets) await ws.close();
+        throw error;
+      }
+    });
+    t.equal(opened.length, 3);
+    for (const ws of opened) await ws.close();
+  });
 
   await t.test('WebSockets: per address, in all, and per signed-in user', async (t) => {
     const a = [await WsClient.connect(url), await WsClient.connect(url), await WsClient.connect(url)];
