@@ -173,7 +173,7 @@ export class GatewayServer {
         if (this.refuseFraming(ex, req)) return;
         // The handler starts synchronously (uWS's `req` is valid only now); all it throws becomes the answer.
         answer(ex, async () => {
-          if (method === 'get') this.limitReads(ex, readCost());
+          if (method === 'get') this.limitReads(ex.address, readCost());
           await handler(ex, req);
         }, unexpected);
       });
@@ -309,14 +309,19 @@ export class GatewayServer {
   private refuseFraming(ex: Exchange, req: HttpRequest): boolean {
     const error = this.framing.check(req, ex.address);
     if (!error) return false;
-    this.d.metrics.errors.inc({ code: error.code });
-    ex.error(error, true);
+    this.refuse(ex, error, true);
     return true;
   }
 
-  /** Charges a read to the client address's budget; `rate_limited` when it is spent. */
-  private limitReads(ex: Exchange, cost: number): void {
-    if (cost === 0 || this.readLimiter.take(ex.address, cost)) return;
+  /** An error answer given before any handler ran (framing, SSE and upgrade refusals), counted like the WebSocket's. */
+  private refuse(ex: Exchange, error: ApiError, closeConnection = false): void {
+    this.d.metrics.errors.inc({ code: error.code });
+    ex.error(error, closeConnection);
+  }
+
+  /** Charges reads to the client address's budget; `rate_limited` when it is spent. */
+  private limitReads(address: string, cost: number): void {
+    if (cost === 0 || this.readLimiter.take(address, cost)) return;
     this.d.metrics.rateLimited.inc({ scope: 'reads' });
     throw new ApiError('rate_limited', 'too many reads from this address', { retryAfterSeconds: 1 });
   }
@@ -516,11 +521,10 @@ export class GatewayServer {
     try {
       auctionId = v.idParam(req.getParameter(0), 'auction id');
       resumeFrom = resumeVersion(req.getHeader('last-event-id') || new URLSearchParams(req.getQuery() ?? '').get('lastEventId') || '');
-      this.limitReads(ex, 1);
+      this.limitReads(ex.address, 1);
       this.limits.openStream(ex.address);
     } catch (error) {
-      this.d.metrics.errors.inc({ code: asApiError(error).code });
-      ex.error(asApiError(error));
+      this.refuse(ex, asApiError(error));
       return;
     }
     // The stream counts against its address from now until the client goes away or is refused.
@@ -626,16 +630,14 @@ export class GatewayServer {
       if (token !== null) userId = this.d.tokens.verify(token);
       this.limits.openWebSocket(ex.address);
     } catch (error) {
-      this.d.metrics.errors.inc({ code: asApiError(error).code });
-      ex.error(asApiError(error));
+      this.refuse(ex, asApiError(error));
       return;
     }
     try {
       if (userId) this.limits.signIn(userId);
     } catch (error) {
       this.limits.closeWebSocket(ex.address);
-      this.d.metrics.errors.inc({ code: asApiError(error).code });
-      ex.error(asApiError(error));
+      this.refuse(ex, asApiError(error));
       return;
     }
     const connection: Connection = {
@@ -781,10 +783,7 @@ export class GatewayServer {
         }
         // An auction nobody here watches yet costs an engine and a read-model request: charged to the address.
         const costly = fresh.filter((id) => !this.d.live.watching(id) && !this.d.live.knownMissing(id)).length;
-        if (costly > 0 && !this.readLimiter.take(c.address, costly)) {
-          this.d.metrics.rateLimited.inc({ scope: 'reads' });
-          throw new ApiError('rate_limited', 'too many reads from this address', { retryAfterSeconds: 1 });
-        }
+        this.limitReads(c.address, costly);
         // Already subscribed ones get their current state again (a cheap resync for the client).
         for (const id of ids) if (c.subs.has(id)) this.sendState(ws, c.subs.get(id)!, id);
         c.joining += fresh.length;
