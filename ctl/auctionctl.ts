@@ -9,7 +9,7 @@ import { parseShards } from '../engine/config.js';
 import { adminSubjects, inboxPrefix, natsCredentials, ROLES, USER_FLAGS_BUCKET, type Role, type ShardCopyStatus } from '../protocol/cluster.js';
 import { bucketOptions, isPermissionViolation, NotProvisionedError } from '../protocol/provisioning.js';
 import { provisionCluster } from './provision.js';
-import { LEASE_BUCKET } from '../engine/lease.js';
+import { LEASE_BUCKET } from '../replica/lease.js';
 import { ownerOf, placement } from '../engine/placement.js';
 import { auditSubject } from '../audit/shard-audit.js';
 import type { VerifyResult } from '../audit/verify.js';

@@ -3,7 +3,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { decode, encode } from '../protocol/index.js';
 import { STATUS_SUBJECT, type ProcessStatus, type ShardCopyStatus } from '../protocol/cluster.js';
-import type { LeaseValue } from '../engine/lease.js';
+import type { LeaseValue } from '../replica/lease.js';
 
 type EngineReport = Extract<ProcessStatus, { kind: 'engine' }>;
 type AuditReport = Extract<ProcessStatus, { kind: 'audit' }>;

@@ -6,7 +6,7 @@ import { USER_FLAGS_BUCKET } from '../protocol/cluster.js';
 import { bucketExists, bucketFollowSettings, openBucket, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
 import { loadConfig } from '../engine/config.js';
 import { ShardLog, type ShardStreamConfig } from '../engine/log.js';
-import { LEASE_BUCKET } from '../engine/lease.js';
+import { LEASE_BUCKET } from '../replica/lease.js';
 import { USERS_BUCKET } from '../gateway/auth.js';
 
 /**

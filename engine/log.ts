@@ -1,18 +1,9 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
 import { createMissing, isStreamNotFound, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
+import { DeposedError, type LogFollower, type ShardLogPort, type ShardStreamConfig } from '../shard/ports.js';
 
-/** What a shard's stream records about the shard itself (its description field). */
-export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
-
-/** The append was refused because the stream moved on: this writer is deposed. */
-export class DeposedError extends Error {
-  readonly code = 'deposed';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DeposedError';
-  }
-}
+export { DeposedError, type ShardStreamConfig };
 
 export function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
@@ -47,7 +38,7 @@ export function shardStreamConfig(shard: number, recorded: ShardStreamConfig, re
  * stream-level expected last sequence (never a per-subject one), so a writer
  * that is not the latest fails instead of forking the history.
  */
-export class ShardLog {
+export class ShardLog implements ShardLogPort {
   readonly stream: string;
   readonly subject: string;
 
@@ -112,7 +103,7 @@ export class ShardLog {
    * keeps reading (a replica's ordered consumer). `pending` is how many
    * messages the stream holds beyond each one.
    */
-  async follow(afterStreamSeq: number): Promise<{ messages: AsyncIterable<{ streamSeq: number; batch: LogBatch; pending: number }>; stop: () => Promise<void> }> {
+  async follow(afterStreamSeq: number): Promise<LogFollower> {
     const raw = await this.readFrom(afterStreamSeq);
     async function* messages() {
       for await (const message of raw) yield { streamSeq: message.seq, batch: decodeLog(message.data), pending: message.info.pending };

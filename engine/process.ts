@@ -4,8 +4,14 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, USAGE } from './config.js';
 import { EngineCluster } from './cluster.js';
-import { LEASE_BUCKET } from './lease.js';
+import { LEASE_BUCKET } from '../replica/lease.js';
+import { join } from 'node:path';
 import { ShardEngine } from './shard.js';
+import { ShardLog } from './log.js';
+import { KvLeaseStore } from '../replica/kv-lease-store.js';
+import { SnapshotStore } from '../shard/snapshot-store.js';
+import { nodeClock } from '../shard/node-clock.js';
+import { natsBus } from '../shard/nats-bus.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 import { openBucket } from '../protocol/provisioning.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
@@ -31,13 +37,16 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const startedAt = Date.now();
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  const leases = await openBucket(js, LEASE_BUCKET, config.streamReplicas);
+  const leases = new KvLeaseStore(await openBucket(js, LEASE_BUCKET, config.streamReplicas));
+  const bus = natsBus(nc);
   const engines = new Map<number, ShardEngine>();
   const startShard = async (shard: number) => {
     const engine = new ShardEngine({
-      shard, nc, js, jsm, logger, writer,
+      shard, logger, writer, bus,
+      log: new ShardLog(js, jsm, shard),
+      snapshots: new SnapshotStore(join(config.dataDir, `shard-${shard}`)),
+      clock: nodeClock,
       engineId: config.engineId,
-      dataDir: config.dataDir,
       auctionsMax: config.auctionsMax,
       idempotencyEntriesMax: config.idempotencyEntriesMax,
       streamReplicas: config.streamReplicas,
@@ -47,8 +56,9 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       appendTimeoutMs: config.appendTimeoutMs,
       snapshotEveryEvents: config.snapshotEveryEvents,
       snapshotEveryMs: config.snapshotEveryMs,
-      lease: { kv: leases, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
+      lease: { store: leases, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
       preferFollow: config.role === 'replica',
+      onFatal: () => process.exit(70),
     });
     engines.set(shard, engine);
     await engine.start();

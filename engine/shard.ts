@@ -1,12 +1,7 @@
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { join } from 'node:path';
 import { AuctionCore, InvariantError } from './core/index.js';
-import { DeposedError, ShardLog } from './log.js';
-import { ShardLease } from './lease.js';
-import type { KV } from '@nats-io/kv';
-import { SnapshotStore } from './snapshot-store.js';
+import { ShardLease } from '../replica/lease.js';
+import { DeposedError, type BusPort, type BusRequest, type Cancel, type Clock, type LeaseStorePort, type LogFollower, type ShardLogPort, type SnapshotPort } from '../shard/ports.js';
 import {
   commandError,
   decode,
@@ -26,11 +21,11 @@ import { adminSubjects, type ShardCopyStatus } from '../protocol/cluster.js';
 
 export type ShardEngineOptions = {
   shard: number;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
+  bus: BusPort;
+  log: ShardLogPort;
+  snapshots: SnapshotPort;
+  clock: Clock;
   logger: Logger;
-  dataDir: string;
   /** This process's instance id, written into every batch. */
   writer: string;
   /** The engine's stable id (placement); reported in status. */
@@ -48,13 +43,14 @@ export type ShardEngineOptions = {
   appendTimeoutMs?: number;
   snapshotEveryEvents?: number;
   snapshotEveryMs?: number;
-  clock?: () => number;
   /**
-   * Leadership through a lease in this KV bucket: the engine leads when it
+   * Leadership through a lease in this store: the engine leads when it
    * holds the lease and follows the stream (a hot standby) otherwise. Without
    * it the engine simply serves (single-engine setups and tests).
    */
-  lease?: { kv: KV; ttlMs: number; renewMs: number };
+  lease?: { store: LeaseStorePort; ttlMs: number; renewMs: number };
+  /** A broken invariant: the owner stops the process (exit 70); the copy decides nothing more. */
+  onFatal: (error: unknown) => void;
   /** Start as a follower even when the lease is free (the `replica` role); it still takes over on expiry. */
   preferFollow?: boolean;
   /** Sweep every invariant of the core after each batch (default: VERIFY=1 in the environment; tests and soak runs). */
@@ -65,9 +61,11 @@ type Status = 'starting' | 'serving' | 'following' | 'taking-over' | 'resyncing'
 
 type Parsed = ReturnType<typeof parseCommand>;
 
+type Sub = { unsubscribe(): void };
+
 /** A request being decided: answered once every event it depends on is durable. */
 type PendingRequest = {
-  msg: Msg;
+  msg: BusRequest;
   parsed: Parsed[];
   results: CommandResult[];
   /** A read answered with this body instead of `results` (the `states` control op). */
@@ -93,10 +91,11 @@ type Batch = {
  */
 export class ShardEngine {
   readonly shard: number;
-  private readonly log: ShardLog;
-  private readonly snapshots: SnapshotStore;
+  private readonly log: ShardLogPort;
+  private readonly snapshots: SnapshotPort;
   private readonly logger: Logger;
   private readonly clock: () => number;
+  private readonly timers: Clock;
   private readonly limits: Required<Pick<ShardEngineOptions, 'batchEventsMax' | 'batchesInFlightMax' | 'pendingCommandsMax' | 'appendTimeoutMs' | 'snapshotEveryEvents' | 'snapshotEveryMs'>>;
   private core!: AuctionCore;
   private coreConfig!: { auctionsMax: number; idempotencyEntriesMax: number };
@@ -118,21 +117,21 @@ export class ShardEngine {
   private snapshotWriting: Promise<void> | null = null;
   private snapshotWanted = false;
   private scheduled = false;
-  private timer: NodeJS.Timeout | null = null;
-  private housekeeping: NodeJS.Timeout | null = null;
-  private commandSub: Subscription | null = null;
-  private controlSub: Subscription | null = null;
-  private adminSub: Subscription | null = null;
+  private timer: Cancel | null = null;
+  private housekeeping: Cancel | null = null;
+  private commandSub: Sub | null = null;
+  private controlSub: Sub | null = null;
+  private adminSub: Sub | null = null;
   /** Operators waiting for the snapshot they asked for (answered when it is written). */
-  private snapshotWaiters: Msg[] = [];
+  private snapshotWaiters: BusRequest[] = [];
   /** The newest snapshot written or loaded by this copy. */
   private snapshot: ShardCopyStatus['snapshot'] = null;
   private steppingDown = false;
   private resyncing: Promise<void> | null = null;
   private readonly lease: ShardLease | null;
-  private nodeControlSub: Subscription | null = null;
+  private nodeControlSub: Sub | null = null;
   private follower: { stop: () => Promise<void>; done: Promise<void> } | null = null;
-  private leaseWatchdog: NodeJS.Timeout | null = null;
+  private leaseWatchdog: Cancel | null = null;
   /**
    * Follower lag: stream messages not applied yet (exact), events in them
    * (estimated from the mean events per message so far) and how old the
@@ -145,13 +144,14 @@ export class ShardEngine {
 
   constructor(private readonly options: ShardEngineOptions) {
     this.shard = options.shard;
-    this.log = new ShardLog(options.js, options.jsm, options.shard);
-    this.snapshots = new SnapshotStore(join(options.dataDir, `shard-${options.shard}`));
+    this.log = options.log;
+    this.snapshots = options.snapshots;
     this.logger = options.logger.child({ shard: options.shard });
-    this.clock = options.clock ?? Date.now;
+    this.timers = options.clock;
+    this.clock = () => options.clock.now();
     this.verifyEveryBatch = options.verify ?? process.env.VERIFY === '1';
     this.lease = options.lease
-      ? new ShardLease(options.lease.kv, options.shard, { engineId: options.engineId ?? options.writer, writer: options.writer }, options.lease.ttlMs, options.lease.renewMs, this.logger)
+      ? new ShardLease(options.lease.store, options.clock, options.shard, { engineId: options.engineId ?? options.writer, writer: options.writer }, options.lease.ttlMs, options.lease.renewMs, this.logger)
       : null;
     this.limits = {
       batchEventsMax: options.batchEventsMax ?? 4_096,
@@ -175,9 +175,7 @@ export class ShardEngine {
     );
     this.coreConfig = { auctionsMax: config.auctionsMax, idempotencyEntriesMax: config.idempotencyEntriesMax };
     await this.rebuild();
-    this.nodeControlSub = this.options.nc.subscribe(subjects.nodeControl(this.shard, this.options.engineId ?? this.options.writer), {
-      callback: (_e, msg) => this.onControl(msg),
-    });
+    this.nodeControlSub = this.options.bus.serve(subjects.nodeControl(this.shard, this.options.engineId ?? this.options.writer), (msg) => this.onControl(msg));
     if (!this.lease) {
       await this.lead();
       return;
@@ -211,11 +209,10 @@ export class ShardEngine {
         await this.catchUp();
       }
     }
-    this.controlSub = this.options.nc.subscribe(subjects.control(this.shard), { callback: (_e, msg) => this.onControl(msg) });
+    this.controlSub = this.options.bus.serve(subjects.control(this.shard), (msg) => this.onControl(msg));
     this.subscribeCommands();
-    this.adminSub = this.options.nc.subscribe(adminSubjects.engine(this.shard), { callback: (_e, msg) => this.onAdmin(msg) });
-    this.housekeeping = setInterval(() => this.checkSnapshotDue(), 1_000);
-    this.housekeeping.unref();
+    this.adminSub = this.options.bus.serve(adminSubjects.engine(this.shard), (msg) => this.onAdmin(msg));
+    this.housekeeping = this.timers.every(1_000, () => this.checkSnapshotDue());
     this.lease?.keepRenewing((why) => this.depose(new DeposedError(`shard ${this.shard}: ${why}`)));
     this.status = 'serving';
     this.becameLeaderAt = this.clock();
@@ -229,19 +226,19 @@ export class ShardEngine {
     this.status = 'following';
     this.logger.info({ streamSeq: this.durableStreamSeq, holder: this.lease?.holder?.engineId }, 'following shard');
     // The watchdog first: while the stream cannot be read (no stream leader yet), the lease may still lapse.
-    this.leaseWatchdog ??= setInterval(() => {
+    this.leaseWatchdog ??= this.timers.every(Math.max(10, Math.floor((this.options.lease?.renewMs ?? 100) / 2)), () => {
       if (this.status === 'following' && this.lease?.expired()) void this.takeOver();
-    }, Math.max(10, Math.floor((this.options.lease?.renewMs ?? 100) / 2)));
+    });
     // Opening the consumer fails while JetStream elects a new stream leader: retry until it opens
     // (a shard left "following" with no follower would never serve again).
-    let opened: Awaited<ReturnType<ShardLog['follow']>> | null = null;
+    let opened: LogFollower | null = null;
     for (let attempt = 1; opened === null; attempt++) {
       try {
         opened = await this.log.follow(this.durableStreamSeq);
       } catch (error) {
         if (this.status !== 'following') return;
         this.logger.warn({ err: error, attempt }, 'cannot read the shard stream yet; retrying');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
+        await this.timers.sleep(Math.min(1_000, 50 * attempt));
       }
       if (this.status !== 'following') {
         await opened?.stop();
@@ -272,18 +269,18 @@ export class ShardEngine {
       else if (this.status === 'following') {
         // Read again from where we are, unless this follower was stopped or replaced meanwhile.
         this.logger.warn({ err: error }, 'follower stopped reading; reopening');
-        setTimeout(() => {
+        this.timers.after(200, () => {
           if (this.status !== 'following' || this.follower?.done !== done) return;
           this.follower = null;
           void this.follow();
-        }, 200);
+        });
       }
     });
     this.follower = { stop, done };
   }
 
   private async stopFollowing(): Promise<void> {
-    if (this.leaseWatchdog) clearInterval(this.leaseWatchdog);
+    this.leaseWatchdog?.();
     this.leaseWatchdog = null;
     const follower = this.follower;
     this.follower = null;
@@ -357,7 +354,7 @@ export class ShardEngine {
    * operators' subject: only operators may close or cancel an auction (NATS
    * permissions keep everyone else off `auction.admin.>`).
    */
-  private onRequest(msg: Msg, admin: boolean): void {
+  private onRequest(msg: BusRequest, admin: boolean): void {
     let commands: unknown[];
     try {
       const body = decode(msg.data) as { commands?: unknown };
@@ -389,7 +386,7 @@ export class ShardEngine {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.timers.soon(() => {
       this.scheduled = false;
       this.pump();
     });
@@ -569,7 +566,7 @@ export class ShardEngine {
           return;
         }
         this.logger.warn({ err: error, attempt, status }, 'rebuild failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * attempt)));
+        await this.timers.sleep(Math.min(1_000, 50 * attempt));
       }
     }
   }
@@ -643,7 +640,7 @@ export class ShardEngine {
   /** A broken invariant: stop deciding at once, loudly. */
   private crash(error: unknown): void {
     this.logger.fatal({ err: error }, 'invariant broken; exiting');
-    process.exit(70);
+    this.options.onFatal(error);
   }
 
   // --- answers ---------------------------------------------------------------
@@ -681,7 +678,7 @@ export class ShardEngine {
   }
 
   private subscribeCommands(): void {
-    this.commandSub ??= this.options.nc.subscribe(subjects.commands(this.shard), { callback: (_e, msg) => this.onRequest(msg, false) });
+    this.commandSub ??= this.options.bus.serve(subjects.commands(this.shard), (msg) => this.onRequest(msg, false));
   }
 
   /** Stops taking commands, queries and operator actions as the shard's primary. */
@@ -692,26 +689,25 @@ export class ShardEngine {
     this.adminSub = null;
   }
 
-  private reply(msg: Msg, body: unknown): void {
+  private reply(msg: BusRequest, body: unknown): void {
     if (msg.reply) msg.respond(encode(body));
   }
 
   // --- timers and snapshots --------------------------------------------------
 
   private armTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.();
     this.timer = null;
     if (this.status !== 'serving') return;
     const due = this.core.nextDueAt();
     if (!Number.isFinite(due)) return;
-    const delay = Math.min(Math.max(0, due - this.clock()), 2 ** 31 - 1);
-    this.timer = setTimeout(() => this.schedule(), delay);
+    this.timer = this.timers.after(due - this.clock(), () => this.schedule());
   }
 
   private clearTimers(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.();
     this.timer = null;
-    if (this.housekeeping) clearInterval(this.housekeeping);
+    this.housekeeping?.();
     this.housekeeping = null;
   }
 
@@ -759,7 +755,7 @@ export class ShardEngine {
 
   // --- control ---------------------------------------------------------------
 
-  private onControl(msg: Msg): void {
+  private onControl(msg: BusRequest): void {
     let request: { op?: unknown; auctionId?: unknown; auctionIds?: unknown };
     try {
       request = decode(msg.data) as typeof request;
@@ -790,7 +786,7 @@ export class ShardEngine {
    * event they reflect is durable, so a gateway never shows a version the log
    * might lose (an append in flight could still fail).
    */
-  private answerStates(msg: Msg, auctionIds: unknown): void {
+  private answerStates(msg: BusRequest, auctionIds: unknown): void {
     if (!Array.isArray(auctionIds) || auctionIds.length > WIRE_LIMITS.requestCommandsMax) {
       this.reply(msg, { error: commandError('invalid_request', `auctionIds: an array of at most ${WIRE_LIMITS.requestCommandsMax} ids`) });
       return;
@@ -829,7 +825,7 @@ export class ShardEngine {
 
   // --- operator actions (auction.admin.engine.<shard>) --------------------------
 
-  private onAdmin(msg: Msg): void {
+  private onAdmin(msg: BusRequest): void {
     let request: { op?: unknown; commands?: unknown; to?: unknown };
     try {
       request = decode(msg.data) as typeof request;
@@ -872,7 +868,7 @@ export class ShardEngine {
    * decides nothing more). Commands sent meanwhile find no responder and are
    * retried by their senders with the same bidId.
    */
-  private async stepDown(msg: Msg, to: unknown): Promise<void> {
+  private async stepDown(msg: BusRequest, to: unknown): Promise<void> {
     const me = this.options.engineId ?? this.options.writer;
     const refuse = (code: 'invalid_request' | 'unavailable', message: string) => this.reply(msg, { error: commandError(code, message) });
     if (typeof to !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(to) || to === me) return refuse('invalid_request', 'to: the engine id of a replica of this shard');
@@ -886,7 +882,7 @@ export class ShardEngine {
       while ((this.pending.length > 0 || this.inflight.length > 0) && this.status === 'serving') {
         this.schedule();
         await Promise.allSettled(this.inflight.map((b) => b.append));
-        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise<void>((resolve) => this.timers.soon(resolve));
       }
       if (this.status !== 'serving') return refuse('unavailable', `step-down interrupted: shard ${this.status}`);
       this.unsubscribeLeader();

@@ -4,7 +4,7 @@ import { NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM, 
 import { streamName, subjects } from './wire.js';
 import { SHARDS_MAX } from './ids.js';
 import { HEARTBEAT_SUBJECT } from '../engine/cluster.js';
-import { LEASE_BUCKET } from '../engine/lease.js';
+import { LEASE_BUCKET } from '../replica/lease.js';
 import { USERS_BUCKET } from '../gateway/auth.js';
 import { AUDIT_CONSUMER, auditSubject } from '../audit/shard-audit.js';
 

@@ -6,7 +6,7 @@ import { kvPrefix } from '@nats-io/kv/internal';
 import { NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_STREAM, notificationSubject, streamName, subjects } from '../../protocol/index.js';
 import { adminSubjects, inboxPrefix, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, type Role } from '../../protocol/cluster.js';
 import { isStreamNotFound } from '../../protocol/provisioning.js';
-import { LEASE_BUCKET } from '../../engine/lease.js';
+import { LEASE_BUCKET } from '../../replica/lease.js';
 import { USERS_BUCKET } from '../../gateway/auth.js';
 import { AUDIT_CONSUMER, auditSubject } from '../../audit/shard-audit.js';
 import { eventually, startNats } from '../../testkit/index.js';

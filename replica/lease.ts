@@ -1,7 +1,6 @@
-import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { decode, encode } from '../protocol/index.js';
-import { isWrongLastSequence } from './log.js';
+import { RevisionConflictError, type Cancel, type Clock, type LeaseStorePort } from '../shard/ports.js';
 
 export const LEASE_BUCKET = 'auction_leases';
 
@@ -24,10 +23,11 @@ export class ShardLease {
   private lastSeen: { revision: number; value: LeaseValue | null; localAt: number } | null = null;
   private lastRenewedAt = 0;
   private watching: { stop(): void } | null = null;
-  private renewTimer: NodeJS.Timeout | null = null;
+  private renewTimer: Cancel | null = null;
 
   constructor(
-    private readonly kv: KV,
+    private readonly kv: LeaseStorePort,
+    private readonly clock: Clock,
     readonly shard: number,
     private readonly me: { engineId: string; writer: string },
     private readonly ttlMs: number,
@@ -49,12 +49,8 @@ export class ShardLease {
   /** Starts following the key; resolves once its current value is known. */
   async watch(): Promise<void> {
     const entry = await this.kv.get(this.key);
-    this.observe(entry ? entry.revision : 0, entry && entry.operation === 'PUT' ? entry.value : null);
-    const iterator = await this.kv.watch({ key: this.key });
-    this.watching = iterator;
-    void (async () => {
-      for await (const e of iterator) this.observe(e.revision, e.operation === 'PUT' ? e.value : null);
-    })().catch((error: unknown) => this.logger.warn({ err: error }, 'lease watch ended'));
+    this.observe(entry?.revision ?? 0, entry?.value ?? null);
+    this.watching = await this.kv.watch(this.key, (e) => this.observe(e.revision, e.value));
   }
 
   /**
@@ -65,7 +61,7 @@ export class ShardLease {
   expired(): boolean {
     if (this.held) return false;
     const seen = this.lastSeen;
-    if (!seen || seen.value === null || Date.now() - seen.localAt > this.ttlMs) return true;
+    if (!seen || seen.value === null || this.clock.now() - seen.localAt > this.ttlMs) return true;
     return seen.value.engineId === this.me.engineId && seen.value.writer !== this.me.writer;
   }
 
@@ -77,7 +73,7 @@ export class ShardLease {
     try {
       const seen = this.lastSeen;
       this.revision = seen && seen.revision > 0 ? await this.kv.update(this.key, value, seen.revision) : await this.kv.create(this.key, value);
-      this.lastRenewedAt = Date.now();
+      this.lastRenewedAt = this.clock.now();
       return true;
     } catch (error) {
       this.logger.info({ err: (error as Error).message }, 'lease not acquired');
@@ -89,9 +85,9 @@ export class ShardLease {
   keepRenewing(onLost: (why: string) => void): void {
     this.stopRenewing();
     let renewing = false;
-    this.renewTimer = setInterval(() => {
+    this.renewTimer = this.clock.every(this.renewMs, () => {
       if (renewing || !this.held) return;
-      if (Date.now() - this.lastRenewedAt > this.ttlMs) {
+      if (this.clock.now() - this.lastRenewedAt > this.ttlMs) {
         this.lose(onLost, 'lease not renewed within its ttl');
         return;
       }
@@ -101,22 +97,22 @@ export class ShardLease {
         .then((revision) => {
           if (!this.held) return;
           this.revision = revision;
-          this.lastRenewedAt = Date.now();
+          this.lastRenewedAt = this.clock.now();
         })
         .catch(async (error: unknown) => {
           // A revision mismatch means someone else holds it now, unless the key holds our own
           // write: an update that timed out here but was applied (seen under overload). Other
           // errors are retried until the TTL.
-          if (!isWrongLastSequence(error) || !this.held) return;
+          if (!(error instanceof RevisionConflictError) || !this.held) return;
           const entry = await this.kv.get(this.key).catch(() => null);
-          const value = entry && entry.operation === 'PUT' && entry.value.length > 0 ? (decode(entry.value) as LeaseValue) : null;
+          const value = entry?.value && entry.value.length > 0 ? (decode(entry.value) as LeaseValue) : null;
           if (entry && value?.writer === this.me.writer) this.revision = entry.revision;
           else this.lose(onLost, 'lease taken by another engine');
         })
         .finally(() => {
           renewing = false;
         });
-    }, this.renewMs);
+    });
   }
 
   /** Gives the lease up for a clean hand-over (the next holder need not wait for the TTL). */
@@ -125,7 +121,7 @@ export class ShardLease {
     if (!this.held) return;
     const revision = this.revision;
     this.revision = 0;
-    await this.kv.delete(this.key, { previousSeq: revision }).catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
+    await this.kv.delete(this.key, revision).catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
   }
 
   /**
@@ -138,7 +134,7 @@ export class ShardLease {
     if (!this.held) throw new Error(`lease ${this.key} is not held`);
     const revision = this.revision;
     this.revision = 0;
-    await this.kv.update(this.key, encode({ engineId, writer: 'hand-over', renewedAt: Date.now() } satisfies LeaseValue), revision);
+    await this.kv.update(this.key, encode({ engineId, writer: 'hand-over', renewedAt: this.clock.now() } satisfies LeaseValue), revision);
   }
 
   /** Forget holding it without touching the key (after a fence or a crash of the role). */
@@ -159,12 +155,12 @@ export class ShardLease {
   }
 
   private stopRenewing(): void {
-    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer?.();
     this.renewTimer = null;
   }
 
   private value(): Uint8Array {
-    return encode({ engineId: this.me.engineId, writer: this.me.writer, renewedAt: Date.now() } satisfies LeaseValue);
+    return encode({ engineId: this.me.engineId, writer: this.me.writer, renewedAt: this.clock.now() } satisfies LeaseValue);
   }
 
   private observe(revision: number, data: Uint8Array | null): void {
@@ -176,6 +172,6 @@ export class ShardLease {
         value = null;
       }
     }
-    this.lastSeen = { revision, value, localAt: Date.now() };
+    this.lastSeen = { revision, value, localAt: this.clock.now() };
   }
 }

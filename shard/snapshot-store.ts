@@ -1,12 +1,10 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from './core/index.js';
+import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from '../engine/core/index.js';
 import { decode, encode } from '../protocol/index.js';
 import { PRIVATE_FILE_MODE, privateDir } from '../service/private-files.js';
-
-/** Where a snapshot sits in the log: its state is every event up to `lastSeq`, in stream messages up to `streamSeq`. */
-export type SnapshotMeta = { lastSeq: number; streamSeq: number };
+import type { SnapshotMeta, SnapshotPort } from './ports.js';
 
 const FILE = /^snapshot-(\d{16})\.bin$/;
 
@@ -17,7 +15,7 @@ const FILE = /^snapshot-(\d{16})\.bin$/;
  * of an older one. The newest `keep` files are kept. The directory and the
  * files are owner-only.
  */
-export class SnapshotStore {
+export class SnapshotStore implements SnapshotPort {
   constructor(private readonly dir: string, private readonly keep = 2) {
     privateDir(dir); // snapshots hold every bidder's maximum
   }

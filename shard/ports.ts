@@ -1,0 +1,104 @@
+import type { LogBatch } from '../protocol/index.js';
+import type { AuctionCore, CoreConfig } from '../engine/core/index.js';
+
+/**
+ * What a shard copy is built with. Everything it does to the world (the log,
+ * the lease, the clock, the message bus, its snapshot files) goes through
+ * these small interfaces, so the same code runs on NATS JetStream and NATS KV
+ * in production (engine/log.ts, replica/kv-lease-store.ts, shard/node-clock.ts,
+ * shard/nats-bus.ts) and on in-memory fakes with a simulated clock in the
+ * deterministic simulator (testkit/simulator/).
+ */
+
+/** What a shard's stream records about the shard itself (its description field). */
+export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
+
+/** The append was refused because the log moved on (the expected-sequence fence): this writer is deposed. */
+export class DeposedError extends Error {
+  readonly code = 'deposed';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DeposedError';
+  }
+}
+
+export type LoggedBatch = { streamSeq: number; batch: LogBatch };
+
+/** One followed stream: messages in order until `stop`; the iterator throws when the consumer dies. */
+export type LogFollower = {
+  messages: AsyncIterable<LoggedBatch & { pending: number }>;
+  stop(): Promise<void>;
+};
+
+/**
+ * A shard's log. `append` carries the stream-level expected last sequence and
+ * a msg id naming writer and position; it rejects with DeposedError when the
+ * log is past `expectLastStreamSeq`, and with any other error when the outcome
+ * is unknown (the batch may or may not have landed).
+ */
+export interface ShardLogPort {
+  ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }>;
+  lastStreamSeq(): Promise<number>;
+  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number): Promise<{ seq: number }>;
+  /** Delivers every batch after `afterStreamSeq` as it lands. */
+  follow(afterStreamSeq: number): Promise<LogFollower>;
+  /** Batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */
+  read(afterStreamSeq: number, toStreamSeq: number): AsyncIterable<LoggedBatch>;
+}
+
+/** One revision of a key: `value` null when the key was deleted (or never written). */
+export type LeaseEntry = { revision: number; value: Uint8Array | null };
+
+/** A compare-and-set write found another revision than the one it named. */
+export class RevisionConflictError extends Error {
+  readonly code = 'revision_conflict';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RevisionConflictError';
+  }
+}
+
+/**
+ * The key-value store leases live in (NATS KV in production). Writes are
+ * compare-and-set on the revision; `create` fails when the key has a value;
+ * a write that rejects with anything but RevisionConflictError may still
+ * have been applied.
+ */
+export interface LeaseStorePort {
+  get(key: string): Promise<LeaseEntry | null>;
+  /** Calls `onEntry` with every later revision of the key until `stop`. */
+  watch(key: string, onEntry: (entry: LeaseEntry) => void): Promise<{ stop(): void }>;
+  create(key: string, value: Uint8Array): Promise<number>;
+  update(key: string, value: Uint8Array, revision: number, timeoutMs?: number): Promise<number>;
+  delete(key: string, revision: number): Promise<void>;
+}
+
+/** Cancels a timer. */
+export type Cancel = () => void;
+
+/** Time as the copy sees it: wall-clock milliseconds and timers (simulated in the simulator). */
+export interface Clock {
+  now(): number;
+  after(ms: number, fn: () => void): Cancel;
+  every(ms: number, fn: () => void): Cancel;
+  /** After the callbacks already due (setImmediate). */
+  soon(fn: () => void): void;
+  sleep(ms: number): Promise<void>;
+}
+
+/** A request as the bus delivers it (a NATS Msg satisfies this as it is: no copy on the hot path). */
+export type BusRequest = { readonly data: Uint8Array; readonly reply?: string; respond(data?: Uint8Array): boolean };
+
+/** Request subjects the copy answers on (NATS core subscriptions in production). */
+export interface BusPort {
+  serve(subject: string, handler: (request: BusRequest) => void): { unsubscribe(): void };
+}
+
+/** Where a snapshot sits in the log: its state is every event up to `lastSeq`, in stream messages up to `streamSeq`. */
+export type SnapshotMeta = { lastSeq: number; streamSeq: number };
+
+/** A copy's snapshot files (shard/snapshot-store.ts). `save` takes the image synchronously; one write at a time. */
+export interface SnapshotPort {
+  save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta>;
+  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null;
+}
