@@ -7,11 +7,12 @@ NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
 TESTS ?= 'dist/test/**/*.test.js'
 
-.PHONY: help deps build test up nats bench bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
+.PHONY: help deps build test up nats simulate bench bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
 
 help:
 	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
 	@echo "make test        install what is missing, build, run every test"
+	@echo "make simulate    the deterministic simulator of a shard's copies: SEEDS=n seeds (default 1000), or SEED=s to replay one"
 	@echo "make bench       the standard benchmark set end to end (<= 10 min): JSON, table, HTML report, docs/BENCHMARKS.md"
 	@echo "make bench-core  benchmark the engine core alone (1M and 10M auctions)"
 	@echo "make bench-engine  benchmark the engine process over NATS against one publish per bid"
@@ -62,3 +63,10 @@ bench-audit: build nats
 
 bench-gateway: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/bench/gateway.js
+
+# The deterministic simulator (testkit/simulator): SEEDS seeds from FROM, or the one SEED; FAULTS=kind,... narrows
+# the fault kinds. make test runs 300 seeds (test/simulator/).
+SEEDS ?= 1000
+FROM ?= 1
+simulate: build
+	node dist/testkit/simulator/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --from $(FROM)) $(if $(FAULTS),--faults $(FAULTS))

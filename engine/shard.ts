@@ -167,6 +167,11 @@ export class ShardEngine {
     return this.status;
   }
 
+  /** The state hash of this copy's core (what every copy must share at the same position). */
+  stateHash(): string {
+    return this.core?.stateHash() ?? '';
+  }
+
   /** Loads the newest snapshot plus the stream tail, then serves the shard. */
   async start(): Promise<void> {
     const { config } = await this.log.ensure(

@@ -7,5 +7,6 @@ export function natsBus(nc: NatsConnection): BusPort {
     serve(subject, handler) {
       return nc.subscribe(subject, { callback: (_error, msg) => handler(msg) });
     },
+    flush: () => nc.flush(),
   };
 }

@@ -92,6 +92,8 @@ export type BusRequest = { readonly data: Uint8Array; readonly reply?: string; r
 /** Request subjects the copy answers on (NATS core subscriptions in production). */
 export interface BusPort {
   serve(subject: string, handler: (request: BusRequest) => void): { unsubscribe(): void };
+  /** Resolves once the bus routes to every subscription made before (NATS: the server has the SUBs). */
+  flush(): Promise<void>;
 }
 
 /** Where a snapshot sits in the log: its state is every event up to `lastSeq`, in stream messages up to `streamSeq`. */

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { AuctionCore, decodeSnapshot, encodeSnapshot } from '../../../engine/core/index.js';
 import { SHARDS_MAX, type Command, type Outcome } from '../../../protocol/index.js';
 import { replay, type LoggedCommand } from './driver.js';
-import { ReferenceModel, type RefAnswer } from './reference.js';
+import { outcomeDifferences, ReferenceModel, type RefAnswer } from '../../../testkit/reference-model.js';
 
 /**
  * Random command streams run through the fast core and the naive reference
@@ -103,12 +103,7 @@ function run(steps: Step[], cfg: { auctionsMax: number; rememberMax: number }, c
 }
 
 function compareOutcome(mine: Outcome, theirs: RefAnswer, where: string, failures: string[]): void {
-  const m = mine as unknown as Record<string, unknown>;
-  for (const [key, value] of Object.entries(theirs)) {
-    // Lifecycle answers carry no leader or bid count, bid answers no winner: the state check covers those.
-    if (!(key in m)) continue;
-    if (!Object.is(m[key], value)) failures.push(`${where}: ${key} is ${String(m[key])}, reference says ${String(value)}`);
-  }
+  for (const difference of outcomeDifferences(mine, theirs)) failures.push(`${where}: ${difference}`);
 }
 
 function compareState(core: AuctionCore, ref: ReferenceModel, auctionId: number, where: string, failures: string[]): void {

@@ -1,4 +1,4 @@
-import { incrementAt, SHARDS_MAX, type Command, type Reason } from '../../../protocol/index.js';
+import { incrementAt, SHARDS_MAX, type Command, type Reason } from '../protocol/index.js';
 
 /**
  * The naive reference model: the rules of DESIGN.md over plain objects, with
@@ -187,4 +187,18 @@ export class ReferenceModel {
       auctionStatus: a.status,
     };
   }
+}
+
+/**
+ * Where an engine's outcome differs from the reference answer: every key the
+ * reference gives and the outcome carries (lifecycle answers carry no leader
+ * or bid count, bid answers no winner; state comparisons cover those).
+ */
+export function outcomeDifferences(outcome: object, reference: RefAnswer): string[] {
+  const mine = outcome as Record<string, unknown>;
+  const found: string[] = [];
+  for (const [key, value] of Object.entries(reference)) {
+    if (key in mine && !Object.is(mine[key], value)) found.push(`${key} is ${String(mine[key])}, reference says ${String(value)}`);
+  }
+  return found;
 }
