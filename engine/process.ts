@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, USAGE } from './config.js';
 import { EngineCluster } from './cluster.js';
 import { LEASE_BUCKET } from '../replica/lease.js';
 import { join } from 'node:path';
-import { ShardEngine } from './shard.js';
+import { ShardCopy } from '../shard/copy.js';
 import { ShardLog } from './log.js';
 import { KvLeaseStore } from '../replica/kv-lease-store.js';
 import { SnapshotStore } from '../shard/snapshot-store.js';
@@ -39,9 +39,9 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const jsm = await jetstreamManager(nc);
   const leases = new KvLeaseStore(await openBucket(js, LEASE_BUCKET, config.streamReplicas));
   const bus = natsBus(nc);
-  const engines = new Map<number, ShardEngine>();
+  const engines = new Map<number, ShardCopy>();
   const startShard = async (shard: number) => {
-    const engine = new ShardEngine({
+    const engine = new ShardCopy({
       shard, logger, writer, bus,
       log: new ShardLog(js, jsm, shard),
       snapshots: new SnapshotStore(join(config.dataDir, `shard-${shard}`)),
@@ -69,7 +69,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     await engine?.stop();
   };
   // A deposed shard is no longer ours to announce; placement decides whether to take it again.
-  const running = () => [...engines].filter(([, e]) => e.state !== 'stopped').map(([s]) => s);
+  const running = () => [...engines].filter(([, e]) => e.roleName !== 'stopped').map(([s]) => s);
 
   const cluster = config.shardCount === null ? null : new EngineCluster({
     nc, logger, engineId: config.engineId, shardCount: config.shardCount,

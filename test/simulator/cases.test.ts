@@ -12,6 +12,9 @@ const FOUND: { seed: number; kinds: readonly FaultKind[]; bug: string }[] = [
   { seed: 1, kinds: FAULT_KINDS, bug: 'stop during takeover' },
   // Placement stopped a copy that was still loading: "c1's stop() threw in state stopped: Cannot read properties of undefined (reading 'lastSeq')".
   { seed: 218, kinds: ['append-timeouts', 'read-errors', 'lease-write-timeouts', 'consumer-death', 'pause', 'kill', 'step-down', 'placement-move'], bug: 'stop during start' },
+  // Found while building the roles: an append that failed while stepping down was reported to the serving role,
+  // which had ended, so the copy stayed stepping-down and nobody served: "episode 3: the shard did not serve within 3000 ms".
+  { seed: 25, kinds: FAULT_KINDS, bug: 'append failure while stepping down' },
 ];
 
 for (const { seed, kinds, bug } of FOUND) {

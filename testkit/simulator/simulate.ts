@@ -81,7 +81,7 @@ class Runner {
     const armed = world.stopWhenTakingOver;
     if (armed) {
       if (world.scheduler.now > armed.until) world.stopWhenTakingOver = null;
-      const slot = world.slots.find((s) => s.copy?.state === 'taking-over' && !s.removed && !s.node.dead && !s.node.paused);
+      const slot = world.slots.find((s) => s.copy?.roleName === 'taking-over' && !s.removed && !s.node.dead && !s.node.paused);
       if (slot) {
         world.stopWhenTakingOver = null;
         world.note(`fault: placement stops ${slot.name} while it takes over`);
@@ -110,7 +110,7 @@ class Runner {
     const ok = await this.until(world.scheduler.now + 5_000, caughtUp);
     world.checkCopies();
     if (!ok && world.checker.failures.length === 0) {
-      const states = world.slots.map((s) => `${s.name}: ${s.copy ? `${s.copy.state} at ${s.copy.statusReport().streamSeq}` : 'no copy'}`).join(', ');
+      const states = world.slots.map((s) => `${s.name}: ${s.copy ? `${s.copy.roleName} at ${s.copy.statusReport().streamSeq}` : 'no copy'}`).join(', ');
       world.checker.fail(`copies did not converge on the log's tail ${world.log.lastSeq} with one primary: ${states}`);
     }
   }

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { ShardEngine } from '../../engine/shard.js';
+import { ShardCopy } from '../../shard/copy.js';
 import { adminSubjects } from '../../protocol/cluster.js';
 import { decode, encode } from '../../protocol/index.js';
 import type { BusPort, LeaseStorePort, ShardLogPort } from '../../shard/ports.js';
@@ -15,10 +15,13 @@ import { Scheduler, type SimNode } from './scheduler.js';
 
 export const SHARD = 0;
 
+/** Remembered bids: more than a run places (so no retry is ever forgotten), small enough to hash and verify often. */
+const IDEMPOTENCY_ENTRIES = 4_096;
+
 /** One engine process's copy of the shard: it may be killed and restarted (a new incarnation, same data directory). */
 export class CopySlot {
   node!: SimNode;
-  copy: ShardEngine | null = null;
+  copy: ShardCopy | null = null;
   incarnation = 0;
   /** The copy is between placement's stop and its start again. */
   removed = false;
@@ -64,7 +67,7 @@ export class World {
     this.random = new Random(options.seed);
     this.faultRandom = this.random.fork();
     const io = this.random.fork();
-    const config = { shard: SHARD, auctionsMax: options.auctionsMax, idempotencyEntriesMax: 100_000 };
+    const config = { shard: SHARD, auctionsMax: options.auctionsMax, idempotencyEntriesMax: IDEMPOTENCY_ENTRIES };
     this.log = new MemoryLog(this.scheduler, {
       shard: SHARD,
       config,
@@ -103,7 +106,7 @@ export class World {
   startCopy(slot: CopySlot): void {
     const node = slot.node;
     const guard = { stopped: false, subscriptions: new Set<string>() };
-    const copy = new ShardEngine({
+    const copy = new ShardCopy({
       shard: SHARD,
       bus: this.guardBus(slot, guard, this.bus.port(node)),
       log: this.guardLog(slot, guard, this.log.port(node)),
@@ -113,7 +116,7 @@ export class World {
       writer: slot.writer,
       engineId: slot.name,
       auctionsMax: this.options.auctionsMax,
-      idempotencyEntriesMax: 100_000,
+      idempotencyEntriesMax: IDEMPOTENCY_ENTRIES,
       streamReplicas: 1,
       batchEventsMax: this.options.batchEventsMax,
       batchesInFlightMax: this.options.batchesInFlightMax,
@@ -144,12 +147,12 @@ export class World {
     const copy = slot.copy;
     if (!copy || slot.removed) return;
     slot.removed = true;
-    this.note(`${slot.name} stops its copy (${why}) in state ${copy.state}`);
+    this.note(`${slot.name} stops its copy (${why}) in state ${copy.roleName}`);
     const guard = (copy as unknown as { simGuard: { stopped: boolean; subscriptions: Set<string> } }).simGuard;
     try {
       await copy.stop();
     } catch (error) {
-      this.checker.fail(`${slot.name}'s stop() threw in state ${copy.state}: ${(error as Error).message}`);
+      this.checker.fail(`${slot.name}'s stop() threw in state ${copy.roleName}: ${(error as Error).message}`);
     }
     guard.stopped = true;
     if (guard.subscriptions.size > 0) this.checker.fail(`${slot.name} stopped but still serves ${[...guard.subscriptions].join(', ')}`);
@@ -282,6 +285,6 @@ export class World {
   }
 
   serving(): CopySlot[] {
-    return this.slots.filter((s) => s.copy && !s.node.dead && s.copy.state === 'serving');
+    return this.slots.filter((s) => s.copy && !s.node.dead && s.copy.roleName === 'serving');
   }
 }

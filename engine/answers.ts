@@ -1,0 +1,39 @@
+import { commandError, encode, parseCommand, type CommandResult } from '../protocol/index.js';
+import type { BusRequest } from '../shard/ports.js';
+
+export type Parsed = ReturnType<typeof parseCommand>;
+
+/** A request being decided: answered once every event it depends on is durable. */
+export type PendingRequest = {
+  msg: BusRequest;
+  parsed: Parsed[];
+  results: CommandResult[];
+  /** A read answered with this body instead of `results` (the `states` control op). */
+  body?: unknown;
+};
+
+export function reply(msg: BusRequest, body: unknown): void {
+  if (msg.reply) msg.respond(encode(body));
+}
+
+export function answer(request: PendingRequest): void {
+  reply(request.msg, request.body ?? { results: request.results });
+}
+
+/** The request's decisions are of unknown outcome (their append failed or the copy lost the shard): a safe retry. */
+export function answerUnavailable(request: PendingRequest, message: string): void {
+  if (request.body) {
+    reply(request.msg, { error: commandError('unavailable', message) });
+    return;
+  }
+  reply(request.msg, {
+    results: request.results.map((r, i) =>
+      // Malformed commands stay errors; every decided one is of unknown outcome.
+      'status' in request.parsed[i] ? r : commandError('unavailable', message)),
+  });
+}
+
+/** A request never decided: every command `unavailable`. */
+export function answerUndecided(request: PendingRequest, message: string): void {
+  reply(request.msg, { results: request.parsed.map(() => commandError('unavailable', message)) });
+}

@@ -1,0 +1,27 @@
+import type { Primary } from './primary.js';
+import type { ShardLease } from '../replica/lease.js';
+import type { Clock } from '../shard/ports.js';
+
+const ENGINE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The engine id a step-down names, or why it cannot be one. */
+export function stepDownTarget(to: unknown, me: string): string | { error: string } {
+  if (typeof to !== 'string' || !ENGINE_ID.test(to) || to === me) return { error: 'to: the engine id of a replica of this shard' };
+  return to;
+}
+
+/**
+ * The work of stepping down: intake closed, everything queued decided and
+ * acknowledged, then the lease written naming `to` with no live writer
+ * (which only `to` reads as expired, so it takes over at once). Returns how
+ * long it took, or null when interrupted (an append failed, or the role
+ * ended): the lease is then untouched.
+ */
+export async function handOver(o: { primary: Primary; lease: ShardLease; to: string; clock: Clock; current: () => boolean }): Promise<number | null> {
+  const started = o.clock.now();
+  o.primary.closeIntake();
+  await o.primary.drain();
+  if (!o.current() || !o.primary.stillDeciding) return null;
+  await o.lease.handOver(o.to);
+  return o.clock.now() - started;
+}

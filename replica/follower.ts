@@ -1,0 +1,114 @@
+import type { Logger } from 'pino';
+import { InvariantError } from '../engine/core/index.js';
+import type { CopyState } from '../shard/copy-state.js';
+import type { Cancel, Clock, LogFollower, ShardLogPort } from '../shard/ports.js';
+import type { ShardLease } from './lease.js';
+
+/** What a follower reports to its copy's queue; it never changes the copy's role itself. */
+export type FollowerEvent =
+  | { kind: 'lease-expired' }
+  | { kind: 'follower-died'; error: unknown }
+  | { kind: 'fatal'; error: unknown };
+
+export type FollowerOptions = { renewMs: number; snapshotEveryEvents: number; verify: boolean };
+
+/**
+ * The resources of the `following` role: a consumer of the shard's log
+ * applying every batch as it lands (a hot standby), and a watchdog on the
+ * lease. Opening the consumer is retried while JetStream elects a stream
+ * leader, the watchdog running all the while (a shard left following with no
+ * consumer and no watchdog would never serve again: commit 8c813f0).
+ */
+export class Follower {
+  private watchdog: Cancel | null = null;
+  private consumer: LogFollower | null = null;
+  private reading: Promise<void> = Promise.resolve();
+  private disposed = false;
+  /** Ends the current wait at once (dispose must not wait for a retry's sleep). */
+  private wake: (() => void) | null = null;
+  private readonly followed = { messages: 0, events: 0 };
+
+  constructor(
+    private readonly state: CopyState,
+    private readonly log: ShardLogPort,
+    private readonly lease: ShardLease,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly options: FollowerOptions,
+    private readonly report: (event: FollowerEvent) => void,
+  ) {}
+
+  /** `delayMs`: open the consumer only after this long (a consumer that just died). */
+  start(delayMs = 0): void {
+    this.watchdog = this.clock.every(Math.max(10, Math.floor(this.options.renewMs / 2)), () => {
+      if (this.lease.expired()) this.report({ kind: 'lease-expired' });
+    });
+    this.reading = this.read(delayMs);
+  }
+
+  /** Stops the watchdog and the consumer; resolves once nothing of this follower runs. */
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    this.watchdog?.();
+    this.watchdog = null;
+    this.wake?.();
+    await this.consumer?.stop();
+    await this.reading;
+  }
+
+  private async read(delayMs: number): Promise<void> {
+    if (delayMs > 0) await this.pause(delayMs);
+    const consumer = await this.open();
+    if (!consumer) return;
+    try {
+      for await (const { streamSeq, batch, pending } of consumer.messages) {
+        if (this.disposed) break;
+        if (streamSeq <= this.state.durableStreamSeq) continue;
+        this.state.applyLogged(streamSeq, batch);
+        if (this.options.verify) this.state.core.verify();
+        this.followed.messages += 1;
+        this.followed.events += batch.events.length;
+        this.state.lag = {
+          messagesBehind: pending,
+          eventsBehindEstimate: Math.round((pending * this.followed.events) / this.followed.messages),
+          msBehind: pending === 0 ? 0 : Math.max(0, this.clock.now() - batch.t),
+        };
+        if (this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents && !this.state.snapshotWriting) this.state.takeSnapshot();
+      }
+    } catch (error) {
+      if (this.disposed) return;
+      this.report(error instanceof InvariantError ? { kind: 'fatal', error } : { kind: 'follower-died', error });
+    }
+  }
+
+  /** Opens the consumer from the copy's position, retrying until it opens or the follower is disposed. */
+  private async open(): Promise<LogFollower | null> {
+    for (let attempt = 1; !this.disposed; attempt++) {
+      try {
+        const consumer = await this.log.follow(this.state.durableStreamSeq);
+        if (this.disposed) {
+          await consumer.stop();
+          return null;
+        }
+        this.consumer = consumer;
+        return consumer;
+      } catch (error) {
+        if (this.disposed) return null;
+        this.logger.warn({ err: error, attempt }, 'cannot read the shard stream yet; retrying');
+        await this.pause(Math.min(1_000, 50 * attempt));
+      }
+    }
+    return null;
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const cancel = this.clock.after(ms, () => this.wake?.());
+      this.wake = () => {
+        cancel();
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,142 @@
+import type { Logger } from 'pino';
+import { AuctionCore } from '../engine/core/index.js';
+import type { LogBatch } from '../protocol/index.js';
+import type { ShardCopyStatus } from '../protocol/cluster.js';
+import { DeposedError, type Clock, type ShardLogPort, type SnapshotPort } from './ports.js';
+import { replayBatch } from './replay.js';
+
+export type CoreConfig = { auctionsMax: number; idempotencyEntriesMax: number };
+
+/**
+ * What every role of a copy shares: the core and where it stands in the
+ * log. `durableStreamSeq`/`durableSeq` are the last stream message and event
+ * known to be in the log; `expectStreamSeq` is what the primary's next append
+ * expects (ahead of durable while appends are in flight). Snapshots are
+ * written from here, one at a time, off the event loop.
+ */
+export class CopyState {
+  core!: AuctionCore;
+  expectStreamSeq = 0;
+  durableStreamSeq = 0;
+  durableSeq = 0;
+  eventsSinceSnapshot = 0;
+  lastSnapshotAt = 0;
+  /** Appends and events acknowledged while this copy served, since it started (status, benchmarks). */
+  appendsAcked = 0;
+  eventsAcked = 0;
+  /** The newest snapshot written or loaded by this copy. */
+  snapshot: ShardCopyStatus['snapshot'] = null;
+  /**
+   * Follower lag: stream messages not applied yet (exact), events in them
+   * (estimated from the mean events per message so far) and how old the
+   * newest applied batch was when applied (0 when caught up).
+   */
+  lag = { messagesBehind: 0, eventsBehindEstimate: 0, msBehind: 0 };
+  /** The snapshot file being written, if any. */
+  snapshotWriting: Promise<void> | null = null;
+
+  constructor(
+    readonly shard: number,
+    readonly config: CoreConfig,
+    private readonly log: ShardLogPort,
+    private readonly snapshots: SnapshotPort,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Every decided event is in the log: nothing undecided would be lost by a snapshot or a stop. */
+  get settled(): boolean {
+    return this.durableSeq === this.core.lastSeq;
+  }
+
+  /** A batch read from the log (following, catching up): applied and checked against its logged outcomes. */
+  applyLogged(streamSeq: number, batch: LogBatch): void {
+    replayBatch(this.core, batch);
+    this.durableStreamSeq = streamSeq;
+    this.expectStreamSeq = streamSeq;
+    this.durableSeq = this.core.lastSeq;
+    this.eventsSinceSnapshot += batch.events.length;
+  }
+
+  /** Applies whatever the log holds beyond our position. */
+  async catchUp(isCurrent: () => boolean): Promise<void> {
+    const last = await this.log.lastStreamSeq();
+    for await (const { streamSeq, batch } of this.log.read(this.durableStreamSeq, last)) {
+      if (!isCurrent()) return;
+      if (streamSeq <= this.durableStreamSeq) continue;
+      this.applyLogged(streamSeq, batch);
+    }
+  }
+
+  /**
+   * Rebuilds the core from the newest snapshot plus the log's tail, every
+   * logged command decided again and checked. With `mine`, a batch written
+   * by another writer after our last durable one means we were deposed while
+   * our append's outcome was unknown (DeposedError).
+   */
+  async rebuild(mine?: string): Promise<void> {
+    const loaded = this.snapshots.loadNewest(this.config, (file, error) => this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'));
+    let core = loaded?.core ?? new AuctionCore({ shard: this.shard, ...this.config });
+    let streamSeq = loaded?.meta.streamSeq ?? 0;
+    if (loaded) {
+      this.logger.info(loaded.meta, 'loaded snapshot');
+      this.snapshot = { at: loaded.writtenAt, ...loaded.meta };
+    }
+    const last = await this.log.lastStreamSeq();
+    if (last < streamSeq) {
+      this.logger.warn({ snapshotStreamSeq: streamSeq, streamLast: last }, 'snapshot is ahead of the stream; replaying from the start');
+      core = new AuctionCore({ shard: this.shard, ...this.config });
+      streamSeq = 0;
+    }
+    const ourLastDurable = this.durableStreamSeq;
+    for await (const { streamSeq: at, batch } of this.log.read(streamSeq, last)) {
+      if (mine !== undefined && at > ourLastDurable && batch.writer !== mine) {
+        throw new DeposedError(`shard ${this.shard}: stream message ${at} was written by ${batch.writer}`);
+      }
+      replayBatch(core, batch);
+      streamSeq = at;
+    }
+    this.core = core;
+    this.expectStreamSeq = last;
+    this.durableStreamSeq = last;
+    this.durableSeq = core.lastSeq;
+    // A replayed tail is worth a snapshot at the next periodic check.
+    this.eventsSinceSnapshot = last > (loaded?.meta.streamSeq ?? 0) ? 1 : 0;
+    this.lastSnapshotAt = this.clock.now();
+  }
+
+  /**
+   * Only with nothing in flight: a snapshot must never hold an event the log
+   * might lack. The image is taken now; the file is written off the event
+   * loop, and `done` hears when it is durable (or why not).
+   */
+  takeSnapshot(done: (outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number } | { error: Error }) => void = () => {}): void {
+    const started = this.clock.now();
+    const events = this.eventsSinceSnapshot;
+    this.eventsSinceSnapshot = 0;
+    this.lastSnapshotAt = started;
+    this.snapshotWriting = this.snapshots.save(this.core, this.durableStreamSeq).then(
+      (meta) => {
+        const ms = this.clock.now() - started;
+        this.snapshot = { at: started, ...meta };
+        this.logger.info({ ...meta, ms }, 'snapshot written');
+        done({ snapshot: this.snapshot, ms });
+      },
+      (error: unknown) => {
+        this.eventsSinceSnapshot += events; // due again
+        this.logger.error({ err: error }, 'snapshot failed');
+        done({ error: error as Error });
+      },
+    ).finally(() => {
+      this.snapshotWriting = null;
+    });
+  }
+
+  /** On a clean stop: the newest state on disk, so a restart replays little. */
+  async snapshotIfWorthIt(): Promise<void> {
+    await this.snapshotWriting;
+    if (!this.settled || this.eventsSinceSnapshot === 0) return;
+    this.takeSnapshot();
+    await this.snapshotWriting;
+  }
+}
