@@ -69,4 +69,4 @@ bench-gateway: build nats
 SEEDS ?= 1000
 FROM ?= 1
 simulate: build
-	node dist/testkit/simulator/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --from $(FROM)) $(if $(FAULTS),--faults $(FAULTS))
+	node dist/testkit/simulator/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --from $(FROM)) $(if $(FAULTS),--faults $(FAULTS)) $(if $(JOBS),--jobs $(JOBS))

@@ -16,7 +16,7 @@ import { Scheduler, type SimNode } from './scheduler.js';
 export const SHARD = 0;
 
 /** Remembered bids: more than a run places (so no retry is ever forgotten), small enough to hash and verify often. */
-const IDEMPOTENCY_ENTRIES = 4_096;
+const IDEMPOTENCY_ENTRIES = 2_048;
 
 /** One engine process's copy of the shard: it may be killed and restarted (a new incarnation, same data directory). */
 export class CopySlot {
