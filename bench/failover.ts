@@ -41,7 +41,7 @@ try {
   for (let kill = 1; kill <= KILLS; kill++) {
     await load.untilAnswered(500);
     const standby: 'a' | 'b' = leader === 'a' ? 'b' : 'a';
-    const tookOver = nodes[standby].waitForOutput('"msg":"took over the shard"');
+    const tookOver = nodes[standby].waitForRole(0, 'serving');
     const before = load.outagesMs.length;
     await nodes[leader].kill();
     await tookOver;

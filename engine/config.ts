@@ -29,6 +29,8 @@ export type EngineConfig = {
   appendTimeoutMs: number;
   snapshotEveryEvents: number;
   snapshotEveryMs: number;
+  /** Prometheus metrics on http://127.0.0.1:<port>/metrics; null: none. */
+  metricsPort: number | null;
 };
 
 /** Flag name -> [environment variable, default]. Flags win over the environment. */
@@ -53,6 +55,7 @@ const OPTIONS = {
   'append-timeout-ms': ['APPEND_TIMEOUT_MS', '2000'],
   'snapshot-every-events': ['SNAPSHOT_EVERY_EVENTS', '1000000'],
   'snapshot-every-ms': ['SNAPSHOT_EVERY_MS', '60000'],
+  'metrics-port': ['METRICS_PORT', ''],
 } as const;
 
 export const USAGE = `usage: engine [--flag value]...
@@ -83,6 +86,12 @@ function positiveInteger(flag: string, text: string): number {
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
   return value;
+}
+
+function portNumber(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new ConfigError(`--metrics-port must be a TCP port, got ${text}`);
+  return port;
 }
 
 /** Engine ids appear in subjects: letters, digits, '-' and '_' only. */
@@ -134,5 +143,6 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
     appendTimeoutMs: int('append-timeout-ms'),
     snapshotEveryEvents: int('snapshot-every-events'),
     snapshotEveryMs: int('snapshot-every-ms'),
+    metricsPort: get('metrics-port') ? portNumber(get('metrics-port')) : null,
   };
 }

@@ -12,6 +12,7 @@ import { KvLeaseStore } from '../replica/kv-lease-store.js';
 import { SnapshotStore } from '../shard/snapshot-store.js';
 import { nodeClock } from '../shard/node-clock.js';
 import { natsBus } from '../shard/nats-bus.js';
+import { EngineMetrics } from './metrics.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 import { openBucket } from '../protocol/provisioning.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
@@ -39,6 +40,8 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const jsm = await jetstreamManager(nc);
   const leases = new KvLeaseStore(await openBucket(js, LEASE_BUCKET, config.streamReplicas));
   const bus = natsBus(nc);
+  const metrics = new EngineMetrics();
+  const metricsServer = config.metricsPort === null ? null : await metrics.serve(config.metricsPort);
   const engines = new Map<number, ShardCopy>();
   const startShard = async (shard: number) => {
     const engine = new ShardCopy({
@@ -59,6 +62,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       lease: { store: leases, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
       preferFollow: config.role === 'replica',
       onFatal: () => process.exit(70),
+      onTransition: (transition) => metrics.observe(transition),
     });
     engines.set(shard, engine);
     await engine.start();
@@ -90,6 +94,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     await cluster?.stop();
     await Promise.all([...engines.keys()].map(stopShard));
     await nc.drain();
+    metricsServer?.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

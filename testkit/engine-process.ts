@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess } from './managed-process.js';
+import type { RoleName, RoleTransition } from '../shard/roles.js';
 
 export type EngineProcessOptions = {
   natsUrl: string;
@@ -46,6 +47,20 @@ export class EngineProcess extends ManagedProcess {
 
   protected override environment(): NodeJS.ProcessEnv {
     return { ...process.env, ...(this.options.env ?? {}) };
+  }
+
+  /**
+   * Resolves with the report of shard `shard`'s copy entering role `to`
+   * (the `role` transition record each copy logs once the new role runs),
+   * written after position `from`.
+   */
+  async waitForRole(shard: number, to: RoleName, from = this.outputPosition, timeoutMs = 20_000): Promise<RoleTransition> {
+    const line = await this.waitForLine((l) => {
+      if (!l.startsWith('{')) return false;
+      const record = JSON.parse(l) as Partial<RoleTransition> & { msg?: string };
+      return record.msg === 'role' && record.shard === shard && record.to === to;
+    }, from, timeoutMs, `transition of shard ${shard} to ${to}`);
+    return JSON.parse(line) as RoleTransition;
   }
 
   /** Log lines (pino JSON) with the given message. */

@@ -156,8 +156,16 @@ export abstract class ManagedProcess {
    * contains `marker`; rejects after `timeoutMs`.
    */
   waitForOutput(marker: string, from = this.written, timeoutMs = 20_000): Promise<void> {
-    const seen = () => this.output.slice(Math.max(0, this.output.length - (this.written - from))).includes(marker);
-    return this.waiters.until(() => (seen() ? true : undefined), timeoutMs, () => `${this.label}: no "${marker}" within ${timeoutMs} ms`).then(() => undefined);
+    return this.waitForLine((line) => line.includes(marker), from, timeoutMs, `"${marker}"`).then(() => undefined);
+  }
+
+  /** Resolves with the first whole output line after position `from` that `matches`; rejects after `timeoutMs`. */
+  waitForLine(matches: (line: string) => boolean, from = this.written, timeoutMs = 20_000, what = 'the line'): Promise<string> {
+    const find = () => {
+      const since = this.output.slice(Math.max(0, this.output.length - (this.written - from)));
+      return since.split('\n').find((line, i, lines) => (i < lines.length - 1 || since.endsWith('\n')) && matches(line));
+    };
+    return this.waiters.until(find, timeoutMs, () => `${this.label}: no ${what} within ${timeoutMs} ms`);
   }
 
 

@@ -185,14 +185,14 @@ t.test('an append whose PubAck never comes is not reported accepted; the engine 
 
   // The engine still receives the bid, decides it and publishes the batch, but
   // neither the batch nor any reply leaves it: the append's outcome is unknown.
-  const appendFailed = engine.waitForOutput('append failed; resyncing from the stream');
+  const appendFailed = engine.waitForRole(0, 'resyncing');
   proxy.hold('up');
   const stalled = await client.bid(auctionId, 3, 7, 900);
   await appendFailed;
   t.match(stalled, { status: 'error', code: 'unavailable' }, 'an unknown outcome is answered unavailable, never accepted');
 
   // The stalled bytes flow again: the batch lands late; the engine resyncs from the stream.
-  const resynced = engine.waitForOutput('"msg":"resynced; serving again"');
+  const resynced = engine.waitForRole(0, 'serving');
   proxy.release('up');
   await resynced;
   const retry = (await client.bid(auctionId, 3, 7, 900)) as BidOutcome;

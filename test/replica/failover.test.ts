@@ -49,7 +49,7 @@ t.test('SIGKILL of the primary under load: the replica takes over, nothing ackno
   const load = new BidLoad(nc, 0, auctions);
   load.start(4);
   await load.untilAnswered(300);
-  const tookOver = replica.waitForOutput('"msg":"took over the shard"');
+  const tookOver = replica.waitForRole(0, 'serving');
   const killedAt = Date.now();
   await primary.kill();
   await tookOver;
@@ -65,11 +65,11 @@ t.test('a paused primary that wakes after the takeover is fenced and never ackno
   const load = new BidLoad(nc, 0, auctions);
   load.start(4);
   await load.untilAnswered(200);
-  const tookOver = replica.waitForOutput('"msg":"took over the shard"');
+  const tookOver = replica.waitForRole(0, 'serving');
   await primary.pause();
   await tookOver;
   await load.untilAnswered(200);
-  const fenced = primary.waitForOutput('deposed: another writer appended');
+  const fenced = primary.waitForRole(0, 'deposed');
   const mark = primary.outputPosition;
   await primary.resume();
   // Requests queued for the paused primary reach it now; the fence refuses its appends.
@@ -115,7 +115,7 @@ t.test('kill cycles: primary -> replica -> restarted primary -> ..., invariants 
     load.start(4);
     await load.untilAnswered(150);
     const standby = leader === 'p' ? 'r' : 'p';
-    const tookOver = nodes[standby].waitForOutput('"msg":"took over the shard"');
+    const tookOver = nodes[standby].waitForRole(0, 'serving');
     await nodes[leader].kill();
     await tookOver;
     await nodes[leader].launch(); // comes back as a follower of the new primary

@@ -59,7 +59,7 @@ export async function simulate(seed: number, overrides: Partial<SimOptions> & { 
 }
 
 /** Drives the scheduler and runs the per-step checks. */
-class Runner {
+export class Runner {
   private steps = 0;
 
   constructor(private readonly world: World) {}

@@ -3,6 +3,7 @@ import { ShardCopy } from '../../shard/copy.js';
 import { adminSubjects } from '../../protocol/cluster.js';
 import { decode, encode } from '../../protocol/index.js';
 import type { BusPort, LeaseStorePort, ShardLogPort } from '../../shard/ports.js';
+import type { RoleTransition } from '../../shard/roles.js';
 import { Checker } from './checker.js';
 import { SimClient, type Answer } from './clients.js';
 import { MemoryBus } from './memory-bus.js';
@@ -26,7 +27,6 @@ export class CopySlot {
   /** The copy is between placement's stop and its start again. */
   removed = false;
   readonly snapshots: MemorySnapshots;
-  lastStatus = '';
 
   constructor(readonly name: string, readonly index: number, scheduler: Scheduler) {
     this.snapshots = new MemorySnapshots(scheduler);
@@ -55,6 +55,8 @@ export class World {
   readonly clients: SimClient[] = [];
   readonly answers: Answer[] = [];
   readonly trace: string[] = [];
+  /** Every copy's transitions, as each reported them (the newest 10,000). */
+  readonly transitions: (RoleTransition & { copy: string; incarnation: number })[] = [];
   private clientsRunning = true;
   private readonly logger: Logger;
   private readonly auctionIds: number[] = [];
@@ -127,6 +129,11 @@ export class World {
       lease: { store: this.guardLease(slot, guard, this.kv.port(node)), ttlMs: this.options.leaseTtlMs, renewMs: this.options.leaseRenewMs },
       preferFollow: slot.index > 0,
       verify: true,
+      onTransition: (transition) => {
+        this.transitions.push({ copy: slot.name, incarnation: slot.incarnation, ...transition });
+        if (this.transitions.length > 10_000) this.transitions.shift();
+        this.note(`${slot.name} ${transition.from} -> ${transition.to} (${transition.cause})`);
+      },
       onFatal: (error) => {
         this.checker.fail(`${slot.name} broke an invariant: ${(error as Error).message}`);
         this.crash(slot, 'exit 70');
@@ -275,10 +282,6 @@ export class World {
       const copy = slot.copy;
       if (!copy || slot.node.dead || slot.node.paused) continue;
       const report = copy.statusReport();
-      if (report.status !== slot.lastStatus) {
-        this.note(`${slot.name} is ${report.status}`);
-        slot.lastStatus = report.status;
-      }
       if (report.status === 'starting') continue;
       this.checker.checkCopy(slot.name, { status: report.status, streamSeq: report.streamSeq, lastSeq: report.lastSeq, durableSeq: report.durableSeq, stateHash: copy.stateHash() });
     }
