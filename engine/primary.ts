@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { InvariantError } from './core/index.js';
-import { answer, answerUnavailable, answerUndecided, reply, type Parsed, type PendingRequest } from './answers.js';
-import { commandError, decode, encodeLog, parseCommand, subjects, WIRE_LIMITS, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
+import { answer, answerUnavailable, answerUndecided, reply, type PendingRequest } from './answers.js';
+import { parseCommands, readAdminRequest, readCommands } from './intake.js';
+import { commandError, encodeLog, subjects, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
 import { adminSubjects } from '../protocol/cluster.js';
 import type { CopyState } from '../shard/copy-state.js';
 import { DeposedError, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
@@ -165,62 +166,24 @@ export class Primary {
 
   // --- intake ---------------------------------------------------------------
 
-  /**
-   * Commands from the command subject (gateways) or, with `admin`, from the
-   * operators' subject: only operators may close or cancel an auction (NATS
-   * permissions keep everyone else off `auction.admin.>`).
-   */
   private onRequest(msg: BusRequest, admin: boolean): void {
-    let commands: unknown[];
-    try {
-      const body = decode(msg.data) as { commands?: unknown };
-      if (!Array.isArray(body?.commands)) throw new Error('expected {commands: [...]}');
-      commands = body.commands;
-    } catch (error) {
-      reply(msg, { results: [], error: commandError('invalid_request', `malformed request: ${(error as Error).message}`) });
-      return;
-    }
-    if (commands.length === 0 || commands.length > WIRE_LIMITS.requestCommandsMax) {
-      reply(msg, { results: [], error: commandError('invalid_request', `a request carries 1..${WIRE_LIMITS.requestCommandsMax} commands`) });
-      return;
-    }
+    const commands = readCommands(msg);
+    if (!commands) return;
     if (this.ended || this.pendingCommands + commands.length > this.options.pendingCommandsMax) {
       const why = this.ended ? 'shard changing primary' : 'engine overloaded';
       reply(msg, { results: commands.map(() => commandError('unavailable', why)) });
       return;
     }
-    const parsed = commands.map((raw): Parsed => {
-      const p = parseCommand(raw);
-      if (admin || 'status' in p || (p.command.type !== 'close' && p.command.type !== 'cancel')) return p;
-      return commandError('forbidden', `${p.command.type} is an operator action: use auctionctl (subject auction.admin.engine.<shard>)`);
-    });
-    this.pending.push({ msg, parsed, results: new Array(commands.length) });
+    this.pending.push({ msg, parsed: parseCommands(commands, admin), results: new Array(commands.length) });
     this.pendingCommands += commands.length;
     this.schedule();
   }
 
   private onAdmin(msg: BusRequest): void {
-    let request: { op?: unknown; commands?: unknown; to?: unknown };
-    try {
-      request = decode(msg.data) as typeof request;
-    } catch {
-      reply(msg, { error: commandError('invalid_request', 'malformed admin request') });
-      return;
-    }
-    if (Array.isArray(request?.commands)) {
-      this.onRequest(msg, true);
-      return;
-    }
-    switch (request?.op) {
-      case 'snapshot':
-        this.requestSnapshot(msg);
-        return;
-      case 'step-down':
-        this.report({ kind: 'step-down', msg, to: request.to });
-        return;
-      default:
-        reply(msg, { error: commandError('invalid_request', 'unknown admin op') });
-    }
+    const request = readAdminRequest(msg);
+    if (request === 'commands') this.onRequest(msg, true);
+    else if (request?.op === 'snapshot') this.requestSnapshot(msg);
+    else if (request?.op === 'step-down') this.report({ kind: 'step-down', msg, to: request.to });
   }
 
   private requestSnapshot(msg: BusRequest): void {

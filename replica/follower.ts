@@ -41,7 +41,11 @@ export class Follower {
   /** `delayMs`: open the consumer only after this long (a consumer that just died). */
   start(delayMs = 0): void {
     this.watchdog = this.clock.every(Math.max(10, Math.floor(this.options.renewMs / 2)), () => {
-      if (this.lease.expired()) this.report({ kind: 'lease-expired' });
+      if (!this.lease.expired()) return;
+      // Once: the copy leaves following for taking-over, and a failed takeover starts a new follower.
+      this.watchdog?.();
+      this.watchdog = null;
+      this.report({ kind: 'lease-expired' });
     });
     this.reading = this.read(delayMs);
   }

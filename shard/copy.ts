@@ -91,6 +91,11 @@ const STOPPING = { inflight: 'engine stopping: outcome unknown, retry with the s
  * change the role from their callbacks: they post an event, and the queue
  * handles events one at a time; an event posted by a role that has ended
  * since is dropped (its epoch is old).
+ *
+ * About 500 lines on purpose: the role value, the queue, the transition
+ * function and the tasks each role starts are one state machine, read
+ * together; what the roles hold lives elsewhere (replica/follower.ts,
+ * replica/takeover.ts, engine/primary.ts, engine/step-down.ts, copy-state.ts).
  */
 export class ShardCopy {
   readonly shard: number;
@@ -457,9 +462,9 @@ export class ShardCopy {
 
   // --- what the copy tells about itself --------------------------------------------
 
-  /** The pipeline while this copy serves (the `states` query needs it). */
+  /** The pipeline while this copy serves or steps down (the `states` query needs it). */
   get primary(): Primary | null {
-    return this.role.name === 'serving' ? this.role.primary : null;
+    return this.role.name === 'serving' || this.role.name === 'stepping-down' ? this.role.primary : null;
   }
 
   get copyState(): CopyState {

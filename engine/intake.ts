@@ -1,0 +1,56 @@
+import { reply, type Parsed } from './answers.js';
+import { commandError, decode, parseCommand, WIRE_LIMITS } from '../protocol/index.js';
+import type { BusRequest } from '../shard/ports.js';
+
+/** The commands of a request `{commands: [...]}`, or null once a malformed request has been answered. */
+export function readCommands(msg: BusRequest): unknown[] | null {
+  let commands: unknown[];
+  try {
+    const body = decode(msg.data) as { commands?: unknown };
+    if (!Array.isArray(body?.commands)) throw new Error('expected {commands: [...]}');
+    commands = body.commands;
+  } catch (error) {
+    reply(msg, { results: [], error: commandError('invalid_request', `malformed request: ${(error as Error).message}`) });
+    return null;
+  }
+  if (commands.length === 0 || commands.length > WIRE_LIMITS.requestCommandsMax) {
+    reply(msg, { results: [], error: commandError('invalid_request', `a request carries 1..${WIRE_LIMITS.requestCommandsMax} commands`) });
+    return null;
+  }
+  return commands;
+}
+
+/**
+ * Each command checked for shape; `close` and `cancel` only from the
+ * operators' subject (`admin`): NATS permissions keep everyone else off
+ * `auction.admin.>`, and on the command subject they are `forbidden`.
+ */
+export function parseCommands(commands: unknown[], admin: boolean): Parsed[] {
+  return commands.map((raw): Parsed => {
+    const p = parseCommand(raw);
+    if (admin || 'status' in p || (p.command.type !== 'close' && p.command.type !== 'cancel')) return p;
+    return commandError('forbidden', `${p.command.type} is an operator action: use auctionctl (subject auction.admin.engine.<shard>)`);
+  });
+}
+
+export type AdminRequest = { op: 'snapshot' } | { op: 'step-down'; to: unknown };
+
+/**
+ * An operator's request on `auction.admin.engine.<shard>`: commands (as on
+ * the command subject), or an op. Anything else is answered here and null
+ * returned.
+ */
+export function readAdminRequest(msg: BusRequest): AdminRequest | 'commands' | null {
+  let request: { op?: unknown; commands?: unknown; to?: unknown };
+  try {
+    request = decode(msg.data) as typeof request;
+  } catch {
+    reply(msg, { error: commandError('invalid_request', 'malformed admin request') });
+    return null;
+  }
+  if (Array.isArray(request?.commands)) return 'commands';
+  if (request?.op === 'snapshot') return { op: 'snapshot' };
+  if (request?.op === 'step-down') return { op: 'step-down', to: request.to };
+  reply(msg, { error: commandError('invalid_request', 'unknown admin op') });
+  return null;
+}
