@@ -67,14 +67,9 @@ export class Primary {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly options: PrimaryOptions,
-    private report: (event: PrimaryEvent) => void,
+    private readonly report: (event: PrimaryEvent) => void,
     private readonly onControl: (msg: BusRequest) => void,
   ) {}
-
-  /** The pipeline goes on into another role (stepping down): its reports go to that role now. */
-  reportTo(report: (event: PrimaryEvent) => void): void {
-    this.report = report;
-  }
 
   get pendingCommandCount(): number {
     return this.pendingCommands;
@@ -132,6 +127,11 @@ export class Primary {
     else this.failPending(message.pending);
     await Promise.allSettled(this.inflight.map((b) => b.append));
     if (how === 'finish') this.abandon(message); // appends that failed meanwhile
+  }
+
+  /** Stops deciding: every subscription and timer ends now (a hand-over writes the lease only after this). */
+  stopDeciding(): void {
+    this.end();
   }
 
   private end(): void {

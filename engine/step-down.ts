@@ -22,6 +22,8 @@ export async function handOver(o: { primary: Primary; lease: ShardLease; to: str
   o.primary.closeIntake();
   await o.primary.drain();
   if (!o.current() || !o.primary.stillDeciding) return null;
+  // Nothing may be appended once the lease names the successor: no admin command, no timer close.
+  o.primary.stopDeciding();
   await o.lease.handOver(o.to);
   return o.clock.now() - started;
 }

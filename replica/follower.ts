@@ -56,7 +56,7 @@ export class Follower {
     this.watchdog?.();
     this.watchdog = null;
     this.wake?.();
-    await this.consumer?.stop();
+    await this.consumer?.stop().catch((error: unknown) => this.logger.warn({ err: error }, 'closing the log consumer failed'));
     await this.reading;
   }
 
@@ -79,6 +79,8 @@ export class Follower {
         };
         if (this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents && !this.state.snapshotWriting) this.state.takeSnapshot();
       }
+      // The consumer ended without an error (closed under us): read again from where we are.
+      if (!this.disposed) this.report({ kind: 'follower-died', error: new Error('the log consumer ended') });
     } catch (error) {
       if (this.disposed) return;
       this.report(error instanceof InvariantError ? { kind: 'fatal', error } : { kind: 'follower-died', error });

@@ -72,9 +72,10 @@ export class CopyState {
    * Rebuilds the core from the newest snapshot plus the log's tail, every
    * logged command decided again and checked. With `mine`, a batch written
    * by another writer after our last durable one means we were deposed while
-   * our append's outcome was unknown (DeposedError).
+   * our append's outcome was unknown (DeposedError). Returns false, with
+   * nothing changed, when `isCurrent` says the caller's role ended meanwhile.
    */
-  async rebuild(mine?: string): Promise<void> {
+  async rebuild(mine?: string, isCurrent: () => boolean = () => true): Promise<boolean> {
     const loaded = this.snapshots.loadNewest(this.config, (file, error) => this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'));
     let core = loaded?.core ?? new AuctionCore({ shard: this.shard, ...this.config });
     let streamSeq = loaded?.meta.streamSeq ?? 0;
@@ -90,6 +91,7 @@ export class CopyState {
     }
     const ourLastDurable = this.durableStreamSeq;
     for await (const { streamSeq: at, batch } of this.log.read(streamSeq, last)) {
+      if (!isCurrent()) return false;
       if (mine !== undefined && at > ourLastDurable && batch.writer !== mine) {
         throw new DeposedError(`shard ${this.shard}: stream message ${at} was written by ${batch.writer}`);
       }
@@ -103,6 +105,7 @@ export class CopyState {
     // A replayed tail is worth a snapshot at the next periodic check.
     this.eventsSinceSnapshot = last > (loaded?.meta.streamSeq ?? 0) ? 1 : 0;
     this.lastSnapshotAt = this.clock.now();
+    return true;
   }
 
   /**

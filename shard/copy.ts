@@ -75,8 +75,10 @@ type CopyEvent =
   | { kind: 'step-down-failed'; error: Error }
   | { kind: 'stop'; done: () => void };
 
-/** Events waiting at once; reports beyond it are dropped (they repeat), a stop never is. */
-const QUEUE_MAX = 64;
+/** Events waiting at once: each resource reports a few, so more is a bug (fatal). */
+const QUEUE_MAX = 1_024;
+/** Operators' step-downs waiting at once; more are refused at once. */
+const OPERATOR_EVENTS_QUEUED_MAX = 64;
 
 const LOST_SHARD = { inflight: 'shard changed primary: outcome unknown, retry with the same bidId', pending: 'shard deposed' };
 const RESYNCING = { inflight: 'append failed: outcome unknown, retry with the same bidId', pending: 'engine resyncing' };
@@ -100,9 +102,11 @@ const STOPPING = { inflight: 'engine stopping: outcome unknown, retry with the s
 export class ShardCopy {
   readonly shard: number;
   private role: Role = { name: 'starting' };
+  /** A fatal error was reported to the owner (once). */
+  private failed = false;
   /** Counts transitions; an event carries the epoch it was posted in. */
   private epoch = 0;
-  private readonly queue: { event: CopyEvent; epoch: number }[] = [];
+  private readonly queue: { event: CopyEvent; epoch: number | null; primary?: Primary }[] = [];
   private draining = false;
   private readonly state: CopyState;
   private readonly lease: ShardLease;
@@ -175,13 +179,27 @@ export class ShardCopy {
 
   // --- the queue ---------------------------------------------------------------
 
-  /** Queues an event; `epoch` null: handled whatever the role by then. */
-  private post(event: CopyEvent, epoch: number | null): void {
-    if (this.queue.length >= QUEUE_MAX && event.kind !== 'stop') {
-      this.logger.warn({ event: event.kind }, 'copy queue full; event dropped');
+  /**
+   * Queues an event. `epoch`: the role it came from (dropped if that role has
+   * ended by the time it is handled); null: handled whatever the role. A
+   * broken invariant is acted on at once (the owner exits): nothing may be
+   * decided on corrupt state while the queue is busy.
+   */
+  private post(event: CopyEvent, epoch: number | null, primary?: Primary): void {
+    if (event.kind === 'fatal') {
+      this.failLoudly(event.error);
+      epoch = null;
+    }
+    if (event.kind === 'step-down' && this.queue.length >= OPERATOR_EVENTS_QUEUED_MAX) {
+      reply(event.msg, { error: commandError('unavailable', 'shard busy changing roles; try again') });
       return;
     }
-    this.queue.push({ event, epoch: epoch ?? -1 });
+    if (this.queue.length >= QUEUE_MAX) {
+      // Resources report a bounded number of events each; more means a loop in the copy.
+      this.failLoudly(new InvariantError(`shard ${this.shard}: ${this.queue.length} events queued`));
+      return;
+    }
+    this.queue.push({ event, epoch, primary });
     if (!this.draining) void this.drain();
   }
 
@@ -191,16 +209,29 @@ export class ShardCopy {
     return (event) => this.post(event, epoch);
   }
 
+  private current(entry: { epoch: number | null; primary?: Primary }): boolean {
+    if (entry.primary) {
+      const role = this.role;
+      return (role.name === 'serving' || role.name === 'stepping-down') && role.primary === entry.primary;
+    }
+    return entry.epoch === null || entry.epoch === this.epoch;
+  }
+
   private async drain(): Promise<void> {
     this.draining = true;
     try {
       while (this.queue.length > 0) {
-        const { event, epoch } = this.queue.shift()!;
-        if (epoch !== -1 && epoch !== this.epoch) continue; // from a role that has ended
+        const entry = this.queue.shift()!;
+        if (!this.current(entry)) {
+          // From a role that has ended; an operator still hears why nothing happened.
+          if (entry.event.kind === 'step-down') reply(entry.event.msg, { error: commandError('unavailable', `shard ${this.role.name}`) });
+          continue;
+        }
         try {
-          await this.handle(event);
+          await this.handle(entry.event);
         } catch (error) {
-          this.fatal(error);
+          this.failLoudly(error);
+          this.halt();
         }
       }
     } finally {
@@ -220,7 +251,7 @@ export class ShardCopy {
         event.done();
         return;
       case 'fatal':
-        this.fatal(event.error);
+        this.halt(); // the owner heard at once (post); this stops what is left of the role
         return;
       case 'started':
         return this.transition(event.lead ? 'taking-over' : 'following', event.lead ? 'lease free at start' : 'started');
@@ -264,11 +295,14 @@ export class ShardCopy {
     await this.leave(old, to);
     await this.leaseOnLeaving(old.name, to);
     this.role = await this.enter(to, old, cause, operator);
-    const transition: RoleTransition = { shard: this.shard, from: old.name, to, cause, at: this.options.clock.now() };
-    const key = `${old.name}->${to}`;
+    this.reportTransition(old.name, to, cause);
+  }
+
+  private reportTransition(from: RoleName, to: RoleName, cause: string): void {
+    const key = `${from}->${to}`;
     this.transitions.set(key, (this.transitions.get(key) ?? 0) + 1);
-    this.logger.info({ from: old.name, to, cause, streamSeq: this.state.durableStreamSeq }, 'role');
-    this.options.onTransition?.(transition);
+    this.logger.info({ from, to, cause, streamSeq: this.state.durableStreamSeq }, 'role');
+    this.options.onTransition?.({ shard: this.shard, from, to, cause, at: this.options.clock.now() } satisfies RoleTransition);
     if (to === 'following' || to === 'serving' || to === 'stopped') {
       this.startSettled?.();
       this.startSettled = null;
@@ -286,8 +320,9 @@ export class ShardCopy {
         await old.primary.dispose(to === 'stopped' ? 'finish' : 'abandon', to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING);
         return;
       case 'stepping-down':
-        await old.task;
+        // End the pipeline first: a drain must not go on deciding after a stop or a lost lease.
         await old.primary.dispose(to === 'stopped' ? 'finish' : 'abandon', to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING);
+        await old.task;
         return;
       case 'taking-over':
       case 'resyncing':
@@ -315,13 +350,14 @@ export class ShardCopy {
       case 'following': {
         const follower = new Follower(this.state, this.options.log, this.lease, this.options.clock, this.logger, { renewMs: this.options.lease.renewMs, snapshotEveryEvents: this.primaryOptions.snapshotEveryEvents, verify: this.verify }, this.reporter());
         follower.start(old.name === 'following' ? 200 : 0);
+        this.logger.info({ streamSeq: this.state.durableStreamSeq, holder: this.lease.holder?.engineId }, 'following shard');
         return { name: 'following', follower };
       }
       case 'taking-over':
         this.takeOverStartedAt = this.options.clock.now();
         return { name: 'taking-over', task: this.runTakeOver(this.epoch) };
       case 'serving': {
-        const primary = new Primary(this.state, this.options.log, this.options.bus, this.options.clock, this.logger, this.primaryOptions, this.reporter(), (msg) => answerQuery(msg, this));
+        const primary: Primary = new Primary(this.state, this.options.log, this.options.bus, this.options.clock, this.logger, this.primaryOptions, (event) => this.post(event, null, primary), (msg) => answerQuery(msg, this));
         await primary.start();
         const now = this.options.clock.now();
         if (old.name === 'taking-over') this.logger.warn({ ms: now - this.takeOverStartedAt, previous: this.lease.holder?.engineId }, 'took over the shard');
@@ -332,7 +368,6 @@ export class ShardCopy {
       }
       case 'stepping-down': {
         if (old.name !== 'serving' || !operator) throw new RoleTransitionError(old.name, to, 'stepping down needs the pipeline and the operator');
-        old.primary.reportTo(this.reporter());
         return { name: 'stepping-down', primary: old.primary, task: this.runHandOver(this.epoch, old.primary, operator) };
       }
       case 'resyncing':
@@ -385,7 +420,7 @@ export class ShardCopy {
     const report = this.reporter<CopyEvent>();
     for (let attempt = 1; this.epoch === epoch; attempt++) {
       try {
-        await this.state.rebuild(role === 'resyncing' ? this.options.writer : undefined);
+        if (!(await this.state.rebuild(role === 'resyncing' ? this.options.writer : undefined, () => this.epoch === epoch))) return;
         report(role === 'resyncing' ? { kind: 'resynced' } : { kind: 'rebuilt' });
         return;
       } catch (error) {
@@ -418,7 +453,8 @@ export class ShardCopy {
     const current = () => this.epoch === epoch;
     return handOver({ primary, lease: this.lease, to: operator.to, clock: this.options.clock, current }).then(
       (ms) => {
-        if (ms === null || !current()) return refuse(`step-down interrupted: shard ${this.role.name}`);
+        // Interrupted before the lease was written (an append failed, a stop, the lease lost): the operator hears it.
+        if (ms === null) return refuse('step-down interrupted: the shard is changing roles');
         const report = { from: this.options.engineId, to: operator.to, streamSeq: this.state.durableStreamSeq, lastSeq: this.state.durableSeq, ms };
         this.logger.warn(report, 'stepped down');
         reply(operator.msg, report);
@@ -442,12 +478,18 @@ export class ShardCopy {
     this.logger.info({ lastSeq: this.state.durableSeq }, 'stopped');
   }
 
-  /**
-   * A broken invariant: stop deciding at once, loudly, and tell the owner
-   * (which exits). Synchronous: nothing of the role may run on.
-   */
-  private fatal(error: unknown): void {
+  /** A broken invariant (or a transition that threw): said once, loudly, to the log and the owner (which exits 70). */
+  private failLoudly(error: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.logger.fatal({ err: error, role: this.role.name }, error instanceof InvariantError ? 'invariant broken; exiting' : 'role transition failed; exiting');
+    this.options.onFatal(error);
+  }
+
+  /** After a fatal error: whatever the role holds stops at once; the copy is stopped and moves no more. */
+  private halt(): void {
     const role = this.role;
+    if (role.name === 'stopped') return;
     this.epoch++;
     if (role.name === 'serving' || role.name === 'stepping-down') void role.primary.dispose('abandon', LOST_SHARD);
     if (role.name === 'following') void role.follower.dispose();
@@ -456,8 +498,7 @@ export class ShardCopy {
     this.nodeControl?.unsubscribe();
     this.nodeControl = null;
     this.role = { name: 'stopped' };
-    this.logger.fatal({ err: error, role: role.name }, 'invariant broken; exiting');
-    this.options.onFatal(error);
+    this.reportTransition(role.name, 'stopped', 'fatal error');
   }
 
   // --- what the copy tells about itself --------------------------------------------
