@@ -1,13 +1,17 @@
 import { DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
 import { createMissing, isStreamNotFound, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
-import { DeposedError, type LogFollower, type ShardLogPort, type ShardStreamConfig } from '../shard/ports.js';
+import { DeposedError, logMsgId, type LogFollower, type ShardLogPort, type ShardStreamConfig } from '../shard/ports.js';
 
 export { DeposedError, type ShardStreamConfig };
 
+/** JetStream's "wrong last msg ID" (Nats-Expected-Last-Msg-Id failed); nats.js names no constant for it. */
+const STREAM_WRONG_LAST_MSG_ID = 10_070;
+
+/** A publish refused by one of its expectations (last sequence, or last msg id): someone else appended first. */
 export function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
+    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown || error.code === STREAM_WRONG_LAST_MSG_ID);
 }
 
 /**
@@ -85,13 +89,14 @@ export class ShardLog implements ShardLogPort {
    * so it is unique per append; JetStream answering "duplicate" would mean an
    * earlier append at that position, never a fresh one, and is an error.
    */
-  async append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number): Promise<PubAck> {
-    const msgID = `${this.shard}:${expectLastStreamSeq + 1}:${writer}`;
+  async append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<PubAck> {
+    const msgID = logMsgId(this.shard, expectLastStreamSeq + 1, writer);
+    const expect = chainsOnto === undefined ? { lastSequence: expectLastStreamSeq } : { lastSequence: expectLastStreamSeq, lastMsgID: chainsOnto };
     let ack: PubAck;
     try {
-      ack = await this.js.publish(this.subject, bytes, { expect: { lastSequence: expectLastStreamSeq }, msgID, timeout: timeoutMs, retries: 0 });
+      ack = await this.js.publish(this.subject, bytes, { expect, msgID, timeout: timeoutMs, retries: 0 });
     } catch (error) {
-      if (isWrongLastSequence(error)) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`, { cause: error });
+      if (isWrongLastSequence(error)) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}${chainsOnto === undefined ? '' : ` (or its last message is not ${chainsOnto})`}`, { cause: error });
       throw error;
     }
     if (ack.duplicate) throw new Error(`shard ${this.shard}: append ${msgID} was taken for a duplicate of stream message ${ack.seq}`);

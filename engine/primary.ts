@@ -5,7 +5,7 @@ import { parseCommands, readAdminRequest, readCommands } from './intake.js';
 import { commandError, encodeLog, subjects, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
 import { adminSubjects } from '../protocol/cluster.js';
 import type { CopyState } from '../shard/copy-state.js';
-import { DeposedError, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
+import { DeposedError, logMsgId, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
 
 /** What the pipeline reports to its copy's queue; it never changes the copy's role itself. */
 export type PrimaryEvent =
@@ -299,9 +299,12 @@ export class Primary {
   private appendBatch(firstSeq: number, t: number, events: LogEvent[], requests: PendingRequest[]): void {
     const batchMessage: LogBatch = { v: 1, shard: this.options.shard, writer: this.options.writer, t, events };
     const expectStreamSeq = this.state.expectStreamSeq++;
+    // Each append names the one before it (shard/ports.ts: a pipelined append must not land after another writer's fence).
+    const chainsOnto = this.state.expectMsgId;
+    this.state.expectMsgId = logMsgId(this.options.shard, expectStreamSeq + 1, this.options.writer);
     const batch: Batch = { firstSeq, lastSeq: events[events.length - 1].seq, expectStreamSeq, requests, settled: false, failed: false, append: Promise.resolve() };
     batch.append = this.log
-      .append(encodeLog(batchMessage), expectStreamSeq, this.options.writer, this.options.appendTimeoutMs)
+      .append(encodeLog(batchMessage), expectStreamSeq, this.options.writer, this.options.appendTimeoutMs, chainsOnto)
       .then(
         (ack) => this.onAppended(batch, ack.seq),
         (error: unknown) => this.onAppendFailed(batch, error),

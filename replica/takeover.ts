@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { encodeLog, type LogBatch } from '../protocol/index.js';
 import type { CopyState } from '../shard/copy-state.js';
-import type { Clock, ShardLogPort } from '../shard/ports.js';
+import { logMsgId, type Clock, type ShardLogPort } from '../shard/ports.js';
 import type { ShardLease } from './lease.js';
 
 export type TakeOverContext = {
@@ -41,6 +41,7 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
       const ack = await c.log.append(encodeLog(fence), c.state.durableStreamSeq, c.writer, c.appendTimeoutMs);
       c.state.durableStreamSeq = ack.seq;
       c.state.expectStreamSeq = ack.seq;
+      c.state.expectMsgId = logMsgId(c.state.shard, ack.seq, c.writer);
       break;
     } catch (error) {
       if (!c.lease.held) return { fenced: false, why: 'lease lost while fencing' };

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { AuctionCore } from '../engine/core/index.js';
 import type { LogBatch } from '../protocol/index.js';
 import type { ShardCopyStatus } from '../protocol/cluster.js';
-import { DeposedError, type Clock, type ShardLogPort, type SnapshotPort } from './ports.js';
+import { DeposedError, logMsgId, type Clock, type ShardLogPort, type SnapshotPort } from './ports.js';
 import { replayBatch } from './replay.js';
 
 export type CoreConfig = { auctionsMax: number; idempotencyEntriesMax: number };
@@ -19,6 +19,8 @@ export class CopyState {
   expectStreamSeq = 0;
   durableStreamSeq = 0;
   durableSeq = 0;
+  /** The msg id of the log message at `expectStreamSeq`, which the primary's next append names as the one it follows. */
+  expectMsgId: string | undefined = undefined;
   eventsSinceSnapshot = 0;
   lastSnapshotAt = 0;
   /** Appends and events acknowledged while this copy served, since it started (status, benchmarks). */
@@ -55,6 +57,7 @@ export class CopyState {
     this.durableStreamSeq = streamSeq;
     this.expectStreamSeq = streamSeq;
     this.durableSeq = this.core.lastSeq;
+    this.expectMsgId = logMsgId(this.shard, streamSeq, batch.writer);
     this.eventsSinceSnapshot += batch.events.length;
   }
 
@@ -90,15 +93,18 @@ export class CopyState {
       streamSeq = 0;
     }
     const ourLastDurable = this.durableStreamSeq;
-    for await (const { streamSeq: at, batch } of this.log.read(streamSeq, last)) {
+    // From one message before the snapshot's position at most: the last message's writer names the msg id to chain onto.
+    let lastWriter: string | undefined;
+    for await (const { streamSeq: at, batch } of this.log.read(Math.max(0, Math.min(streamSeq, last - 1)), last)) {
       if (!isCurrent()) return false;
       if (mine !== undefined && at > ourLastDurable && batch.writer !== mine) {
         throw new DeposedError(`shard ${this.shard}: stream message ${at} was written by ${batch.writer}`);
       }
       replayBatch(core, batch);
-      streamSeq = at;
+      lastWriter = batch.writer;
     }
     this.core = core;
+    this.expectMsgId = lastWriter === undefined ? undefined : logMsgId(this.shard, last, lastWriter);
     this.expectStreamSeq = last;
     this.durableStreamSeq = last;
     this.durableSeq = core.lastSeq;

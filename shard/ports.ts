@@ -31,15 +31,31 @@ export type LogFollower = {
 };
 
 /**
+ * The msg id of the log message a writer appends at `streamSeq` (it names
+ * writer and position, so it is unique per append): what an append that
+ * follows it names as the message it chains onto.
+ */
+export const logMsgId = (shard: number, streamSeq: number, writer: string) => `${shard}:${streamSeq}:${writer}`;
+
+/**
  * A shard's log. `append` carries the stream-level expected last sequence and
- * a msg id naming writer and position; it rejects with DeposedError when the
- * log is past `expectLastStreamSeq`, and with any other error when the outcome
- * is unknown (the batch may or may not have landed).
+ * the msg id `logMsgId(shard, expectLastStreamSeq + 1, writer)`; with
+ * `chainsOnto` it also expects the log's last message to be that one (JetStream
+ * Nats-Expected-Last-Msg-Id). It rejects with DeposedError when either
+ * expectation fails, and with any other error when the outcome is unknown
+ * (the batch may or may not have landed).
+ *
+ * Why both: a primary pipelines appends (each expecting the previous one's
+ * position). If a new primary's fence lands exactly where the old one's
+ * append N should have, append N is refused, but append N+1 expects the
+ * fence's position and would land after it (two writers, a gap in the event
+ * sequence; simulator seed 3908). Naming the message it follows refuses it.
+ * A fence names no message: it follows whatever the new primary caught up to.
  */
 export interface ShardLogPort {
   ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }>;
   lastStreamSeq(): Promise<number>;
-  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number): Promise<{ seq: number }>;
+  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<{ seq: number }>;
   /** Delivers every batch after `afterStreamSeq` as it lands. */
   follow(afterStreamSeq: number): Promise<LogFollower>;
   /** Batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */

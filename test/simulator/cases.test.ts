@@ -15,6 +15,12 @@ const FOUND: { seed: number; kinds: readonly FaultKind[]; bug: string }[] = [
   // Found while building the roles: an append that failed while stepping down was reported to the serving role,
   // which had ended, so the copy stayed stepping-down and nobody served: "episode 3: the shard did not serve within 3000 ms".
   { seed: 25, kinds: FAULT_KINDS, bug: 'append failure while stepping down' },
+  // A paused primary resumed with two appends in flight; the new primary's fence had taken the position of the
+  // first, which was refused, but the second expected the fence's position and landed after it: "stream message 52
+  // written by c0-w1 after the fence of c1-w1: two writers", "event seq 60 follows 58". A design bug of pipelined
+  // appends since the first engine (test/engine/log-chain.test.ts shows it on nats-server); appends now name the
+  // message they follow.
+  { seed: 3908, kinds: FAULT_KINDS, bug: 'pipelined append after a fence' },
 ];
 
 for (const { seed, kinds, bug } of FOUND) {

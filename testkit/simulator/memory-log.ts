@@ -1,5 +1,5 @@
 import { decodeLog, type LogBatch } from '../../protocol/index.js';
-import { DeposedError, type LogFollower, type LoggedBatch, type ShardLogPort, type ShardStreamConfig } from '../../shard/ports.js';
+import { DeposedError, logMsgId, type LogFollower, type LoggedBatch, type ShardLogPort, type ShardStreamConfig } from '../../shard/ports.js';
 import { Connection, type Scheduler, type SimNode, type Wire } from './scheduler.js';
 
 /** JetStream's duplicate window on shard streams (engine/log.ts: duplicate_window 2 min). */
@@ -87,13 +87,16 @@ export class MemoryLog {
   /**
    * The server's handling of a publish: a msg id seen within the duplicate
    * window is a duplicate (checked first, as JetStream does), then the
-   * expected last sequence fences out a writer that is not the latest.
+   * expected last sequence and the expected last msg id (when given) fence
+   * out a writer that is not the latest.
    */
-  receive(bytes: Uint8Array, expectLastStreamSeq: number, msgId: string): number {
+  receive(bytes: Uint8Array, expectLastStreamSeq: number, msgId: string, chainsOnto?: string): number {
     this.forgetOldIds();
     const earlier = this.recentIds.get(msgId);
     if (earlier !== undefined) throw new Error(`shard ${this.shard}: append ${msgId} was taken for a duplicate of stream message ${earlier}`);
     if (this.lastSeq !== expectLastStreamSeq) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`);
+    const lastMsgId = this.messages.at(-1)?.msgId ?? '';
+    if (chainsOnto !== undefined && lastMsgId !== chainsOnto) throw new DeposedError(`shard ${this.shard}: last message is ${lastMsgId}, not ${chainsOnto}`);
     return this.store(bytes, msgId);
   }
 
@@ -156,11 +159,11 @@ class MemoryLogPort implements ShardLogPort {
    * uses. The timeout runs on the caller's clock from the call; an answer
    * after it is ignored, as the client library does.
    */
-  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number): Promise<{ seq: number }> {
-    const msgId = `${this.log.shard}:${expectLastStreamSeq + 1}:${writer}`;
+  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<{ seq: number }> {
+    const msgId = logMsgId(this.log.shard, expectLastStreamSeq + 1, writer);
     const fate = APPEND_FATE[this.log.appendFault()];
     const sent = bytes.slice(); // what went on the wire: the caller may reuse its buffer
-    return this.connection.ask(() => ({ seq: this.log.receive(sent, expectLastStreamSeq, msgId) }), timeoutMs, fate);
+    return this.connection.ask(() => ({ seq: this.log.receive(sent, expectLastStreamSeq, msgId, chainsOnto) }), timeoutMs, fate);
   }
 
   /** Opens a consumer at the server; its first messages may overtake the answer, and wait in the iterator. */

@@ -198,9 +198,9 @@ export class World {
       lastStreamSeq: () => log.lastStreamSeq(),
       follow: (after) => log.follow(after),
       read: (after, to) => log.read(after, to),
-      append: (bytes, expect, writer, timeoutMs) => {
+      append: (bytes, expect, writer, timeoutMs, chainsOnto) => {
         if (guard.stopped) this.checker.fail(`${slot.name} appended to the log after it was stopped`);
-        return log.append(bytes, expect, writer, timeoutMs);
+        return log.append(bytes, expect, writer, timeoutMs, chainsOnto);
       },
     };
   }
