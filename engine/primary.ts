@@ -4,6 +4,7 @@ import { answer, answerUnavailable, answerUndecided, reply, type PendingRequest 
 import { parseCommands, readAdminRequest, readCommands } from './intake.js';
 import { commandError, encodeLog, subjects, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
 import { adminSubjects } from '../protocol/cluster.js';
+import type { EngineConfig } from './config.js';
 import type { CopyState } from '../shard/copy-state.js';
 import { DeposedError, logMsgId, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
 
@@ -13,16 +14,10 @@ export type PrimaryEvent =
   | { kind: 'step-down'; msg: BusRequest; to: unknown }
   | { kind: 'fatal'; error: unknown };
 
-export type PrimaryOptions = {
+/** The pipeline's bounds are the engine's flags (engine/config.ts). */
+export type PrimaryOptions = Pick<EngineConfig, 'engineId' | 'batchEventsMax' | 'batchesInFlightMax' | 'pendingCommandsMax' | 'appendTimeoutMs' | 'snapshotEveryEvents' | 'snapshotEveryMs'> & {
   shard: number;
   writer: string;
-  engineId: string;
-  batchEventsMax: number;
-  batchesInFlightMax: number;
-  pendingCommandsMax: number;
-  appendTimeoutMs: number;
-  snapshotEveryEvents: number;
-  snapshotEveryMs: number;
   verify: boolean;
 };
 
