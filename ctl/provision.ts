@@ -5,7 +5,8 @@ import { ensureNotificationStream, NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_REPUB
 import { USER_FLAGS_BUCKET } from '../protocol/cluster.js';
 import { bucketExists, bucketFollowSettings, openBucket, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
 import { loadConfig } from '../engine/config.js';
-import { ShardLog, type ShardStreamConfig } from '../engine/log.js';
+import { ShardLog } from '../engine/log.js';
+import type { ShardStreamConfig } from '../shard/ports.js';
 import { LEASE_BUCKET } from '../replica/lease.js';
 import { USERS_BUCKET } from '../gateway/auth.js';
 

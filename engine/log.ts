@@ -3,8 +3,6 @@ import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/inde
 import { createMissing, isStreamNotFound, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
 import { DeposedError, logMsgId, type LogFollower, type ShardLogPort, type ShardStreamConfig } from '../shard/ports.js';
 
-export { DeposedError, type ShardStreamConfig };
-
 /** JetStream's "wrong last msg ID" (Nats-Expected-Last-Msg-Id failed); nats.js names no constant for it. */
 const STREAM_WRONG_LAST_MSG_ID = 10_070;
 

@@ -18,10 +18,10 @@ import { openBucket } from '../protocol/provisioning.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
 /**
- * The engine process, in either role: every shard it runs gets its own
- * pipeline (engine/shard.ts) on this one thread, leading the shard while it
- * holds the shard's lease and following the stream as a hot standby
- * otherwise. `engine` starts as primary, `replica` as a standby.
+ * The engine process, in either role: every shard it runs gets its own copy
+ * (shard/copy.ts) on this one thread, serving the shard while it holds the
+ * shard's lease and following the log as a hot standby otherwise. `engine`
+ * starts as primary, `replica` as a standby.
  */
 export async function runEngineProcess(argv: string[], role: 'primary' | 'replica'): Promise<void> {
   let config;

@@ -19,7 +19,12 @@ export class CopyState {
   expectStreamSeq = 0;
   durableStreamSeq = 0;
   durableSeq = 0;
-  /** The msg id of the log message at `expectStreamSeq`, which the primary's next append names as the one it follows. */
+  /**
+   * The msg id of the log message at `expectStreamSeq`, which the primary's
+   * next append names as the one it follows. Set where serving begins (the
+   * takeover's fence, a resync's rebuild) and by each append; a follower
+   * never appends, so applying the log leaves it alone.
+   */
   expectMsgId: string | undefined = undefined;
   eventsSinceSnapshot = 0;
   lastSnapshotAt = 0;
@@ -57,7 +62,6 @@ export class CopyState {
     this.durableStreamSeq = streamSeq;
     this.expectStreamSeq = streamSeq;
     this.durableSeq = this.core.lastSeq;
-    this.expectMsgId = logMsgId(this.shard, streamSeq, batch.writer);
     this.eventsSinceSnapshot += batch.events.length;
   }
 

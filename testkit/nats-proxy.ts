@@ -1,5 +1,6 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { freePort } from './ports.js';
+import { closeTogether } from './socket-pair.js';
 
 /** A message the server sends a client (`MSG`/`HMSG`), as the proxy sees it. */
 export type ProxiedMessage = { subject: string; /** The header block of an HMSG ('' for a MSG). */ headers: string };
@@ -88,13 +89,7 @@ export class NatsProxy {
       pending = rest;
       if (forward.length > 0) client.write(Buffer.concat(forward));
     });
-    const close = () => {
-      this.pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close).on('close', close);
-    upstream.on('error', close).on('close', close);
+    closeTogether(client, upstream, () => this.pairs.delete(pair));
   }
 
   /** Splits the server's bytes into whole frames: those to forward, and an incomplete rest. */

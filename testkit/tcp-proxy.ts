@@ -1,5 +1,6 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { freePort } from './ports.js';
+import { closeTogether } from './socket-pair.js';
 
 /**
  * A TCP proxy on 127.0.0.1 for fault injection (no tc/iptables here). It can
@@ -24,13 +25,7 @@ export class TcpProxy {
         upstream.pipe(client);
         if (proxy.held.up) client.pause();
         if (proxy.held.down) upstream.pause();
-        const close = () => {
-          proxy.pairs.delete(pair);
-          client.destroy();
-          upstream.destroy();
-        };
-        client.on('error', close).on('close', close);
-        upstream.on('error', close).on('close', close);
+        closeTogether(client, upstream, () => proxy.pairs.delete(pair));
       }),
       port,
     );

@@ -1,5 +1,6 @@
 import type { BusPort, BusRequest } from '../../shard/ports.js';
-import { Connection, never, type Scheduler, type SimNode } from './scheduler.js';
+import { Connection, never } from './network.js';
+import type { Scheduler, SimNode } from './scheduler.js';
 
 export type MemoryBusOptions = {
   /** One way of one message; drawn per message. */

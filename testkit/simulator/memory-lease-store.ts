@@ -1,5 +1,6 @@
 import { RevisionConflictError, type LeaseEntry, type LeaseStorePort } from '../../shard/ports.js';
-import { Connection, type Scheduler, type SimNode, type Wire } from './scheduler.js';
+import { Connection, type Wire } from './network.js';
+import type { Scheduler, SimNode } from './scheduler.js';
 
 /** How long a write waits for its answer when the caller names no timeout (the KV client's default). */
 export const WRITE_TIMEOUT_MS = 1_000;

@@ -1,6 +1,7 @@
 import { decodeLog, type LogBatch } from '../../protocol/index.js';
 import { DeposedError, logMsgId, type LogFollower, type LoggedBatch, type ShardLogPort, type ShardStreamConfig } from '../../shard/ports.js';
-import { Connection, type Scheduler, type SimNode, type Wire } from './scheduler.js';
+import { Connection, type Wire } from './network.js';
+import type { Scheduler, SimNode } from './scheduler.js';
 
 /** JetStream's duplicate window on shard streams (engine/log.ts: duplicate_window 2 min). */
 export const DUPLICATE_WINDOW_MS = 120_000;

@@ -16,6 +16,9 @@ import { Scheduler, type SimNode } from './scheduler.js';
 
 export const SHARD = 0;
 
+/** A copy's record of its subscriptions and whether its stop() has resolved (stopped copies must be inert). */
+type CopyGuard = { stopped: boolean; subscriptions: Set<string> };
+
 /** Remembered bids: more than a run places (so no retry is ever forgotten), small enough to hash and verify often. */
 const IDEMPOTENCY_ENTRIES = 2_048;
 
@@ -26,6 +29,8 @@ export class CopySlot {
   incarnation = 0;
   /** The copy is between placement's stop and its start again. */
   removed = false;
+  /** What the copy running now may still do: nothing once its stop() resolved. */
+  guard: CopyGuard = { stopped: false, subscriptions: new Set() };
   readonly snapshots: MemorySnapshots;
 
   constructor(readonly name: string, readonly index: number, scheduler: Scheduler) {
@@ -107,7 +112,8 @@ export class World {
   /** A copy in the slot's running process (after boot, or after placement gave the shard back). */
   startCopy(slot: CopySlot): void {
     const node = slot.node;
-    const guard = { stopped: false, subscriptions: new Set<string>() };
+    const guard: CopyGuard = { stopped: false, subscriptions: new Set() };
+    slot.guard = guard;
     const copy = new ShardCopy({
       shard: SHARD,
       bus: this.guardBus(slot, guard, this.bus.port(node)),
@@ -146,7 +152,6 @@ export class World {
       this.note(`${slot.name} failed to start (${(error as Error).message}); its process exits`);
       this.crash(slot, 'exit 1');
     });
-    (copy as unknown as { simGuard: typeof guard }).simGuard = guard;
   }
 
   /** Placement moves the shard away from this process: stop the copy, keep the process. */
@@ -155,7 +160,7 @@ export class World {
     if (!copy || slot.removed) return;
     slot.removed = true;
     this.note(`${slot.name} stops its copy (${why}) in state ${copy.roleName}`);
-    const guard = (copy as unknown as { simGuard: { stopped: boolean; subscriptions: Set<string> } }).simGuard;
+    const guard = slot.guard;
     try {
       await copy.stop();
     } catch (error) {
@@ -175,7 +180,7 @@ export class World {
     this.scheduler.schedule(null, RESTART_DELAY_MS, () => this.boot(slot));
   }
 
-  private guardBus(slot: CopySlot, guard: { stopped: boolean; subscriptions: Set<string> }, bus: BusPort): BusPort {
+  private guardBus(slot: CopySlot, guard: CopyGuard, bus: BusPort): BusPort {
     return {
       flush: () => bus.flush(),
       serve: (subject, handler) => {
@@ -192,7 +197,7 @@ export class World {
     };
   }
 
-  private guardLog(slot: CopySlot, guard: { stopped: boolean }, log: ShardLogPort): ShardLogPort {
+  private guardLog(slot: CopySlot, guard: CopyGuard, log: ShardLogPort): ShardLogPort {
     return {
       ensure: (w, r) => log.ensure(w, r),
       lastStreamSeq: () => log.lastStreamSeq(),
@@ -205,7 +210,7 @@ export class World {
     };
   }
 
-  private guardLease(slot: CopySlot, guard: { stopped: boolean }, store: LeaseStorePort): LeaseStorePort {
+  private guardLease(slot: CopySlot, guard: CopyGuard, store: LeaseStorePort): LeaseStorePort {
     const written = (what: string) => {
       if (guard.stopped) this.checker.fail(`${slot.name} wrote the lease (${what}) after it was stopped`);
     };
