@@ -7,11 +7,13 @@ NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
 TESTS ?= 'dist/test/**/*.test.js'
 
-.PHONY: help deps build test up nats simulate bench bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
+.PHONY: help deps build lint format test up nats simulate bench bench-core bench-engine bench-failover bench-audit bench-gateway typecheck clean
 
 help:
 	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
-	@echo "make test        install what is missing, build, run every test"
+	@echo "make test        install what is missing, lint, build, run every test"
+	@echo "make lint        prettier --check, eslint, and the import rules (dependency-cruiser); make test runs it first"
+	@echo "make format      rewrite the files in Prettier's style (prettier --write)"
 	@echo "make simulate    the deterministic simulator of a shard's copies: SEEDS=n seeds (default 1000), or SEED=s to replay one"
 	@echo "make bench       the standard benchmark set end to end (<= 10 min): JSON, table, HTML report, docs/BENCHMARKS.md"
 	@echo "make bench-core  benchmark the engine core alone (1M and 10M auctions)"
@@ -33,11 +35,24 @@ build: deps
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
+# One tool a line, so a failure says which. Formatting (.prettierrc.json), ESLint (eslint.config.js), then the
+# import rules (.dependency-cruiser.cjs): the folder rules and no-circular on the sources as written, then
+# "gateway and ctl never load better-sqlite3" on the runtime graph (type-only imports erased) of what gateway/
+# and ctl/ import. test/lint/import-rules.test.ts runs these two depcruise lines as written here.
+lint: deps
+	npx prettier --check .
+	npx eslint --max-warnings=0 .
+	npx depcruise --config .dependency-cruiser.cjs .
+	DEPCRUISE_RUNTIME=1 npx depcruise --config .dependency-cruiser.cjs gateway ctl
+
+format: deps
+	npx prettier --write .
+
 nats:
 	@scripts/ensure-nats.sh >/dev/null
 
 # VERIFY=1: every engine and replica the tests start sweeps all core invariants after each batch.
-test: build nats
+test: lint build nats
 	VERIFY=1 NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" npx tap $(TAP_FLAGS) $(TESTS)
 
 up: build nats

@@ -1,4 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { decodeCursor, encodeCursor } from '../protocol/cursors.js';
+import type { Auction, AuctionPage, AuctionStatus, BidPage, BidRecord } from '../protocol/public.js';
 
 /** Bounds of the query API. */
 export const QUERY_LIMITS = { pageMax: 100, pageDefault: 20, queryCharsMax: 200, queryWordsMax: 10 };
@@ -27,32 +29,16 @@ type AuctionRow = {
   version: number; reserve_met: number; winner_id: number; created_at: number;
 };
 
-/** The public Auction of API.md (the reserve itself is never shown). */
-export function toAuction(row: AuctionRow) {
-  const auction: Record<string, unknown> = {
+/** The public Auction (protocol/public.ts; the reserve itself is never shown). */
+export function toAuction(row: AuctionRow): Auction {
+  const auction: Auction = {
     id: row.id, sellerId: row.seller_id, title: row.title, description: row.description, imageUrl: row.image_url,
     startingPrice: row.starting_price, startsAt: row.starts_at, endsAt: row.ends_at, softCloseSeconds: row.soft_close_seconds,
-    status: row.status, price: row.price, leaderId: row.leader_id || null, bidCount: row.bid_count, version: row.version,
+    status: row.status as AuctionStatus, price: row.price, leaderId: row.leader_id || null, bidCount: row.bid_count, version: row.version,
     hasReserve: row.reserve_price > 0, reserveMet: row.reserve_met === 1, createdAt: row.created_at,
   };
   if (row.winner_id) auction.winnerId = row.winner_id;
   return auction;
-}
-
-/** A keyset cursor: the sort value and id of the last row returned. The same cursor works on every shard. */
-export function encodeCursor(sortValue: number, id: number): string {
-  return Buffer.from(JSON.stringify([sortValue, id])).toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): [number, number] | null {
-  if (cursor === undefined || cursor === null || cursor === '') return null;
-  try {
-    const value = JSON.parse(Buffer.from(String(cursor), 'base64url').toString()) as unknown;
-    if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isSafeInteger(v))) return value as [number, number];
-  } catch {
-    // Fall through.
-  }
-  throw new QueryError('bad cursor');
 }
 
 function limitOf(value: unknown): number {
@@ -85,14 +71,14 @@ export class AuditQueries {
   }
 
   /** Bid history by sequence; a bidder's maximum is shown only to that bidder. */
-  bids(auctionId: number, options: { after?: unknown; limit?: unknown; viewerId?: unknown }) {
+  bids(auctionId: number, options: { after?: unknown; limit?: unknown; viewerId?: unknown }): BidPage {
     const after = options.after === undefined || options.after === null ? 0 : Number(options.after);
     if (!Number.isSafeInteger(after) || after < 0) throw new QueryError('after must be a sequence number');
     const limit = limitOf(options.limit);
     const viewer = Number(options.viewerId ?? 0);
     const rows = this.bidsPage.all(auctionId, after, limit + 1) as { seq: number; bidder_id: number; bid_id: number; max_bid: number; status: string; reason: string | null; price_after: number; leading: number; at: number }[];
     const page = rows.slice(0, limit).map((r) => {
-      const record: Record<string, unknown> = { seq: r.seq, bidderId: r.bidder_id, price: r.price_after, status: r.status, at: r.at, leading: r.leading === 1 };
+      const record: BidRecord = { seq: r.seq, bidderId: r.bidder_id, price: r.price_after, status: r.status, at: r.at, leading: r.leading === 1 };
       if (r.reason) record.reason = r.reason;
       if (viewer > 0 && r.bidder_id === viewer) {
         record.maxBid = r.max_bid;
@@ -122,7 +108,7 @@ export class AuditQueries {
   }
 
   /** Search with filters and keyset paging; results are ordered by (sort value, id). */
-  search(options: Record<string, unknown>) {
+  search(options: Record<string, unknown>): AuctionPage {
     const order = SORTS.get(String(options.sort ?? 'ending_soon'));
     if (!order) throw new QueryError('sort must be ending_soon, newest or price');
     const limit = limitOf(options.limit);
@@ -143,6 +129,7 @@ export class AuditQueries {
       params.push(Number(options.sellerId));
     }
     const cursor = decodeCursor(options.cursor);
+    if (cursor === undefined) throw new QueryError('bad cursor');
     const op = order.direction === 'ASC' ? '>' : '<';
     if (cursor) {
       where.push(`(a.${order.column} ${op} ? OR (a.${order.column} = ? AND a.id ${op} ?))`);

@@ -1,35 +1,17 @@
-import { join } from 'node:path';
-import Database, { type Database as DB } from 'better-sqlite3';
+import type { Database as DB } from 'better-sqlite3';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import * as hdr from 'hdr-histogram-js';
-import { commandError, decode, decodeLog, encode, ensureNotificationStream, streamName, type LogBatch } from '../protocol/index.js';
+import { AUDIT_CONSUMER, auditSubject, commandError, decode, decodeLog, encode, ensureNotificationStream, streamName, type LogBatch } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
 import { AuditQueries, QueryError } from './queries.js';
 import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
-import { adminSubjects } from '../protocol/cluster.js';
-import { privateDir, privateFile } from '../service/private-files.js';
-
-export const AUDIT_CONSUMER = 'audit';
-export const auditSubject = (shard: number) => `auction.audit.${shard}`;
-export const shardFile = (dataDir: string, shard: number) => join(dataDir, `shard-${shard}.sqlite`);
-
-/** Opens a shard's SQLite file in WAL mode with the read model's schema. */
-export function openShardDb(file: string, readonly = false): DB {
-  // Owner-only: the file holds every bidder's maximum. SQLite gives its -wal and -shm files the same mode.
-  if (!readonly) privateFile(file);
-  const db = new Database(file, { readonly, fileMustExist: readonly });
-  if (!readonly) {
-    db.pragma('journal_mode = WAL');
-    // WAL + NORMAL survives a process crash (like the 2.9 stream it mirrors); the position row makes replays safe.
-    db.pragma('synchronous = NORMAL');
-    db.pragma('cache_size = -65536'); // 64 MiB of pages: the hot auctions and index pages stay in memory
-    db.pragma('temp_store = MEMORY');
-  }
-  return db;
-}
+import { openShardDb, shardFile } from './shard-db.js';
+import { adminSubjects } from '../protocol/names.js';
+import { answer, answerError, auditAdminParsers, auditQueryParsers, readOperation, type AuditAdminOperations, type AuditQueryOperations, type ReplyOf } from '../protocol/operations.js';
+import { privateDir } from '../service/private-files.js';
 
 export type ShardAuditOptions = {
   shard: number;
@@ -220,78 +202,68 @@ export class ShardAudit {
 
   /** `verify` (auctionctl audit verify): the file against its stream, one run at a time; `events` (auction show). */
   private onAdmin(msg: Msg): void {
-    let op: unknown;
-    try {
-      op = (decode(msg.data) as { op?: unknown })?.op;
-    } catch {
-      op = undefined;
-    }
-    if (op === 'events') {
-      this.onQuery(msg, true); // operators only: bidders' maxima are in it
-      return;
-    }
-    if (op !== 'verify') {
-      msg.respond(encode({ error: commandError('invalid_request', 'unknown admin op') }));
+    const request = readOperation<AuditAdminOperations>(msg, auditAdminParsers, 'admin');
+    if (!request) return;
+    if (request.op === 'events') {
+      // Operators only: bidders' maxima are in it.
+      this.answerQuery(msg, request.op, () => this.queries.recentEvents(request.auctionId, request.limit));
       return;
     }
     if (this.verifying) {
-      msg.respond(encode({ error: commandError('rate_limited', 'a verification of this shard is running') }));
+      answerError(msg, commandError('rate_limited', 'a verification of this shard is running'));
       return;
     }
     this.verifying = verifyShard(this.o.js, this.o.jsm, this.o.shard, shardFile(this.o.dataDir, this.o.shard))
-      .then((result) => msg.respond(encode(result)))
-      .catch((error: unknown) => msg.respond(encode({ error: commandError('unavailable', `verification failed to run: ${(error as Error).message}`) })))
+      .then((result) => answer(msg, result satisfies ReplyOf<AuditAdminOperations, 'verify'>))
+      .catch((error: unknown) => answerError(msg, commandError('unavailable', `verification failed to run: ${(error as Error).message}`)))
       .finally(() => {
         this.verifying = null;
       });
   }
 
-  private onQuery(msg: Msg, admin = false): void {
-    let request: Record<string, unknown>;
-    try {
-      request = decode(msg.data) as Record<string, unknown>;
-      if (!request || typeof request !== 'object') throw new Error('not an object');
-    } catch {
-      msg.respond(encode({ error: commandError('invalid_request', 'malformed query') }));
-      return;
-    }
-    try {
-      msg.respond(encode(this.answer(request, admin)));
-    } catch (error) {
-      // A query to fix is the asker's business; anything else (SQLite's text) stays in this log.
-      if (error instanceof QueryError) {
-        msg.respond(encode({ error: commandError('invalid_request', error.message) }));
+  private onQuery(msg: Msg): void {
+    const request = readOperation<AuditQueryOperations>(msg, auditQueryParsers, 'query');
+    if (!request) return;
+    switch (request.op) {
+      case 'auction':
+        this.answerQuery(msg, request.op, () => ({ auction: this.queries.auction(request.auctionId) }) satisfies ReplyOf<AuditQueryOperations, 'auction'>);
         return;
-      }
-      this.logger.error({ err: error, op: String(request.op).slice(0, 40) }, 'query failed');
-      msg.respond(encode({ error: commandError('unavailable', 'the query failed') }));
+      case 'bids':
+        this.answerQuery(msg, request.op, () => this.queries.bids(request.auctionId, request) satisfies ReplyOf<AuditQueryOperations, 'bids'>);
+        return;
+      case 'search':
+        this.answerQuery(msg, request.op, () => this.queries.search(request) satisfies ReplyOf<AuditQueryOperations, 'search'>);
+        return;
+      case 'position':
+        this.answerQuery(msg, request.op, () => {
+          const position = {
+            ...this.projection.position(),
+            lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
+            lagMsP50: this.lag.getValueAtPercentile(50),
+            lagMsP99: this.lag.getValueAtPercentile(99),
+            lagSamples: this.lag.totalCount,
+          } satisfies ReplyOf<AuditQueryOperations, 'position'>;
+          if (request.resetLag) this.lag.reset();
+          return position;
+        });
+        return;
     }
   }
 
-  private answer(request: Record<string, unknown>, admin: boolean): unknown {
-    switch (request.op) {
-      case 'auction':
-        return { auction: this.queries.auction(Number(request.auctionId)) };
-      case 'bids':
-        return this.queries.bids(Number(request.auctionId), { after: request.after, limit: request.limit, viewerId: request.viewerId });
-      case 'search':
-        return this.queries.search(request);
-      case 'events':
-        if (!admin) throw new QueryError('unknown op');
-        return this.queries.recentEvents(Number(request.auctionId), request.limit);
-      case 'position': {
-        const answer = {
-          ...this.projection.position(),
-          lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
-          lagMsP50: this.lag.getValueAtPercentile(50),
-          lagMsP99: this.lag.getValueAtPercentile(99),
-          lagSamples: this.lag.totalCount,
-        };
-        if (request.resetLag) this.lag.reset();
-        return answer;
+  /** Answers with what `run` returns: a query to fix is the asker's business; anything else (SQLite's text) stays in this log. */
+  private answerQuery(msg: Msg, op: string, run: () => unknown): void {
+    let reply: unknown;
+    try {
+      reply = run();
+    } catch (error) {
+      if (error instanceof QueryError) {
+        answerError(msg, commandError('invalid_request', error.message));
+        return;
       }
-      default:
-        throw new QueryError('unknown op');
+      this.logger.error({ err: error, op }, 'query failed');
+      answerError(msg, commandError('unavailable', 'the query failed'));
+      return;
     }
+    answer(msg, reply);
   }
 }

@@ -1,22 +1,10 @@
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import { ShardLog } from '../engine/log.js';
+import { ShardLog } from '../shard/nats-log.js';
 import { Projection, VERIFIED_TABLES } from './projection.js';
-import { openShardDb } from './shard-audit.js';
-
-export type VerifyResult = {
-  shard: number;
-  ok: boolean;
-  /** Stream messages the file has applied, and the stream's last. */
-  fileStreamSeq: number;
-  streamLastSeq: number;
-  events: number;
-  lastSeq: number;
-  runningHash: string;
-  /** The first difference, named: "bids seq 42: price_after is 500 in the file, 550 from the stream". */
-  difference?: string;
-};
+import { openShardDb } from './shard-db.js';
+import type { VerifyResult } from '../protocol/operations.js';
 
 /**
  * Proves a shard's SQLite file matches its stream: the stream (up to the

@@ -3,8 +3,9 @@ import { saveResult } from './results.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { AuctionCore } from '../engine/core/index.js';
-import { ShardLog } from '../engine/log.js';
-import { decode, encode, encodeLog, type Command, type LogBatch, type LogEvent } from '../protocol/index.js';
+import { ShardLog } from '../shard/nats-log.js';
+import { auditSubject, decode, encode, encodeLog, type Command, type LogBatch, type LogEvent } from '../protocol/index.js';
+import type { AuditQueryOperations, ReplyOf, RequestFor } from '../protocol/operations.js';
 import { AuditProcess, startNats } from '../testkit/index.js';
 
 /**
@@ -70,7 +71,8 @@ class Feeder {
 }
 
 async function position(nc: NatsConnection, resetLag = false) {
-  return decode((await nc.request('auction.audit.0', encode({ op: 'position', resetLag }), { timeout: 5_000 })).data) as { eventSeq: number; lagMsP99: number; lagMsP50: number; lagSamples: number };
+  const request: RequestFor<AuditQueryOperations, 'position'> = { op: 'position', resetLag };
+  return decode((await nc.request(auditSubject(0), encode(request), { timeout: 5_000 })).data) as ReplyOf<AuditQueryOperations, 'position'>;
 }
 
 async function until(nc: NatsConnection, eventSeq: number): Promise<void> {

@@ -4,15 +4,15 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { auctionNumberOf, decode, encode, isId, isUserId, shardOfAuction, SHARDS_MAX, streamName, subjects, type CommandResult } from '../protocol/index.js';
-import { parseShards } from '../engine/config.js';
-import { adminSubjects, inboxPrefix, natsCredentials, ROLES, USER_FLAGS_BUCKET, type Role, type ShardCopyStatus } from '../protocol/cluster.js';
-import { bucketOptions, isPermissionViolation, NotProvisionedError } from '../protocol/provisioning.js';
+import { auctionNumberOf, decode, encode, isId, isUserId, shardOfAuction, SHARDS_MAX, streamName, subjects, type CommandReply, type CommandResult } from '../protocol/index.js';
+import { parseShards } from '../protocol/config-error.js';
+import { natsCredentials } from '../protocol/cluster.js';
+import { adminSubjects, auditSubject, inboxPrefix, LEASE_BUCKET, type Role, ROLES, USER_FLAGS_BUCKET } from '../protocol/names.js';
+import { bucketOptions, NotProvisionedError } from '../protocol/provisioning.js';
+import { natsFailureOf } from '../protocol/nats-errors.js';
 import { provisionCluster } from './provision.js';
-import { LEASE_BUCKET } from '../replica/lease.js';
-import { ownerOf, placement } from '../engine/placement.js';
-import { auditSubject } from '../audit/shard-audit.js';
-import type { VerifyResult } from '../audit/verify.js';
+import { ownerOf, placement } from '../protocol/placement.js';
+import type { AuditAdminOperations, AuditQueryOperations, ControlOperations, EngineAdminOperations, EngineAdminRequest, GatewayAdminOperations, Operations, ReplyOf, RequestFor, VerifyResult } from '../protocol/operations.js';
 import { clusterView, gatherReports, shardLeases, shardStreams, type ClusterView } from './cluster-view.js';
 
 /** Exit codes scripts can rely on (docs/operations.md). */
@@ -66,15 +66,22 @@ type Options = {
   values: Record<string, string | boolean | undefined>;
 };
 
-/** NATS failures in words an operator can act on, with the right exit code. */
+/** NATS failures in words an operator can act on, with the right exit code (sorted by nats.js's error classes). */
 function natsFailure(error: unknown, what: string): CliError {
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof NotProvisionedError) return new CliError(`${what}: ${message}`, EXIT.forbidden, 'forbidden');
-  if (isPermissionViolation(error)) return new CliError(`not allowed: ${what} needs admin rights (${message})`, EXIT.forbidden, 'forbidden');
-  if (/authorization violation|authentication/i.test(message)) return new CliError(`NATS refused these credentials: ${message}`, EXIT.forbidden, 'forbidden');
-  if (/no responders|503/i.test(message)) return new CliError(`nobody answered ${what}: is that part of the cluster running?`, EXIT.unreachable, 'unavailable');
-  if (/timeout/i.test(message)) return new CliError(`no answer to ${what} in time`, EXIT.unreachable, 'unavailable');
-  return new CliError(`${what} failed: ${message}`, EXIT.failed);
+  switch (natsFailureOf(error)) {
+    case 'forbidden':
+      return new CliError(`not allowed: ${what} needs admin rights (${message})`, EXIT.forbidden, 'forbidden');
+    case 'unauthenticated':
+      return new CliError(`NATS refused these credentials: ${message}`, EXIT.forbidden, 'forbidden');
+    case 'no-responders':
+      return new CliError(`nobody answered ${what}: is that part of the cluster running?`, EXIT.unreachable, 'unavailable');
+    case 'timeout':
+      return new CliError(`no answer to ${what} in time`, EXIT.unreachable, 'unavailable');
+    case 'other':
+      return new CliError(`${what} failed: ${message}`, EXIT.failed);
+  }
 }
 
 class Cluster {
@@ -101,6 +108,11 @@ class Cluster {
       throw natsFailure(error, 'JetStream');
     });
     return this.jsmCache;
+  }
+
+  /** One operation of `Ops` (protocol/operations.ts), typed by its table; an `{error}` answer becomes a CliError. */
+  ask<Ops extends Operations, Op extends keyof Ops>(subject: string, request: RequestFor<Ops, Op>, what: string, timeoutMs = this.timeoutMs): Promise<ReplyOf<Ops, Op>> {
+    return this.request<ReplyOf<Ops, Op>>(subject, request, what, timeoutMs);
   }
 
   /** A msgpack request; an answer `{error: {code, message}}` becomes a CliError. */
@@ -256,9 +268,9 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
     const limit = values.events === undefined ? 10 : Number(values.events);
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new CliError('--events takes 1..100', EXIT.usage, 'usage');
     const [live, details, recent] = await Promise.all([
-      c.request<{ auction: Record<string, number> | null }>(subjects.control(shard), { op: 'state', auctionId }, `the primary of shard ${shard}`).catch((e: CliError) => ({ auction: null, error: e.message })),
-      c.request<{ auction: Record<string, unknown> | null }>(auditSubject(shard), { op: 'auction', auctionId }, `the audit of shard ${shard}`).catch((e: CliError) => ({ auction: null, error: e.message })),
-      c.request<{ events: Record<string, unknown>[] }>(adminSubjects.audit(shard), { op: 'events', auctionId, limit }, `the audit of shard ${shard}`).catch((e: CliError) => {
+      c.ask<ControlOperations, 'state'>(subjects.control(shard), { op: 'state', auctionId }, `the primary of shard ${shard}`).catch((e: CliError) => ({ auction: null, error: e.message })),
+      c.ask<AuditQueryOperations, 'auction'>(auditSubject(shard), { op: 'auction', auctionId }, `the audit of shard ${shard}`).catch((e: CliError) => ({ auction: null, error: e.message })),
+      c.ask<AuditAdminOperations, 'events'>(adminSubjects.audit(shard), { op: 'events', auctionId, limit }, `the audit of shard ${shard}`).catch((e: CliError) => {
         if (e.exitCode === EXIT.forbidden) throw e;
         return { events: [], error: e.message };
       }),
@@ -267,10 +279,11 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
       const why = [('error' in live && live.error), ('error' in details && details.error)].filter(Boolean).join('; ');
       throw new CliError(`auction ${auctionId}: not found${why ? ` (${why})` : ''}`, why ? EXIT.unreachable : EXIT.failed, why ? 'unavailable' : 'auction_not_found');
     }
-    const state = live.auction ?? (details.auction as Record<string, number>);
-    const d = details.auction ?? {};
+    // The engine's state when it answered, else the read model's Auction: the fields shown are in both.
+    const state = live.auction ?? details.auction!;
+    const title = details.auction?.title;
     const lines = [
-      `auction ${auctionId} (shard ${shard})${d.title ? `: ${String(d.title)}` : ''}`,
+      `auction ${auctionId} (shard ${shard})${title ? `: ${title}` : ''}`,
       `  status ${state.status}  price ${money(state.price)}  leader ${state.leaderId || '-'}  bids ${state.bidCount}  version ${state.version}`,
       `  seller ${state.sellerId}  reserve ${state.hasReserve ? (state.reserveMet ? 'met' : 'not met') : 'none'}  starts ${time(state.startsAt)}  ends ${time(state.endsAt)}${state.softCloseSeconds ? `  soft close ${state.softCloseSeconds}s` : ''}${state.winnerId ? `  winner ${state.winnerId}` : ''}`,
       live.auction ? '' : red('  ! the engine did not answer: state from the audit (may lag)'),
@@ -284,7 +297,7 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
   const reason = typeof values.reason === 'string' ? values.reason : undefined;
   if (sub === 'cancel' && !reason) throw new CliError('auction cancel needs --reason "..." (kept in the audit)', EXIT.usage, 'usage');
   const command = { type: sub, auctionId, ...(reason ? { reason } : {}) };
-  const { results } = await c.request<{ results: CommandResult[] }>(adminSubjects.engine(shard), { commands: [command] }, `the primary of shard ${shard}`);
+  const { results } = await c.request<CommandReply>(adminSubjects.engine(shard), { commands: [command] } satisfies EngineAdminRequest, `the primary of shard ${shard}`);
   const result = results?.[0] as (CommandResult & { seq?: number; winnerId?: number; price?: number; reason?: string; code?: string; message?: string }) | undefined;
   if (!result || result.status !== 'accepted') {
     const why = result?.status === 'error' ? `${result.code}: ${result.message}` : `rejected: ${result?.reason ?? 'no answer'}`;
@@ -295,7 +308,7 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
   const deadline = Date.now() + c.timeoutMs;
   let audited = false;
   while (!audited && Date.now() < deadline) {
-    const position = await c.request<{ eventSeq: number }>(auditSubject(shard), { op: 'position' }, `the audit of shard ${shard}`).catch(() => ({ eventSeq: 0 }));
+    const position = await c.ask<AuditQueryOperations, 'position'>(auditSubject(shard), { op: 'position' }, `the audit of shard ${shard}`).catch(() => ({ eventSeq: 0 }));
     audited = position.eventSeq >= seq;
     if (!audited) await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -308,7 +321,7 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
 
 async function snapshot(c: Cluster, args: string[]): Promise<Output> {
   const shard = shardArgument(args[0]);
-  const answer = await c.request<{ snapshot: { at: number; lastSeq: number; streamSeq: number }; engineId: string; ms: number }>(adminSubjects.engine(shard), { op: 'snapshot' }, `the primary of shard ${shard}`, Math.max(c.timeoutMs, 30_000));
+  const answer = await c.ask<EngineAdminOperations, 'snapshot'>(adminSubjects.engine(shard), { op: 'snapshot' }, `the primary of shard ${shard}`, Math.max(c.timeoutMs, 30_000));
   return { data: { shard, ...answer }, text: `shard ${shard}: ${answer.engineId} wrote a snapshot at seq ${answer.snapshot.lastSeq} (stream message ${answer.snapshot.streamSeq}) in ${answer.ms} ms` };
 }
 
@@ -322,11 +335,11 @@ async function stepDown(c: Cluster, args: string[], values: Options['values']): 
   if (!to) throw new CliError(`shard ${shard} has no replica following it to hand over to`, EXIT.failed, 'no_replica');
   if (!candidates.some((r) => r.engineId === to)) throw new CliError(`${to} is not a replica following shard ${shard} (replicas: ${candidates.map((r) => r.engineId).join(', ') || 'none'})`, EXIT.failed, 'no_replica');
   const started = Date.now();
-  const answer = await c.request<{ from: string; to: string; streamSeq: number; lastSeq: number; ms: number }>(adminSubjects.engine(shard), { op: 'step-down', to }, `the primary of shard ${shard}`, Math.max(c.timeoutMs, 15_000));
+  const answer = await c.ask<EngineAdminOperations, 'step-down'>(adminSubjects.engine(shard), { op: 'step-down', to }, `the primary of shard ${shard}`, Math.max(c.timeoutMs, 15_000));
   // The hand-over is done when the new primary serves.
   const deadline = Date.now() + Math.max(c.timeoutMs, 15_000);
   for (;;) {
-    const copy = await c.request<ShardCopyStatus>(subjects.nodeControl(shard, to), { op: 'status' }, `${to}`).catch(() => null);
+    const copy = await c.ask<ControlOperations, 'status'>(subjects.nodeControl(shard, to), { op: 'status' }, `${to}`).catch(() => null);
     if (copy?.status === 'serving') break;
     if (Date.now() > deadline) throw new CliError(`shard ${shard}: ${answer.from} stepped down but ${to} is not serving yet (${copy?.status ?? 'no answer'})`, EXIT.failed, 'handover_incomplete');
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -343,11 +356,11 @@ async function auditVerify(c: Cluster, args: string[], values: Options['values']
   } catch (error) {
     if (error instanceof CliError) throw error;
     // Listing the streams is the admin's right: a refusal is "not allowed", not a usage error.
-    if (isPermissionViolation(error)) throw natsFailure(error, 'audit verify');
+    if (natsFailureOf(error) === 'forbidden') throw natsFailure(error, 'audit verify');
     throw new CliError(String((error as Error).message), EXIT.usage, 'usage');
   }
   const results = await Promise.all(shards.map((shard) =>
-    c.request<VerifyResult>(adminSubjects.audit(shard), { op: 'verify' }, `the audit of shard ${shard}`, Math.max(c.timeoutMs, 120_000))
+    c.ask<AuditAdminOperations, 'verify'>(adminSubjects.audit(shard), { op: 'verify' }, `the audit of shard ${shard}`, Math.max(c.timeoutMs, 120_000))
       .catch((error: CliError) => {
         if (error.exitCode === EXIT.forbidden) throw error;
         return { shard, ok: false, difference: error.message } as VerifyResult;
@@ -380,7 +393,7 @@ async function tokenMint(c: Cluster, args: string[], values: Options['values']):
   const userId = idArgument(typeof values.user === 'string' ? values.user : undefined, 'token mint --user', isUserId);
   const ttlMs = values['ttl-ms'] === undefined ? undefined : Number(values['ttl-ms']);
   if (ttlMs !== undefined && (!Number.isSafeInteger(ttlMs) || ttlMs < 1)) throw new CliError('--ttl-ms takes a positive integer', EXIT.usage, 'usage');
-  const answer = await c.request<{ token: string; expiresAt: number; userId: number }>(adminSubjects.gateway, { op: 'mint', userId, ttlMs }, 'a gateway');
+  const answer = await c.ask<GatewayAdminOperations, 'mint'>(adminSubjects.gateway, { op: 'mint', userId, ttlMs }, 'a gateway');
   return { data: answer, text: answer.token };
 }
 

@@ -1,9 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import { decode, encode } from '../protocol/index.js';
-import { STATUS_SUBJECT, type ProcessStatus, type ShardCopyStatus } from '../protocol/cluster.js';
-import type { LeaseValue } from '../replica/lease.js';
+import { decode, encode, shardOfStream } from '../protocol/index.js';
+import { type ProcessStatus, type ShardCopyStatus } from '../protocol/cluster.js';
+import { STATUS_SUBJECT } from '../protocol/names.js';
+import type { LeaseValue } from '../protocol/cluster.js';
 
 type EngineReport = Extract<ProcessStatus, { kind: 'engine' }>;
 type AuditReport = Extract<ProcessStatus, { kind: 'audit' }>;
@@ -58,8 +59,8 @@ export async function gatherReports(nc: NatsConnection, timeoutMs: number): Prom
 export async function shardStreams(jsm: JetStreamManager): Promise<Map<number, number>> {
   const streams = new Map<number, number>();
   for await (const info of jsm.streams.list()) {
-    const match = /^AUCTION_LOG_(\d+)$/.exec(info.config.name);
-    if (match) streams.set(Number(match[1]), info.state.last_seq);
+    const shard = shardOfStream(info.config.name);
+    if (shard !== null) streams.set(shard, info.state.last_seq);
   }
   return streams;
 }

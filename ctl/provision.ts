@@ -1,14 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { kvPrefix } from '@nats-io/kv/internal';
-import { ensureNotificationStream, NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, SHARDS_MAX } from '../protocol/index.js';
-import { USER_FLAGS_BUCKET } from '../protocol/cluster.js';
+import { ensureNotificationStream, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, SHARDS_MAX, streamName } from '../protocol/index.js';
+import { CLUSTER_BUCKETS } from '../protocol/names.js';
 import { bucketExists, bucketFollowSettings, openBucket, upgradeStream, type StreamUpgrade } from '../protocol/provisioning.js';
-import { loadConfig } from '../engine/config.js';
-import { ShardLog } from '../engine/log.js';
-import type { ShardStreamConfig } from '../shard/ports.js';
-import { LEASE_BUCKET } from '../replica/lease.js';
-import { USERS_BUCKET } from '../gateway/auth.js';
+import { ensureShardStream, SHARD_DEFAULTS, upgradeShardStream, type ShardStreamConfig } from '../protocol/shard-stream.js';
 
 /**
  * Creates every stream and bucket a cluster needs, as the admin: services
@@ -41,22 +37,19 @@ export type ProvisionReport = {
 const unchanged = (): StreamUpgrade => ({ upgraded: [], lacking: [] });
 
 /** The KV buckets of a cluster: leases (engines), users and notification acks (gateways), disabled users (admin). */
-export const CLUSTER_BUCKETS = [LEASE_BUCKET, USERS_BUCKET, NOTIFICATION_ACKS_BUCKET, USER_FLAGS_BUCKET] as const;
 
 export async function provisionCluster(nc: NatsConnection, options: ProvisionOptions): Promise<ProvisionReport> {
   const { shardCount } = options;
   if (!Number.isSafeInteger(shardCount) || shardCount < 1 || shardCount > SHARDS_MAX) throw new Error(`the shard count is 1..${SHARDS_MAX}, got ${shardCount}`);
-  // The engine's own defaults, from its one definition: an engine started without flags records the same.
-  const defaults = loadConfig([], {});
-  const replicas = options.replicas ?? defaults.streamReplicas;
+  // The engine's own defaults, from their one definition: an engine started without flags records the same.
+  const replicas = options.replicas ?? SHARD_DEFAULTS.streamReplicas;
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const shards: ProvisionReport['shards'] = [];
   for (let shard = 0; shard < shardCount; shard++) {
-    const log = new ShardLog(js, jsm, shard);
-    const wanted = { shard, auctionsMax: options.auctionsMax ?? defaults.auctionsMax, idempotencyEntriesMax: options.idempotencyEntriesMax ?? defaults.idempotencyEntriesMax };
-    const { config, lastStreamSeq, created } = await log.ensure(wanted, replicas);
-    shards.push({ shard, stream: log.stream, created, config, lastStreamSeq, ...(created ? unchanged() : await log.upgrade()) });
+    const wanted = { shard, auctionsMax: options.auctionsMax ?? SHARD_DEFAULTS.auctionsMax, idempotencyEntriesMax: options.idempotencyEntriesMax ?? SHARD_DEFAULTS.idempotencyEntriesMax };
+    const { config, lastStreamSeq, created } = await ensureShardStream(jsm, wanted, replicas);
+    shards.push({ shard, stream: streamName(shard), created, config, lastStreamSeq, ...(created ? unchanged() : await upgradeShardStream(jsm, shard)) });
   }
   const notificationsCreated = await ensureNotificationStream(jsm, replicas);
   const streams = [{

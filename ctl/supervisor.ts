@@ -1,4 +1,4 @@
-import type { ManagedProcess, ProcessExit } from '../testkit/managed-process.js';
+import type { ManagedProcess, ProcessExit } from '../launch/index.js';
 
 /**
  * Keeps a set of child processes alive for `make up`: a child that exits
@@ -7,7 +7,9 @@ import type { ManagedProcess, ProcessExit } from '../testkit/managed-process.js'
  * that cannot start (its port taken, NATS down) is retried calmly instead of
  * in a tight loop. `stop()` stops the children in their stop groups' order
  * and cancels any pending restart; it never throws, whatever state a child is
- * in.
+ * in. A child that exits by itself while the children are being stopped (a
+ * signal meant for them all reached it too) is stopped already: it is
+ * reported, never restarted, and not signalled.
  */
 
 export type SupervisorOptions = {
@@ -38,6 +40,8 @@ type Child = {
   failures: number;
   upSince: number | null;
   timer: NodeJS.Timeout | null;
+  /** Its last exit after `stop()` began, whoever caused it: a child already gone when its group's turn comes is reported with it. */
+  exitWhileStopping: ProcessExit | null;
 };
 
 const seconds = (ms: number) => `${ms / 1000} s`;
@@ -73,7 +77,7 @@ export class Supervisor {
    * added is restarted like any other.
    */
   add(managed: ManagedProcess, stopGroup: number, stopSignal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): void {
-    const child: Child = { process: managed, stopGroup, stopSignal, state: 'up', failures: 0, upSince: Date.now(), timer: null };
+    const child: Child = { process: managed, stopGroup, stopSignal, state: 'up', failures: 0, upSince: Date.now(), timer: null, exitWhileStopping: null };
     this.children.push(child);
     managed.onExit((exit) => this.exited(child, exit));
     if (this.stopped) {
@@ -110,7 +114,11 @@ export class Supervisor {
   }
 
   private exited(child: Child, exit: ProcessExit): void {
-    if (this.stopped || child.state === 'stopped') return;
+    if (this.stopped || child.state === 'stopped') {
+      // Not a crash: the stop is under way, and stopOne reports the exit when the child's group comes.
+      child.exitWhileStopping = exit;
+      return;
+    }
     const ranMs = child.upSince === null ? 0 : Date.now() - child.upSince;
     const wasUp = child.state === 'up';
     child.upSince = null;
@@ -176,11 +184,18 @@ export class Supervisor {
     }
   }
 
-  /** Its stop signal, then SIGKILL after `stopTimeoutMs`; nothing to do for a child that is not running. */
+  /**
+   * Its stop signal, then SIGKILL after `stopTimeoutMs`. A child that is not
+   * running has nothing left to stop: if it exited since the stop began, that
+   * exit is reported as its stop.
+   */
   private async stopOne(child: Child): Promise<void> {
     const { process: managed } = child;
     const pid = managed.pid;
-    if (!managed.isRunning || pid === undefined) return;
+    if (!managed.isRunning || pid === undefined) {
+      this.reportExitedWhileStopping(child);
+      return;
+    }
     const timer = setTimeout(() => {
       this.report(`${managed.label} (pid ${pid}) did not stop within ${seconds(this.stopTimeoutMs)}: killing it`, 'error');
       try {
@@ -194,8 +209,14 @@ export class Supervisor {
       this.report(`${managed.label} stopped (pid ${pid}${result === 0 ? '' : `, ${typeof result === 'string' ? `signal ${result}` : `code ${result}`}`})`, 'info');
     } catch {
       // It exited between the check and the signal: there is nothing left to stop.
+      this.reportExitedWhileStopping(child);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private reportExitedWhileStopping(child: Child): void {
+    const exit = child.exitWhileStopping;
+    if (exit) this.report(`${child.process.label} (pid ${exit.pid ?? '?'}) had already exited (${how(exit)})`, 'info');
   }
 }

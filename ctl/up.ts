@@ -2,12 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
-import { NatsServer } from '../testkit/nats-server.js';
-import { EngineProcess } from '../testkit/engine-process.js';
-import { AuditProcess } from '../testkit/audit-process.js';
-import { GatewayProcess } from '../testkit/gateway-process.js';
-import { freePort } from '../testkit/ports.js';
-import { handleSignals, ownProcessGroups } from '../testkit/managed-process.js';
+import { AuditProcess, EngineProcess, freePort, GatewayProcess, handleSignals, NatsServer, ownProcessGroups } from '../launch/index.js';
 import { ROLES, type Role } from '../protocol/cluster.js';
 import { constants } from 'node:os';
 import { Supervisor } from './supervisor.js';
@@ -88,7 +83,7 @@ async function startLocalNats(): Promise<NatsServer> {
   // names one (tests use it, so they never touch 4222).
   const port = process.env.NATS_PORT ? Number(process.env.NATS_PORT) : (await portInUse(4222)) ? await freePort() : 4222;
   // The users' permissions name each of the SHARD_COUNT shard streams, and services may not create
-  // streams: the kit provisions every stream and bucket as the admin (ctl/provision.ts) before
+  // streams: NatsServer.start provisions every stream and bucket as the admin (ctl/provision.ts) before
   // anything else starts, as `auctionctl cluster init --shard-count N` would.
   return NatsServer.start({ name: 'auction-local', port, storeDir, auth: localPasswords(`nats://127.0.0.1:${port}`), shards: SHARD_COUNT });
 }

@@ -1,4 +1,5 @@
-import { commandError, encode, parseCommand, type CommandResult } from '../protocol/index.js';
+import { commandError, parseCommand, type CommandResult } from '../protocol/index.js';
+import { answer as answerOperation } from '../protocol/operations.js';
 import type { BusRequest } from '../shard/ports.js';
 
 export type Parsed = ReturnType<typeof parseCommand>;
@@ -12,9 +13,8 @@ export type PendingRequest = {
   body?: unknown;
 };
 
-export function reply(msg: BusRequest, body: unknown): void {
-  if (msg.reply) msg.respond(encode(body));
-}
+/** Answers a request that has a reply subject (protocol/operations.ts `answer`). */
+export const reply: (msg: BusRequest, body: unknown) => void = answerOperation;
 
 export function answer(request: PendingRequest): void {
   reply(request.msg, request.body ?? { results: request.results });

@@ -1,9 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { decode, encode } from '../protocol/index.js';
-import { ownerOf } from './placement.js';
-
-export const HEARTBEAT_SUBJECT = 'auction.engines.heartbeat';
+import { decode, encode, HEARTBEAT_SUBJECT } from '../protocol/index.js';
+import { ownerOf } from '../protocol/placement.js';
 
 export type Heartbeat = { engineId: string; shards: number[]; at: number };
 

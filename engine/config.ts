@@ -3,6 +3,8 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SHARDS_MAX } from '../protocol/index.js';
+import { ConfigError, parseShards } from '../protocol/config-error.js';
+import { SHARD_DEFAULTS } from '../protocol/shard-stream.js';
 
 export type EngineConfig = {
   natsUrl: string;
@@ -34,7 +36,7 @@ export type EngineConfig = {
 };
 
 /** Flag name -> [environment variable, default]. Flags win over the environment. */
-const OPTIONS = {
+export const OPTIONS = {
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
   shards: ['SHARDS', ''],
   'shard-count': ['SHARD_COUNT', ''],
@@ -46,9 +48,9 @@ const OPTIONS = {
   'lease-renew-ms': ['LEASE_RENEW_MS', '200'],
   'data-dir': ['DATA_DIR', '.data/engine'],
   'log-level': ['LOG_LEVEL', 'info'],
-  'stream-replicas': ['STREAM_REPLICAS', '1'],
-  'auctions-max': ['AUCTIONS_MAX', String(1 << 20)],
-  'idempotency-entries': ['IDEMPOTENCY_ENTRIES', String(1 << 20)],
+  'stream-replicas': ['STREAM_REPLICAS', String(SHARD_DEFAULTS.streamReplicas)],
+  'auctions-max': ['AUCTIONS_MAX', String(SHARD_DEFAULTS.auctionsMax)],
+  'idempotency-entries': ['IDEMPOTENCY_ENTRIES', String(SHARD_DEFAULTS.idempotencyEntriesMax)],
   'batch-events-max': ['BATCH_EVENTS_MAX', '4096'],
   'batches-in-flight-max': ['BATCHES_IN_FLIGHT_MAX', '8'],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
@@ -63,24 +65,6 @@ ${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(24
   --shards takes a list such as 0,1,2 or 0-7 and serves exactly those. Without it,
   --shard-count N shares shards 0..N-1 among the live engines (rendezvous hashing);
   with neither the engine serves shard 0. --engine-id defaults to host-<hash of the data dir>.`;
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-export function parseShards(text: string): number[] {
-  const shards = new Set<number>();
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const range = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!range) throw new ConfigError(`bad shard list item: ${part}`);
-    const from = Number(range[1]);
-    const to = range[2] === undefined ? from : Number(range[2]);
-    if (to < from || to >= SHARDS_MAX) throw new ConfigError(`shards must be in 0..${SHARDS_MAX - 1}: ${part}`);
-    for (let s = from; s <= to; s++) shards.add(s);
-  }
-  if (shards.size === 0) throw new ConfigError('no shards given');
-  return [...shards].sort((a, b) => a - b);
-}
 
 function positiveInteger(flag: string, text: string): number {
   const value = Number(text);

@@ -1,5 +1,6 @@
 import { reply, type Parsed } from './answers.js';
 import { commandError, decode, parseCommand, WIRE_LIMITS } from '../protocol/index.js';
+import { engineAdminParsers, readOperation, type EngineAdminOperations, type RequestOf } from '../protocol/operations.js';
 import type { BusRequest } from '../shard/ports.js';
 
 /** The commands of a request `{commands: [...]}`, or null once a malformed request has been answered. */
@@ -33,24 +34,18 @@ export function parseCommands(commands: unknown[], admin: boolean): Parsed[] {
   });
 }
 
-export type AdminRequest = { op: 'snapshot' } | { op: 'step-down'; to: unknown };
-
 /**
  * An operator's request on `auction.admin.engine.<shard>`: commands (as on
- * the command subject), or an op. Anything else is answered here and null
- * returned.
+ * the command subject), or an op of EngineAdminOperations. Anything else is
+ * answered here and null returned.
  */
-export function readAdminRequest(msg: BusRequest): AdminRequest | 'commands' | null {
-  let request: { op?: unknown; commands?: unknown; to?: unknown };
+export function readAdminRequest(msg: BusRequest): RequestOf<EngineAdminOperations> | 'commands' | null {
+  let body: { commands?: unknown } | undefined;
   try {
-    request = decode(msg.data) as typeof request;
+    body = decode(msg.data) as typeof body;
   } catch {
-    reply(msg, { error: commandError('invalid_request', 'malformed admin request') });
-    return null;
+    body = undefined; // readOperation answers it
   }
-  if (Array.isArray(request?.commands)) return 'commands';
-  if (request?.op === 'snapshot') return { op: 'snapshot' };
-  if (request?.op === 'step-down') return { op: 'step-down', to: request.to };
-  reply(msg, { error: commandError('invalid_request', 'unknown admin op') });
-  return null;
+  if (Array.isArray(body?.commands)) return 'commands';
+  return readOperation<EngineAdminOperations>(msg, engineAdminParsers, 'admin');
 }

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { ROLES, type RoleTransition } from '../shard/roles.js';
+import { ROLES } from '../shard/roles.js';
+import { type RoleTransition } from '../protocol/cluster.js';
 
 /**
  * The engine's Prometheus metrics: every role transition of every shard copy

@@ -3,7 +3,7 @@ import { InvariantError } from './core/index.js';
 import { answer, answerUnavailable, answerUndecided, reply, type PendingRequest } from './answers.js';
 import { parseCommands, readAdminRequest, readCommands } from './intake.js';
 import { commandError, encodeLog, subjects, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
-import { adminSubjects } from '../protocol/cluster.js';
+import { adminSubjects } from '../protocol/names.js';
 import type { EngineConfig } from './config.js';
 import type { CopyState } from '../shard/copy-state.js';
 import { DeposedError, logMsgId, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
@@ -11,7 +11,7 @@ import { DeposedError, logMsgId, type BusPort, type BusRequest, type Cancel, typ
 /** What the pipeline reports to its copy's queue; it never changes the copy's role itself. */
 export type PrimaryEvent =
   | { kind: 'append-failed'; error: unknown; deposed: boolean }
-  | { kind: 'step-down'; msg: BusRequest; to: unknown }
+  | { kind: 'step-down'; msg: BusRequest; to: string }
   | { kind: 'fatal'; error: unknown };
 
 /** The pipeline's bounds are the engine's flags (engine/config.ts). */
@@ -200,13 +200,13 @@ export class Primary {
    * event they reflect is durable, so a gateway never shows a version the log
    * might lose (an append in flight could still fail).
    */
-  answerStates(msg: BusRequest, auctionIds: unknown[]): void {
+  answerStates(msg: BusRequest, auctionIds: number[]): void {
     if (this.ended) {
       reply(msg, { error: commandError('unavailable', 'shard changing primary') });
       return;
     }
     const core = this.state.core;
-    const states = auctionIds.map((id) => (typeof id === 'number' ? core.auctionState(id) : null));
+    const states = auctionIds.map((id) => core.auctionState(id));
     this.releaseAfterInflight([{ msg, parsed: [], results: [], body: { states, seq: core.lastSeq } }]);
   }
 

@@ -2,11 +2,9 @@ import type { Primary } from './primary.js';
 import type { ShardLease } from '../replica/lease.js';
 import type { Clock } from '../shard/ports.js';
 
-const ENGINE_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** The engine id a step-down names, or why it cannot be one. */
-export function stepDownTarget(to: unknown, me: string): string | { error: string } {
-  if (typeof to !== 'string' || !ENGINE_ID.test(to) || to === me) return { error: 'to: the engine id of a replica of this shard' };
+/** The engine a step-down names (an engine id, checked by its parser), or why it cannot be the target. */
+export function stepDownTarget(to: string, me: string): string | { error: string } {
+  if (to === me) return { error: 'to: the engine id of a replica of this shard' };
   return to;
 }
 

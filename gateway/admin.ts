@@ -1,146 +1,9 @@
-import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { JetStreamManager } from '@nats-io/jetstream';
-import { kvPrefix } from '@nats-io/kv/internal';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { commandError, decode, encode, isUserId } from '../protocol/index.js';
-import { adminSubjects, answerStatus, USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../protocol/cluster.js';
+import { answerStatus } from '../protocol/cluster.js';
+import { adminSubjects, GATEWAY_QUEUE } from '../protocol/names.js';
+import { answer, gatewayAdminParsers, readOperation, type GatewayAdminOperations, type ReplyOf } from '../protocol/operations.js';
 import type { Tokens } from './auth.js';
-import { StreamFollower } from './stream-follower.js';
-
-/** Longest token an operator may mint: 30 days. */
-const MINT_TTL_MAX_MS = 30 * 24 * 3_600_000;
-const FLAGS_STREAM = `${kvPrefix}${USER_FLAGS_BUCKET}`;
-const FLAGS_KEY_PREFIX = `$KV.${USER_FLAGS_BUCKET}.`;
-/** Keys read at once while loading the disabled users. */
-const LOAD_PARALLEL = 64;
-const RELOAD_RETRY_MS = 5_000;
-
-/** The user of a key subject (`$KV.auction_user_flags.u42` -> 42), or null. */
-function userOfSubject(subject: string): number | null {
-  if (!subject.startsWith(`${FLAGS_KEY_PREFIX}u`)) return null;
-  const userId = Number(subject.slice(FLAGS_KEY_PREFIX.length + 1));
-  return isUserId(userId) ? userId : null;
-}
-
-/** A KV message disables its user unless it is a deletion (nats.js marks them DEL or PURGE). */
-const disables = (headers: MsgHdrs | undefined) => {
-  const operation = headers?.get('KV-Operation');
-  return !operation || operation === 'PUT';
-};
-
-/**
- * Users an operator disabled (KV `auction_user_flags`, key `u<userId>`):
- * every gateway refuses their tokens and sign-ins at once and ends their
- * open connections. Followed without a consumer (the gateway holds no
- * consumer rights): the bucket's stream re-publishes every change to
- * `auction.user_flags.<key>`, which a StreamFollower delivers in order; the
- * current set is read from the stream's subjects (STREAM.INFO with a subject
- * filter) and a direct get of each key's last message. A gap in the changes
- * is not read back by sequence (the gateway may read this bucket by key
- * only): the set is read again instead. Each user's last known change
- * (stream sequence) keeps an older answer from undoing a newer one. Bounded
- * by the number of keys, which only operators can grow.
- */
-export class DisabledUsers {
-  private readonly users = new Set<number>();
-  /** Per user with a key, the stream sequence of the newest change applied. */
-  private readonly changes = new Map<number, number>();
-  private follower: StreamFollower | null = null;
-  private onDisabled: (userId: number) => void = () => undefined;
-  private loading: Promise<void> | null = null;
-  private loadAgain = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private stopped = false;
-
-  constructor(private readonly o: { nc: NatsConnection; jsm: JetStreamManager; logger: Logger }) {}
-
-  /** Resolves once every current entry is known (and changes are followed from before it was read). */
-  async start(onDisabled: (userId: number) => void): Promise<void> {
-    this.onDisabled = onDisabled;
-    this.follower = new StreamFollower({
-      nc: this.o.nc,
-      jsm: this.o.jsm,
-      stream: FLAGS_STREAM,
-      republish: USER_FLAGS_REPUBLISH,
-      refill: false,
-      logger: this.o.logger,
-      onMessage: (message) => {
-        const userId = userOfSubject(message.subject);
-        if (userId !== null) this.apply(userId, message.seq, disables(message.headers));
-      },
-      onReset: () => this.reload(),
-    });
-    // Follow first, then read: a change made while reading arrives as well.
-    await this.follower.start();
-    await this.load();
-  }
-
-  has(userId: number): boolean {
-    return this.users.has(userId);
-  }
-
-  stop(): void {
-    this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    void this.follower?.stop();
-  }
-
-  private apply(userId: number, seq: number, disabled: boolean): void {
-    if ((this.changes.get(userId) ?? 0) >= seq) return;
-    this.changes.set(userId, seq);
-    if (!disabled) {
-      this.users.delete(userId);
-    } else if (!this.users.has(userId)) {
-      this.users.add(userId);
-      this.o.logger.warn({ userId }, 'user disabled by an operator');
-      this.onDisabled(userId);
-    }
-  }
-
-  /** Reads the whole set: every key the stream holds and its last message. */
-  private async load(): Promise<void> {
-    const info = await this.o.jsm.streams.info(FLAGS_STREAM, { subjects_filter: `${FLAGS_KEY_PREFIX}>` });
-    const listedAt = info.state.last_seq;
-    const subjects = Object.keys(info.state.subjects ?? {});
-    const listed = new Set<number>();
-    for (let i = 0; i < subjects.length && !this.stopped; i += LOAD_PARALLEL) {
-      await Promise.all(subjects.slice(i, i + LOAD_PARALLEL).map(async (subject) => {
-        const userId = userOfSubject(subject);
-        if (userId === null) return;
-        listed.add(userId);
-        const last = await this.o.jsm.direct.getMessage(FLAGS_STREAM, { last_by_subj: subject });
-        if (last) this.apply(userId, last.seq, disables(last.header));
-      }));
-    }
-    // A user whose key is gone altogether (the stream purged) is enabled, unless a newer change came live.
-    for (const userId of [...this.users]) {
-      if (!listed.has(userId) && (this.changes.get(userId) ?? 0) <= listedAt) {
-        this.users.delete(userId);
-        this.changes.delete(userId);
-      }
-    }
-  }
-
-  /** After a gap in the changes: reads the set again (one load at a time; a failed one is retried). */
-  private reload(): void {
-    if (this.stopped) return;
-    if (this.loading) {
-      this.loadAgain = true;
-      return;
-    }
-    this.loading = (async () => {
-      do {
-        this.loadAgain = false;
-        await this.load();
-      } while (this.loadAgain && !this.stopped);
-    })().catch((error: unknown) => {
-      this.o.logger.warn({ err: error }, 'cannot read the disabled users again; retrying');
-      this.retryTimer = setTimeout(() => this.reload(), RELOAD_RETRY_MS);
-    }).finally(() => {
-      this.loading = null;
-    });
-  }
-}
 
 export type GatewayIdentity = { id: string; startedAt: number; listen: () => string; connections: () => number; subscriptions: () => number; unhandledRejections: () => number };
 
@@ -152,26 +15,12 @@ export type GatewayIdentity = { id: string; startedAt: number; listen: () => str
 export function serveAdmin(nc: NatsConnection, tokens: Tokens, me: GatewayIdentity, logger: Logger): Subscription[] {
   const status = answerStatus(nc, () => ({ kind: 'gateway', id: me.id, pid: process.pid, startedAt: me.startedAt, listen: me.listen(), connections: me.connections(), subscriptions: me.subscriptions(), unhandledRejections: me.unhandledRejections() }));
   const admin = nc.subscribe(adminSubjects.gateway, {
-    queue: 'gateways',
+    queue: GATEWAY_QUEUE,
     callback: (_e, msg) => {
-      let request: { op?: unknown; userId?: unknown; ttlMs?: unknown };
-      try {
-        request = decode(msg.data) as typeof request;
-      } catch {
-        msg.respond(encode({ error: commandError('invalid_request', 'malformed admin request') }));
-        return;
-      }
-      if (request?.op !== 'mint') {
-        msg.respond(encode({ error: commandError('invalid_request', 'unknown admin op') }));
-        return;
-      }
-      const ttlMs = request.ttlMs ?? undefined;
-      if (!isUserId(request.userId) || (ttlMs !== undefined && (!Number.isSafeInteger(ttlMs) || (ttlMs as number) < 1 || (ttlMs as number) > MINT_TTL_MAX_MS))) {
-        msg.respond(encode({ error: commandError('invalid_request', `userId: 1..4294967295; ttlMs: 1..${MINT_TTL_MAX_MS}`) }));
-        return;
-      }
-      logger.info({ userId: request.userId, ttlMs }, 'token minted for an operator');
-      msg.respond(encode({ userId: request.userId, ...tokens.mint(request.userId, ttlMs as number | undefined) }));
+      const request = readOperation<GatewayAdminOperations>(msg, gatewayAdminParsers, 'admin');
+      if (!request) return;
+      logger.info({ userId: request.userId, ttlMs: request.ttlMs }, 'token minted for an operator');
+      answer(msg, { userId: request.userId, ...tokens.mint(request.userId, request.ttlMs) } satisfies ReplyOf<GatewayAdminOperations, 'mint'>);
     },
   });
   return [status, admin];

@@ -4,11 +4,10 @@ import { dirname } from 'node:path';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { USER_ID_MAX } from '../protocol/index.js';
-import { isWrongLastSequence } from '../engine/log.js';
+import { isWrongLastSequence } from '../protocol/nats-errors.js';
 import { ApiError } from './errors.js';
 import type { PasswordHasher, StoredPassword } from './passwords.js';
 
-export const USERS_BUCKET = 'auction_users';
 /**
  * 3 to 32 letters, digits, `_`, `-` and `.`, with no dot first, last or next
  * to another: the lower-cased name is a KV key (`user.<name>`), whose dots

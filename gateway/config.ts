@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../engine/config.js';
+import { ConfigError } from '../protocol/config-error.js';
 
 export type GatewayConfig = {
   host: string;
@@ -39,7 +39,7 @@ export type GatewayConfig = {
   pendingCommandsMax: number;
 };
 
-const OPTIONS = {
+export const OPTIONS = {
   host: ['HOST', '127.0.0.1'],
   port: ['PORT', '8080'],
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],

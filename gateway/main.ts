@@ -2,19 +2,21 @@
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
-import { ConfigError } from '../engine/config.js';
+import { ConfigError } from '../protocol/config-error.js';
 import { EngineClient, NOTIFICATION_ACKS_BUCKET } from '../protocol/index.js';
-import { loadSecret, Tokens, UserStore, USERS_BUCKET } from './auth.js';
+import { loadSecret, Tokens, UserStore } from './auth.js';
+import { USER_FLAGS_BUCKET, USERS_BUCKET } from '../protocol/names.js';
 import { PasswordHasher } from './passwords.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { loadGatewayConfig, USAGE } from './config.js';
-import { LiveFeed } from './live.js';
+import { LiveFeed } from './live/feed.js';
 import { createMetrics } from './metrics.js';
 import { NotificationCenter } from './notifications.js';
 import { CommandRouter } from './router.js';
 import { GatewayServer } from './server.js';
-import { DisabledUsers, serveAdmin } from './admin.js';
-import { roleConnectOptions, USER_FLAGS_BUCKET } from '../protocol/cluster.js';
+import { serveAdmin } from './admin.js';
+import { DisabledUsers } from './disabled-users.js';
+import { roleConnectOptions } from '../protocol/cluster.js';
 import { openBucket } from '../protocol/provisioning.js';
 import { hostname } from 'node:os';
 
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
   const live = new LiveFeed({ nc, jsm, engines, logger, missTtlMs: config.missTtlMs, onStates: (states) => server?.publishStates(states) });
   const notifications = new NotificationCenter(nc, jsm, acksKv, logger);
   server = new GatewayServer({
-    config, logger, nc, live, notifications, metrics,
+    config, logger, nc, engines, live, notifications, metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),

@@ -5,12 +5,11 @@ import type { Logger } from 'pino';
 import {
   decode, ensureNotificationStream, NOTIFICATION_LIMITS, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, notificationSubject, type NotificationBody,
 } from '../protocol/index.js';
-import { isWrongLastSequence } from '../engine/log.js';
+import { isWrongLastSequence } from '../protocol/nats-errors.js';
+import type { Notification } from '../protocol/public.js';
 import { ApiError } from './errors.js';
+import { notificationOf } from './public-shapes.js';
 import { StreamFollower } from './stream-follower.js';
-
-/** A notification as clients see it: the stream sequence is its id. */
-export type Notification = Omit<NotificationBody, 'seq'> & { id: number; eventSeq: number };
 
 const ACK_ATTEMPTS_MAX = 10;
 
@@ -129,6 +128,5 @@ export class NotificationCenter {
 }
 
 function toNotification(id: number, data: Uint8Array): Notification {
-  const { seq, ...body } = decode(data) as NotificationBody;
-  return { id, ...body, eventSeq: seq };
+  return notificationOf(id, decode(data) as NotificationBody);
 }

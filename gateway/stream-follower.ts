@@ -1,6 +1,11 @@
-import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { JetStreamManager, Republish } from '@nats-io/jetstream';
-import type { Logger } from 'pino';
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import { GapBuffer } from './gap-buffer.js';
+import {
+  FOLLOWER_DEFAULTS, NOT_FOUND_RETRIES, republishSubject, RETRY_BASE_MS, RETRY_MAX_MS, WARN_EVERY_MS,
+  type FollowedMessage, type FollowerStats, type StreamFollowerOptions,
+} from './stream-follower-options.js';
+
+export { republishSubject, type FollowedMessage, type FollowerStats, type StreamFollowerOptions };
 
 /**
  * Follows one JetStream stream without a consumer. The gateway is
@@ -36,80 +41,13 @@ import type { Logger } from 'pino';
  * it is read back with), the gap read back message by message (`gapMax`),
  * one refill and one check at a time.
  */
-
-/** One stored message of the followed stream. */
-export type FollowedMessage = {
-  /** Its stream sequence. */
-  seq: number;
-  /** The subject it was stored under (not the re-published one). */
-  subject: string;
-  data: Uint8Array;
-  /** Its own headers (e.g. KV-Operation) and JetStream's `Nats-*` ones. */
-  headers?: MsgHdrs;
-};
-
-export type FollowerStats = {
-  delivered: number;
-  /** Messages read back by direct gets (lost on the way, or never re-published). */
-  refilled: number;
-  /** Copies dropped because the buffer behind a gap was full (read back later). */
-  dropped: number;
-  /** Gaps found (each read back, or reset). */
-  gaps: number;
-  resets: number;
-};
-
-export type StreamFollowerOptions = {
-  nc: NatsConnection;
-  jsm: JetStreamManager;
-  stream: string;
-  /**
-   * The stream's RePublish, from the definition that created the stream. Its
-   * destination is subscribed (wildcard mappings become `*`); its source, the
-   * stream's subjects, is the filter of the direct gets that read gaps back.
-   */
-  republish: Republish;
-  /** Every stored message after the start position, in order, once. Must not throw (a throw is logged). */
-  onMessage: (message: FollowedMessage) => void;
-  /** Messages with sequences in [from, to] were skipped: whatever depends on them must be read afresh. */
-  onReset: (skipped: { from: number; to: number }) => void;
-  logger: Logger;
-  /**
-   * Whether gaps are read back by direct gets of sequences (the NATS user
-   * needs `$JS.API.DIRECT.GET.<stream>`). False: every gap is a reset.
-   */
-  refill?: boolean;
-  /** A larger gap is reset instead of read back message by message. */
-  gapMax?: number;
-  /** Copies kept behind a gap at most, and their bytes. */
-  bufferMax?: number;
-  bufferBytesMax?: number;
-  /** How often the stream's last sequence is compared with this follower's. */
-  checkEveryMs?: number;
-  /** The same for a stream that does not re-publish (made before RePublish was added; see upgradeStream). */
-  pollEveryMs?: number;
-};
-
-const DEFAULTS = { gapMax: 10_000, bufferMax: 4_096, bufferBytesMax: 32 * 1024 * 1024, checkEveryMs: 5_000, pollEveryMs: 1_000 };
-/** "Not found" although a later message is stored: a replica a little behind may answer direct gets. Asked again this often. */
-const NOT_FOUND_RETRIES = 3;
-const RETRY_BASE_MS = 20;
-const RETRY_MAX_MS = 2_000;
-/** One warning per follower this often at most, however often reads fail. */
-const WARN_EVERY_MS = 10_000;
-
-/** The subscription subject of a republish destination: `notified.{{wildcard(1)}}` -> `notified.*`. */
-export function republishSubject(republish: Republish): string {
-  return republish.dest.replace(/\{\{\s*wildcard\(\s*\d+\s*\)\s*\}\}|\$\d+/gi, '*');
-}
-
 export class StreamFollower {
   /** The last sequence delivered (or the start position); -1 until started. */
   private position = -1;
   /** The highest sequence known to be stored. */
   private highest = 0;
-  private readonly buffer = new Map<number, FollowedMessage>();
-  private bufferBytes = 0;
+  /** Copies that arrived ahead of a gap. */
+  private readonly buffer: GapBuffer;
   private refilling = false;
   private checking: Promise<void> | null = null;
   private stopped = false;
@@ -121,7 +59,8 @@ export class StreamFollower {
   readonly stats: FollowerStats = { delivered: 0, refilled: 0, dropped: 0, gaps: 0, resets: 0 };
 
   constructor(options: StreamFollowerOptions) {
-    this.o = { ...DEFAULTS, refill: true, ...options };
+    this.o = { ...FOLLOWER_DEFAULTS, refill: true, ...options };
+    this.buffer = new GapBuffer(this.o.bufferMax, this.o.bufferBytesMax);
   }
 
   /** The last stream sequence delivered (the start position before anything newer arrived). */
@@ -152,7 +91,7 @@ export class StreamFollower {
       if (this.stopped) return this.lastSeq;
       this.position = info.state.last_seq;
       this.highest = Math.max(this.highest, this.position);
-      for (const seq of this.buffer.keys()) if (seq <= this.position) this.unbuffer(seq);
+      this.buffer.dropUpTo(this.position);
       const republished = !!info.config.republish && republishSubject(info.config.republish) === republishSubject(this.o.republish);
       if (!republished) {
         this.o.logger.warn({ stream: this.o.stream, republish: info.config.republish ?? null }, 'the stream does not re-publish its messages here: following it by polling (live updates up to a poll late); recreate it, or run auctionctl cluster init on a nats-server that can add RePublish to a stream (2.9 cannot)');
@@ -174,7 +113,6 @@ export class StreamFollower {
     this.statuses?.stop?.();
     if (this.sub && !this.sub.isClosed()) this.sub.unsubscribe();
     this.buffer.clear();
-    this.bufferBytes = 0;
   }
 
   /**
@@ -244,14 +182,7 @@ export class StreamFollower {
       if (this.buffer.size > 0 || this.highest > this.position) this.advance();
       return;
     }
-    if (this.buffer.size < this.o.bufferMax && this.bufferBytes + message.data.length <= this.o.bufferBytesMax) {
-      if (!this.buffer.has(seq)) {
-        this.buffer.set(seq, message);
-        this.bufferBytes += message.data.length;
-      }
-    } else {
-      this.stats.dropped++; // `highest` counts it: the refill reads it back
-    }
+    if (!this.buffer.add(message)) this.stats.dropped++; // `highest` counts it: the refill reads it back
     this.advance();
   }
 
@@ -264,17 +195,7 @@ export class StreamFollower {
 
   /** Delivers the buffered copies that follow the position without a gap. */
   private drain(): void {
-    for (let next = this.buffer.get(this.position + 1); next; next = this.buffer.get(this.position + 1)) {
-      this.unbuffer(next.seq);
-      this.deliver(next);
-    }
-  }
-
-  private unbuffer(seq: number): void {
-    const message = this.buffer.get(seq);
-    if (!message) return;
-    this.buffer.delete(seq);
-    this.bufferBytes -= message.data.length;
+    for (let next = this.buffer.take(this.position + 1); next; next = this.buffer.take(this.position + 1)) this.deliver(next);
   }
 
   private deliver(message: FollowedMessage): void {
@@ -308,21 +229,17 @@ export class StreamFollower {
         if (this.stopped) break;
         if (!found) {
           // Nothing stored from there on any more (deleted meanwhile): on to what is buffered.
-          const buffered = [...this.buffer.keys()];
-          this.position = buffered.length > 0 ? Math.min(...buffered) - 1 : this.highest;
+          const lowest = this.buffer.lowest();
+          this.position = lowest !== undefined ? lowest - 1 : this.highest;
           continue;
         }
         if (found.seq <= this.position) continue;
         if (found.seq > this.position + 1) {
           // The sequences in between are not stored (deleted by the stream's limits, or never stored
           // for lack of resources). Copies of any of them in the buffer would still go first.
-          for (const seq of [...this.buffer.keys()].filter((s) => s < found.seq).sort((a, b) => a - b)) {
-            const early = this.buffer.get(seq)!;
-            this.unbuffer(seq);
-            this.deliver(early);
-          }
+          for (const seq of this.buffer.below(found.seq)) this.deliver(this.buffer.take(seq)!);
         }
-        this.unbuffer(found.seq);
+        this.buffer.take(found.seq);
         if (found.seq > this.highest) this.highest = found.seq;
         this.stats.refilled++;
         this.deliver(found);
@@ -351,7 +268,6 @@ export class StreamFollower {
   /** Skips to `position`, dropping what is buffered, and tells the caller what was skipped. */
   private reset(skipped: { from: number; to: number }, position: number): void {
     this.buffer.clear();
-    this.bufferBytes = 0;
     this.position = position;
     this.stats.resets++;
     this.o.logger.warn({ stream: this.o.stream, ...skipped }, 'skipped a gap in the stream instead of reading it back');

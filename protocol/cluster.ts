@@ -1,42 +1,32 @@
 import { readFileSync } from 'node:fs';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { encode } from './wire.js';
+import { inboxPrefix, STATUS_SUBJECT, type Role } from './names.js';
 
 /**
  * What the processes of a cluster share beyond commands and the log: the
- * subjects of operator (admin) actions, the status announcement every process
- * answers, and the NATS credentials and inbox prefix each process connects
- * with. The NATS permissions of each role are in protocol/permissions.ts;
- * docs/operations.md explains the set-up.
+ * status every process reports, and the NATS credentials and inbox prefix
+ * each process connects with. The names are in protocol/names.ts, the NATS
+ * permissions of each role in protocol/permissions.ts; docs/operations.md
+ * explains the set-up.
  */
 
-export const adminSubjects = {
-  /** close/cancel commands and the ops snapshot, step-down: served by a shard's primary. */
-  engine: (shard: number) => `auction.admin.engine.${shard}`,
-  /** `verify`: served by the audit process of a shard. */
-  audit: (shard: number) => `auction.admin.audit.${shard}`,
-  /** `mint`: served by any gateway (queue group). */
-  gateway: 'auction.admin.gateway',
-  all: 'auction.admin.>',
-};
+/** A shard's lease (bucket LEASE_BUCKET, key `shard.<n>`): who holds it, as which writer, renewed when by its own clock. */
+export type LeaseValue = { engineId: string; writer: string; renewedAt: number };
 
-/** Every process answers a request here with a `ProcessStatus` (one reply each). */
-export const STATUS_SUBJECT = 'auction.status';
-
-/** Users an operator disabled: key `u<userId>` -> {disabledAt, reason}; gateways follow it. */
-export const USER_FLAGS_BUCKET = 'auction_user_flags';
 /**
- * Where the bucket's stream re-publishes every change (JetStream RePublish):
- * `$KV.auction_user_flags.u42` is seen on `auction.user_flags.u42`, with the
- * stream sequence and the KV operation in its headers. Gateways follow the
- * bucket there instead of through a KV watch (a consumer).
+ * The roles of a copy of a shard (shard/roles.ts has their edges; drawn in
+ * docs/replica.md): `ShardCopyStatus.status`.
  */
-export const USER_FLAGS_REPUBLISH = { src: `$KV.${USER_FLAGS_BUCKET}.>`, dest: 'auction.user_flags.>' };
-export const USER_FLAGS_SUBJECTS = USER_FLAGS_REPUBLISH.dest;
+export const COPY_ROLES = ['starting', 'following', 'taking-over', 'serving', 'stepping-down', 'resyncing', 'deposed', 'stopped'] as const;
+export type CopyRole = (typeof COPY_ROLES)[number];
+
+/** A copy's change of role, as the engine logs it (a `role` record; what tests and tools wait for). */
+export type RoleTransition = { shard: number; from: CopyRole; to: CopyRole; cause: string; at: number };
 
 export type ShardCopyStatus = {
   shard: number;
-  status: string;
+  status: CopyRole;
   engineId: string;
   writer: string;
   lastSeq: number;
@@ -80,17 +70,6 @@ export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user?: 
   return {};
 }
 
-export type Role = 'admin' | 'engine' | 'audit' | 'gateway';
-export const ROLES: readonly Role[] = ['admin', 'engine', 'audit', 'gateway'];
-
-/**
- * Replies to a role's requests (and its JetStream deliveries) arrive under
- * this prefix. Each role may subscribe only to its own, and publish only
- * into the prefixes of the roles it answers (protocol/permissions.ts), so no
- * credential can read or forge the replies meant for another role.
- */
-export const inboxPrefix = (role: Role) => `_INBOX_${role}`;
-
 /**
  * nats.js `connect` options of a process of `role`: its credentials (see
  * `natsCredentials`) and its role's inbox prefix. Without credentials (a
@@ -99,3 +78,6 @@ export const inboxPrefix = (role: Role) => `_INBOX_${role}`;
 export function roleConnectOptions(role: Role, env: NodeJS.ProcessEnv = process.env): { inboxPrefix: string; user?: string; pass?: string } {
   return { inboxPrefix: inboxPrefix(role), ...natsCredentials(env) };
 }
+
+// TEMPORARY until ctl/up.ts imports them from names.js.
+export { ROLES, type Role } from './names.js';

@@ -1,3 +1,4 @@
+export * from './names.js';
 export * from './ids.js';
 export * from './money.js';
 export * from './reasons.js';

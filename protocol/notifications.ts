@@ -1,5 +1,7 @@
 import { JetStreamApiError, RetentionPolicy, type JetStreamManager } from '@nats-io/jetstream';
-import { createMissing, isStreamNotFound } from './provisioning.js';
+import { createMissing } from './provisioning.js';
+import { isStreamNotFound } from './nats-errors.js';
+import { NOTIFICATION_SUBJECTS, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM } from './names.js';
 
 /**
  * Personal notifications (outbid, won, lost, auction_ended) live in one
@@ -9,20 +11,6 @@ import { createMissing, isStreamNotFound } from './provisioning.js';
  * after a reconnect. The stream sequence is the notification id: one total
  * order, so `ack {upTo}` means "everything up to here". See docs/gateway.md.
  */
-export const NOTIFICATIONS_STREAM = 'NOTIFICATIONS';
-export const notificationSubject = (userId: number) => `notify.${userId}`;
-export const NOTIFICATION_SUBJECTS = 'notify.*';
-/**
- * The stream re-publishes every stored notification (JetStream RePublish),
- * `notify.<userId>` as `notified.<userId>` with its stream sequence in the
- * headers: gateways push them live from there, without a consumer.
- * nats-server 2.9 takes the `{{wildcard(1)}}` form of the destination, not `notified.*`.
- */
-export const NOTIFICATIONS_REPUBLISH = { src: NOTIFICATION_SUBJECTS, dest: 'notified.{{wildcard(1)}}' };
-export const NOTIFIED_SUBJECTS = 'notified.*';
-/** KV bucket holding each user's acknowledged position (`u<userId>` -> upTo). */
-export const NOTIFICATION_ACKS_BUCKET = 'notification_acks';
-
 export const NOTIFICATION_LIMITS = {
   /** Kept per user at most; the oldest go first. */
   perUserMax: 1_000,

@@ -1,21 +1,14 @@
 import { kvPrefix } from '@nats-io/kv/internal';
-import { adminSubjects, inboxPrefix, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, USER_FLAGS_SUBJECTS, type Role } from './cluster.js';
-import { NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM, NOTIFIED_SUBJECTS } from './notifications.js';
-import { streamName, subjects } from './wire.js';
+import { adminSubjects, AUDIT_CONSUMER, auditSubject, HEARTBEAT_SUBJECT, inboxPrefix, LEASE_BUCKET, NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM, NOTIFIED_SUBJECTS, type Role, ROLES, STATUS_SUBJECT, streamName, subjects, USER_FLAGS_BUCKET, USER_FLAGS_SUBJECTS, USERS_BUCKET } from './names.js';
 import { SHARDS_MAX } from './ids.js';
-import { HEARTBEAT_SUBJECT } from '../engine/cluster.js';
-import { LEASE_BUCKET } from '../replica/lease.js';
-import { USERS_BUCKET } from '../gateway/auth.js';
-import { AUDIT_CONSUMER, auditSubject } from '../audit/shard-audit.js';
 
 /**
  * The NATS users of a cluster and what each may publish and subscribe to:
  * every subject a role uses, and nothing more, built from the subject,
  * stream, bucket and consumer names the code uses. docs/operations.md shows
  * the table (test/docs.test.ts keeps it in step); test/security tests every
- * refusal. It lives apart from protocol/cluster.ts because it names
- * constants of every component: no service imports it, only the tools that
- * configure a server (the test kit, `make up`).
+ * refusal. No service imports it, only the tools that configure a server
+ * (provisioning, the test kit, `make up`).
  *
  * NATS permissions match whole subject tokens, so JetStream API subjects,
  * which carry a stream name, are listed once per shard: the table depends on

@@ -1,8 +1,8 @@
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type Republish, type StreamInfo } from '@nats-io/jetstream';
-import { PermissionViolationError } from '@nats-io/transport-node';
+import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type Republish, type StreamInfo } from '@nats-io/jetstream';
+import { isPermissionViolation, isStreamNotFound } from './nats-errors.js';
 import { Kvm, type KV } from '@nats-io/kv';
 import { kvPrefix } from '@nats-io/kv/internal';
-import { USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from './cluster.js';
+import { USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from './names.js';
 
 /**
  * How services open the streams and buckets of a cluster. The admin creates
@@ -88,18 +88,6 @@ export class NotProvisionedError extends Error {
     super(`${what} does not exist, and this NATS user may not create it: create the cluster's streams and buckets as the admin with \`${PROVISION_COMMAND}\` (make up does it itself)`, options);
     this.name = 'NotProvisionedError';
   }
-}
-
-/** Whether NATS refused a publish or subscription for lack of permission (nats.js wraps it in a request error). */
-export function isPermissionViolation(error: unknown): boolean {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (e instanceof PermissionViolationError || /permissions violation/i.test(e.message)) return true;
-  }
-  return false;
-}
-
-export function isStreamNotFound(error: unknown): boolean {
-  return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound;
 }
 
 /**

@@ -4,7 +4,7 @@
  * failing check names the reason (docs/engine-core.md lists the same order).
  */
 export const REASONS = {
-  // Public (API.md v1).
+  // Public (API v1: docs/openapi.yaml).
   auction_not_found: 'no auction has this id',
   auction_not_open: 'the auction has not started yet',
   auction_closed: 'the auction has ended or was cancelled',

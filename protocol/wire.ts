@@ -22,27 +22,6 @@ export const decode = (bytes: Uint8Array): unknown => packr.unpack(bytes);
 export const encodeLog = (batch: LogBatch): Uint8Array => packr.pack(batch);
 export const decodeLog = (bytes: Uint8Array): LogBatch => packr.unpack(bytes) as LogBatch;
 
-export const subjects = {
-  /** Commands for a shard, request/reply, served by its primary engine. */
-  commands: (shard: number) => `auction.cmd.${shard}`,
-  /** Queries for a shard, answered by its primary (state, hash, status). */
-  control: (shard: number) => `auction.ctl.${shard}`,
-  /** The same queries for one engine's copy of a shard, primary or replica. */
-  nodeControl: (shard: number, engineId: string) => `auction.node.${engineId}.${shard}`,
-  /** The shard's log: one JetStream message per batch of events. */
-  log: (shard: number) => `auction.log.${shard}`,
-  logWildcard: 'auction.log.*',
-  /**
-   * The shard's log as its stream re-publishes it (JetStream RePublish: every
-   * stored batch, never a rejected append, as a core message with the stream
-   * sequence in its headers). Gateways follow the logs here, without consumers.
-   */
-  logged: (shard: number) => `auction.logged.${shard}`,
-  loggedWildcard: 'auction.logged.*',
-};
-
-export const streamName = (shard: number) => `AUCTION_LOG_${shard}`;
-
 /** Bounds of the wire, enforced by engines (and gateways before them). */
 export const WIRE_LIMITS = {
   /** Commands in one request. */

@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import { isWrongLastSequence } from '../engine/log.js';
+import { isWrongLastSequence } from '../protocol/nats-errors.js';
 import { RevisionConflictError, type LeaseEntry, type LeaseStorePort } from '../shard/ports.js';
 
 /**

@@ -1,10 +1,7 @@
 import type { Logger } from 'pino';
 import { decode, encode } from '../protocol/index.js';
+import type { LeaseValue } from '../protocol/cluster.js';
 import { RevisionConflictError, type Cancel, type Clock, type LeaseStorePort } from '../shard/ports.js';
-
-export const LEASE_BUCKET = 'auction_leases';
-
-export type LeaseValue = { engineId: string; writer: string; renewedAt: number };
 
 /**
  * Leadership of one shard: a key in the KV bucket, written with revision
@@ -15,7 +12,7 @@ export type LeaseValue = { engineId: string; writer: string; renewedAt: number }
  *
  * The lease only decides who should write; safety comes from the stream's
  * expected sequence, which fences out a writer that lost the lease and has
- * not noticed yet (DESIGN.md: KV leases alone lose races on 2.9.10).
+ * not noticed yet (docs/replica.md, "An old primary that wakes up").
  */
 export class ShardLease {
   readonly key: string;

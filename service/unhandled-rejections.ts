@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
  * one-request denial of service. Every service process therefore logs and
  * counts them instead, and keeps serving. Uncaught *exceptions* keep Node's
  * default: they may leave state half-changed, and crashing loudly is then the
- * safe answer (STYLE.md, TigerBeetle).
+ * safe answer (as TigerBeetle does).
  */
 export function guardUnhandledRejections(logger: Logger, count: () => void = () => undefined): { readonly total: number } {
   const seen = { total: 0 };

@@ -11,7 +11,8 @@ import type { ShardCopyStatus } from '../protocol/cluster.js';
 import { CopyState } from './copy-state.js';
 import { DeposedError, type BusPort, type BusRequest, type Clock, type LeaseStorePort, type ShardLogPort, type SnapshotPort } from './ports.js';
 import { answerQuery } from './queries.js';
-import { allowed, LEASED_ROLES, RoleTransitionError, type RoleName, type RoleTransition } from './roles.js';
+import { allowed, LEASED_ROLES, RoleTransitionError, type RoleName } from './roles.js';
+import { type RoleTransition } from '../protocol/cluster.js';
 
 export type ShardCopyOptions = {
   shard: number;
@@ -439,7 +440,7 @@ export class ShardCopy {
    * nothing is decided twice; commands sent meanwhile find no responder and
    * are retried by their senders with the same bidId.
    */
-  private async beginStepDown(msg: BusRequest, to: unknown): Promise<void> {
+  private async beginStepDown(msg: BusRequest, to: string): Promise<void> {
     const refuse = (code: 'invalid_request' | 'unavailable', message: string) => reply(msg, { error: commandError(code, message) });
     const target = stepDownTarget(to, this.options.engineId);
     if (typeof target !== 'string') return refuse('invalid_request', target.error);

@@ -1,4 +1,5 @@
 import type { LogBatch } from '../protocol/index.js';
+import type { ShardStreamConfig } from '../protocol/shard-stream.js';
 import type { AuctionCore, CoreConfig } from '../engine/core/index.js';
 
 /**
@@ -9,9 +10,6 @@ import type { AuctionCore, CoreConfig } from '../engine/core/index.js';
  * shard/nats-bus.ts) and on in-memory fakes with a simulated clock in the
  * deterministic simulator (testkit/simulator/).
  */
-
-/** What a shard's stream records about the shard itself (its description field). */
-export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
 
 /** The append was refused because the log moved on (the expected-sequence fence): this writer is deposed. */
 export class DeposedError extends Error {

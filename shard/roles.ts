@@ -1,3 +1,5 @@
+import { COPY_ROLES, type CopyRole } from '../protocol/cluster.js';
+
 /**
  * The roles of a shard copy and the only edges between them. A copy has
  * exactly one role at a time (ShardCopy.role); every change goes through
@@ -13,9 +15,9 @@
  *   deposed       another writer owns the log: rebuilding, then following
  *   stopped       placement removed the copy or the process stops: refuses every edge
  */
-export const ROLES = ['starting', 'following', 'taking-over', 'serving', 'stepping-down', 'resyncing', 'deposed', 'stopped'] as const;
+export const ROLES = COPY_ROLES;
 
-export type RoleName = (typeof ROLES)[number];
+export type RoleName = CopyRole;
 
 export const EDGES: Readonly<Record<RoleName, readonly RoleName[]>> = {
   starting: ['following', 'taking-over', 'stopped'],
@@ -33,7 +35,6 @@ export const EDGES: Readonly<Record<RoleName, readonly RoleName[]>> = {
 export const LEASED_ROLES: readonly RoleName[] = ['taking-over', 'serving', 'stepping-down', 'resyncing'];
 
 /** What a transition reports: awaited by tests, counted by the metric, logged. */
-export type RoleTransition = { shard: number; from: RoleName; to: RoleName; cause: string; at: number };
 
 /** An edge the table does not allow was asked for: a bug in the copy, never a runtime condition. */
 export class RoleTransitionError extends Error {

@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AuctionCore } from '../engine/core/index.js';
-import { ShardLog } from '../engine/log.js';
+import { ShardLog } from '../shard/nats-log.js';
 import { replayBatch } from '../shard/replay.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { EngineClient, type BidOutcome, type CommandResult } from '../protocol/index.js';

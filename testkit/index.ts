@@ -1,13 +1,16 @@
-export { NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary, type NatsServerOptions } from './nats-server.js';
-export { freePort } from './ports.js';
+// The process launchers live in launch/ (make up starts the system with them); the kit re-exports them.
+export {
+  NatsServer, NatsCluster, startNats, startNatsCluster, natsServerBinary, type NatsServerOptions,
+  freePort,
+  EngineProcess, type EngineProcessOptions,
+  ManagedProcess, handleSignals, ownProcessGroups, type ProcessExit, type Signal,
+  AuditProcess, type AuditProcessOptions,
+  GatewayProcess, type GatewayProcessOptions,
+} from '../launch/index.js';
 export { eventually } from './eventually.js';
-export { EngineProcess, type EngineProcessOptions } from './engine-process.js';
-export { ManagedProcess, handleSignals, ownProcessGroups, type ProcessExit, type Signal } from './managed-process.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { NatsProxy, type ProxiedMessage } from './nats-proxy.js';
-export { AuditProcess, type AuditProcessOptions } from './audit-process.js';
-export { GatewayProcess, type GatewayProcessOptions } from './gateway-process.js';
 export { WsClient, type WsMessage } from './ws-client.js';
 export { rawHttp, httpRequest, type RawResponse } from './raw-http.js';
 export { LauncherProcess, type LauncherChild, type LauncherProcessOptions } from './launcher-process.js';

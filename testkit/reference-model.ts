@@ -1,7 +1,7 @@
 import { incrementAt, SHARDS_MAX, type Command, type Reason } from '../protocol/index.js';
 
 /**
- * The naive reference model: the rules of DESIGN.md over plain objects, with
+ * The naive reference model: the rules of docs/engine-core.md over plain objects, with
  * no typed arrays, no heap and no hash table. The fast core must give the same
  * answer to every command of any random stream.
  */

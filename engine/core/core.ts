@@ -493,7 +493,7 @@ export class AuctionCore {
     return null;
   }
 
-  /** The proxy-bidding rules of DESIGN.md, for a bid that passed every other check. */
+  /** The proxy-bidding rules (docs/engine-core.md#rules-of-bidding), for a bid that passed every other check. */
   private decideBid(out: BidOutcome, slot: number, bidderId: number, bidId: number, keyHash: number, maxBid: number, t: number): BidOutcome {
     const { f64, u32, u16 } = this.rec;
     const price = u32[(slot << 3) + PRICE];

@@ -1,7 +1,7 @@
 import t from 'tap';
 import Database from 'better-sqlite3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { shardFile } from '../../audit/shard-audit.js';
+import { shardFile } from '../../audit/shard-db.js';
 import { decode, encode, EngineClient, type BidOutcome, type CreateOutcome } from '../../protocol/index.js';
 import { AuditProcess, BidLoad, EngineProcess, eventually, replayShard, startNats } from '../../testkit/index.js';
 

@@ -5,9 +5,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { WebSocket } from 'ws';
 import { decode, encode, EngineClient, streamName, subjects, type CreateOutcome } from '../../protocol/index.js';
-import { placement } from '../../engine/placement.js';
+import { placement } from '../../protocol/placement.js';
 import { loadConfig } from '../../engine/config.js';
-import type { Role } from '../../protocol/cluster.js';
+import type { Role } from '../../protocol/names.js';
 import { AuditProcess, BidLoad, EngineProcess, eventually, GatewayProcess, replayShard, startNats, type NatsServer } from '../../testkit/index.js';
 import { httpClient } from '../gateway/fixture.js';
 

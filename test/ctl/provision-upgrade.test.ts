@@ -6,10 +6,10 @@ import { kvPrefix } from '@nats-io/kv/internal';
 import {
   EngineClient, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, notificationStreamConfig, streamName, subjects, type BidOutcome, type CreateOutcome,
 } from '../../protocol/index.js';
-import { USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../../protocol/cluster.js';
-import { CLUSTER_BUCKETS, provisionCluster } from '../../ctl/provision.js';
+import { CLUSTER_BUCKETS, USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../../protocol/names.js';
+import { provisionCluster } from '../../ctl/provision.js';
 import { loadConfig } from '../../engine/config.js';
-import { shardFollowSettings } from '../../engine/log.js';
+import { shardFollowSettings } from '../../protocol/shard-stream.js';
 import { EngineProcess, GatewayProcess, startNats, WsClient } from '../../testkit/index.js';
 
 /**

@@ -143,3 +143,42 @@ t.test('the restart delay doubles with each quick failure up to its cap, and sta
   t.equal(new Set(restarted).size, restarted.length, 'each restart is a new process');
   t.notOk(crasher.isRunning, 'nothing runs after stop()');
 });
+
+/** A child that is ready at once; `onSigterm` (JavaScript run in it) says what it does when asked to stop. */
+class Scripted extends ManagedProcess {
+  constructor(label: string, private readonly onSigterm: () => string) {
+    super(label, `${label} ready`);
+  }
+
+  protected command() {
+    const script = `process.on('SIGTERM', () => { ${this.onSigterm()} }); console.log('${this.label} ready'); setInterval(() => {}, 60_000);`;
+    return { file: process.execPath, args: ['-e', script] };
+  }
+}
+
+t.test('a child that exits by itself while the supervisor stops the others is reported as already exited, not restarted, not signalled', async (t) => {
+  const lines: string[] = [];
+  const supervisor = new Supervisor({ firstDelayMs: 10, report: (line) => lines.push(line) });
+  // The bystander is stopped second; when the first is asked to stop, it kills the bystander (as a signal to the
+  // whole process group would reach it) and exits only once the bystander is gone, so the bystander's exit comes
+  // while the stop is under way and before its own turn.
+  const bystander = new Scripted('bystander', () => 'process.exit(0);');
+  t.teardown(() => bystander.killNow());
+  await bystander.launch();
+  const bystanderPid = bystander.pid!;
+  const first = new Scripted('first', () => [
+    `process.kill(${bystanderPid}, 'SIGKILL');`,
+    // Signal 0 still finds the bystander until this test's process has reaped it, that is, has seen its exit.
+    `const gone = () => { try { process.kill(${bystanderPid}, 0); return false; } catch { return true; } };`,
+    'setInterval(() => gone() && process.exit(0), 5);',
+  ].join(' '));
+  t.teardown(() => first.killNow());
+  await first.launch();
+  const firstPid = first.pid!;
+  supervisor.add(first, 0);
+  supervisor.add(bystander, 1);
+  await supervisor.stop();
+  // Nothing else: no "exited unexpectedly", no "restarting in", no stop signal sent to the bystander.
+  t.same(lines, [`first stopped (pid ${firstPid})`, `bystander (pid ${bystanderPid}) had already exited (signal SIGKILL)`], 'the first stopped; the bystander, already gone, is reported with its exit and not restarted');
+  t.notOk(first.isRunning || bystander.isRunning, 'nothing runs after stop()');
+});

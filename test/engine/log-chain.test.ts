@@ -1,7 +1,7 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { ShardLog } from '../../engine/log.js';
+import { ShardLog } from '../../shard/nats-log.js';
 import { encodeLog, type LogBatch } from '../../protocol/index.js';
 import { DeposedError, logMsgId } from '../../shard/ports.js';
 import { startNats } from '../../testkit/index.js';

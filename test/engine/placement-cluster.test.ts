@@ -1,7 +1,8 @@
 import t from 'tap';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { HEARTBEAT_SUBJECT, type Heartbeat } from '../../engine/cluster.js';
-import { placement } from '../../engine/placement.js';
+import { type Heartbeat } from '../../engine/cluster.js';
+import { HEARTBEAT_SUBJECT } from '../../protocol/names.js';
+import { placement } from '../../protocol/placement.js';
 import { decode, EngineClient, type BidOutcome, type CreateOutcome } from '../../protocol/index.js';
 import { EngineProcess, eventually, startNats } from '../../testkit/index.js';
 

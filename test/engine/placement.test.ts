@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ownerOf, placement } from '../../engine/placement.js';
+import { ownerOf, placement } from '../../protocol/placement.js';
 
 const engines = (n: number) => Array.from({ length: n }, (_, i) => `engine-${i}`);
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { encode } from '../../protocol/index.js';
-import { auditSubject } from '../../audit/shard-audit.js';
+import { auditSubject } from '../../protocol/names.js';
 import { httpRequest, rawHttp, type RawResponse } from '../../testkit/index.js';
 import { startSystem } from './fixture.js';
 

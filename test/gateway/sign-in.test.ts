@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes, scryptSync } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { USERS_BUCKET } from '../../gateway/auth.js';
+import { USERS_BUCKET } from '../../protocol/names.js';
 import { startSystem } from './fixture.js';
 
 // Sign-in and names that reach storage (issue 23): names that are not usernames, lookups by name,

@@ -4,11 +4,13 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
 import { auctionIdOf, streamName, subjects, type AuctionState, type EngineClient } from '../../protocol/index.js';
-import { USER_FLAGS_BUCKET } from '../../protocol/cluster.js';
-import { isWrongLastSequence, shardFollowSettings } from '../../engine/log.js';
+import { USER_FLAGS_BUCKET } from '../../protocol/names.js';
+import { isWrongLastSequence } from '../../protocol/nats-errors.js';
+import { shardFollowSettings } from '../../protocol/shard-stream.js';
 import { StreamFollower, type FollowedMessage, type StreamFollowerOptions } from '../../gateway/stream-follower.js';
-import { DisabledUsers } from '../../gateway/admin.js';
-import { LiveFeed, type LiveState } from '../../gateway/live.js';
+import { DisabledUsers } from '../../gateway/disabled-users.js';
+import { LiveFeed } from '../../gateway/live/feed.js';
+import type { LiveState } from '../../protocol/public.js';
 import { NatsProxy, startNats, type ProxiedMessage } from '../../testkit/index.js';
 import { Waiters } from '../../testkit/waiters.js';
 

@@ -4,11 +4,8 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamMa
 import { Kvm } from '@nats-io/kv';
 import { kvPrefix } from '@nats-io/kv/internal';
 import { NOTIFICATION_ACKS_BUCKET, NOTIFICATIONS_STREAM, notificationSubject, streamName, subjects } from '../../protocol/index.js';
-import { adminSubjects, inboxPrefix, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, type Role } from '../../protocol/cluster.js';
-import { isStreamNotFound } from '../../protocol/provisioning.js';
-import { LEASE_BUCKET } from '../../replica/lease.js';
-import { USERS_BUCKET } from '../../gateway/auth.js';
-import { AUDIT_CONSUMER, auditSubject } from '../../audit/shard-audit.js';
+import { adminSubjects, AUDIT_CONSUMER, auditSubject, inboxPrefix, LEASE_BUCKET, type Role, ROLES, STATUS_SUBJECT, USER_FLAGS_BUCKET, USERS_BUCKET } from '../../protocol/names.js';
+import { isStreamNotFound } from '../../protocol/nats-errors.js';
 import { eventually, startNats } from '../../testkit/index.js';
 
 /**

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { decode, encode, EngineClient } from '../../protocol/index.js';
-import { adminSubjects } from '../../protocol/cluster.js';
+import { adminSubjects } from '../../protocol/names.js';
 import { AuditProcess, EngineProcess, startNats } from '../../testkit/index.js';
 
 // Snapshots and the audit's SQLite files hold every bidder's maximum: owner-only (issue 23).

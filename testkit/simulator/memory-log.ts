@@ -1,5 +1,6 @@
 import { decodeLog, type LogBatch } from '../../protocol/index.js';
-import { DeposedError, logMsgId, type LogFollower, type LoggedBatch, type ShardLogPort, type ShardStreamConfig } from '../../shard/ports.js';
+import { DeposedError, logMsgId, type LogFollower, type LoggedBatch, type ShardLogPort } from '../../shard/ports.js';
+import { type ShardStreamConfig } from '../../protocol/shard-stream.js';
 import { Connection, type Wire } from './network.js';
 import type { Scheduler, SimNode } from './scheduler.js';
 

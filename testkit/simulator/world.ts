@@ -1,9 +1,9 @@
 import { pino, type Logger } from 'pino';
 import { ShardCopy } from '../../shard/copy.js';
-import { adminSubjects } from '../../protocol/cluster.js';
+import { adminSubjects } from '../../protocol/names.js';
 import { decode, encode } from '../../protocol/index.js';
 import type { BusPort, LeaseStorePort, ShardLogPort } from '../../shard/ports.js';
-import type { RoleTransition } from '../../shard/roles.js';
+import type { RoleTransition } from '../../protocol/cluster.js';
 import { Checker } from './checker.js';
 import { SimClient, type Answer } from './clients.js';
 import { MemoryBus } from './memory-bus.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManagedProcess } from './managed-process.js';
-import type { RoleName, RoleTransition } from '../shard/roles.js';
+import type { CopyRole, RoleTransition } from '../protocol/cluster.js';
 
 export type EngineProcessOptions = {
   natsUrl: string;
@@ -54,7 +54,7 @@ export class EngineProcess extends ManagedProcess {
    * (the `role` transition record each copy logs once the new role runs),
    * written after position `from`.
    */
-  async waitForRole(shard: number, to: RoleName, from = this.outputPosition, timeoutMs = 20_000): Promise<RoleTransition> {
+  async waitForRole(shard: number, to: CopyRole, from = this.outputPosition, timeoutMs = 20_000): Promise<RoleTransition> {
     const line = await this.waitForLine((l) => {
       if (!l.startsWith('{')) return false;
       const record = JSON.parse(l) as Partial<RoleTransition> & { msg?: string };

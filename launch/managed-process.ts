@@ -7,10 +7,10 @@ process.once('exit', () => {
 });
 
 /**
- * A test or bench process killed by a signal (a tap timeout, Ctrl-C) runs no
- * 'exit' handlers, so its servers would outlive it: kill them and exit with
- * the signal's code. A program with its own graceful stop (`make up`) turns
- * this off with `handleSignals(false)`.
+ * A process killed by a signal (a tap timeout, Ctrl-C) runs no 'exit'
+ * handlers, so its children would outlive it: kill them and exit with the
+ * signal's code. A program with its own graceful stop (`make up`) turns this
+ * off with `handleSignals(false)`.
  */
 let signalsHandled = true;
 export function handleSignals(on: boolean): void {
@@ -42,9 +42,10 @@ export type Signal = 'SIGKILL' | 'SIGTERM' | 'SIGINT' | 'SIGSTOP' | 'SIGCONT';
 export type ProcessExit = { pid: number | undefined; code: number | null; signal: NodeJS.Signals | null };
 
 /**
- * A child process for tests and local runs: started (and restarted) with the
- * same command, ready when its own output shows a marker, signalled by pid,
- * and killed when the parent exits, even after a failure.
+ * A child process for `make up`, tests and benchmarks: started (and
+ * restarted) with the same command, ready when its own output shows a
+ * marker, signalled by pid, and killed when the parent exits, even after a
+ * failure.
  */
 export abstract class ManagedProcess {
   private child: ChildProcess | null = null;
@@ -73,6 +74,11 @@ export abstract class ManagedProcess {
   /** Called at exit of the parent process, after the kill. */
   protected cleanupAtExit(): void {}
 
+  /** Whether the child gets a process group of its own (read at every launch): `ownProcessGroups` unless a subclass says. */
+  protected ownProcessGroup(): boolean {
+    return ownGroups;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
@@ -93,7 +99,7 @@ export abstract class ManagedProcess {
     // CPU_PROF_DIR: every Node child writes a V8 CPU profile there when it exits (bench profiling).
     const profDir = process.env.CPU_PROF_DIR;
     const args = profDir && file === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${this.label}-${process.pid}-${Date.now()}.cpuprofile`, ...own] : own;
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment(), detached: ownGroups });
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment(), detached: this.ownProcessGroup() });
     this.child = child;
     running.add(this);
     // Readiness is read from this run's output only, never an earlier run's.
@@ -118,8 +124,8 @@ export abstract class ManagedProcess {
           resolve();
         }
       };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         reject(new Error(`${this.label} exited (${code ?? signal}) before ready:\n${mine.slice(-5_000)}`));
@@ -167,7 +173,6 @@ export abstract class ManagedProcess {
     };
     return this.waiters.until(find, timeoutMs, () => `${this.label}: no ${what} within ${timeoutMs} ms`);
   }
-
 
   /** Sends a signal; for SIGKILL/SIGTERM waits for the exit and returns its code or signal. */
   async signal(signal: Signal): Promise<number | string | null> {

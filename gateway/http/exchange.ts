@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { ApiError, asApiError } from './errors.js';
+import { ApiError, asApiError } from '../errors.js';
 
 /**
  * Headers on every answer. The API serves JSON and event streams only: no

@@ -6,14 +6,15 @@ import { join } from 'node:path';
 import { ManagedProcess } from './managed-process.js';
 import { freePort } from './ports.js';
 import { connect } from '@nats-io/transport-node';
-import { inboxPrefix, ROLES, type Role } from '../protocol/cluster.js';
+import { inboxPrefix, ROLES, type Role } from '../protocol/names.js';
 import { natsAuthorization } from '../protocol/permissions.js';
 import { provisionCluster } from '../ctl/provision.js';
 
 /**
- * Real nats-server processes with JetStream on free loopback ports and
- * temporary store directories, for tests and benchmarks. Every server started
- * here is killed by pid when the test process exits, even after a failure.
+ * Real nats-server processes with JetStream on loopback ports (free ones
+ * unless given) and store directories (temporary ones unless given), for
+ * `make up`, tests and benchmarks. Every server started here is killed by pid
+ * when the process that started it exits, even after a failure.
  */
 
 const READY_TIMEOUT_MS = 15_000;
@@ -40,7 +41,7 @@ export type NatsServerOptions = {
   /**
    * Require a NATS user per role with the roles' permissions
    * (protocol/permissions.ts). `true`: random passwords; see `credentials`.
-   * Services may then not create streams: the kit provisions the cluster
+   * Services may then not create streams: `start` provisions the cluster
    * (ctl/provision.ts) as the admin once the server is ready, as `make up` does.
    */
   auth?: boolean | Record<Role, string>;
@@ -57,7 +58,7 @@ export class NatsServer extends ManagedProcess {
   private readonly ownsStoreDir: boolean;
   /** Passwords of the roles' users when started with `auth`. */
   readonly passwords: Record<Role, string> | null;
-  /** The shard count the users' permissions cover and the kit provisioned (with `auth`). */
+  /** The shard count the users' permissions cover and `start` provisioned (with `auth`). */
   readonly shards: number;
 
   private constructor(options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & { storeDir?: string; monitorPort: number; auth?: NatsServerOptions['auth'] }) {
@@ -163,7 +164,7 @@ export class NatsServer extends ManagedProcess {
     throw new Error(`nats-server ${this.name} not healthy: ${last}`);
   }
 
-  /** Stops the server and deletes its store (when the kit made it). */
+  /** Stops the server and deletes its store (when `start` made it). */
   async close(): Promise<void> {
     await this.terminate();
     this.cleanupAtExit();
@@ -205,5 +206,5 @@ export class NatsCluster {
   }
 }
 
-export const startNats = NatsServer.start;
-export const startNatsCluster = NatsCluster.start;
+export const startNats = (options?: NatsServerOptions) => NatsServer.start(options);
+export const startNatsCluster = (size?: number) => NatsCluster.start(size);

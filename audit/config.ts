@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, parseShards } from '../protocol/config-error.js';
+
+export type AuditConfig = {
+  command: 'run' | 'verify';
+  natsUrl: string;
+  shards: number[];
+  dataDir: string;
+  logLevel: string;
+  /** Messages, and bytes, applied in one transaction at most. */
+  fetchMax: number;
+  chunkBytesMax: number;
+  /** verify: one JSON line per shard instead of text. */
+  json: boolean;
+};
+
+/** Flag name -> [environment variable or null, default]. Flags win over the environment (docs/audit.md). */
+export const OPTIONS = {
+  nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
+  shards: ['SHARDS', '0'],
+  'data-dir': ['AUDIT_DIR', '.data/audit'],
+  'log-level': ['LOG_LEVEL', 'info'],
+  'fetch-max': [null, '256'],
+  'chunk-bytes-max': [null, String(1 << 20)],
+} as const;
+
+export const USAGE = `usage: audit [verify] [--flag value]... [--json]
+  audit          follow the shards' streams into one SQLite file per shard and answer queries
+  audit verify   prove each file matches its stream; exit 1 naming the first difference (--json: one line per shard)
+${Object.entries(OPTIONS)
+  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(18)} ${env ? `env ${env.padEnd(10)}` : ''.padEnd(14)} default ${fallback}`)
+  .join('\n')}`;
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
+  return value;
+}
+
+/** The audit's configuration from its arguments and environment; a ConfigError names what is wrong. */
+export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AuditConfig {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { ...Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])), json: { type: 'boolean' } },
+    });
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  const get = (flag: keyof typeof OPTIONS): string => {
+    const [name, fallback] = OPTIONS[flag];
+    return (values as Record<string, string | undefined>)[flag] ?? (name ? env[name] : undefined) ?? fallback;
+  };
+  const command = positionals[0] ?? 'run';
+  if (command !== 'run' && command !== 'verify') throw new ConfigError(`unknown command ${command}`);
+  return {
+    command,
+    natsUrl: get('nats'),
+    shards: parseShards(get('shards')),
+    dataDir: get('data-dir'),
+    logLevel: get('log-level'),
+    fetchMax: positiveInteger('fetch-max', get('fetch-max')),
+    chunkBytesMax: positiveInteger('chunk-bytes-max', get('chunk-bytes-max')),
+    json: values.json === true,
+  };
+}
