@@ -40,7 +40,7 @@ const folderRules = [
     name: 'launch-starts-processes-never-imports-them',
     comment:
       'launch/ starts the engine, audit and gateway as processes (make up, the tests): it imports only protocol/, ' +
-      'service/ and the admin\'s provisioning (ctl/provision.ts), never a component\'s code or the test kit.',
+      "service/ and the admin's provisioning (ctl/provision.ts), never a component's code or the test kit.",
     severity: 'error',
     from: { path: '^launch/' },
     to: { path: '^(engine|shard|replica|audit|gateway|testkit|bench|test)/' },

@@ -28,12 +28,16 @@ export const USAGE = `usage: audit [verify] [--flag value]... [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
   audit verify   prove each file matches its stream; exit 1 naming the first difference (--json: one line per shard)
 ${Object.entries(OPTIONS)
-  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(18)} ${env ? `env ${env.padEnd(10)}` : ''.padEnd(14)} default ${fallback}`)
+  .map(
+    ([flag, [env, fallback]]) =>
+      `  --${flag.padEnd(18)} ${env ? `env ${env.padEnd(10)}` : ''.padEnd(14)} default ${fallback}`,
+  )
   .join('\n')}`;
 
 function positiveInteger(flag: string, text: string): number {
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
   return value;
 }
 
@@ -44,7 +48,10 @@ export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { ...Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])), json: { type: 'boolean' } },
+      options: {
+        ...Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
+        json: { type: 'boolean' },
+      },
     });
   } catch (error) {
     throw new ConfigError((error as Error).message);

@@ -21,7 +21,12 @@ async function main(): Promise<void> {
   }
   const { natsUrl, shards, dataDir, command } = config;
   // Reconnect for as long as it takes, like the engines and gateways (verify is a one-shot: it gives up).
-  const nc = await connect({ servers: natsUrl.split(','), name: `audit ${command}`, maxReconnectAttempts: command === 'run' ? -1 : 10, ...roleConnectOptions('audit') }).catch((error: unknown) => {
+  const nc = await connect({
+    servers: natsUrl.split(','),
+    name: `audit ${command}`,
+    maxReconnectAttempts: command === 'run' ? -1 : 10,
+    ...roleConnectOptions('audit'),
+  }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
@@ -33,9 +38,13 @@ async function main(): Promise<void> {
     for (const shard of shards) {
       const result = await verifyShard(js, jsm, shard, shardFile(dataDir, shard));
       if (!result.ok) failed++;
-      process.stdout.write(config.json ? `${JSON.stringify(result)}\n` : result.ok
-        ? `shard ${shard}: ok, ${result.events} events to seq ${result.lastSeq}, stream message ${result.fileStreamSeq} of ${result.streamLastSeq}, hash ${result.runningHash.slice(0, 16)}\n`
-        : `shard ${shard}: MISMATCH: ${result.difference}\n`);
+      process.stdout.write(
+        config.json
+          ? `${JSON.stringify(result)}\n`
+          : result.ok
+            ? `shard ${shard}: ok, ${result.events} events to seq ${result.lastSeq}, stream message ${result.fileStreamSeq} of ${result.streamLastSeq}, hash ${result.runningHash.slice(0, 16)}\n`
+            : `shard ${shard}: MISMATCH: ${result.difference}\n`,
+      );
     }
     await nc.close();
     process.exit(failed ? 1 : 0);
@@ -43,13 +52,28 @@ async function main(): Promise<void> {
 
   const logger = pino({ level: config.logLevel, base: { service: 'audit', pid: process.pid } });
   const rejections = guardUnhandledRejections(logger);
-  const audits = shards.map((shard) => new ShardAudit({
-    shard, nc, js, jsm, dataDir, logger,
-    fetchMax: config.fetchMax,
-    chunkBytesMax: config.chunkBytesMax,
-  }));
+  const audits = shards.map(
+    (shard) =>
+      new ShardAudit({
+        shard,
+        nc,
+        js,
+        jsm,
+        dataDir,
+        logger,
+        fetchMax: config.fetchMax,
+        chunkBytesMax: config.chunkBytesMax,
+      }),
+  );
   const startedAt = Date.now();
-  answerStatus(nc, () => ({ kind: 'audit', id: `audit-${process.pid}`, pid: process.pid, startedAt, shards: audits.map((a) => a.statusReport()), unhandledRejections: rejections.total }));
+  answerStatus(nc, () => ({
+    kind: 'audit',
+    id: `audit-${process.pid}`,
+    pid: process.pid,
+    startedAt,
+    shards: audits.map((a) => a.statusReport()),
+    unhandledRejections: rejections.total,
+  }));
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

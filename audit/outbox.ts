@@ -22,7 +22,11 @@ export class OutboxPublisher {
   private retry: NodeJS.Timeout | null = null;
   published = 0;
 
-  constructor(db: Database, private readonly js: JetStreamClient, private readonly logger: Logger) {
+  constructor(
+    db: Database,
+    private readonly js: JetStreamClient,
+    private readonly logger: Logger,
+  ) {
     this.next = db.prepare('SELECT id, user_id AS userId, body FROM outbox ORDER BY id LIMIT ?');
     this.done = db.prepare('DELETE FROM outbox WHERE id <= ?');
   }
@@ -54,10 +58,12 @@ export class OutboxPublisher {
       const rows = this.next.all(OUTBOX_ROUND_MAX) as { id: number; userId: number; body: string }[];
       if (rows.length === 0) return;
       try {
-        await Promise.all(rows.map((row) => {
-          const body = JSON.parse(row.body) as NotificationBody;
-          return this.js.publish(notificationSubject(row.userId), encode(body), { msgID: body.key });
-        }));
+        await Promise.all(
+          rows.map((row) => {
+            const body = JSON.parse(row.body) as NotificationBody;
+            return this.js.publish(notificationSubject(row.userId), encode(body), { msgID: body.key });
+          }),
+        );
       } catch (error) {
         this.logger.warn({ err: error }, 'publishing notifications failed; retrying');
         this.retry = setTimeout(() => this.kick(), RETRY_MS);

@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
-import { shardOfAuction, type BidOutcome, type CreateOutcome, type LifecycleOutcome, type LogBatch, type LogEvent, type NotificationBody, type NotificationKind } from '../protocol/index.js';
+import {
+  shardOfAuction,
+  type BidOutcome,
+  type CreateOutcome,
+  type LifecycleOutcome,
+  type LogBatch,
+  type LogEvent,
+  type NotificationBody,
+  type NotificationKind,
+} from '../protocol/index.js';
 
 /**
  * The read model of one shard in SQLite: what the audit consumer writes and
@@ -112,21 +121,32 @@ export class Projection {
   constructor(private readonly db: Database) {
     db.exec(SCHEMA);
     this.statements = {
-      position: db.prepare('SELECT stream_seq AS streamSeq, event_seq AS eventSeq, event_count AS eventCount, running_hash AS runningHash FROM position WHERE id = 1'),
-      savePosition: db.prepare('UPDATE position SET stream_seq = ?, event_seq = ?, event_count = ?, running_hash = ? WHERE id = 1'),
-      insertAuction: db.prepare(`INSERT INTO auctions (id, seller_id, title, description, image_url, starting_price, reserve_price, starts_at, ends_at,
+      position: db.prepare(
+        'SELECT stream_seq AS streamSeq, event_seq AS eventSeq, event_count AS eventCount, running_hash AS runningHash FROM position WHERE id = 1',
+      ),
+      savePosition: db.prepare(
+        'UPDATE position SET stream_seq = ?, event_seq = ?, event_count = ?, running_hash = ? WHERE id = 1',
+      ),
+      insertAuction:
+        db.prepare(`INSERT INTO auctions (id, seller_id, title, description, image_url, starting_price, reserve_price, starts_at, ends_at,
         soft_close_seconds, status, price, version, created_at, created_seq) VALUES (@id, @sellerId, @title, @description, @imageUrl, @startingPrice,
         @reservePrice, @startsAt, @endsAt, @softCloseSeconds, @status, @startingPrice, @version, @at, @seq)`),
       insertFts: db.prepare('INSERT INTO auctions_fts (rowid, title, description) VALUES (?, ?, ?)'),
-      insertBid: db.prepare(`INSERT INTO bids (seq, auction_id, bidder_id, bid_id, max_bid, status, reason, price_after, leader_after, leading,
+      insertBid:
+        db.prepare(`INSERT INTO bids (seq, auction_id, bidder_id, bid_id, max_bid, status, reason, price_after, leader_after, leading,
         outbid_user_id, ends_at_after, duplicate, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      bidAccepted: db.prepare('UPDATE auctions SET price = ?, leader_id = ?, bid_count = ?, version = ?, ends_at = ?, reserve_met = ? WHERE id = ?'),
+      bidAccepted: db.prepare(
+        'UPDATE auctions SET price = ?, leader_id = ?, bid_count = ?, version = ?, ends_at = ?, reserve_met = ? WHERE id = ?',
+      ),
       opened: db.prepare(`UPDATE auctions SET status = 'open', version = ? WHERE id = ?`),
-      ended: db.prepare('UPDATE auctions SET status = ?, version = ?, winner_id = ?, price = ?, reserve_met = ?, ended_at = ?, end_reason = ?, ends_at = MIN(ends_at, ?) WHERE id = ?'),
+      ended: db.prepare(
+        'UPDATE auctions SET status = ?, version = ?, winner_id = ?, price = ?, reserve_met = ?, ended_at = ?, end_reason = ?, ends_at = MIN(ends_at, ?) WHERE id = ?',
+      ),
       insertOutbox: db.prepare('INSERT INTO outbox (user_id, body) VALUES (?, ?)'),
       sellerOf: db.prepare('SELECT seller_id FROM auctions WHERE id = ?').pluck(),
       biddersOf: db.prepare(`SELECT DISTINCT bidder_id FROM bids WHERE auction_id = ? AND status = 'accepted'`).pluck(),
-      insertLifecycle: db.prepare(`INSERT INTO lifecycle (seq, stream_seq, type, auction_id, status, reason, winner_id, price, detail, at)
+      insertLifecycle:
+        db.prepare(`INSERT INTO lifecycle (seq, stream_seq, type, auction_id, status, reason, winner_id, price, detail, at)
         VALUES (@seq, @streamSeq, @type, @auctionId, @status, @reason, @winnerId, @price, @detail, @at)`),
     };
   }
@@ -143,13 +163,26 @@ export class Projection {
   applyBatch(streamSeq: number, batch: LogBatch, raw: Uint8Array): boolean {
     const position = this.position();
     if (streamSeq <= position.streamSeq) return false;
-    if (streamSeq !== position.streamSeq + 1) throw new GapError(`stream message ${streamSeq} follows ${position.streamSeq}`);
+    if (streamSeq !== position.streamSeq + 1)
+      throw new GapError(`stream message ${streamSeq} follows ${position.streamSeq}`);
     let { eventSeq, eventCount } = position;
     if (batch.leader) {
-      this.statements.insertLifecycle.run({ seq: -streamSeq, streamSeq, type: 'leader', auctionId: 0, status: 'accepted', reason: null, winnerId: 0, price: 0, detail: batch.leader.engineId, at: batch.t });
+      this.statements.insertLifecycle.run({
+        seq: -streamSeq,
+        streamSeq,
+        type: 'leader',
+        auctionId: 0,
+        status: 'accepted',
+        reason: null,
+        winnerId: 0,
+        price: 0,
+        detail: batch.leader.engineId,
+        at: batch.t,
+      });
     }
     for (const event of batch.events) {
-      if (event.seq !== eventSeq + 1) throw new GapError(`stream message ${streamSeq}: event ${event.seq} follows ${eventSeq}`);
+      if (event.seq !== eventSeq + 1)
+        throw new GapError(`stream message ${streamSeq}: event ${event.seq} follows ${eventSeq}`);
       this.applyEvent(streamSeq, event, batch.t);
       eventSeq = event.seq;
       eventCount++;
@@ -181,7 +214,14 @@ export class Projection {
    * `auction_ended` to the seller.
    */
   private notifyEnd(status: 'closed' | 'cancelled', o: LifecycleOutcome, seq: number, at: number): void {
-    const base = { auctionId: o.auctionId, price: o.price, status, seq, at, ...(o.winnerId ? { winnerId: o.winnerId } : {}) };
+    const base = {
+      auctionId: o.auctionId,
+      price: o.price,
+      status,
+      seq,
+      at,
+      ...(o.winnerId ? { winnerId: o.winnerId } : {}),
+    };
     for (const bidder of this.statements.biddersOf.all(o.auctionId) as number[]) {
       this.notify(bidder, status === 'cancelled' ? 'auction_ended' : bidder === o.winnerId ? 'won' : 'lost', base);
     }
@@ -190,7 +230,11 @@ export class Projection {
   }
 
   private notify(userId: number, kind: NotificationKind, fields: Omit<NotificationBody, 'kind' | 'key'>): void {
-    const body: NotificationBody = { kind, ...fields, key: `${shardOfAuction(fields.auctionId)}:${fields.seq}:${kind}:${userId}` };
+    const body: NotificationBody = {
+      kind,
+      ...fields,
+      key: `${shardOfAuction(fields.auctionId)}:${fields.seq}:${kind}:${userId}`,
+    };
     this.statements.insertOutbox.run(userId, JSON.stringify(body));
   }
 
@@ -201,11 +245,34 @@ export class Projection {
       case 'bid': {
         const o = outcome as BidOutcome;
         // Positional parameters: this runs for every bid.
-        s.insertBid.run(seq, command.auctionId, command.bidderId, command.bidId, finiteOr(command.maxBid, -1), o.status, o.reason ?? null,
-          o.price, o.leaderId, o.leading ? 1 : 0, o.outbidUserId, o.endsAt, o.duplicate ? 1 : 0, at);
+        s.insertBid.run(
+          seq,
+          command.auctionId,
+          command.bidderId,
+          command.bidId,
+          finiteOr(command.maxBid, -1),
+          o.status,
+          o.reason ?? null,
+          o.price,
+          o.leaderId,
+          o.leading ? 1 : 0,
+          o.outbidUserId,
+          o.endsAt,
+          o.duplicate ? 1 : 0,
+          at,
+        );
         if (o.status === 'accepted' && !o.duplicate) {
-          this.pendingAuctionUpdates.set(command.auctionId, [o.price, o.leaderId, o.bidCount, o.version, o.endsAt, o.reserveMet ? 1 : 0, command.auctionId]);
-          if (o.outbidUserId) this.notify(o.outbidUserId, 'outbid', { auctionId: command.auctionId, price: o.price, seq, at });
+          this.pendingAuctionUpdates.set(command.auctionId, [
+            o.price,
+            o.leaderId,
+            o.bidCount,
+            o.version,
+            o.endsAt,
+            o.reserveMet ? 1 : 0,
+            command.auctionId,
+          ]);
+          if (o.outbidUserId)
+            this.notify(o.outbidUserId, 'outbid', { auctionId: command.auctionId, price: o.price, seq, at });
         }
         return;
       }
@@ -215,13 +282,35 @@ export class Projection {
         if (o.status === 'accepted') {
           const scheduled = o.auctionStatus === 'scheduled';
           s.insertAuction.run({
-            id: o.auctionId, sellerId: command.sellerId, title: text.title ?? '', description: text.description ?? '', imageUrl: text.imageUrl ?? '',
-            startingPrice: command.startingPrice, reservePrice: command.reservePrice, startsAt: scheduled ? command.startsAt : at,
-            endsAt: command.endsAt, softCloseSeconds: command.softCloseSeconds, status: o.auctionStatus, version: scheduled ? 1 : 2, at, seq,
+            id: o.auctionId,
+            sellerId: command.sellerId,
+            title: text.title ?? '',
+            description: text.description ?? '',
+            imageUrl: text.imageUrl ?? '',
+            startingPrice: command.startingPrice,
+            reservePrice: command.reservePrice,
+            startsAt: scheduled ? command.startsAt : at,
+            endsAt: command.endsAt,
+            softCloseSeconds: command.softCloseSeconds,
+            status: o.auctionStatus,
+            version: scheduled ? 1 : 2,
+            at,
+            seq,
           });
           s.insertFts.run(o.auctionId, text.title ?? '', text.description ?? '');
         }
-        s.insertLifecycle.run({ seq, streamSeq, type: 'create', auctionId: o.auctionId, status: o.status, reason: o.reason ?? null, winnerId: 0, price: command.startingPrice, detail: text.title ?? null, at });
+        s.insertLifecycle.run({
+          seq,
+          streamSeq,
+          type: 'create',
+          auctionId: o.auctionId,
+          status: o.status,
+          reason: o.reason ?? null,
+          winnerId: 0,
+          price: command.startingPrice,
+          detail: text.title ?? null,
+          at,
+        });
         return;
       }
       case 'open':
@@ -233,13 +322,31 @@ export class Projection {
           if (command.type === 'open') s.opened.run(o.version, command.auctionId);
           else {
             const endReason = command.type === 'cancel' ? 'cancelled' : o.winnerId ? 'sold' : 'no_winner';
-            s.ended.run(o.auctionStatus, o.version, o.winnerId, o.price, o.reserveMet ? 1 : 0, at, endReason, at, command.auctionId);
+            s.ended.run(
+              o.auctionStatus,
+              o.version,
+              o.winnerId,
+              o.price,
+              o.reserveMet ? 1 : 0,
+              at,
+              endReason,
+              at,
+              command.auctionId,
+            );
             this.notifyEnd(command.type === 'cancel' ? 'cancelled' : 'closed', o, seq, at);
           }
         }
         s.insertLifecycle.run({
-          seq, streamSeq, type: command.type === 'close' && command.force ? 'operator_close' : command.type, auctionId: command.auctionId,
-          status: o.status, reason: o.reason ?? null, winnerId: o.winnerId, price: o.price, detail: event.text?.reason ?? null, at,
+          seq,
+          streamSeq,
+          type: command.type === 'close' && command.force ? 'operator_close' : command.type,
+          auctionId: command.auctionId,
+          status: o.status,
+          reason: o.reason ?? null,
+          winnerId: o.winnerId,
+          price: o.price,
+          detail: event.text?.reason ?? null,
+          at,
         });
         return;
       }

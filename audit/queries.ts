@@ -24,18 +24,46 @@ const SORTS = new Map<string, { column: string; direction: 'ASC' | 'DESC' }>([
 const STATUSES = new Set(['scheduled', 'open', 'closed', 'cancelled']);
 
 type AuctionRow = {
-  id: number; seller_id: number; title: string; description: string; image_url: string; starting_price: number; reserve_price: number;
-  starts_at: number; ends_at: number; soft_close_seconds: number; status: string; price: number; leader_id: number; bid_count: number;
-  version: number; reserve_met: number; winner_id: number; created_at: number;
+  id: number;
+  seller_id: number;
+  title: string;
+  description: string;
+  image_url: string;
+  starting_price: number;
+  reserve_price: number;
+  starts_at: number;
+  ends_at: number;
+  soft_close_seconds: number;
+  status: string;
+  price: number;
+  leader_id: number;
+  bid_count: number;
+  version: number;
+  reserve_met: number;
+  winner_id: number;
+  created_at: number;
 };
 
 /** The public Auction (protocol/public.ts; the reserve itself is never shown). */
 export function toAuction(row: AuctionRow): Auction {
   const auction: Auction = {
-    id: row.id, sellerId: row.seller_id, title: row.title, description: row.description, imageUrl: row.image_url,
-    startingPrice: row.starting_price, startsAt: row.starts_at, endsAt: row.ends_at, softCloseSeconds: row.soft_close_seconds,
-    status: row.status as AuctionStatus, price: row.price, leaderId: row.leader_id || null, bidCount: row.bid_count, version: row.version,
-    hasReserve: row.reserve_price > 0, reserveMet: row.reserve_met === 1, createdAt: row.created_at,
+    id: row.id,
+    sellerId: row.seller_id,
+    title: row.title,
+    description: row.description,
+    imageUrl: row.image_url,
+    startingPrice: row.starting_price,
+    startsAt: row.starts_at,
+    endsAt: row.ends_at,
+    softCloseSeconds: row.soft_close_seconds,
+    status: row.status as AuctionStatus,
+    price: row.price,
+    leaderId: row.leader_id || null,
+    bidCount: row.bid_count,
+    version: row.version,
+    hasReserve: row.reserve_price > 0,
+    reserveMet: row.reserve_met === 1,
+    createdAt: row.created_at,
   };
   if (row.winner_id) auction.winnerId = row.winner_id;
   return auction;
@@ -44,14 +72,20 @@ export function toAuction(row: AuctionRow): Auction {
 function limitOf(value: unknown): number {
   if (value === undefined || value === null) return QUERY_LIMITS.pageDefault;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > QUERY_LIMITS.pageMax) throw new QueryError(`limit must be 1..${QUERY_LIMITS.pageMax}`);
+  if (!Number.isInteger(n) || n < 1 || n > QUERY_LIMITS.pageMax)
+    throw new QueryError(`limit must be 1..${QUERY_LIMITS.pageMax}`);
   return n;
 }
 
 /** Words of a search query as an FTS5 expression: every word must match (prefix on the last one). */
 export function ftsQuery(q: string): string | null {
-  if (q.length > QUERY_LIMITS.queryCharsMax) throw new QueryError(`q is longer than ${QUERY_LIMITS.queryCharsMax} characters`);
-  const words = q.toLowerCase().match(/[\p{L}\p{N}]+/gu)?.slice(0, QUERY_LIMITS.queryWordsMax) ?? [];
+  if (q.length > QUERY_LIMITS.queryCharsMax)
+    throw new QueryError(`q is longer than ${QUERY_LIMITS.queryCharsMax} characters`);
+  const words =
+    q
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu)
+      ?.slice(0, QUERY_LIMITS.queryWordsMax) ?? [];
   if (words.length === 0) return null;
   return words.map((w, i) => `"${w}"${i === words.length - 1 ? '*' : ''}`).join(' ');
 }
@@ -62,7 +96,9 @@ export class AuditQueries {
 
   constructor(private readonly db: Database) {
     this.byId = db.prepare('SELECT * FROM auctions WHERE id = ?');
-    this.bidsPage = db.prepare('SELECT seq, bidder_id, bid_id, max_bid, status, reason, price_after, leading, at FROM bids WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?');
+    this.bidsPage = db.prepare(
+      'SELECT seq, bidder_id, bid_id, max_bid, status, reason, price_after, leading, at FROM bids WHERE auction_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+    );
   }
 
   auction(id: number) {
@@ -76,9 +112,26 @@ export class AuditQueries {
     if (!Number.isSafeInteger(after) || after < 0) throw new QueryError('after must be a sequence number');
     const limit = limitOf(options.limit);
     const viewer = Number(options.viewerId ?? 0);
-    const rows = this.bidsPage.all(auctionId, after, limit + 1) as { seq: number; bidder_id: number; bid_id: number; max_bid: number; status: string; reason: string | null; price_after: number; leading: number; at: number }[];
+    const rows = this.bidsPage.all(auctionId, after, limit + 1) as {
+      seq: number;
+      bidder_id: number;
+      bid_id: number;
+      max_bid: number;
+      status: string;
+      reason: string | null;
+      price_after: number;
+      leading: number;
+      at: number;
+    }[];
     const page = rows.slice(0, limit).map((r) => {
-      const record: BidRecord = { seq: r.seq, bidderId: r.bidder_id, price: r.price_after, status: r.status, at: r.at, leading: r.leading === 1 };
+      const record: BidRecord = {
+        seq: r.seq,
+        bidderId: r.bidder_id,
+        price: r.price_after,
+        status: r.status,
+        at: r.at,
+        leading: r.leading === 1,
+      };
       if (r.reason) record.reason = r.reason;
       if (viewer > 0 && r.bidder_id === viewer) {
         record.maxBid = r.max_bid;
@@ -95,15 +148,25 @@ export class AuditQueries {
    */
   recentEvents(auctionId: number, limitValue: unknown) {
     const limit = limitOf(limitValue);
-    const rows = this.db.prepare(`
+    const rows = this.db
+      .prepare(
+        `
       SELECT seq, 'bid' AS type, status, reason, price_after AS price, bidder_id AS bidderId, bid_id AS bidId, max_bid AS maxBid, leading, NULL AS winnerId, NULL AS detail, at
         FROM bids WHERE auction_id = ?
       UNION ALL
       SELECT seq, type, status, reason, price, NULL, NULL, NULL, NULL, winner_id, detail, at
         FROM lifecycle WHERE auction_id = ? AND seq > 0
-      ORDER BY seq DESC LIMIT ?`).all(auctionId, auctionId, limit) as Record<string, unknown>[];
+      ORDER BY seq DESC LIMIT ?`,
+      )
+      .all(auctionId, auctionId, limit) as Record<string, unknown>[];
     return {
-      events: rows.map((row) => Object.fromEntries(Object.entries(row).filter(([, value]) => value !== null).map(([k, value]) => [k, k === 'leading' ? value === 1 : value]))),
+      events: rows.map((row) =>
+        Object.fromEntries(
+          Object.entries(row)
+            .filter(([, value]) => value !== null)
+            .map(([k, value]) => [k, k === 'leading' ? value === 1 : value]),
+        ),
+      ),
     };
   }
 
@@ -120,7 +183,8 @@ export class AuditQueries {
       params.push(match);
     }
     if (options.status !== undefined && options.status !== null) {
-      if (!STATUSES.has(String(options.status))) throw new QueryError('status must be scheduled, open, closed or cancelled');
+      if (!STATUSES.has(String(options.status)))
+        throw new QueryError('status must be scheduled, open, closed or cancelled');
       where.push('a.status = ?');
       params.push(options.status);
     }
@@ -140,6 +204,9 @@ export class AuditQueries {
     const rows = this.db.prepare(sql).all(...params, limit + 1) as AuctionRow[];
     const page = rows.slice(0, limit);
     const last = page[page.length - 1] as unknown as Record<string, number> | undefined;
-    return { auctions: page.map(toAuction), next: rows.length > limit && last ? encodeCursor(last[order.column], last.id) : null };
+    return {
+      auctions: page.map(toAuction),
+      next: rows.length > limit && last ? encodeCursor(last[order.column], last.id) : null,
+    };
   }
 }

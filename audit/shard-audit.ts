@@ -1,16 +1,44 @@
 import type { Database as DB } from 'better-sqlite3';
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import * as hdr from 'hdr-histogram-js';
-import { AUDIT_CONSUMER, auditSubject, commandError, decode, decodeLog, encode, ensureNotificationStream, streamName, type LogBatch } from '../protocol/index.js';
+import {
+  AUDIT_CONSUMER,
+  auditSubject,
+  commandError,
+  decode,
+  decodeLog,
+  encode,
+  ensureNotificationStream,
+  streamName,
+  type LogBatch,
+} from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
 import { AuditQueries, QueryError } from './queries.js';
 import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
 import { openShardDb, shardFile } from './shard-db.js';
 import { adminSubjects } from '../protocol/names.js';
-import { answer, answerError, auditAdminParsers, auditQueryParsers, readOperation, type AuditAdminOperations, type AuditQueryOperations, type ReplyOf } from '../protocol/operations.js';
+import {
+  answer,
+  answerError,
+  auditAdminParsers,
+  auditQueryParsers,
+  readOperation,
+  type AuditAdminOperations,
+  type AuditQueryOperations,
+  type ReplyOf,
+} from '../protocol/operations.js';
 import { privateDir } from '../service/private-files.js';
 
 export type ShardAuditOptions = {
@@ -47,7 +75,11 @@ export class ShardAudit {
   /** Newest batch time applied, and when: the lag gauge. */
   lastApplied = { streamSeq: 0, batchT: 0, at: 0 };
   /** Commit time minus engine time of every message applied (ms), since the last reset. */
-  private readonly lag = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 2 });
+  private readonly lag = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 3_600_000,
+    numberOfSignificantValueDigits: 2,
+  });
 
   constructor(private readonly o: ShardAuditOptions) {
     privateDir(o.dataDir);
@@ -62,7 +94,9 @@ export class ShardAudit {
     await ensureNotificationStream(this.o.jsm);
     this.outbox.kick(); // whatever a previous run committed but did not publish
     this.sub = this.o.nc.subscribe(auditSubject(this.o.shard), { callback: (_e, msg) => this.onQuery(msg) });
-    this.adminSub = this.o.nc.subscribe(adminSubjects.audit(this.o.shard), { callback: (_e, msg) => this.onAdmin(msg) });
+    this.adminSub = this.o.nc.subscribe(adminSubjects.audit(this.o.shard), {
+      callback: (_e, msg) => this.onAdmin(msg),
+    });
     this.running = true;
     this.loop = this.consume().catch((error: unknown) => {
       this.logger.fatal({ err: error }, 'audit consumer failed; exiting');
@@ -164,7 +198,11 @@ export class ShardAudit {
       } catch (error) {
         if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
         // Its engine creates it on a server without users; under service users only the admin does (auctionctl cluster init).
-        if (attempt === 1) this.logger.info({ stream }, 'waiting for the shard stream (created by its engine, or provisioned by the admin)');
+        if (attempt === 1)
+          this.logger.info(
+            { stream },
+            'waiting for the shard stream (created by its engine, or provisioned by the admin)',
+          );
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     }
@@ -197,7 +235,13 @@ export class ShardAudit {
   /** Where this shard's file is, for `auctionctl status`. */
   statusReport() {
     const position = this.projection.position();
-    return { shard: this.o.shard, streamSeq: position.streamSeq, eventSeq: position.eventSeq, eventCount: position.eventCount, lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0 };
+    return {
+      shard: this.o.shard,
+      streamSeq: position.streamSeq,
+      eventSeq: position.eventSeq,
+      eventCount: position.eventCount,
+      lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
+    };
   }
 
   /** `verify` (auctionctl audit verify): the file against its stream, one run at a time; `events` (auction show). */
@@ -215,7 +259,9 @@ export class ShardAudit {
     }
     this.verifying = verifyShard(this.o.js, this.o.jsm, this.o.shard, shardFile(this.o.dataDir, this.o.shard))
       .then((result) => answer(msg, result satisfies ReplyOf<AuditAdminOperations, 'verify'>))
-      .catch((error: unknown) => answerError(msg, commandError('unavailable', `verification failed to run: ${(error as Error).message}`)))
+      .catch((error: unknown) =>
+        answerError(msg, commandError('unavailable', `verification failed to run: ${(error as Error).message}`)),
+      )
       .finally(() => {
         this.verifying = null;
       });
@@ -226,13 +272,26 @@ export class ShardAudit {
     if (!request) return;
     switch (request.op) {
       case 'auction':
-        this.answerQuery(msg, request.op, () => ({ auction: this.queries.auction(request.auctionId) }) satisfies ReplyOf<AuditQueryOperations, 'auction'>);
+        this.answerQuery(
+          msg,
+          request.op,
+          () =>
+            ({ auction: this.queries.auction(request.auctionId) }) satisfies ReplyOf<AuditQueryOperations, 'auction'>,
+        );
         return;
       case 'bids':
-        this.answerQuery(msg, request.op, () => this.queries.bids(request.auctionId, request) satisfies ReplyOf<AuditQueryOperations, 'bids'>);
+        this.answerQuery(
+          msg,
+          request.op,
+          () => this.queries.bids(request.auctionId, request) satisfies ReplyOf<AuditQueryOperations, 'bids'>,
+        );
         return;
       case 'search':
-        this.answerQuery(msg, request.op, () => this.queries.search(request) satisfies ReplyOf<AuditQueryOperations, 'search'>);
+        this.answerQuery(
+          msg,
+          request.op,
+          () => this.queries.search(request) satisfies ReplyOf<AuditQueryOperations, 'search'>,
+        );
         return;
       case 'position':
         this.answerQuery(msg, request.op, () => {

@@ -4,7 +4,15 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { AuctionCore } from '../engine/core/index.js';
 import { ShardLog } from '../shard/nats-log.js';
-import { auditSubject, decode, encode, encodeLog, type Command, type LogBatch, type LogEvent } from '../protocol/index.js';
+import {
+  auditSubject,
+  decode,
+  encode,
+  encodeLog,
+  type Command,
+  type LogBatch,
+  type LogEvent,
+} from '../protocol/index.js';
 import type { AuditQueryOperations, ReplyOf, RequestFor } from '../protocol/operations.js';
 import { AuditProcess, startNats } from '../testkit/index.js';
 
@@ -42,12 +50,31 @@ class Feeder {
     const events: LogEvent[] = [];
     for (let i = 0; i < n; i++) {
       const seq = this.core.lastSeq + 1;
-      const command: Command = this.auctions.length < 1_000 || seq % 500 === 0
-        ? { type: 'create', sellerId: 1, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: t + 86_400_000, softCloseSeconds: 0 }
-        : { type: 'bid', auctionId: this.auctions[seq % this.auctions.length], bidderId: 2 + (seq % 997), bidId: ++this.bidId, maxBid: 100 + (seq >>> 2) };
+      const command: Command =
+        this.auctions.length < 1_000 || seq % 500 === 0
+          ? {
+              type: 'create',
+              sellerId: 1,
+              startingPrice: 100,
+              reservePrice: 0,
+              startsAt: 0,
+              endsAt: t + 86_400_000,
+              softCloseSeconds: 0,
+            }
+          : {
+              type: 'bid',
+              auctionId: this.auctions[seq % this.auctions.length],
+              bidderId: 2 + (seq % 997),
+              bidId: ++this.bidId,
+              maxBid: 100 + (seq >>> 2),
+            };
       const outcome = this.core.apply(command, seq, t);
       if (outcome.type === 'create' && outcome.status === 'accepted') this.auctions.push(outcome.auctionId);
-      events.push(command.type === 'create' ? { seq, command, outcome, text: { title: `lot ${seq}`, description: 'bench item' } } : { seq, command, outcome });
+      events.push(
+        command.type === 'create'
+          ? { seq, command, outcome, text: { title: `lot ${seq}`, description: 'bench item' } }
+          : { seq, command, outcome },
+      );
     }
     return events;
   }
@@ -62,7 +89,13 @@ class Feeder {
         if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
       }
       const t = Math.max(Date.now(), this.core.lastTimestampMs);
-      const batch: LogBatch = { v: 1, shard: 0, writer: 'bench', t, events: this.nextEvents(Math.min(BATCH, events - sent), t) };
+      const batch: LogBatch = {
+        v: 1,
+        shard: 0,
+        writer: 'bench',
+        t,
+        events: this.nextEvents(Math.min(BATCH, events - sent), t),
+      };
       inflight.push(this.log.append(encodeLog(batch), this.streamSeq++, 'bench', 10_000));
       if (inflight.length >= 8) await inflight.shift();
     }
@@ -72,7 +105,10 @@ class Feeder {
 
 async function position(nc: NatsConnection, resetLag = false) {
   const request: RequestFor<AuditQueryOperations, 'position'> = { op: 'position', resetLag };
-  return decode((await nc.request(auditSubject(0), encode(request), { timeout: 5_000 })).data) as ReplyOf<AuditQueryOperations, 'position'>;
+  return decode((await nc.request(auditSubject(0), encode(request), { timeout: 5_000 })).data) as ReplyOf<
+    AuditQueryOperations,
+    'position'
+  >;
 }
 
 async function until(nc: NatsConnection, eventSeq: number): Promise<void> {
@@ -89,7 +125,11 @@ try {
   const feeder = new Feeder(log);
   say(`bench-audit: filling the stream with ${EVENTS.toLocaleString('en')} events in batches of ${BATCH}`);
   await feeder.feed(EVENTS);
-  audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0', args: ['--chunk-bytes-max', values['chunk-bytes-max']] });
+  audit = await AuditProcess.start({
+    natsUrl: nats.url,
+    shards: '0',
+    args: ['--chunk-bytes-max', values['chunk-bytes-max']],
+  });
   const started = Date.now();
   await until(nc, 1);
   say(`  first event applied after ${Date.now() - started} ms`);
@@ -103,7 +143,9 @@ try {
   await feeder.feed(liveEvents, liveRate);
   await until(nc, EVENTS + liveEvents);
   const live = await position(nc);
-  say(`  live at ${liveRate.toLocaleString('en')} events/s: lag p50 ${live.lagMsP50} ms, p99 ${live.lagMsP99} ms over ${live.lagSamples} batches`);
+  say(
+    `  live at ${liveRate.toLocaleString('en')} events/s: lag p50 ${live.lagMsP50} ms, p99 ${live.lagMsP99} ms over ${live.lagSamples} batches`,
+  );
   const realigned = audit.log.split('\n').filter((l) => l.includes('realigning')).length;
   say(`  realignments: ${realigned}`);
   const verifyStarted = Date.now();
@@ -111,7 +153,14 @@ try {
   say(`  verify took ${Date.now() - verifyStarted} ms`);
   say(`  audit verify: ${verify.output.trim()}`);
   const result = { eventsPerSec, lagMsP99: live.lagMsP99 };
-  saveResult(values.out, 'audit', { events: EVENTS, batchEvents: BATCH, liveRate, lagMsP50: live.lagMsP50, verify: verify.code === 0, ...result });
+  saveResult(values.out, 'audit', {
+    events: EVENTS,
+    batchEvents: BATCH,
+    liveRate,
+    lagMsP50: live.lagMsP50,
+    verify: verify.code === 0,
+    ...result,
+  });
   process.stdout.write(JSON.stringify(result) + '\n');
 } catch (error) {
   if (audit) say(`audit log:\n${audit.log.slice(-3_000)}`);

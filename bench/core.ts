@@ -68,7 +68,19 @@ function runOnce(auctions: number, bids: number, seed: number): Result {
   let seq = 0;
   const createStarted = performance.now();
   for (let i = 0; i < auctions; i++) {
-    core.create({ type: 'create', sellerId: 1, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: start + 86_400_000, softCloseSeconds: 60 }, ++seq, start);
+    core.create(
+      {
+        type: 'create',
+        sellerId: 1,
+        startingPrice: 100,
+        reservePrice: 0,
+        startsAt: 0,
+        endsAt: start + 86_400_000,
+        softCloseSeconds: 60,
+      },
+      ++seq,
+      start,
+    );
   }
   const createMs = performance.now() - createStarted;
 
@@ -76,13 +88,14 @@ function runOnce(auctions: number, bids: number, seed: number): Result {
   let bidId = 0;
   let touched = 0;
   const bidStarted = performance.now();
-  for (let done = 0; done < bids; ) {
+  for (let done = 0; done < bids;) {
     const n = Math.min(chunk, bids - done);
     const t = start + done; // time advances 1 ms per bid: a day is never reached
     // As the engine does: warm a batch (independent loads overlap), then decide it.
     for (let from = 0; from < n; from += BATCH) {
       const to = Math.min(n, from + BATCH);
-      for (let i = from; i < to; i++) touched += core.warm((pickAuction[i] + 1) * 1024, pickBidder[i], bidId + 1 + i - from);
+      for (let i = from; i < to; i++)
+        touched += core.warm((pickAuction[i] + 1) * 1024, pickBidder[i], bidId + 1 + i - from);
       for (let i = from; i < to; i++) {
         const auctionId = (pickAuction[i] + 1) * 1024; // shard 0: number * SHARDS_MAX
         const out = core.placeBid(auctionId, pickBidder[i], ++bidId, pickAmount[i] + (done >>> 4), ++seq, t + i);
@@ -120,4 +133,7 @@ for (const auctions of counts) {
 
 const last = results[results.length - 1];
 saveResult(values.out, 'core', { idempotencyEntries: LIMITS.idempotencyEntriesDefault, results });
-process.stdout.write(JSON.stringify({ auctions: last.auctions, bidsPerSec: last.bidsPerSec, bytesPerAuction: last.bytesPerAuction }) + '\n');
+process.stdout.write(
+  JSON.stringify({ auctions: last.auctions, bidsPerSec: last.bidsPerSec, bytesPerAuction: last.bytesPerAuction }) +
+    '\n',
+);

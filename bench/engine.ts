@@ -32,7 +32,10 @@ const AUCTIONS = Number(values.auctions);
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-async function withCluster<T>(fn: (nc: NatsConnection, engine: EngineProcess | null) => Promise<T>, withEngine: boolean): Promise<T> {
+async function withCluster<T>(
+  fn: (nc: NatsConnection, engine: EngineProcess | null) => Promise<T>,
+  withEngine: boolean,
+): Promise<T> {
   const nats = await startNats();
   const engine = withEngine ? await EngineProcess.start({ natsUrl: nats.url, shards: '0' }) : null;
   const nc = await connect({ servers: nats.url });
@@ -69,7 +72,13 @@ function bidBatch(auctions: number[], size: number): Uint8Array {
   const commands = new Array(size);
   for (let i = 0; i < size; i++) {
     const bidId = ++nextBidId;
-    commands[i] = { type: 'bid', auctionId: auctions[bidId % auctions.length], bidderId: 2 + (bidId % 5_000), bidId, maxBid: 100 + (bidId >>> 3) };
+    commands[i] = {
+      type: 'bid',
+      auctionId: auctions[bidId % auctions.length],
+      bidderId: 2 + (bidId % 5_000),
+      bidId,
+      maxBid: 100 + (bidId >>> 3),
+    };
   }
   return encode({ commands });
 }
@@ -77,7 +86,15 @@ function bidBatch(auctions: number[], size: number): Uint8Array {
 async function createAuctions(client: EngineClient): Promise<number[]> {
   const ids: number[] = [];
   for (let i = 0; i < AUCTIONS; i += 512) {
-    const results = await client.send(0, Array.from({ length: Math.min(512, AUCTIONS - i) }, () => ({ type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 86_400_000 })));
+    const results = await client.send(
+      0,
+      Array.from({ length: Math.min(512, AUCTIONS - i) }, () => ({
+        type: 'create',
+        sellerId: 1,
+        startingPrice: 100,
+        endsAt: Date.now() + 86_400_000,
+      })),
+    );
     for (const r of results) if (r.status === 'accepted' && 'auctionId' in r) ids.push(r.auctionId);
   }
   if (ids.length !== AUCTIONS) throw new Error('auction creation failed');
@@ -86,7 +103,11 @@ async function createAuctions(client: EngineClient): Promise<number[]> {
 
 type Status = { appendsAcked: number; eventsAcked: number };
 
-async function peak(nc: NatsConnection, client: EngineClient, auctions: number[]): Promise<{ bidsPerSec: number; eventsPerAppend: number }> {
+async function peak(
+  nc: NatsConnection,
+  client: EngineClient,
+  auctions: number[],
+): Promise<{ bidsPerSec: number; eventsPerAppend: number }> {
   const before = await client.control<Status>(0, { op: 'status' });
   let accepted = 0;
   let answered = 0;
@@ -95,7 +116,9 @@ async function peak(nc: NatsConnection, client: EngineClient, auctions: number[]
   await Promise.all(
     Array.from({ length: REQUESTERS }, async () => {
       while (Date.now() < deadline) {
-        const reply = decode((await nc.request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), { timeout: 10_000 })).data) as CommandReply;
+        const reply = decode(
+          (await nc.request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), { timeout: 10_000 })).data,
+        ) as CommandReply;
         answered += reply.results.length;
         for (const r of reply.results) if (r.status === 'accepted') accepted++;
       }
@@ -103,16 +126,28 @@ async function peak(nc: NatsConnection, client: EngineClient, auctions: number[]
   );
   const seconds = (Date.now() - started) / 1000;
   const after = await client.control<Status>(0, { op: 'status' });
-  say(`  peak: ${Math.round(answered / seconds).toLocaleString('en')} bids/s answered (${((100 * accepted) / answered).toFixed(1)}% accepted)`);
+  say(
+    `  peak: ${Math.round(answered / seconds).toLocaleString('en')} bids/s answered (${((100 * accepted) / answered).toFixed(1)}% accepted)`,
+  );
   return {
     bidsPerSec: Math.round(answered / seconds),
-    eventsPerAppend: Number(((after.eventsAcked - before.eventsAcked) / Math.max(1, after.appendsAcked - before.appendsAcked)).toFixed(1)),
+    eventsPerAppend: Number(
+      ((after.eventsAcked - before.eventsAcked) / Math.max(1, after.appendsAcked - before.appendsAcked)).toFixed(1),
+    ),
   };
 }
 
 /** Open loop at `rate` bids/s: requests leave on a fixed schedule whatever the answers do. */
-async function latencyAt(nc: NatsConnection, auctions: number[], rate: number): Promise<{ p50Ms: number; p99Ms: number; achieved: number }> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+async function latencyAt(
+  nc: NatsConnection,
+  auctions: number[],
+  rate: number,
+): Promise<{ p50Ms: number; p99Ms: number; achieved: number }> {
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
   const requestsPerSec = rate / PER_REQUEST;
   const started = performance.now();
   const endAt = started + SECONDS * 1000;
@@ -122,7 +157,10 @@ async function latencyAt(nc: NatsConnection, auctions: number[], rate: number): 
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const now = performance.now();
-      const due = Math.min(Math.floor(((Math.min(now, endAt) - started) / 1000) * requestsPerSec), Math.floor(SECONDS * requestsPerSec));
+      const due = Math.min(
+        Math.floor(((Math.min(now, endAt) - started) / 1000) * requestsPerSec),
+        Math.floor(SECONDS * requestsPerSec),
+      );
       for (; sent < due; sent++) {
         const intended = started + (sent / requestsPerSec) * 1000;
         const p = nc.request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), { timeout: 10_000 }).then(
@@ -149,7 +187,9 @@ async function latencyAt(nc: NatsConnection, auctions: number[], rate: number): 
   };
 }
 
-say(`bench-engine: ${SECONDS}s phases, ${REQUESTERS} requesters x ${PER_REQUEST} bids per request, ${AUCTIONS} auctions`);
+say(
+  `bench-engine: ${SECONDS}s phases, ${REQUESTERS} requesters x ${PER_REQUEST} bids per request, ${AUCTIONS} auctions`,
+);
 const ceiling = await withCluster((nc) => naiveCeiling(nc), false);
 say(`  naive ceiling (one JetStream publish per bid): ${ceiling.toLocaleString('en')} msgs/s`);
 const measured = await withCluster(async (nc) => {
@@ -157,7 +197,9 @@ const measured = await withCluster(async (nc) => {
   const auctions = await createAuctions(client);
   const top = await peak(nc, client, auctions);
   const half = await latencyAt(nc, auctions, top.bidsPerSec / 2);
-  say(`  at half the peak (${Math.round(top.bidsPerSec / 2).toLocaleString('en')} bids/s offered, ${half.achieved.toLocaleString('en')} answered): p50 ${half.p50Ms} ms, p99 ${half.p99Ms} ms`);
+  say(
+    `  at half the peak (${Math.round(top.bidsPerSec / 2).toLocaleString('en')} bids/s offered, ${half.achieved.toLocaleString('en')} answered): p50 ${half.p50Ms} ms, p99 ${half.p99Ms} ms`,
+  );
   return { ...top, ...half };
 }, true);
 
@@ -168,5 +210,11 @@ const result = {
   eventsPerAppend: measured.eventsPerAppend,
   jetstreamPerBidCeiling: ceiling,
 };
-saveResult(values.out, 'engine', { seconds: SECONDS, requesters: REQUESTERS, bidsPerRequest: PER_REQUEST, ...result, vsCeiling: Number((result.bidsPerSec / ceiling).toFixed(2)) });
+saveResult(values.out, 'engine', {
+  seconds: SECONDS,
+  requesters: REQUESTERS,
+  bidsPerRequest: PER_REQUEST,
+  ...result,
+  vsCeiling: Number((result.bidsPerSec / ceiling).toFixed(2)),
+});
 process.stdout.write(JSON.stringify(result) + '\n');

@@ -22,19 +22,39 @@ const { values } = parseArgs({
   },
 });
 const KILLS = Number(values.kills);
-const LEASE = ['--lease-ttl-ms', values['lease-ttl-ms'], '--lease-renew-ms', String(Math.floor(Number(values['lease-ttl-ms']) / 5))];
+const LEASE = [
+  '--lease-ttl-ms',
+  values['lease-ttl-ms'],
+  '--lease-renew-ms',
+  String(Math.floor(Number(values['lease-ttl-ms']) / 5)),
+];
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 const nats = await startNats();
 const nc = await connect({ servers: nats.url });
 const nodes = {
   a: await EngineProcess.start({ natsUrl: nats.url, shards: '0', args: ['--engine-id', 'a', ...LEASE] }),
-  b: await EngineProcess.start({ natsUrl: nats.url, shards: '0', role: 'replica', args: ['--engine-id', 'b', ...LEASE] }),
+  b: await EngineProcess.start({
+    natsUrl: nats.url,
+    shards: '0',
+    role: 'replica',
+    args: ['--engine-id', 'b', ...LEASE],
+  }),
 };
 try {
   const client = new EngineClient(nc, 2_000);
   const auctions: number[] = [];
-  for (let i = 0; i < 20; i++) auctions.push(((await client.sendOne(0, { type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 3_600_000 })) as CreateOutcome).auctionId);
+  for (let i = 0; i < 20; i++)
+    auctions.push(
+      (
+        (await client.sendOne(0, {
+          type: 'create',
+          sellerId: 1,
+          startingPrice: 100,
+          endsAt: Date.now() + 3_600_000,
+        })) as CreateOutcome
+      ).auctionId,
+    );
   const load = new BidLoad(nc, 0, auctions, 1_000);
   load.start(Number(values.clients));
   let leader: 'a' | 'b' = 'a';
@@ -46,7 +66,9 @@ try {
     await nodes[leader].kill();
     await tookOver;
     await load.untilAnswered(200);
-    say(`  kill ${kill}: ${leader} SIGKILLed, ${standby} serving; clients saw ${load.outagesMs.slice(before).join(' + ') || 0} ms without a primary`);
+    say(
+      `  kill ${kill}: ${leader} SIGKILLed, ${standby} serving; clients saw ${load.outagesMs.slice(before).join(' + ') || 0} ms without a primary`,
+    );
     await nodes[leader].launch();
     leader = standby;
   }
@@ -55,7 +77,8 @@ try {
 
   const { acceptedBids } = await replayShard(nc, 0);
   const ackedLost = load.acked.filter((b) => !acceptedBids.get(`${b.bidderId}/${b.bidId}`)?.includes(b.seq)).length;
-  const acceptedTwice = load.acceptedTwice().length + [...acceptedBids.values()].filter((seqs) => seqs.length > 1).length;
+  const acceptedTwice =
+    load.acceptedTwice().length + [...acceptedBids.values()].filter((seqs) => seqs.length > 1).length;
   const outages = [...load.outagesMs].sort((x, y) => x - y);
   const result = {
     kills: KILLS,
@@ -65,7 +88,12 @@ try {
     acceptedTwice,
   };
   say(`  ${load.acked.length} bids acknowledged over ${KILLS} kills; outages (ms): ${outages.join(', ')}`);
-  saveResult(values.out, 'failover', { leaseTtlMs: Number(values['lease-ttl-ms']), acked: load.acked.length, outagesMs: outages, ...result });
+  saveResult(values.out, 'failover', {
+    leaseTtlMs: Number(values['lease-ttl-ms']),
+    acked: load.acked.length,
+    outagesMs: outages,
+    ...result,
+  });
   process.stdout.write(JSON.stringify(result) + '\n');
 } finally {
   await nc.close();

@@ -20,8 +20,24 @@ import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
  * that version reaching each watcher.
  * Last line: {"bidsPerSec","p50Ms","p99Ms","updateP99Ms"}.
  */
-type LoadJob = { kind: 'load'; url: string; tokens: string[]; auctions: number[]; ratePerSec: number; seconds: number; firstBidId: number };
-type LoadResult = { latenciesMs: number[]; sent: number; answered: number; accepted: number; unavailable: number; limited: number; elapsedMs: number };
+type LoadJob = {
+  kind: 'load';
+  url: string;
+  tokens: string[];
+  auctions: number[];
+  ratePerSec: number;
+  seconds: number;
+  firstBidId: number;
+};
+type LoadResult = {
+  latenciesMs: number[];
+  sent: number;
+  answered: number;
+  accepted: number;
+  unavailable: number;
+  limited: number;
+  elapsedMs: number;
+};
 type FanoutJob = { kind: 'fanout'; url: string; connections: number; auctionId: number };
 type FanoutResult = { arrivals: [version: number, atMs: number][][] };
 
@@ -125,7 +141,8 @@ async function main(): Promise<void> {
   const nats = await startNats();
   const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3' });
   const gateway = await GatewayProcess.start({
-    natsUrl: nats.url, secret,
+    natsUrl: nats.url,
+    secret,
     args: [...LOAD_GATEWAY_FLAGS],
   });
   const workers = Number(values.workers);
@@ -135,25 +152,47 @@ async function main(): Promise<void> {
     const auctions: number[] = [];
     for (let i = 0; i < Number(values.auctions); i++) {
       const r = await fetch(`${gateway.url}/v1/auctions`, {
-        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${seller}` },
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${seller}` },
         body: JSON.stringify({ title: `Bench lot ${i}`, startingPrice: 100, endsAt: Date.now() + 3_600_000 }),
       });
       auctions.push(((await r.json()) as { id: number }).id);
     }
-    say(`gateway bench: ${auctions.length} auctions on 4 shards, ${connections} connections over ${workers} worker threads`);
+    say(
+      `gateway bench: ${auctions.length} auctions on 4 shards, ${connections} connections over ${workers} worker threads`,
+    );
 
-    const steps: { offered: number; answeredPerSec: number; acceptedPerSec: number; p50Ms: number; p99Ms: number; p999Ms: number; maxMs: number; unavailable: number; limited: number }[] = [];
+    const steps: {
+      offered: number;
+      answeredPerSec: number;
+      acceptedPerSec: number;
+      p50Ms: number;
+      p99Ms: number;
+      p999Ms: number;
+      maxMs: number;
+      unavailable: number;
+      limited: number;
+    }[] = [];
     let nextBidId = 1;
     for (const rate of values.rates.split(',').map(Number)) {
       const seconds = Number(values.seconds);
       const perWorker = Math.floor(connections / workers);
       const jobs: LoadJob[] = Array.from({ length: workers }, (_, w) => ({
-        kind: 'load', url: gateway.wsUrl, auctions, seconds, ratePerSec: rate / workers, firstBidId: nextBidId + w * 10_000_000,
+        kind: 'load',
+        url: gateway.wsUrl,
+        auctions,
+        seconds,
+        ratePerSec: rate / workers,
+        firstBidId: nextBidId + w * 10_000_000,
         tokens: Array.from({ length: perWorker }, (_, i) => tokens.mint(1_000 + w * perWorker + i).token),
       }));
       nextBidId += workers * 10_000_000;
       const results = await Promise.all(jobs.map((job) => runWorker<LoadResult>(job)));
-      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+      const h = hdr.build({
+        lowestDiscernibleValue: 1,
+        highestTrackableValue: 120_000_000,
+        numberOfSignificantValueDigits: 3,
+      });
       for (const r of results) for (const ms of r.latenciesMs) h.recordValue(Math.max(1, Math.round(ms * 1_000)));
       const answered = results.reduce((a, r) => a + r.answered, 0);
       const elapsed = Math.max(...results.map((r) => r.elapsedMs)) / 1000;
@@ -161,11 +200,17 @@ async function main(): Promise<void> {
         offered: rate,
         answeredPerSec: Math.round(answered / Math.max(elapsed, seconds)),
         acceptedPerSec: Math.round(results.reduce((a, r) => a + r.accepted, 0) / Math.max(elapsed, seconds)),
-        p50Ms: h.getValueAtPercentile(50) / 1_000, p99Ms: h.getValueAtPercentile(99) / 1_000, p999Ms: h.getValueAtPercentile(99.9) / 1_000, maxMs: h.maxValue / 1_000,
-        unavailable: results.reduce((a, r) => a + r.unavailable, 0), limited: results.reduce((a, r) => a + r.limited, 0),
+        p50Ms: h.getValueAtPercentile(50) / 1_000,
+        p99Ms: h.getValueAtPercentile(99) / 1_000,
+        p999Ms: h.getValueAtPercentile(99.9) / 1_000,
+        maxMs: h.maxValue / 1_000,
+        unavailable: results.reduce((a, r) => a + r.unavailable, 0),
+        limited: results.reduce((a, r) => a + r.limited, 0),
       };
       steps.push(step);
-      say(`  offered ${rate}/s: answered ${step.answeredPerSec}/s (accepted ${step.acceptedPerSec}/s), p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms, max ${step.maxMs} ms, unavailable ${step.unavailable}`);
+      say(
+        `  offered ${rate}/s: answered ${step.answeredPerSec}/s (accepted ${step.acceptedPerSec}/s), p50 ${step.p50Ms} ms, p99 ${step.p99Ms} ms, max ${step.maxMs} ms, unavailable ${step.unavailable}`,
+      );
       // Past saturation the queue only grows: stop stepping.
       if (step.answeredPerSec < rate * 0.9 || step.p99Ms > 1_000) break;
     }
@@ -176,7 +221,12 @@ async function main(): Promise<void> {
     const watchers = Number(values.watchers);
     const auctionId = auctions[0];
     const fanSeconds = 5;
-    const fanJobs: FanoutJob[] = Array.from({ length: workers }, (_, w) => ({ kind: 'fanout', url: gateway.wsUrl, connections: Math.floor(watchers / workers) + (w < watchers % workers ? 1 : 0), auctionId }));
+    const fanJobs: FanoutJob[] = Array.from({ length: workers }, (_, w) => ({
+      kind: 'fanout',
+      url: gateway.wsUrl,
+      connections: Math.floor(watchers / workers) + (w < watchers % workers ? 1 : 0),
+      auctionId,
+    }));
     const fanWorkers = fanJobs.map((job) => startWorker<FanoutResult>(job));
     await Promise.all(fanWorkers.map((w) => w.ready));
     const bidder = await open(`${gateway.wsUrl}?token=${tokens.mint(999_999).token}&format=msgpack`);
@@ -196,7 +246,11 @@ async function main(): Promise<void> {
     bidder.terminate();
     for (const w of fanWorkers) w.worker.postMessage('stop');
     const fanResults = await Promise.all(fanWorkers.map((w) => w.result));
-    const u = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+    const u = hdr.build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: 120_000_000,
+      numberOfSignificantValueDigits: 3,
+    });
     let missing = 0;
     for (const result of fanResults) {
       for (const arrivals of result.arrivals) {
@@ -210,8 +264,18 @@ async function main(): Promise<void> {
         }
       }
     }
-    const update = { watchers, bidsAcked: acks.size, samples: u.totalCount, missing, p50Ms: u.getValueAtPercentile(50) / 1_000, p99Ms: u.getValueAtPercentile(99) / 1_000, maxMs: u.maxValue / 1_000 };
-    say(`  fan-out to ${watchers} watchers: ${acks.size} bids, update after ack p50 ${update.p50Ms} ms, p99 ${update.p99Ms} ms, max ${update.maxMs} ms, missing ${missing}`);
+    const update = {
+      watchers,
+      bidsAcked: acks.size,
+      samples: u.totalCount,
+      missing,
+      p50Ms: u.getValueAtPercentile(50) / 1_000,
+      p99Ms: u.getValueAtPercentile(99) / 1_000,
+      maxMs: u.maxValue / 1_000,
+    };
+    say(
+      `  fan-out to ${watchers} watchers: ${acks.size} bids, update after ack p50 ${update.p50Ms} ms, p99 ${update.p99Ms} ms, max ${update.maxMs} ms, missing ${missing}`,
+    );
 
     const line = { bidsPerSec: peak.answeredPerSec, p50Ms: peak.p50Ms, p99Ms: peak.p99Ms, updateP99Ms: update.p99Ms };
     saveResult(values.out!, 'gateway', { connections, workers, auctions: auctions.length, steps, peak, update, line });

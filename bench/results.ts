@@ -30,7 +30,11 @@ export function saveResult(file: string, bench: string, figures: Record<string, 
     dirty: worktreeDirty(),
     node: process.version,
     natsServer: commandOutput(`${process.env.NATS_SERVER_BIN ?? 'nats-server'} --version`),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30) },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+    },
     ...figures,
   };
   writeFileSync(file, JSON.stringify(record, null, 2) + '\n');

@@ -10,7 +10,14 @@ import { saveResult } from './results.js';
 import { CURVE_PERCENTILES, Latency, REPORTED_PERCENTILES } from './harness/latency.js';
 import { startJob, type BidJob, type BidResult, type Progress, type WatchResult } from './harness/worker.js';
 import { jetstreamPerBid, postgresRowLock } from './harness/baselines.js';
-import { renderHtml, renderTable, type BenchRun, type ScenarioResult, type SweepStep, type Target } from './harness/report.js';
+import {
+  renderHtml,
+  renderTable,
+  type BenchRun,
+  type ScenarioResult,
+  type SweepStep,
+  type Target,
+} from './harness/report.js';
 import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
 
 /**
@@ -41,14 +48,19 @@ const WARMUP_MS = quick ? 500 : 2_000;
 const FAN_INTERVAL_MS = 200;
 const MEASURE_MS = quick ? 1_500 : 6_000;
 const say = (line: string) => process.stderr.write(`${line}\n`);
-const progressLine = (text: string) => process.stderr.isTTY ? process.stderr.write(`\r\u001b[2K${text}`) : undefined;
+const progressLine = (text: string) => (process.stderr.isTTY ? process.stderr.write(`\r\u001b[2K${text}`) : undefined);
 
 const secret = 'bench-secret-0123456789abcdef';
 const tokens = new Tokens(secret, 6 * 3_600_000);
 const nats = await startNats({ auth: true, shards: 4 }); // permissions and provisioning for shards 0-3
 const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('engine') });
 const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('audit') });
-const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret, env: nats.credentials('gateway'), args: [...LOAD_GATEWAY_FLAGS] });
+const gateway = await GatewayProcess.start({
+  natsUrl: nats.url,
+  secret,
+  env: nats.credentials('gateway'),
+  args: [...LOAD_GATEWAY_FLAGS],
+});
 const nc = await connect(nats.connectOptions('admin'));
 const client = new EngineClient(nc, 10_000);
 const jsm = await jetstreamManager(nc);
@@ -71,8 +83,22 @@ async function createAuctions(n: number, fields: Record<string, unknown> = {}): 
   for (let attempt = 1; ids.length < n; attempt++) {
     if (attempt > 50) throw new Error(`could not create auctions: ${ids.length} of ${n}`);
     const count = Math.min(256, n - ids.length);
-    const perShard = await Promise.all([0, 1, 2, 3].map((shard) => client.send(shard, Array.from({ length: Math.ceil(count / 4) }, () => ({ type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 6 * 3_600_000, ...fields })))));
-    for (const results of perShard) for (const r of results) if (r.status === 'accepted') ids.push((r as CreateOutcome).auctionId);
+    const perShard = await Promise.all(
+      [0, 1, 2, 3].map((shard) =>
+        client.send(
+          shard,
+          Array.from({ length: Math.ceil(count / 4) }, () => ({
+            type: 'create',
+            sellerId: 1,
+            startingPrice: 100,
+            endsAt: Date.now() + 6 * 3_600_000,
+            ...fields,
+          })),
+        ),
+      ),
+    );
+    for (const results of perShard)
+      for (const r of results) if (r.status === 'accepted') ids.push((r as CreateOutcome).auctionId);
     if (ids.length < n && attempt > 1) await new Promise((resolve) => setTimeout(resolve, 500));
   }
   return ids.slice(0, n);
@@ -88,7 +114,9 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 600 && !stopping; i++) {
     const [reports, streams] = await Promise.all([gatherReports(nc, 1_000), shardStreams(jsm)]);
     const shards = reports.flatMap((r) => (r.kind === 'engine' ? r.shards : []));
-    const audited = new Map(reports.flatMap((r) => (r.kind === 'audit' ? r.shards.map((s) => [s.shard, s.streamSeq] as const) : [])));
+    const audited = new Map(
+      reports.flatMap((r) => (r.kind === 'audit' ? r.shards.map((s) => [s.shard, s.streamSeq] as const) : [])),
+    );
     const busy = shards.filter((s) => s.status !== 'serving' || s.pendingCommands > 0 || s.inflightBatches > 0);
     const behind = [...streams].filter(([shard, last]) => (audited.get(shard) ?? -1) < last);
     if (shards.length === 4 && busy.length === 0 && behind.length === 0) {
@@ -99,7 +127,13 @@ async function settle(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   say(`  not settled after 60 s: ${waiting}`);
-  say(engine.log.split('\n').filter((l) => /"level":[456]0/.test(l)).slice(-10).join('\n'));
+  say(
+    engine.log
+      .split('\n')
+      .filter((l) => /"level":[456]0/.test(l))
+      .slice(-10)
+      .join('\n'),
+  );
 }
 
 let nextBidId = 1;
@@ -107,7 +141,12 @@ let scenarioCount = 0;
 let nextUser = 10_000;
 
 /** One open-loop bid scenario over the worker threads; merged histogram and timeline. */
-async function bids(name: string, auctions: number[], ratePerSec: number, options: { warmupMs?: number; durationMs?: number; description?: string } = {}): Promise<ScenarioResult> {
+async function bids(
+  name: string,
+  auctions: number[],
+  ratePerSec: number,
+  options: { warmupMs?: number; durationMs?: number; description?: string } = {},
+): Promise<ScenarioResult> {
   await settle();
   const warmupMs = options.warmupMs ?? WARMUP_MS;
   const durationMs = options.durationMs ?? MEASURE_MS;
@@ -117,11 +156,20 @@ async function bids(name: string, auctions: number[], ratePerSec: number, option
   const ticker = setInterval(() => {
     const answered = [...progress.values()].reduce((a, p) => a + p.answered, 0);
     const sent = [...progress.values()].reduce((a, p) => a + p.sent, 0);
-    progressLine(`${name}: ${((Date.now() - started) / 1_000).toFixed(1)} s, offered ${ratePerSec}/s, sent ${sent}, answered ${answered}, behind ${sent - answered}`);
+    progressLine(
+      `${name}: ${((Date.now() - started) / 1_000).toFixed(1)} s, offered ${ratePerSec}/s, sent ${sent}, answered ${answered}, behind ${sent - answered}`,
+    );
   }, 500);
   const jobs = Array.from({ length: WORKERS }, (_, w): BidJob => ({
-    kind: 'bids', url: gateway.wsUrl, auctions, ratePerSec: ratePerSec / WORKERS, warmupMs, durationMs, drainMs: 10_000,
-    firstBidId: nextBidId + w * 50_000_000, maxBidBase: 2_000_000 * ++scenarioCount,
+    kind: 'bids',
+    url: gateway.wsUrl,
+    auctions,
+    ratePerSec: ratePerSec / WORKERS,
+    warmupMs,
+    durationMs,
+    drainMs: 10_000,
+    firstBidId: nextBidId + w * 50_000_000,
+    maxBidBase: 2_000_000 * ++scenarioCount,
     tokens: Array.from({ length: perWorker }, () => tokens.mint(nextUser++).token),
   }));
   nextBidId += WORKERS * 50_000_000;
@@ -137,13 +185,23 @@ async function bids(name: string, auctions: number[], ratePerSec: number, option
   for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
   for (const r of results) Object.assign(samples, r.errorSamples);
   const result: ScenarioResult = {
-    name, description: options.description ?? '', offeredPerSec: ratePerSec,
+    name,
+    description: options.description ?? '',
+    offeredPerSec: ratePerSec,
     answeredPerSec: Math.round((results.reduce((a, r) => a + r.answeredInWindow, 0) * 1_000) / durationMs),
     acceptedPerSec: Math.round((results.reduce((a, r) => a + r.accepted, 0) * 1_000) / durationMs),
-    percentiles: latency.percentiles(REPORTED_PERCENTILES), curve: latency.percentiles(CURVE_PERCENTILES), timeline, errors,
-    notes: [`${measured} requests in the measured window`, ...Object.entries(samples).map(([code, message]) => `${code}: ${message}`)],
+    percentiles: latency.percentiles(REPORTED_PERCENTILES),
+    curve: latency.percentiles(CURVE_PERCENTILES),
+    timeline,
+    errors,
+    notes: [
+      `${measured} requests in the measured window`,
+      ...Object.entries(samples).map(([code, message]) => `${code}: ${message}`),
+    ],
   };
-  say(`  ${name}: offered ${ratePerSec}/s -> answered ${result.answeredPerSec}/s (accepted ${result.acceptedPerSec}/s), p50 ${latency.ms(50)} ms, p99 ${latency.ms(99)} ms, max ${latency.ms(100)} ms${Object.keys(errors).length ? `, errors ${JSON.stringify(errors)} ${JSON.stringify(samples)}` : ''}`);
+  say(
+    `  ${name}: offered ${ratePerSec}/s -> answered ${result.answeredPerSec}/s (accepted ${result.acceptedPerSec}/s), p50 ${latency.ms(50)} ms, p99 ${latency.ms(99)} ms, max ${latency.ms(100)} ms${Object.keys(errors).length ? `, errors ${JSON.stringify(errors)} ${JSON.stringify(samples)}` : ''}`,
+  );
   return result;
 }
 
@@ -158,17 +216,26 @@ const PEAK_SEARCH_MS = quick ? 60_000 : 240_000;
 const runStarted = Date.now();
 function sustained(step: ScenarioResult): boolean {
   const p99 = step.percentiles.find((p) => p.percentile === 99)!.ms;
-  return step.offeredPerSec !== null && step.answeredPerSec >= SUSTAINED.answeredShareMin * step.offeredPerSec && Object.keys(step.errors).length === 0 && p99 <= SUSTAINED.p99MsMax;
+  return (
+    step.offeredPerSec !== null &&
+    step.answeredPerSec >= SUSTAINED.answeredShareMin * step.offeredPerSec &&
+    Object.keys(step.errors).length === 0 &&
+    p99 <= SUSTAINED.p99MsMax
+  );
 }
 
 const scenarios: ScenarioResult[] = [];
 const sweep: SweepStep[] = [];
 try {
   const auctions = await createAuctions(Number(values.auctions));
-  say(`make bench: ${auctions.length} auctions on 4 shards; ${CONNECTIONS} WebSocket connections over ${WORKERS} worker threads; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per step`);
+  say(
+    `make bench: ${auctions.length} auctions on 4 shards; ${CONNECTIONS} WebSocket connections over ${WORKERS} worker threads; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per step`,
+  );
 
   // 1. Uniform: step the offered rate up until a step is not sustained; the peak is the best sustained answered rate.
-  const peakRates = values['peak-rates'] ? values['peak-rates'].split(',').map(Number) : Array.from({ length: 15 }, (_, i) => Math.round((6_000 * 1.25 ** i) / 250) * 250);
+  const peakRates = values['peak-rates']
+    ? values['peak-rates'].split(',').map(Number)
+    : Array.from({ length: 15 }, (_, i) => Math.round((6_000 * 1.25 ** i) / 250) * 250);
   let peak: ScenarioResult | null = null;
   let first: ScenarioResult | null = null;
   for (const rate of peakRates) {
@@ -180,7 +247,8 @@ try {
     let step = await bids(`uniform@${rate}`, auctions, rate, { description: 'bids spread over every auction' });
     first ??= step;
     // One more try before the search ends: a hiccup of the shared VM should not decide the peak.
-    if (!sustained(step) && !stopping) step = await bids(`uniform@${rate} (again)`, auctions, rate, { description: 'bids spread over every auction' });
+    if (!sustained(step) && !stopping)
+      step = await bids(`uniform@${rate} (again)`, auctions, rate, { description: 'bids spread over every auction' });
     if (!sustained(step)) break;
     if (!peak || step.answeredPerSec > peak.answeredPerSec) peak = step;
   }
@@ -194,49 +262,79 @@ try {
 
   // 2. One hot auction at the rate the uniform peak sustained.
   const [hotAuction] = await createAuctions(1);
-  const hot = await bids('hot', [hotAuction], peakRate, { description: 'every bid on one auction (one shard, one record)' });
+  const hot = await bids('hot', [hotAuction], peakRate, {
+    description: 'every bid on one auction (one shard, one record)',
+  });
   scenarios.push(hot);
 
   // 3. Half the peak: where p99 should be small.
-  const half = await bids('uniform@half-peak', auctions, Math.round(peakRate / 2), { description: 'uniform at half the peak rate' });
+  const half = await bids('uniform@half-peak', auctions, Math.round(peakRate / 2), {
+    description: 'uniform at half the peak rate',
+  });
   scenarios.push(half);
 
   // 4. Rate sweep: the highest rate with p99 <= 5 ms.
   for (const rate of values['sweep-rates']!.split(',').map(Number)) {
     if (stopping) break;
     const step = await bids(`sweep@${rate}`, auctions, rate, { durationMs: Math.min(MEASURE_MS, 3_000) });
-    sweep.push({ offeredPerSec: rate, answeredPerSec: step.answeredPerSec, p99Ms: step.percentiles.find((p) => p.percentile === 99)!.ms, ok: step.percentiles.find((p) => p.percentile === 99)!.ms <= 5 });
+    sweep.push({
+      offeredPerSec: rate,
+      answeredPerSec: step.answeredPerSec,
+      p99Ms: step.percentiles.find((p) => p.percentile === 99)!.ms,
+      ok: step.percentiles.find((p) => p.percentile === 99)!.ms <= 5,
+    });
     if (!sweep[sweep.length - 1].ok) break;
   }
 
   // 5. Sniping: a burst in the last seconds of an auction with soft close.
   const snipeEndsAt = Date.now() + WARMUP_MS + 3_000;
   const [sniped] = await createAuctions(1, { endsAt: snipeEndsAt, softCloseSeconds: 2 });
-  const snipe = await bids('sniping', [sniped], Math.round(peakRate / 4), { warmupMs: WARMUP_MS + 1_500, durationMs: 3_000, description: 'a burst on one auction across its scheduled end (soft close 2 s)' });
-  const { auction: snipedState } = await client.control<{ auction: { endsAt: number; bidCount: number } | null }>(shardOfAuction(sniped), { op: 'state', auctionId: sniped });
+  const snipe = await bids('sniping', [sniped], Math.round(peakRate / 4), {
+    warmupMs: WARMUP_MS + 1_500,
+    durationMs: 3_000,
+    description: 'a burst on one auction across its scheduled end (soft close 2 s)',
+  });
+  const { auction: snipedState } = await client.control<{ auction: { endsAt: number; bidCount: number } | null }>(
+    shardOfAuction(sniped),
+    { op: 'state', auctionId: sniped },
+  );
   const endsAt = snipedState?.endsAt ?? 0;
-  snipe.notes.push(`scheduled end ${new Date(snipeEndsAt).toISOString()}, extended by soft close to ${endsAt ? new Date(endsAt).toISOString() : 'unknown'} (+${((endsAt - snipeEndsAt) / 1_000).toFixed(1)} s), ${snipedState?.bidCount ?? 0} bids recorded`);
+  snipe.notes.push(
+    `scheduled end ${new Date(snipeEndsAt).toISOString()}, extended by soft close to ${endsAt ? new Date(endsAt).toISOString() : 'unknown'} (+${((endsAt - snipeEndsAt) / 1_000).toFixed(1)} s), ${snipedState?.bidCount ?? 0} bids recorded`,
+  );
   scenarios.push(snipe);
 
   // 6. Fan-out: subscribers on one auction; latency from a bid's acknowledgement to each subscriber's update.
   const subscribers = Number(values.subscribers);
   const [fanAuction] = await createAuctions(1);
   say(`  fan-out: connecting ${subscribers} subscribers...`);
-  const watchers = Array.from({ length: WORKERS }, (_, w) => startJob<WatchResult>({ kind: 'watch', url: gateway.wsUrl, auctionId: fanAuction, connections: Math.floor(subscribers / WORKERS) + (w < subscribers % WORKERS ? 1 : 0) }));
+  const watchers = Array.from({ length: WORKERS }, (_, w) =>
+    startJob<WatchResult>({
+      kind: 'watch',
+      url: gateway.wsUrl,
+      auctionId: fanAuction,
+      connections: Math.floor(subscribers / WORKERS) + (w < subscribers % WORKERS ? 1 : 0),
+    }),
+  );
   await Promise.all(watchers.map((w) => w.ready));
   const { WebSocket } = await import('ws');
   const { pack, unpack } = await import('msgpackr');
-  const bidder = new WebSocket(`${gateway.wsUrl}?token=${tokens.mint(999_999).token}&format=msgpack`, { perMessageDeflate: false });
+  const bidder = new WebSocket(`${gateway.wsUrl}?token=${tokens.mint(999_999).token}&format=msgpack`, {
+    perMessageDeflate: false,
+  });
   await new Promise((resolve, reject) => bidder.once('open', resolve).once('error', reject));
   const acks: [number, number][] = [];
   bidder.on('message', (data: Buffer) => {
     const m = unpack(data) as { type: string; status?: string; version?: number };
-    if (m.type === 'bid.result' && m.status === 'accepted') acks.push([m.version!, performance.timeOrigin + performance.now()]);
+    if (m.type === 'bid.result' && m.status === 'accepted')
+      acks.push([m.version!, performance.timeOrigin + performance.now()]);
   });
   // One bid every FAN_INTERVAL_MS: each is a frame to every subscriber (50,000 frames/s at 10,000 of them).
   const fanBids = quick ? 10 : 50;
   for (let i = 0; i < fanBids; i++) {
-    bidder.send(pack({ type: 'bid', auctionId: fanAuction, maxBid: 1_000_000 + i * 10_000, bidId: 900_000_000 + i, rid: i }));
+    bidder.send(
+      pack({ type: 'bid', auctionId: fanAuction, maxBid: 1_000_000 + i * 10_000, bidId: 900_000_000 + i, rid: i }),
+    );
     await new Promise((resolve) => setTimeout(resolve, FAN_INTERVAL_MS));
   }
   await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -247,11 +345,22 @@ try {
   for (const r of fan) fanLatency.add(Latency.decode(r.latency));
   const missing = fan.reduce((a, r) => a + r.missing, 0);
   scenarios.push({
-    name: `fan-out x${subscribers}`, description: `${subscribers} subscribers on one auction, ${acks.length} bids acknowledged ${FAN_INTERVAL_MS} ms apart`,
-    offeredPerSec: null, answeredPerSec: 0, acceptedPerSec: 0, percentiles: fanLatency.percentiles(REPORTED_PERCENTILES), curve: fanLatency.percentiles(CURVE_PERCENTILES), timeline: [],
-    errors: missing ? { missing } : {}, notes: [`${fanLatency.count} (subscriber, update) samples; latency from the bidder's acknowledgement to the subscriber's first state at or past that version`],
+    name: `fan-out x${subscribers}`,
+    description: `${subscribers} subscribers on one auction, ${acks.length} bids acknowledged ${FAN_INTERVAL_MS} ms apart`,
+    offeredPerSec: null,
+    answeredPerSec: 0,
+    acceptedPerSec: 0,
+    percentiles: fanLatency.percentiles(REPORTED_PERCENTILES),
+    curve: fanLatency.percentiles(CURVE_PERCENTILES),
+    timeline: [],
+    errors: missing ? { missing } : {},
+    notes: [
+      `${fanLatency.count} (subscriber, update) samples; latency from the bidder's acknowledgement to the subscriber's first state at or past that version`,
+    ],
   });
-  say(`  fan-out: ${fanLatency.count} samples, p50 ${fanLatency.ms(50)} ms, p99 ${fanLatency.ms(99)} ms, max ${fanLatency.ms(100)} ms, missing ${missing}`);
+  say(
+    `  fan-out: ${fanLatency.count} samples, p50 ${fanLatency.ms(50)} ms, p99 ${fanLatency.ms(99)} ms, max ${fanLatency.ms(100)} ms, missing ${missing}`,
+  );
 
   // 7. Baselines, with the system idle.
   const seconds = quick ? 2 : 5;
@@ -259,35 +368,91 @@ try {
     await jetstreamPerBid(nats.url, { user: 'admin', pass: nats.passwords!.admin }, seconds),
     await postgresRowLock(process.env.DATABASE_URL, seconds),
   ];
-  for (const b of baselines) say(`  baseline ${b.name}: ${'skipped' in b ? `skipped (${b.skipped})` : `${b.bidsPerSec} bids/s, p99 ${b.p99Ms} ms`}`);
+  for (const b of baselines)
+    say(
+      `  baseline ${b.name}: ${'skipped' in b ? `skipped (${b.skipped})` : `${b.bidsPerSec} bids/s, p99 ${b.p99Ms} ms`}`,
+    );
 
   const p99 = (s: ScenarioResult) => s.percentiles.find((p) => p.percentile === 99)!.ms;
-  const ratio = (b: (typeof baselines)[number]) => ('skipped' in b || b.bidsPerSec === 0 ? null : Math.round((peakRate / b.bidsPerSec) * 100) / 100);
+  const ratio = (b: (typeof baselines)[number]) =>
+    'skipped' in b || b.bidsPerSec === 0 ? null : Math.round((peakRate / b.bidsPerSec) * 100) / 100;
   const line = {
-    bidsPerSec: peakRate, p99Ms: p99(half), hotBidsPerSec: hot.answeredPerSec, fanoutP99Ms: fanLatency.ms(99),
-    vsJetstreamPerBid: ratio(baselines[0]), vsPostgres: ratio(baselines[1]),
+    bidsPerSec: peakRate,
+    p99Ms: p99(half),
+    hotBidsPerSec: hot.answeredPerSec,
+    fanoutP99Ms: fanLatency.ms(99),
+    vsJetstreamPerBid: ratio(baselines[0]),
+    vsPostgres: ratio(baselines[1]),
   };
   const best = sweep.filter((s) => s.ok).pop();
   const targets: Target[] = [
     { name: 'acknowledged bids/s end to end', want: '>= 100,000', got: String(peakRate), met: peakRate >= 100_000 },
-    { name: 'hot auction vs uniform', want: '>= 90%', got: `${Math.round((hot.answeredPerSec / peakRate) * 100)}%`, met: hot.answeredPerSec >= 0.9 * peakRate },
-    { name: 'p99 at half the peak rate', want: '<= 5 ms', got: `${p99(half)} ms at ${half.offeredPerSec}/s`, met: p99(half) <= 5 },
-    { name: 'highest rate with p99 <= 5 ms (sweep)', want: 'reported', got: best ? `${best.offeredPerSec}/s (p99 ${best.p99Ms} ms)` : 'none of the swept rates', met: null },
-    { name: `fan-out p99 to ${subscribers} subscribers`, want: '<= 50 ms', got: `${fanLatency.ms(99)} ms`, met: fanLatency.ms(99) <= 50 && missing === 0 },
-    { name: 'vs Postgres row-lock baseline', want: '>= 10x', got: line.vsPostgres === null ? 'skipped' : `${line.vsPostgres}x`, met: line.vsPostgres === null ? null : line.vsPostgres >= 10 },
+    {
+      name: 'hot auction vs uniform',
+      want: '>= 90%',
+      got: `${Math.round((hot.answeredPerSec / peakRate) * 100)}%`,
+      met: hot.answeredPerSec >= 0.9 * peakRate,
+    },
+    {
+      name: 'p99 at half the peak rate',
+      want: '<= 5 ms',
+      got: `${p99(half)} ms at ${half.offeredPerSec}/s`,
+      met: p99(half) <= 5,
+    },
+    {
+      name: 'highest rate with p99 <= 5 ms (sweep)',
+      want: 'reported',
+      got: best ? `${best.offeredPerSec}/s (p99 ${best.p99Ms} ms)` : 'none of the swept rates',
+      met: null,
+    },
+    {
+      name: `fan-out p99 to ${subscribers} subscribers`,
+      want: '<= 50 ms',
+      got: `${fanLatency.ms(99)} ms`,
+      met: fanLatency.ms(99) <= 50 && missing === 0,
+    },
+    {
+      name: 'vs Postgres row-lock baseline',
+      want: '>= 10x',
+      got: line.vsPostgres === null ? 'skipped' : `${line.vsPostgres}x`,
+      met: line.vsPostgres === null ? null : line.vsPostgres >= 10,
+    },
   ];
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const setup = { shards: 4, engines: 1, audit: true, gateways: 1, workers: WORKERS, connections: CONNECTIONS, auctions: auctions.length, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, quick };
+  const setup = {
+    shards: 4,
+    engines: 1,
+    audit: true,
+    gateways: 1,
+    workers: WORKERS,
+    connections: CONNECTIONS,
+    auctions: auctions.length,
+    warmupMs: WARMUP_MS,
+    measureMs: MEASURE_MS,
+    quick,
+  };
   const file = `bench/results/bench-${stamp}.json`;
   // Warnings the services logged during the run (a lease lost under overload, a slow snapshot): kept with the figures.
-  const warnings = [engine, audit, gateway].flatMap((p) => p.log.split('\n').filter((l) => /"level":[456]0/.test(l))).slice(-50);
+  const warnings = [engine, audit, gateway]
+    .flatMap((p) => p.log.split('\n').filter((l) => /"level":[456]0/.test(l)))
+    .slice(-50);
   if (warnings.length > 0) say(`  ${warnings.length} warning(s) from the services: see "warnings" in the result file`);
-  saveResult(file, 'make-bench', { setup, warnings, scenarios, sweep, baselines: baselines.map((b) => ('latency' in b ? { ...b, latency: undefined } : b)), targets, line });
+  saveResult(file, 'make-bench', {
+    setup,
+    warnings,
+    scenarios,
+    sweep,
+    baselines: baselines.map((b) => ('latency' in b ? { ...b, latency: undefined } : b)),
+    targets,
+    line,
+  });
   const run = JSON.parse(readFileSync(file, 'utf8')) as BenchRun;
   writeFileSync('bench/results/latest.json', JSON.stringify(run, null, 2) + '\n');
   writeFileSync('bench/results/report.html', renderHtml(run));
   if (!values['no-docs']) updateDocs(run, file);
-  say(`\n${renderTable(run)}\n\nresult ${file}; report bench/results/report.html; ${Math.round((Date.now() - runStarted) / 1_000)} s`);
+  say(
+    `\n${renderTable(run)}\n\nresult ${file}; report bench/results/report.html; ${Math.round((Date.now() - runStarted) / 1_000)} s`,
+  );
   process.stdout.write(`${JSON.stringify(line)}\n`);
 } finally {
   await shutdown();
@@ -302,6 +467,9 @@ function updateDocs(run: BenchRun, file: string): void {
   const text = readFileSync(doc, 'utf8');
   const section = `${begin}\nLatest \`make bench\` (${run.at}, commit ${run.commit}${run.dirty ? ' with uncommitted changes' : ''}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\`\n${end}`;
   const at = text.indexOf(begin);
-  const next = at >= 0 ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres baseline).\n\n${section}\n`;
+  const next =
+    at >= 0
+      ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length)
+      : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres baseline).\n\n${section}\n`;
   writeFileSync(doc, next);
 }

@@ -62,7 +62,8 @@ export class Supervisor {
     this.maxDelayMs = Math.max(options.maxDelayMs ?? 30_000, this.firstDelayMs);
     this.stableAfterMs = options.stableAfterMs ?? 60_000;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 20_000;
-    this.report = options.report ?? ((line, level) => (level === 'error' ? process.stderr : process.stdout).write(`${line}\n`));
+    this.report =
+      options.report ?? ((line, level) => (level === 'error' ? process.stderr : process.stdout).write(`${line}\n`));
   }
 
   get isStopping(): boolean {
@@ -77,7 +78,16 @@ export class Supervisor {
    * added is restarted like any other.
    */
   add(managed: ManagedProcess, stopGroup: number, stopSignal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): void {
-    const child: Child = { process: managed, stopGroup, stopSignal, state: 'up', failures: 0, upSince: Date.now(), timer: null, exitWhileStopping: null };
+    const child: Child = {
+      process: managed,
+      stopGroup,
+      stopSignal,
+      state: 'up',
+      failures: 0,
+      upSince: Date.now(),
+      timer: null,
+      exitWhileStopping: null,
+    };
     this.children.push(child);
     managed.onExit((exit) => this.exited(child, exit));
     if (this.stopped) {
@@ -122,8 +132,16 @@ export class Supervisor {
     const ranMs = child.upSince === null ? 0 : Date.now() - child.upSince;
     const wasUp = child.state === 'up';
     child.upSince = null;
-    const tail = child.process.log.trimEnd().split('\n').slice(-3).map((line) => `    ${line.slice(0, 300)}`).join('\n');
-    this.report(`${child.process.label} (pid ${exit.pid ?? '?'}) ${wasUp ? 'exited unexpectedly' : 'exited before it was ready'} (${how(exit)})${exit.code !== null && tail ? `; its last output:\n${tail}` : ''}`, 'error');
+    const tail = child.process.log
+      .trimEnd()
+      .split('\n')
+      .slice(-3)
+      .map((line) => `    ${line.slice(0, 300)}`)
+      .join('\n');
+    this.report(
+      `${child.process.label} (pid ${exit.pid ?? '?'}) ${wasUp ? 'exited unexpectedly' : 'exited before it was ready'} (${how(exit)})${exit.code !== null && tail ? `; its last output:\n${tail}` : ''}`,
+      'error',
+    );
     // A child that ran for a good while had a one-off failure: it starts again quickly.
     if (ranMs >= this.stableAfterMs) child.failures = 0;
     this.restartLater(child);
@@ -148,7 +166,8 @@ export class Supervisor {
     const starting = child.process.launch();
     // launch() spawns before its first await, so the new pid is known now: said at once, so
     // that whoever watches this output knows every pid that may need cleaning up.
-    if (child.process.pid !== undefined) this.report(`${child.process.label} starting again (pid ${child.process.pid})`, 'info');
+    if (child.process.pid !== undefined)
+      this.report(`${child.process.label} starting again (pid ${child.process.pid})`, 'info');
     try {
       await starting;
     } catch (error) {
@@ -197,7 +216,10 @@ export class Supervisor {
       return;
     }
     const timer = setTimeout(() => {
-      this.report(`${managed.label} (pid ${pid}) did not stop within ${seconds(this.stopTimeoutMs)}: killing it`, 'error');
+      this.report(
+        `${managed.label} (pid ${pid}) did not stop within ${seconds(this.stopTimeoutMs)}: killing it`,
+        'error',
+      );
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -206,7 +228,10 @@ export class Supervisor {
     }, this.stopTimeoutMs);
     try {
       const result = await managed.signal(child.stopSignal);
-      this.report(`${managed.label} stopped (pid ${pid}${result === 0 ? '' : `, ${typeof result === 'string' ? `signal ${result}` : `code ${result}`}`})`, 'info');
+      this.report(
+        `${managed.label} stopped (pid ${pid}${result === 0 ? '' : `, ${typeof result === 'string' ? `signal ${result}` : `code ${result}`}`})`,
+        'info',
+      );
     } catch {
       // It exited between the check and the signal: there is nothing left to stop.
       this.reportExitedWhileStopping(child);

@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
-import { AuditProcess, EngineProcess, freePort, GatewayProcess, handleSignals, NatsServer, ownProcessGroups } from '../launch/index.js';
+import {
+  AuditProcess,
+  EngineProcess,
+  freePort,
+  GatewayProcess,
+  handleSignals,
+  NatsServer,
+  ownProcessGroups,
+} from '../launch/index.js';
 import { ROLES, type Role } from '../protocol/cluster.js';
 import { constants } from 'node:os';
 import { Supervisor } from './supervisor.js';
@@ -40,7 +48,9 @@ function stop(signal: NodeJS.Signals): void {
     process.exit(128 + constants.signals[signal]);
   }
   stopSignal = signal;
-  process.stdout.write(`\n${signal}: stopping (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to kill everything at once)\n`);
+  process.stdout.write(
+    `\n${signal}: stopping (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to kill everything at once)\n`,
+  );
   void supervisor.stop().then(() => process.exit(0));
 }
 
@@ -69,10 +79,17 @@ function localPasswords(natsUrl: string): Record<Role, string> {
   if (existsSync(file)) {
     passwords = JSON.parse(readFileSync(file, 'utf8')) as Record<Role, string>;
   } else {
-    passwords = Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<Role, string>;
+    passwords = Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<
+      Role,
+      string
+    >;
     writeFileSync(file, `${JSON.stringify(passwords, null, 2)}\n`, { mode: 0o600 });
   }
-  writeFileSync(resolve(dir, 'admin.json'), `${JSON.stringify({ user: 'admin', password: passwords.admin, url: natsUrl })}\n`, { mode: 0o600 });
+  writeFileSync(
+    resolve(dir, 'admin.json'),
+    `${JSON.stringify({ user: 'admin', password: passwords.admin, url: natsUrl })}\n`,
+    { mode: 0o600 },
+  );
   return passwords;
 }
 
@@ -81,11 +98,21 @@ async function startLocalNats(): Promise<NatsServer> {
   privateDir(storeDir); // the streams hold every bidder's maximum
   // Port 4222 may belong to a system NATS: ours then takes a free port. NATS_PORT
   // names one (tests use it, so they never touch 4222).
-  const port = process.env.NATS_PORT ? Number(process.env.NATS_PORT) : (await portInUse(4222)) ? await freePort() : 4222;
+  const port = process.env.NATS_PORT
+    ? Number(process.env.NATS_PORT)
+    : (await portInUse(4222))
+      ? await freePort()
+      : 4222;
   // The users' permissions name each of the SHARD_COUNT shard streams, and services may not create
   // streams: NatsServer.start provisions every stream and bucket as the admin (ctl/provision.ts) before
   // anything else starts, as `auctionctl cluster init --shard-count N` would.
-  return NatsServer.start({ name: 'auction-local', port, storeDir, auth: localPasswords(`nats://127.0.0.1:${port}`), shards: SHARD_COUNT });
+  return NatsServer.start({
+    name: 'auction-local',
+    port,
+    storeDir,
+    auth: localPasswords(`nats://127.0.0.1:${port}`),
+    shards: SHARD_COUNT,
+  });
 }
 
 async function main(): Promise<void> {
@@ -106,27 +133,55 @@ async function main(): Promise<void> {
   if (nats) supervisor.add(nats, NATS, 'SIGINT');
   const engineDir = resolve(DATA_DIR, 'engine');
   privateDir(engineDir);
-  const engine = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: engineDir, env: as('engine'), args: ['--engine-id', 'local-primary'] });
+  const engine = await EngineProcess.start({
+    natsUrl,
+    shards: `0-${SHARD_COUNT - 1}`,
+    dataDir: engineDir,
+    env: as('engine'),
+    args: ['--engine-id', 'local-primary'],
+  });
   supervisor.add(engine, SERVICES);
   const replicaDir = resolve(DATA_DIR, 'replica');
   privateDir(replicaDir);
-  const replica = await EngineProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: replicaDir, role: 'replica', env: as('engine'), args: ['--engine-id', 'local-replica'] });
+  const replica = await EngineProcess.start({
+    natsUrl,
+    shards: `0-${SHARD_COUNT - 1}`,
+    dataDir: replicaDir,
+    role: 'replica',
+    env: as('engine'),
+    args: ['--engine-id', 'local-replica'],
+  });
   supervisor.add(replica, SERVICES);
   const auditDir = resolve(DATA_DIR, 'audit');
   privateDir(auditDir);
-  const audit = await AuditProcess.start({ natsUrl, shards: `0-${SHARD_COUNT - 1}`, dataDir: auditDir, env: as('audit') });
+  const audit = await AuditProcess.start({
+    natsUrl,
+    shards: `0-${SHARD_COUNT - 1}`,
+    dataDir: auditDir,
+    env: as('audit'),
+  });
   supervisor.add(audit, SERVICES);
   const port = Number(process.env.PORT ?? 8080);
   const host = process.env.HOST ?? '127.0.0.1';
   // The token secret: GATEWAY_SECRET when set, else a random one kept in .data/gateway-secret.
-  const gateway = await GatewayProcess.start({ natsUrl, port, host, env: as('gateway'), args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')] });
+  const gateway = await GatewayProcess.start({
+    natsUrl,
+    port,
+    host,
+    env: as('gateway'),
+    args: ['--secret-file', resolve(DATA_DIR, 'gateway-secret')],
+  });
   supervisor.add(gateway, GATEWAY);
   const api = `http://${host}:${port}`;
 
   const lines = [
     'auction engine: local system is up',
     `  nats (JetStream)  ${natsUrl}${nats ? `  (pid ${nats.pid}, data ${nats.storeDir}, monitor http://127.0.0.1:${nats.monitorPort})` : '  (external, from NATS_URL)'}`,
-    ...(nats ? [`                    users admin, engine, audit, gateway (passwords in ${resolve(DATA_DIR, 'auth')}/users.json; see docs/operations.md)`] : []),
+    ...(nats
+      ? [
+          `                    users admin, engine, audit, gateway (passwords in ${resolve(DATA_DIR, 'auth')}/users.json; see docs/operations.md)`,
+        ]
+      : []),
     `  engine            shards 0-${SHARD_COUNT - 1}  (pid ${engine.pid}, snapshots ${engineDir})`,
     `                    commands: NATS request auction.cmd.<shard>, msgpack {commands:[...]}; log: stream AUCTION_LOG_<shard>`,
     `  replica           shards 0-${SHARD_COUNT - 1}  (pid ${replica.pid}, hot standby; takes over when a primary's lease expires)`,

@@ -29,7 +29,8 @@ export function answerUnavailable(request: PendingRequest, message: string): voi
   reply(request.msg, {
     results: request.results.map((r, i) =>
       // Malformed commands stay errors; every decided one is of unknown outcome.
-      'status' in request.parsed[i] ? r : commandError('unavailable', message)),
+      'status' in request.parsed[i] ? r : commandError('unavailable', message),
+    ),
   });
 }
 

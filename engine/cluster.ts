@@ -42,7 +42,8 @@ export class EngineCluster {
       callback: (_err, msg) => {
         try {
           const beat = decode(msg.data) as Heartbeat;
-          if (typeof beat?.engineId !== 'string' || beat.engineId === this.o.engineId || !Array.isArray(beat.shards)) return;
+          if (typeof beat?.engineId !== 'string' || beat.engineId === this.o.engineId || !Array.isArray(beat.shards))
+            return;
           const known = this.peers.has(beat.engineId);
           this.peers.set(beat.engineId, { ...beat, seenAt: Date.now() });
           if (!known) this.o.logger.info({ peer: beat.engineId }, 'engine joined');
@@ -86,7 +87,9 @@ export class EngineCluster {
 
   /** One reconciliation at a time; each starts or stops what the placement says. */
   private reconcile(): Promise<void> {
-    this.work = this.work.then(() => this.reconcileOnce()).catch((error: unknown) => this.o.logger.error({ err: error }, 'reconcile failed'));
+    this.work = this.work
+      .then(() => this.reconcileOnce())
+      .catch((error: unknown) => this.o.logger.error({ err: error }, 'reconcile failed'));
     return this.work;
   }
 

@@ -61,40 +61,52 @@ export const OPTIONS = {
 } as const;
 
 export const USAGE = `usage: engine [--flag value]...
-${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`).join('\n')}
+${Object.entries(OPTIONS)
+  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`)
+  .join('\n')}
   --shards takes a list such as 0,1,2 or 0-7 and serves exactly those. Without it,
   --shard-count N shares shards 0..N-1 among the live engines (rendezvous hashing);
   with neither the engine serves shard 0. --engine-id defaults to host-<hash of the data dir>.`;
 
 function positiveInteger(flag: string, text: string): number {
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
   return value;
 }
 
 function portNumber(text: string): number {
   const port = Number(text);
-  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new ConfigError(`--metrics-port must be a TCP port, got ${text}`);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535)
+    throw new ConfigError(`--metrics-port must be a TCP port, got ${text}`);
   return port;
 }
 
 /** Engine ids appear in subjects: letters, digits, '-' and '_' only. */
 function engineIdOf(given: string, dataDir: string): string {
   if (given) {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(given)) throw new ConfigError(`--engine-id takes 1..64 of [A-Za-z0-9_-], got ${given}`);
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(given))
+      throw new ConfigError(`--engine-id takes 1..64 of [A-Za-z0-9_-], got ${given}`);
     return given;
   }
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40);
+  const host = hostname()
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .slice(0, 40);
   return `${host}-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 8)}`;
 }
 
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, defaults: Partial<Record<keyof typeof OPTIONS, string>> = {}): EngineConfig {
+export function loadConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: Partial<Record<keyof typeof OPTIONS, string>> = {},
+): EngineConfig {
   const { values } = parseArgs({
     args: argv,
     options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
     strict: true,
   });
-  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
+  const get = (flag: keyof typeof OPTIONS): string =>
+    (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
   const shardList = get('shards');
   const shardCountText = get('shard-count');
@@ -105,7 +117,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
   if (role !== 'primary' && role !== 'replica') throw new ConfigError(`--role is primary or replica, got ${role}`);
   const leaseTtlMs = int('lease-ttl-ms');
   const leaseRenewMs = int('lease-renew-ms');
-  if (leaseRenewMs * 3 > leaseTtlMs) throw new ConfigError('--lease-renew-ms must be at most a third of --lease-ttl-ms');
+  if (leaseRenewMs * 3 > leaseTtlMs)
+    throw new ConfigError('--lease-renew-ms must be at most a third of --lease-ttl-ms');
   return {
     role,
     leaseTtlMs,

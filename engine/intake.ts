@@ -1,6 +1,11 @@
 import { reply, type Parsed } from './answers.js';
 import { commandError, decode, parseCommand, WIRE_LIMITS } from '../protocol/index.js';
-import { engineAdminParsers, readOperation, type EngineAdminOperations, type RequestOf } from '../protocol/operations.js';
+import {
+  engineAdminParsers,
+  readOperation,
+  type EngineAdminOperations,
+  type RequestOf,
+} from '../protocol/operations.js';
 import type { BusRequest } from '../shard/ports.js';
 
 /** The commands of a request `{commands: [...]}`, or null once a malformed request has been answered. */
@@ -11,11 +16,17 @@ export function readCommands(msg: BusRequest): unknown[] | null {
     if (!Array.isArray(body?.commands)) throw new Error('expected {commands: [...]}');
     commands = body.commands;
   } catch (error) {
-    reply(msg, { results: [], error: commandError('invalid_request', `malformed request: ${(error as Error).message}`) });
+    reply(msg, {
+      results: [],
+      error: commandError('invalid_request', `malformed request: ${(error as Error).message}`),
+    });
     return null;
   }
   if (commands.length === 0 || commands.length > WIRE_LIMITS.requestCommandsMax) {
-    reply(msg, { results: [], error: commandError('invalid_request', `a request carries 1..${WIRE_LIMITS.requestCommandsMax} commands`) });
+    reply(msg, {
+      results: [],
+      error: commandError('invalid_request', `a request carries 1..${WIRE_LIMITS.requestCommandsMax} commands`),
+    });
     return null;
   }
   return commands;
@@ -30,7 +41,10 @@ export function parseCommands(commands: unknown[], admin: boolean): Parsed[] {
   return commands.map((raw): Parsed => {
     const p = parseCommand(raw);
     if (admin || 'status' in p || (p.command.type !== 'close' && p.command.type !== 'cancel')) return p;
-    return commandError('forbidden', `${p.command.type} is an operator action: use auctionctl (subject auction.admin.engine.<shard>)`);
+    return commandError(
+      'forbidden',
+      `${p.command.type} is an operator action: use auctionctl (subject auction.admin.engine.<shard>)`,
+    );
   });
 }
 

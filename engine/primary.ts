@@ -2,11 +2,28 @@ import type { Logger } from 'pino';
 import { InvariantError } from './core/index.js';
 import { answer, answerUnavailable, answerUndecided, reply, type PendingRequest } from './answers.js';
 import { parseCommands, readAdminRequest, readCommands } from './intake.js';
-import { commandError, encodeLog, subjects, type Command, type CommandResult, type CommandText, type LogBatch, type LogEvent } from '../protocol/index.js';
+import {
+  commandError,
+  encodeLog,
+  subjects,
+  type Command,
+  type CommandResult,
+  type CommandText,
+  type LogBatch,
+  type LogEvent,
+} from '../protocol/index.js';
 import { adminSubjects } from '../protocol/names.js';
 import type { EngineConfig } from './config.js';
 import type { CopyState } from '../shard/copy-state.js';
-import { DeposedError, logMsgId, type BusPort, type BusRequest, type Cancel, type Clock, type ShardLogPort } from '../shard/ports.js';
+import {
+  DeposedError,
+  logMsgId,
+  type BusPort,
+  type BusRequest,
+  type Cancel,
+  type Clock,
+  type ShardLogPort,
+} from '../shard/ports.js';
 
 /** What the pipeline reports to its copy's queue; it never changes the copy's role itself. */
 export type PrimaryEvent =
@@ -15,7 +32,16 @@ export type PrimaryEvent =
   | { kind: 'fatal'; error: unknown };
 
 /** The pipeline's bounds are the engine's flags (engine/config.ts). */
-export type PrimaryOptions = Pick<EngineConfig, 'engineId' | 'batchEventsMax' | 'batchesInFlightMax' | 'pendingCommandsMax' | 'appendTimeoutMs' | 'snapshotEveryEvents' | 'snapshotEveryMs'> & {
+export type PrimaryOptions = Pick<
+  EngineConfig,
+  | 'engineId'
+  | 'batchEventsMax'
+  | 'batchesInFlightMax'
+  | 'pendingCommandsMax'
+  | 'appendTimeoutMs'
+  | 'snapshotEveryEvents'
+  | 'snapshotEveryMs'
+> & {
   shard: number;
   writer: string;
   verify: boolean;
@@ -52,7 +78,11 @@ export class Primary {
   private ended = false;
   private timer: Cancel | null = null;
   private housekeeping: Cancel | null = null;
-  private subscriptions: { commands: Sub | null; control: Sub | null; admin: Sub | null } = { commands: null, control: null, admin: null };
+  private subscriptions: { commands: Sub | null; control: Sub | null; admin: Sub | null } = {
+    commands: null,
+    control: null,
+    admin: null,
+  };
   private snapshotWanted = false;
   private snapshotWaiters: BusRequest[] = [];
   constructor(
@@ -278,7 +308,9 @@ export class Primary {
       }
       const event = this.decide(command, t, text);
       // Bid outcomes carry their seq already (the hot path: no second copy); others get it added.
-      request.results[i] = (event.outcome.type === 'bid' ? event.outcome : { ...event.outcome, seq: event.seq }) as CommandResult;
+      request.results[i] = (
+        event.outcome.type === 'bid' ? event.outcome : { ...event.outcome, seq: event.seq }
+      ) as CommandResult;
       events.push(event);
     });
   }
@@ -297,7 +329,15 @@ export class Primary {
     // Each append names the one before it (shard/ports.ts: a pipelined append must not land after another writer's fence).
     const chainsOnto = this.state.expectMsgId;
     this.state.expectMsgId = logMsgId(this.options.shard, expectStreamSeq + 1, this.options.writer);
-    const batch: Batch = { firstSeq, lastSeq: events[events.length - 1].seq, expectStreamSeq, requests, settled: false, failed: false, append: Promise.resolve() };
+    const batch: Batch = {
+      firstSeq,
+      lastSeq: events[events.length - 1].seq,
+      expectStreamSeq,
+      requests,
+      settled: false,
+      failed: false,
+      append: Promise.resolve(),
+    };
     batch.append = this.log
       .append(encodeLog(batchMessage), expectStreamSeq, this.options.writer, this.options.appendTimeoutMs, chainsOnto)
       .then(
@@ -340,17 +380,28 @@ export class Primary {
     if (this.ended) {
       if (!batch.failed) {
         batch.failed = true;
-        for (const request of batch.requests) answerUnavailable(request, 'append failed: outcome unknown, retry with the same bidId');
+        for (const request of batch.requests)
+          answerUnavailable(request, 'append failed: outcome unknown, retry with the same bidId');
       }
       return;
     }
     const deposed = error instanceof DeposedError && this.inflight[0] === batch;
-    if (deposed) this.logger.error({ err: error, expectStreamSeq: batch.expectStreamSeq }, 'deposed: another writer appended to the shard log; stopped serving it');
-    else this.logger.warn({ err: error, expectStreamSeq: batch.expectStreamSeq }, 'append failed; resyncing from the stream');
+    if (deposed)
+      this.logger.error(
+        { err: error, expectStreamSeq: batch.expectStreamSeq },
+        'deposed: another writer appended to the shard log; stopped serving it',
+      );
+    else
+      this.logger.warn(
+        { err: error, expectStreamSeq: batch.expectStreamSeq },
+        'append failed; resyncing from the stream',
+      );
     this.end();
-    this.abandon(deposed
-      ? { inflight: 'shard changed primary: outcome unknown, retry with the same bidId', pending: 'shard deposed' }
-      : { inflight: 'append failed: outcome unknown, retry with the same bidId', pending: 'engine resyncing' });
+    this.abandon(
+      deposed
+        ? { inflight: 'shard changed primary: outcome unknown, retry with the same bidId', pending: 'shard deposed' }
+        : { inflight: 'append failed: outcome unknown, retry with the same bidId', pending: 'engine resyncing' },
+    );
     this.report({ kind: 'append-failed', error, deposed });
   }
 
@@ -380,7 +431,9 @@ export class Primary {
   private checkSnapshotDue(): void {
     const { state } = this;
     if (this.ended || state.eventsSinceSnapshot === 0) return;
-    const due = state.eventsSinceSnapshot >= this.options.snapshotEveryEvents || this.clock.now() - state.lastSnapshotAt >= this.options.snapshotEveryMs;
+    const due =
+      state.eventsSinceSnapshot >= this.options.snapshotEveryEvents ||
+      this.clock.now() - state.lastSnapshotAt >= this.options.snapshotEveryMs;
     if (due && !this.snapshotWanted) {
       this.snapshotWanted = true;
       this.schedule();
@@ -394,7 +447,8 @@ export class Primary {
     const engineId = this.options.engineId;
     this.state.takeSnapshot((outcome) => {
       for (const msg of waiters) {
-        if ('error' in outcome) reply(msg, { error: commandError('unavailable', `snapshot failed: ${outcome.error.message}`) });
+        if ('error' in outcome)
+          reply(msg, { error: commandError('unavailable', `snapshot failed: ${outcome.error.message}`) });
         else reply(msg, { snapshot: outcome.snapshot, engineId, ms: outcome.ms });
       }
       if (this.snapshotWanted) this.schedule();

@@ -33,9 +33,22 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     process.exit(2);
   }
   const writer = `e-${randomBytes(6).toString('hex')}`;
-  const logger = pino({ level: config.logLevel, base: { service: config.role === 'replica' ? 'replica' : 'engine', engineId: config.engineId, writer, pid: process.pid } });
+  const logger = pino({
+    level: config.logLevel,
+    base: {
+      service: config.role === 'replica' ? 'replica' : 'engine',
+      engineId: config.engineId,
+      writer,
+      pid: process.pid,
+    },
+  });
   const rejections = guardUnhandledRejections(logger);
-  const nc = await connect({ servers: config.natsUrl.split(','), name: `engine ${writer}`, maxReconnectAttempts: -1, ...roleConnectOptions('engine') });
+  const nc = await connect({
+    servers: config.natsUrl.split(','),
+    name: `engine ${writer}`,
+    maxReconnectAttempts: -1,
+    ...roleConnectOptions('engine'),
+  });
   const startedAt = Date.now();
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
@@ -46,7 +59,10 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const engines = new Map<number, ShardCopy>();
   const startShard = async (shard: number) => {
     const engine = new ShardCopy({
-      shard, logger, writer, bus,
+      shard,
+      logger,
+      writer,
+      bus,
       log: new ShardLog(js, jsm, shard),
       snapshots: new SnapshotStore(join(config.dataDir, `shard-${shard}`)),
       clock: nodeClock,
@@ -76,16 +92,32 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   // A deposed shard is no longer ours to announce; placement decides whether to take it again.
   const running = () => [...engines].filter(([, e]) => e.roleName !== 'stopped').map(([s]) => s);
 
-  const cluster = config.shardCount === null ? null : new EngineCluster({
-    nc, logger, engineId: config.engineId, shardCount: config.shardCount,
-    heartbeatMs: config.heartbeatMs, expiryMs: config.engineExpiryMs,
-    running,
-    startShard,
-    stopShard: async (shard) => stopShard(shard),
-  });
+  const cluster =
+    config.shardCount === null
+      ? null
+      : new EngineCluster({
+          nc,
+          logger,
+          engineId: config.engineId,
+          shardCount: config.shardCount,
+          heartbeatMs: config.heartbeatMs,
+          expiryMs: config.engineExpiryMs,
+          running,
+          startShard,
+          stopShard: async (shard) => stopShard(shard),
+        });
 
   // Operators (auctionctl status) ask every process at once; each answers for itself.
-  answerStatus(nc, () => ({ kind: 'engine', id: config.engineId, role: config.role, pid: process.pid, startedAt, shardCount: config.shardCount, shards: [...engines.values()].map((e) => e.statusReport()), unhandledRejections: rejections.total }));
+  answerStatus(nc, () => ({
+    kind: 'engine',
+    id: config.engineId,
+    role: config.role,
+    pid: process.pid,
+    startedAt,
+    shardCount: config.shardCount,
+    shards: [...engines.values()].map((e) => e.statusReport()),
+    unhandledRejections: rejections.total,
+  }));
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -102,7 +134,10 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   process.on('SIGINT', () => void stop('SIGINT'));
   if (cluster) await cluster.start();
   else await Promise.all(config.shards!.map(startShard));
-  logger.info({ shards: running(), role: config.role, shardCount: config.shardCount, nats: config.natsUrl }, 'engine ready');
+  logger.info(
+    { shards: running(), role: config.role, shardCount: config.shardCount, nats: config.natsUrl },
+    'engine ready',
+  );
 }
 
 export function exitOnFailure(error: unknown): never {

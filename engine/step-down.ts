@@ -15,7 +15,13 @@ export function stepDownTarget(to: string, me: string): string | { error: string
  * long it took, or null when interrupted (an append failed, or the role
  * ended): the lease is then untouched.
  */
-export async function handOver(o: { primary: Primary; lease: ShardLease; to: string; clock: Clock; current: () => boolean }): Promise<number | null> {
+export async function handOver(o: {
+  primary: Primary;
+  lease: ShardLease;
+  to: string;
+  clock: Clock;
+  current: () => boolean;
+}): Promise<number | null> {
   const started = o.clock.now();
   o.primary.closeIntake();
   await o.primary.drain();

@@ -56,14 +56,21 @@ export class Tokens {
     if (parts.length !== 3 || parts[0] !== 'v1') throw new ApiError('unauthenticated', 'malformed token');
     const expected = Buffer.from(this.sign(`v1.${parts[1]}`));
     const given = Buffer.from(parts[2]);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new ApiError('unauthenticated', 'invalid token signature');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw new ApiError('unauthenticated', 'invalid token signature');
     let claims: { u?: unknown; exp?: unknown };
     try {
       claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString()) as typeof claims;
     } catch {
       throw new ApiError('unauthenticated', 'malformed token');
     }
-    if (typeof claims.u !== 'number' || !Number.isSafeInteger(claims.u) || claims.u < 1 || claims.u > USER_ID_MAX || typeof claims.exp !== 'number') {
+    if (
+      typeof claims.u !== 'number' ||
+      !Number.isSafeInteger(claims.u) ||
+      claims.u < 1 ||
+      claims.u > USER_ID_MAX ||
+      typeof claims.exp !== 'number'
+    ) {
       throw new ApiError('unauthenticated', 'malformed token');
     }
     if (claims.exp <= this.clock()) throw new ApiError('unauthenticated', 'token expired');
@@ -138,25 +145,31 @@ export class UserStore {
       throw new ApiError('unavailable', 'the user store did not answer', { cause: error });
     }
     const stored: StoredUser | null = entry && entry.operation === 'PUT' ? (entry.json() as StoredUser) : null;
-    if (!(await this.passwords.verify(password, stored)) || !stored || !entry) throw new ApiError('invalid_credentials');
+    if (!(await this.passwords.verify(password, stored)) || !stored || !entry)
+      throw new ApiError('invalid_credentials');
     const userId = stored.userId ?? entry.revision;
     if (this.passwords.outdated(stored)) await this.upgrade(username, password, { ...stored, userId }, entry.revision);
     return userId;
   }
 
   /** Rewrites an old-cost hash at today's cost. Best effort: a failure leaves the old hash, which still works. */
-  private async upgrade(username: string, password: string, stored: StoredUser & { userId: number }, revision: number): Promise<void> {
+  private async upgrade(
+    username: string,
+    password: string,
+    stored: StoredUser & { userId: number },
+    revision: number,
+  ): Promise<void> {
     try {
       const value: StoredUser = { ...stored, ...(await this.passwords.hash(password)) };
       await this.kv.update(keyOf(username), JSON.stringify(value), revision);
       this.logger.info({ userId: stored.userId }, 'password hash upgraded to the current cost');
     } catch (error) {
       // Another gateway upgraded it first (the revision moved on): nothing left to do.
-      if (isWrongLastSequence(error)) this.logger.info({ userId: stored.userId }, 'password hash already upgraded elsewhere');
+      if (isWrongLastSequence(error))
+        this.logger.info({ userId: stored.userId }, 'password hash already upgraded elsewhere');
       else this.logger.warn({ err: error, userId: stored.userId }, 'password hash not upgraded; kept the old one');
     }
   }
 }
 
 const keyOf = (username: string) => `user.${username.toLowerCase()}`;
-

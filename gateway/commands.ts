@@ -1,4 +1,10 @@
-import { shardOfAuction, WIRE_LIMITS, type BidOutcome, type CommandResult, type CreateOutcome } from '../protocol/index.js';
+import {
+  shardOfAuction,
+  WIRE_LIMITS,
+  type BidOutcome,
+  type CommandResult,
+  type CreateOutcome,
+} from '../protocol/index.js';
 import type { BidResult, CreatedAuction } from '../protocol/public.js';
 import { ApiError } from './errors.js';
 import type { Guards } from './guards.js';
@@ -9,7 +15,13 @@ import type { EngineStates } from './read-model/engine-states.js';
 import type { CommandRouter } from './router.js';
 import * as v from './validate.js';
 
-export type CommandsDeps = { router: CommandRouter; live: LiveFeed; engineStates: EngineStates; guards: Guards; metrics: Metrics };
+export type CommandsDeps = {
+  router: CommandRouter;
+  live: LiveFeed;
+  engineStates: EngineStates;
+  guards: Guards;
+  metrics: Metrics;
+};
 
 /** The commands HTTP and the WebSocket both take (bids, creations), checked, then routed to the engines. */
 export class Commands {
@@ -21,9 +33,16 @@ export class Commands {
     const bidId = v.id(fields, 'bidId');
     const maxBid = v.amount(fields, 'maxBid');
     if (!this.d.guards.userAllowed(userId)) return this.unrecorded(auctionId, bidId, 'rate_limited');
-    if (!(await this.d.live.hasShard(shardOfAuction(auctionId)))) return this.unrecorded(auctionId, bidId, 'auction_not_found');
+    if (!(await this.d.live.hasShard(shardOfAuction(auctionId))))
+      return this.unrecorded(auctionId, bidId, 'auction_not_found');
     const started = process.hrtime.bigint();
-    const result = await this.d.router.forAuction(auctionId, { type: 'bid', auctionId, bidderId: userId, bidId, maxBid });
+    const result = await this.d.router.forAuction(auctionId, {
+      type: 'bid',
+      auctionId,
+      bidderId: userId,
+      bidId,
+      maxBid,
+    });
     this.d.metrics.commandSeconds.observe({ type: 'bid' }, Number(process.hrtime.bigint() - started) / 1e9);
     return this.bidResult(result, auctionId, bidId);
   }
@@ -33,9 +52,14 @@ export class Commands {
     const title = v.string(fields, 'title', { min: 1, max: WIRE_LIMITS.titleCharsMax });
     const description = v.optionalString(fields, 'description', WIRE_LIMITS.descriptionCharsMax) ?? '';
     const imageUrl = v.optionalString(fields, 'imageUrl', WIRE_LIMITS.imageUrlCharsMax) ?? '';
-    if (imageUrl && !/^https?:\/\/\S+$/i.test(imageUrl)) throw new ApiError('invalid_request', 'imageUrl must be an http(s) URL');
+    if (imageUrl && !/^https?:\/\/\S+$/i.test(imageUrl))
+      throw new ApiError('invalid_request', 'imageUrl must be an http(s) URL');
     const command: CreateRequest = {
-      type: 'create', sellerId, title, description, imageUrl,
+      type: 'create',
+      sellerId,
+      title,
+      description,
+      imageUrl,
       startingPrice: v.amount(fields, 'startingPrice'),
       reservePrice: v.optionalNumber(fields, 'reservePrice') ?? 0,
       startsAt: v.optionalNumber(fields, 'startsAt') ?? 0,
@@ -48,10 +72,12 @@ export class Commands {
     const started = process.hrtime.bigint();
     const result = await this.d.router.send(shard, command);
     this.d.metrics.commandSeconds.observe({ type: 'create' }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (result.status === 'error') throw new ApiError(result.code === 'unavailable' ? 'unavailable' : 'invalid_request', result.message);
+    if (result.status === 'error')
+      throw new ApiError(result.code === 'unavailable' ? 'unavailable' : 'invalid_request', result.message);
     const o = result as CreateOutcome;
     if (o.status === 'rejected') {
-      if (o.reason === 'shard_full' || o.reason === 'unavailable') throw new ApiError('unavailable', `auction not created: ${o.reason}`);
+      if (o.reason === 'shard_full' || o.reason === 'unavailable')
+        throw new ApiError('unavailable', `auction not created: ${o.reason}`);
       throw new ApiError('invalid_request', `auction not created: ${o.reason}`);
     }
     this.d.live.forgetMissing(o.auctionId);
@@ -61,7 +87,11 @@ export class Commands {
   }
 
   /** A rejection decided without the engine, counted. */
-  private unrecorded(auctionId: number, bidId: number, reason: 'rate_limited' | 'auction_not_found' | 'unavailable'): BidResult {
+  private unrecorded(
+    auctionId: number,
+    bidId: number,
+    reason: 'rate_limited' | 'auction_not_found' | 'unavailable',
+  ): BidResult {
     this.d.metrics.bids.inc({ outcome: reason });
     return unrecordedBidResult(auctionId, bidId, reason);
   }
@@ -73,7 +103,7 @@ export class Commands {
       throw new ApiError('invalid_request', result.message);
     }
     const o = result as BidOutcome;
-    this.d.metrics.bids.inc({ outcome: o.status === 'accepted' ? 'accepted' : o.reason ?? 'rejected' });
+    this.d.metrics.bids.inc({ outcome: o.status === 'accepted' ? 'accepted' : (o.reason ?? 'rejected') });
     return bidResultOf(o);
   }
 }

@@ -68,14 +68,17 @@ export const OPTIONS = {
 } as const;
 
 export const USAGE = `usage: gateway [--flag value]...
-${Object.entries(OPTIONS).map(([flag, [env, fallback]]) => `  --${flag.padEnd(34)} env ${env.padEnd(34)} default ${fallback}`).join('\n')}
+${Object.entries(OPTIONS)
+  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(34)} env ${env.padEnd(34)} default ${fallback}`)
+  .join('\n')}
   The token secret is GATEWAY_SECRET when set; otherwise it is read from the secret
   file, which is created with a random secret if missing. Every gateway of a
   cluster must share it.`;
 
 /** scrypt's N: a power of two from 2^14 (the old default, kept readable) to 2^20. */
 function hashCost(n: number): number {
-  if (n < 2 ** 14 || n > 2 ** 20 || (n & (n - 1)) !== 0) throw new ConfigError(`--password-hash-cost must be a power of two from 16384 to 1048576, got ${n}`);
+  if (n < 2 ** 14 || n > 2 ** 20 || (n & (n - 1)) !== 0)
+    throw new ConfigError(`--password-hash-cost must be a power of two from 16384 to 1048576, got ${n}`);
   return n;
 }
 
@@ -85,10 +88,12 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
     strict: true,
   });
-  const get = (flag: keyof typeof OPTIONS): string => (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const get = (flag: keyof typeof OPTIONS): string =>
+    (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS, min = 1) => {
     const value = Number(get(flag));
-    if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`--${flag} must be an integer >= ${min}, got ${get(flag)}`);
+    if (!Number.isSafeInteger(value) || value < min)
+      throw new ConfigError(`--${flag} must be an integer >= ${min}, got ${get(flag)}`);
     return value;
   };
   const port = int('port', 0);

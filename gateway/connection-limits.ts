@@ -30,7 +30,8 @@ export class ConnectionLimits {
   /** Counts a WebSocket from `address` (throws `rate_limited` over a cap). Pair with `closeWebSocket`. */
   openWebSocket(address: string): void {
     if (this.ws >= this.c.wsMax) throw limited('this gateway holds as many WebSockets as it may');
-    if ((this.wsByAddress.get(address) ?? 0) >= this.c.wsPerAddressMax) throw limited(`at most ${this.c.wsPerAddressMax} WebSockets from one address`);
+    if ((this.wsByAddress.get(address) ?? 0) >= this.c.wsPerAddressMax)
+      throw limited(`at most ${this.c.wsPerAddressMax} WebSockets from one address`);
     this.ws++;
     increment(this.wsByAddress, address);
   }
@@ -42,7 +43,8 @@ export class ConnectionLimits {
 
   /** Counts a connection signed in as `userId` (throws `rate_limited` over the cap). Pair with `signOut`. */
   signIn(userId: number): void {
-    if ((this.wsByUser.get(userId) ?? 0) >= this.c.wsPerUserMax) throw limited(`at most ${this.c.wsPerUserMax} connections signed in as one user`);
+    if ((this.wsByUser.get(userId) ?? 0) >= this.c.wsPerUserMax)
+      throw limited(`at most ${this.c.wsPerUserMax} connections signed in as one user`);
     increment(this.wsByUser, userId);
   }
 
@@ -53,7 +55,8 @@ export class ConnectionLimits {
   /** Counts an SSE stream from `address` (throws `rate_limited` over a cap). Pair with `closeStream`. */
   openStream(address: string): void {
     if (this.sse >= this.c.sseMax) throw limited('this gateway holds as many event streams as it may');
-    if ((this.sseByAddress.get(address) ?? 0) >= this.c.ssePerAddressMax) throw limited(`at most ${this.c.ssePerAddressMax} event streams from one address`);
+    if ((this.sseByAddress.get(address) ?? 0) >= this.c.ssePerAddressMax)
+      throw limited(`at most ${this.c.ssePerAddressMax} event streams from one address`);
     this.sse++;
     increment(this.sseByAddress, address);
   }

@@ -101,13 +101,15 @@ export class DisabledUsers {
     const subjects = Object.keys(info.state.subjects ?? {});
     const listed = new Set<number>();
     for (let i = 0; i < subjects.length && !this.stopped; i += LOAD_PARALLEL) {
-      await Promise.all(subjects.slice(i, i + LOAD_PARALLEL).map(async (subject) => {
-        const userId = userOfSubject(subject);
-        if (userId === null) return;
-        listed.add(userId);
-        const last = await this.o.jsm.direct.getMessage(FLAGS_STREAM, { last_by_subj: subject });
-        if (last) this.apply(userId, last.seq, disables(last.header));
-      }));
+      await Promise.all(
+        subjects.slice(i, i + LOAD_PARALLEL).map(async (subject) => {
+          const userId = userOfSubject(subject);
+          if (userId === null) return;
+          listed.add(userId);
+          const last = await this.o.jsm.direct.getMessage(FLAGS_STREAM, { last_by_subj: subject });
+          if (last) this.apply(userId, last.seq, disables(last.header));
+        }),
+      );
     }
     // A user whose key is gone altogether (the stream purged) is enabled, unless a newer change came live.
     for (const userId of [...this.users]) {
@@ -130,11 +132,13 @@ export class DisabledUsers {
         this.loadAgain = false;
         await this.load();
       } while (this.loadAgain && !this.stopped);
-    })().catch((error: unknown) => {
-      this.o.logger.warn({ err: error }, 'cannot read the disabled users again; retrying');
-      this.retryTimer = setTimeout(() => this.reload(), RELOAD_RETRY_MS);
-    }).finally(() => {
-      this.loading = null;
-    });
+    })()
+      .catch((error: unknown) => {
+        this.o.logger.warn({ err: error }, 'cannot read the disabled users again; retrying');
+        this.retryTimer = setTimeout(() => this.reload(), RELOAD_RETRY_MS);
+      })
+      .finally(() => {
+        this.loading = null;
+      });
   }
 }

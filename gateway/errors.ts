@@ -27,7 +27,11 @@ export class ApiError extends Error {
   /** For `rate_limited`: when trying again makes sense (HTTP `Retry-After`). */
   readonly retryAfterSeconds?: number;
 
-  constructor(readonly code: ApiErrorCode, message: string = API_ERRORS[code][1], options?: { cause?: unknown; retryAfterSeconds?: number }) {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string = API_ERRORS[code][1],
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
     super(message, options);
     if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }

@@ -9,7 +9,10 @@ export class GapBuffer {
   private readonly copies = new Map<number, FollowedMessage>();
   private bytes = 0;
 
-  constructor(private readonly countMax: number, private readonly bytesMax: number) {}
+  constructor(
+    private readonly countMax: number,
+    private readonly bytesMax: number,
+  ) {}
 
   get size(): number {
     return this.copies.size;

@@ -21,7 +21,10 @@ export class Guards {
   /** Addresses with a password hash in progress (bounded by the hashes in flight and queued). */
   private readonly hashing = new Set<string>();
 
-  constructor(c: GatewayConfig, private readonly metrics: Metrics) {
+  constructor(
+    c: GatewayConfig,
+    private readonly metrics: Metrics,
+  ) {
     this.userLimiter = new KeyedLimiter(c.userCommandsPerSec, c.userCommandsPerSec * 2);
     this.addressLimiter = new KeyedLimiter(c.addressAuthPerSec, c.addressAuthPerSec * 2);
     // A reader over its budget gets its rate, not nothing: refused reads are not charged.
@@ -65,7 +68,9 @@ export class Guards {
   async hashingFor<T>(address: string, work: () => Promise<T>): Promise<T> {
     if (this.hashing.has(address)) {
       this.metrics.rateLimited.inc({ scope: 'address' });
-      throw new ApiError('rate_limited', 'one sign-in or registration at a time from an address', { retryAfterSeconds: 1 });
+      throw new ApiError('rate_limited', 'one sign-in or registration at a time from an address', {
+        retryAfterSeconds: 1,
+      });
     }
     this.hashing.add(address);
     try {
@@ -78,7 +83,9 @@ export class Guards {
   limitAddress(address: string): void {
     if (!this.addressLimiter.take(address)) {
       this.metrics.rateLimited.inc({ scope: 'address' });
-      throw new ApiError('rate_limited', 'too many logins or registrations from this address', { retryAfterSeconds: 1 });
+      throw new ApiError('rate_limited', 'too many logins or registrations from this address', {
+        retryAfterSeconds: 1,
+      });
     }
   }
 

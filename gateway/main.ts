@@ -32,8 +32,17 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const rejections = guardUnhandledRejections(logger, () => metrics.unhandledRejections.inc());
   const { secret, generated } = loadSecret(config.secret, config.secretFile);
-  if (generated) logger.warn({ file: config.secretFile }, 'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production');
-  const nc = await connect({ servers: config.natsUrl.split(','), name: 'gateway', maxReconnectAttempts: -1, ...roleConnectOptions('gateway') }).catch((error: unknown) => {
+  if (generated)
+    logger.warn(
+      { file: config.secretFile },
+      'generated a token secret for this machine; set GATEWAY_SECRET (the same for every gateway) in production',
+    );
+  const nc = await connect({
+    servers: config.natsUrl.split(','),
+    name: 'gateway',
+    maxReconnectAttempts: -1,
+    ...roleConnectOptions('gateway'),
+  }).catch((error: unknown) => {
     process.stderr.write(`cannot reach NATS at ${config.natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
@@ -48,10 +57,23 @@ async function main(): Promise<void> {
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const engines = new EngineClient(nc, config.commandTimeoutMs);
-  const live = new LiveFeed({ nc, jsm, engines, logger, missTtlMs: config.missTtlMs, onStates: (states) => server?.publishStates(states) });
+  const live = new LiveFeed({
+    nc,
+    jsm,
+    engines,
+    logger,
+    missTtlMs: config.missTtlMs,
+    onStates: (states) => server?.publishStates(states),
+  });
   const notifications = new NotificationCenter(nc, jsm, acksKv, logger);
   server = new GatewayServer({
-    config, logger, nc, engines, live, notifications, metrics,
+    config,
+    logger,
+    nc,
+    engines,
+    live,
+    notifications,
+    metrics,
     router: new CommandRouter(engines, config.pendingCommandsMax),
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
@@ -60,13 +82,19 @@ async function main(): Promise<void> {
   await notifications.start((userId, n) => server?.deliverNotification(userId, n));
   const port = await server.listen();
   const startedAt = Date.now();
-  const adminSubs = serveAdmin(nc, tokens, {
-    id: `${hostname()}:${port}`, startedAt,
-    listen: () => `${config.host}:${port}`,
-    connections: () => server?.connectionCount ?? 0,
-    subscriptions: () => server?.subscriptions ?? 0,
-    unhandledRejections: () => rejections.total,
-  }, logger);
+  const adminSubs = serveAdmin(
+    nc,
+    tokens,
+    {
+      id: `${hostname()}:${port}`,
+      startedAt,
+      listen: () => `${config.host}:${port}`,
+      connections: () => server?.connectionCount ?? 0,
+      subscriptions: () => server?.subscriptions ?? 0,
+      unhandledRejections: () => rejections.total,
+    },
+    logger,
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

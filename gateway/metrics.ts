@@ -6,21 +6,67 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
   return {
     registry,
-    bids: new Counter({ name: 'gateway_bids_total', help: 'Bids answered, by outcome (accepted, or the rejection reason)', labelNames: ['outcome'] as const, registers: [registry] }),
-    commandSeconds: new Histogram({
-      name: 'gateway_command_duration_seconds', help: 'Time from a command reaching the gateway to the engine\'s answer', labelNames: ['type'] as const,
-      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],
+    bids: new Counter({
+      name: 'gateway_bids_total',
+      help: 'Bids answered, by outcome (accepted, or the rejection reason)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
     }),
-    connections: new Gauge({ name: 'gateway_websocket_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    commandSeconds: new Histogram({
+      name: 'gateway_command_duration_seconds',
+      help: "Time from a command reaching the gateway to the engine's answer",
+      labelNames: ['type'] as const,
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    connections: new Gauge({
+      name: 'gateway_websocket_connections',
+      help: 'Open WebSocket connections',
+      registers: [registry],
+    }),
     sseStreams: new Gauge({ name: 'gateway_sse_streams', help: 'Open SSE streams', registers: [registry] }),
-    subscriptions: new Gauge({ name: 'gateway_subscriptions', help: 'Auction subscriptions held by WebSocket and SSE clients', registers: [registry] }),
-    watchedAuctions: new Gauge({ name: 'gateway_watched_auctions', help: 'Auctions whose live state this gateway keeps', registers: [registry] }),
-    backpressureDrops: new Counter({ name: 'gateway_backpressure_drops_total', help: 'Messages not written to a slow client (its latest states are resent once it drains)', registers: [registry] }),
-    stateUpdates: new Counter({ name: 'gateway_state_updates_total', help: 'Auction states published to subscribers (after conflation)', registers: [registry] }),
-    notificationsPushed: new Counter({ name: 'gateway_notifications_pushed_total', help: 'Notifications written to connected users', registers: [registry] }),
-    rateLimited: new Counter({ name: 'gateway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['scope'] as const, registers: [registry] }),
-    unhandledRejections: new Counter({ name: 'gateway_unhandled_rejections_total', help: 'Promise rejections nobody handled (bugs; logged, and the gateway keeps serving)', registers: [registry] }),
-    errors: new Counter({ name: 'gateway_errors_total', help: 'Error answers, by code', labelNames: ['code'] as const, registers: [registry] }),
+    subscriptions: new Gauge({
+      name: 'gateway_subscriptions',
+      help: 'Auction subscriptions held by WebSocket and SSE clients',
+      registers: [registry],
+    }),
+    watchedAuctions: new Gauge({
+      name: 'gateway_watched_auctions',
+      help: 'Auctions whose live state this gateway keeps',
+      registers: [registry],
+    }),
+    backpressureDrops: new Counter({
+      name: 'gateway_backpressure_drops_total',
+      help: 'Messages not written to a slow client (its latest states are resent once it drains)',
+      registers: [registry],
+    }),
+    stateUpdates: new Counter({
+      name: 'gateway_state_updates_total',
+      help: 'Auction states published to subscribers (after conflation)',
+      registers: [registry],
+    }),
+    notificationsPushed: new Counter({
+      name: 'gateway_notifications_pushed_total',
+      help: 'Notifications written to connected users',
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'gateway_rate_limited_total',
+      help: 'Requests refused by a rate limit',
+      labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
+    unhandledRejections: new Counter({
+      name: 'gateway_unhandled_rejections_total',
+      help: 'Promise rejections nobody handled (bugs; logged, and the gateway keeps serving)',
+      registers: [registry],
+    }),
+    errors: new Counter({
+      name: 'gateway_errors_total',
+      help: 'Error answers, by code',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
   };
 }
 

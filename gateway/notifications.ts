@@ -3,7 +3,13 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  decode, ensureNotificationStream, NOTIFICATION_LIMITS, NOTIFICATIONS_REPUBLISH, NOTIFICATIONS_STREAM, notificationSubject, type NotificationBody,
+  decode,
+  ensureNotificationStream,
+  NOTIFICATION_LIMITS,
+  NOTIFICATIONS_REPUBLISH,
+  NOTIFICATIONS_STREAM,
+  notificationSubject,
+  type NotificationBody,
 } from '../protocol/index.js';
 import { isWrongLastSequence } from '../protocol/nats-errors.js';
 import type { Notification } from '../protocol/public.js';
@@ -52,7 +58,11 @@ export class NotificationCenter {
         const userId = Number(message.subject.slice(message.subject.indexOf('.') + 1));
         deliver(userId, toNotification(message.seq, message.data));
       },
-      onReset: (skipped) => this.logger.warn(skipped, 'notifications skipped live: they are delivered at the users\' next reconnect or read'),
+      onReset: (skipped) =>
+        this.logger.warn(
+          skipped,
+          "notifications skipped live: they are delivered at the users' next reconnect or read",
+        ),
     });
     await follower.start();
     this.follower = follower;
@@ -110,7 +120,9 @@ export class NotificationCenter {
   /** The id of the user's newest notification (0: none). */
   private async newestId(userId: number): Promise<number> {
     try {
-      const message = await this.jsm.direct.getMessage(NOTIFICATIONS_STREAM, { last_by_subj: notificationSubject(userId) });
+      const message = await this.jsm.direct.getMessage(NOTIFICATIONS_STREAM, {
+        last_by_subj: notificationSubject(userId),
+      });
       return message?.seq ?? 0;
     } catch (error) {
       throw new ApiError('unavailable', 'notifications could not be read', { cause: error });

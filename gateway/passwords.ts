@@ -15,7 +15,9 @@ const SALT_BYTES = 16;
 function scrypt(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     // scrypt needs 128 * N * r bytes; twice that leaves room for Node's own accounting.
-    scryptCallback(password, salt, HASH_BYTES, { ...params, maxmem: 256 * params.N * params.r }, (error, key) => (error ? reject(error) : resolve(key)));
+    scryptCallback(password, salt, HASH_BYTES, { ...params, maxmem: 256 * params.N * params.r }, (error, key) =>
+      error ? reject(error) : resolve(key),
+    );
   });
 }
 
@@ -33,7 +35,11 @@ export class PasswordHasher {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(cost: number, private readonly concurrentMax = Math.max(1, availableParallelism() - 1), private readonly waitingMax = 64) {
+  constructor(
+    cost: number,
+    private readonly concurrentMax = Math.max(1, availableParallelism() - 1),
+    private readonly waitingMax = 64,
+  ) {
     this.params = { N: cost, r: 8, p: 1 };
   }
 
@@ -57,7 +63,8 @@ export class PasswordHasher {
     if (!stored) return false;
     const expected = Buffer.from(stored.hash, 'base64');
     const matches = expected.length === hash.length && timingSafeEqual(hash, expected);
-    if (!matches && this.outdated(stored)) await this.bounded(() => scrypt(password, randomBytes(SALT_BYTES), this.params));
+    if (!matches && this.outdated(stored))
+      await this.bounded(() => scrypt(password, randomBytes(SALT_BYTES), this.params));
     return matches;
   }
 
@@ -69,7 +76,8 @@ export class PasswordHasher {
 
   private async bounded<T>(work: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrentMax) {
-      if (this.waiting.length >= this.waitingMax) throw new ApiError('unavailable', 'too many sign-ins at once; retry shortly');
+      if (this.waiting.length >= this.waitingMax)
+        throw new ApiError('unavailable', 'too many sign-ins at once; retry shortly');
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;

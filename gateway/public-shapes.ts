@@ -1,5 +1,21 @@
-import type { AuctionState, BidOutcome, CreateAuction, CreateOutcome, LifecycleOutcome, NotificationBody, Reason, Status } from '../protocol/index.js';
-import type { Auction, BidResult, CreatedAuction, LiveState, Notification, PendingAuction } from '../protocol/public.js';
+import type {
+  AuctionState,
+  BidOutcome,
+  CreateAuction,
+  CreateOutcome,
+  LifecycleOutcome,
+  NotificationBody,
+  Reason,
+  Status,
+} from '../protocol/index.js';
+import type {
+  Auction,
+  BidResult,
+  CreatedAuction,
+  LiveState,
+  Notification,
+  PendingAuction,
+} from '../protocol/public.js';
 
 /**
  * Every public shape the gateway builds (protocol/public.ts) and every frame
@@ -15,8 +31,14 @@ export type LivePatch = Partial<LiveState> & { version: number };
 
 export function liveFromEngine(s: AuctionState): LiveState {
   const state: LiveState = {
-    auctionId: s.auctionId, price: s.price, leaderId: s.leaderId, bidCount: s.bidCount, endsAt: s.endsAt,
-    status: s.status, version: s.version, reserveMet: s.reserveMet,
+    auctionId: s.auctionId,
+    price: s.price,
+    leaderId: s.leaderId,
+    bidCount: s.bidCount,
+    endsAt: s.endsAt,
+    status: s.status,
+    version: s.version,
+    reserveMet: s.reserveMet,
   };
   if (s.winnerId) state.winnerId = s.winnerId;
   return state;
@@ -25,8 +47,14 @@ export function liveFromEngine(s: AuctionState): LiveState {
 /** The live state of an auction the engine no longer holds, from the read model's Auction. */
 export function liveFromAuction(auctionId: number, a: Auction): LiveState {
   const state: LiveState = {
-    auctionId, price: a.price, leaderId: a.leaderId ?? 0, bidCount: a.bidCount,
-    endsAt: a.endsAt, status: a.status, version: a.version, reserveMet: a.reserveMet,
+    auctionId,
+    price: a.price,
+    leaderId: a.leaderId ?? 0,
+    bidCount: a.bidCount,
+    endsAt: a.endsAt,
+    status: a.status,
+    version: a.version,
+    reserveMet: a.reserveMet,
   };
   if (a.winnerId) state.winnerId = a.winnerId;
   return state;
@@ -37,13 +65,26 @@ export function livePatch(type: string, outcome: BidOutcome | LifecycleOutcome):
   if (type === 'bid') {
     const o = outcome as BidOutcome;
     if (o.duplicate) return null;
-    return { price: o.price, leaderId: o.leaderId, bidCount: o.bidCount, endsAt: o.endsAt, version: o.version, reserveMet: o.reserveMet, status: 'open' };
+    return {
+      price: o.price,
+      leaderId: o.leaderId,
+      bidCount: o.bidCount,
+      endsAt: o.endsAt,
+      version: o.version,
+      reserveMet: o.reserveMet,
+      status: 'open',
+    };
   }
   const o = outcome as LifecycleOutcome;
   if (type === 'open') return { status: 'open', version: o.version };
   if (type === 'close' || type === 'cancel') {
     // endsAt stays as the engine keeps it (a forced close does not rewrite it).
-    const patch: LivePatch = { status: o.auctionStatus ?? (type === 'cancel' ? 'cancelled' : 'closed'), price: o.price, reserveMet: o.reserveMet, version: o.version };
+    const patch: LivePatch = {
+      status: o.auctionStatus ?? (type === 'cancel' ? 'cancelled' : 'closed'),
+      price: o.price,
+      reserveMet: o.reserveMet,
+      version: o.version,
+    };
     if (o.winnerId) patch.winnerId = o.winnerId;
     return patch;
   }
@@ -56,23 +97,52 @@ export function livePatch(type: string, outcome: BidOutcome | LifecycleOutcome):
 export type CreateRequest = CreateAuction & { title: string; description: string; imageUrl: string };
 
 /** The answer to a create the engine accepted; `state` is its state just after (null: the engine did not say). */
-export function createdAuction(command: CreateRequest, outcome: CreateOutcome, state: AuctionState | null): CreatedAuction {
+export function createdAuction(
+  command: CreateRequest,
+  outcome: CreateOutcome,
+  state: AuctionState | null,
+): CreatedAuction {
   return {
-    id: outcome.auctionId, sellerId: command.sellerId, title: command.title, description: command.description, imageUrl: command.imageUrl,
-    startingPrice: command.startingPrice, startsAt: state?.startsAt || command.startsAt || null, endsAt: state?.endsAt ?? command.endsAt,
+    id: outcome.auctionId,
+    sellerId: command.sellerId,
+    title: command.title,
+    description: command.description,
+    imageUrl: command.imageUrl,
+    startingPrice: command.startingPrice,
+    startsAt: state?.startsAt || command.startsAt || null,
+    endsAt: state?.endsAt ?? command.endsAt,
     softCloseSeconds: command.softCloseSeconds,
     // An accepted create always carries the status the auction was created in.
-    status: state?.status ?? (outcome.auctionStatus as Status), price: state?.price ?? command.startingPrice, leaderId: null, bidCount: 0,
-    version: state?.version ?? 1, hasReserve: command.reservePrice > 0, reserveMet: false,
+    status: state?.status ?? (outcome.auctionStatus as Status),
+    price: state?.price ?? command.startingPrice,
+    leaderId: null,
+    bidCount: 0,
+    version: state?.version ?? 1,
+    hasReserve: command.reservePrice > 0,
+    reserveMet: false,
   };
 }
 
 /** An auction the read model does not have yet, from the engine's state. */
 export function pendingAuction(auctionId: number, state: AuctionState): PendingAuction {
   return {
-    id: auctionId, sellerId: state.sellerId, title: '', description: '', imageUrl: '', startingPrice: null, startsAt: state.startsAt || null,
-    endsAt: state.endsAt, softCloseSeconds: state.softCloseSeconds, status: state.status, price: state.price, leaderId: state.leaderId || null,
-    bidCount: state.bidCount, version: state.version, hasReserve: state.hasReserve, reserveMet: state.reserveMet, pending: true,
+    id: auctionId,
+    sellerId: state.sellerId,
+    title: '',
+    description: '',
+    imageUrl: '',
+    startingPrice: null,
+    startsAt: state.startsAt || null,
+    endsAt: state.endsAt,
+    softCloseSeconds: state.softCloseSeconds,
+    status: state.status,
+    price: state.price,
+    leaderId: state.leaderId || null,
+    bidCount: state.bidCount,
+    version: state.version,
+    hasReserve: state.hasReserve,
+    reserveMet: state.reserveMet,
+    pending: true,
   };
 }
 
@@ -95,8 +165,15 @@ export function withLiveState<A extends Auction | PendingAuction>(auction: A, li
 
 export function bidResultOf(o: BidOutcome): BidResult {
   const result: BidResult = {
-    bidId: o.bidId, auctionId: o.auctionId, status: o.status, price: o.price, leading: o.leading, endsAt: o.endsAt, seq: o.seq,
-    version: o.version, bidCount: o.bidCount,
+    bidId: o.bidId,
+    auctionId: o.auctionId,
+    status: o.status,
+    price: o.price,
+    leading: o.leading,
+    endsAt: o.endsAt,
+    seq: o.seq,
+    version: o.version,
+    bidCount: o.bidCount,
   };
   if (o.reason) result.reason = o.reason;
   if (o.duplicate) result.duplicate = true;

@@ -7,7 +7,11 @@ export class TokenBucket {
   private tokens: number;
   private updatedAt: number;
 
-  constructor(private readonly ratePerSec: number, private readonly burst: number, now: number) {
+  constructor(
+    private readonly ratePerSec: number,
+    private readonly burst: number,
+    now: number,
+  ) {
     this.tokens = burst;
     this.updatedAt = now;
   }

@@ -14,7 +14,10 @@ export class CommandRouter {
   private scheduled = false;
   private pending = 0;
 
-  constructor(private readonly engines: EngineClient, private readonly pendingMax: number) {}
+  constructor(
+    private readonly engines: EngineClient,
+    private readonly pendingMax: number,
+  ) {}
 
   /** Routes by the auction id (the shard is encoded in it). */
   forAuction(auctionId: number, command: unknown): Promise<CommandResult> {
@@ -45,10 +48,15 @@ export class CommandRouter {
       this.queues.delete(shard);
       for (let i = 0; i < queue.length; i += WIRE_LIMITS.requestCommandsMax) {
         const part = queue.slice(i, i + WIRE_LIMITS.requestCommandsMax);
-        void this.engines.send(shard, part.map((w) => w.command)).then((results) => {
-          this.pending -= part.length;
-          part.forEach((w, j) => w.resolve(results[j]));
-        });
+        void this.engines
+          .send(
+            shard,
+            part.map((w) => w.command),
+          )
+          .then((results) => {
+            this.pending -= part.length;
+            part.forEach((w, j) => w.resolve(results[j]));
+          });
       }
     }
   }

@@ -66,7 +66,18 @@ export class GatewayServer {
     this.app = uWS.App();
     this.fanout = new Fanout(this.app, this.sse, metrics);
     mountRoutes(this.app, {
-      config, logger, nc, tokens, users: d.users, guards, commands, reads, live, notifications, sse: this.sse, metrics,
+      config,
+      logger,
+      nc,
+      tokens,
+      users: d.users,
+      guards,
+      commands,
+      reads,
+      live,
+      notifications,
+      sse: this.sse,
+      metrics,
       connections: () => this.ws.count,
     });
     this.app.ws<Connection>('/v1/ws', this.ws.behavior());

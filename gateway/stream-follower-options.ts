@@ -55,7 +55,13 @@ export type StreamFollowerOptions = {
   pollEveryMs?: number;
 };
 
-export const FOLLOWER_DEFAULTS = { gapMax: 10_000, bufferMax: 4_096, bufferBytesMax: 32 * 1024 * 1024, checkEveryMs: 5_000, pollEveryMs: 1_000 };
+export const FOLLOWER_DEFAULTS = {
+  gapMax: 10_000,
+  bufferMax: 4_096,
+  bufferBytesMax: 32 * 1024 * 1024,
+  checkEveryMs: 5_000,
+  pollEveryMs: 1_000,
+};
 /** "Not found" although a later message is stored: a replica a little behind may answer direct gets. Asked again this often. */
 export const NOT_FOUND_RETRIES = 3;
 export const RETRY_BASE_MS = 20;

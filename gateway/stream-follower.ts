@@ -1,8 +1,15 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { GapBuffer } from './gap-buffer.js';
 import {
-  FOLLOWER_DEFAULTS, NOT_FOUND_RETRIES, republishSubject, RETRY_BASE_MS, RETRY_MAX_MS, WARN_EVERY_MS,
-  type FollowedMessage, type FollowerStats, type StreamFollowerOptions,
+  FOLLOWER_DEFAULTS,
+  NOT_FOUND_RETRIES,
+  republishSubject,
+  RETRY_BASE_MS,
+  RETRY_MAX_MS,
+  WARN_EVERY_MS,
+  type FollowedMessage,
+  type FollowerStats,
+  type StreamFollowerOptions,
 } from './stream-follower-options.js';
 
 export { republishSubject, type FollowedMessage, type FollowerStats, type StreamFollowerOptions };
@@ -92,9 +99,13 @@ export class StreamFollower {
       this.position = info.state.last_seq;
       this.highest = Math.max(this.highest, this.position);
       this.buffer.dropUpTo(this.position);
-      const republished = !!info.config.republish && republishSubject(info.config.republish) === republishSubject(this.o.republish);
+      const republished =
+        !!info.config.republish && republishSubject(info.config.republish) === republishSubject(this.o.republish);
       if (!republished) {
-        this.o.logger.warn({ stream: this.o.stream, republish: info.config.republish ?? null }, 'the stream does not re-publish its messages here: following it by polling (live updates up to a poll late); recreate it, or run auctionctl cluster init on a nats-server that can add RePublish to a stream (2.9 cannot)');
+        this.o.logger.warn(
+          { stream: this.o.stream, republish: info.config.republish ?? null },
+          'the stream does not re-publish its messages here: following it by polling (live updates up to a poll late); recreate it, or run auctionctl cluster init on a nats-server that can add RePublish to a stream (2.9 cannot)',
+        );
       }
       this.timer = setInterval(() => void this.check(), republished ? this.o.checkEveryMs : this.o.pollEveryMs);
       this.timer.unref();
@@ -137,7 +148,10 @@ export class StreamFollower {
       if (this.stopped) return;
       if (last < asked) {
         // Deleted and created again (or restored from an older backup): nothing before is valid any more.
-        this.o.logger.warn({ stream: this.o.stream, last, position: this.position }, 'the stream is behind this follower: it was recreated');
+        this.o.logger.warn(
+          { stream: this.o.stream, last, position: this.position },
+          'the stream is behind this follower: it was recreated',
+        );
         this.highest = last;
         this.reset({ from: 1, to: last }, last);
         return;
@@ -150,7 +164,7 @@ export class StreamFollower {
       this.highest = last;
       this.advance();
     } catch (error) {
-      this.warn(error, 'cannot read the stream\'s last sequence');
+      this.warn(error, "cannot read the stream's last sequence");
     }
   }
 
@@ -195,7 +209,8 @@ export class StreamFollower {
 
   /** Delivers the buffered copies that follow the position without a gap. */
   private drain(): void {
-    for (let next = this.buffer.take(this.position + 1); next; next = this.buffer.take(this.position + 1)) this.deliver(next);
+    for (let next = this.buffer.take(this.position + 1); next; next = this.buffer.take(this.position + 1))
+      this.deliver(next);
   }
 
   private deliver(message: FollowedMessage): void {
@@ -204,7 +219,10 @@ export class StreamFollower {
     try {
       this.o.onMessage(message);
     } catch (error) {
-      this.o.logger.error({ err: error, stream: this.o.stream, seq: message.seq }, 'a followed message could not be handled');
+      this.o.logger.error(
+        { err: error, stream: this.o.stream, seq: message.seq },
+        'a followed message could not be handled',
+      );
     }
   }
 

@@ -10,13 +10,15 @@ import { ApiError } from './errors.js';
 export type Fields = Record<string, unknown>;
 
 export function object(value: unknown, what = 'body'): Fields {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ApiError('invalid_request', `${what} must be an object`);
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new ApiError('invalid_request', `${what} must be an object`);
   return value as Fields;
 }
 
 export function id(fields: Fields, name: string): number {
   const value = fields[name];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new ApiError('invalid_request', `${name} must be a positive integer below 2^53`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
+    throw new ApiError('invalid_request', `${name} must be a positive integer below 2^53`);
   return value;
 }
 
@@ -41,8 +43,10 @@ export function optionalNumber(fields: Fields, name: string): number | undefined
 export function string(fields: Fields, name: string, limits: { min?: number; max: number; pattern?: RegExp }): string {
   const value = fields[name];
   if (typeof value !== 'string') throw new ApiError('invalid_request', `${name} must be a string`);
-  if (value.length < (limits.min ?? 0) || value.length > limits.max) throw new ApiError('invalid_request', `${name} must be ${limits.min ?? 0} to ${limits.max} characters`);
-  if (limits.pattern && !limits.pattern.test(value)) throw new ApiError('invalid_request', `${name} has characters that are not allowed`);
+  if (value.length < (limits.min ?? 0) || value.length > limits.max)
+    throw new ApiError('invalid_request', `${name} must be ${limits.min ?? 0} to ${limits.max} characters`);
+  if (limits.pattern && !limits.pattern.test(value))
+    throw new ApiError('invalid_request', `${name} has characters that are not allowed`);
   return value;
 }
 
@@ -61,14 +65,18 @@ export function idParam(text: string, name: string): number {
 /** An optional non-negative integer in a query string. */
 export function optionalCountParam(text: string, name: string, max = ID_MAX): number | undefined {
   if (text === '') return undefined;
-  if (!/^[0-9]{1,16}$/.test(text) || Number(text) > max) throw new ApiError('invalid_request', `${name} must be an integer from 0 to ${max}`);
+  if (!/^[0-9]{1,16}$/.test(text) || Number(text) > max)
+    throw new ApiError('invalid_request', `${name} must be an integer from 0 to ${max}`);
   return Number(text);
 }
 
 /** A list of auction ids of bounded length. */
 export function idList(fields: Fields, name: string, max: number): number[] {
   const value = fields[name];
-  if (!Array.isArray(value) || value.length === 0 || value.length > max) throw new ApiError('invalid_request', `${name} must be an array of 1 to ${max} ids`);
-  for (const v of value) if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new ApiError('invalid_request', `${name} must hold positive integers`);
+  if (!Array.isArray(value) || value.length === 0 || value.length > max)
+    throw new ApiError('invalid_request', `${name} must be an array of 1 to ${max} ids`);
+  for (const v of value)
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
+      throw new ApiError('invalid_request', `${name} must hold positive integers`);
   return value as number[];
 }

@@ -33,7 +33,19 @@ export class AuditProcess extends ManagedProcess {
   }
 
   protected command() {
-    return { file: process.execPath, args: [script(), '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
+    return {
+      file: process.execPath,
+      args: [
+        script(),
+        '--nats',
+        this.options.natsUrl,
+        '--shards',
+        this.options.shards,
+        '--data-dir',
+        this.dataDir,
+        ...(this.options.args ?? []),
+      ],
+    };
   }
 
   protected override environment(): NodeJS.ProcessEnv {
@@ -43,9 +55,22 @@ export class AuditProcess extends ManagedProcess {
   /** Runs `audit verify` on this process's files: its exit code and output. */
   verify(): Promise<{ code: number; output: string }> {
     return new Promise((resolve) => {
-      execFile(process.execPath, [script(), 'verify', '--nats', this.options.natsUrl, '--shards', this.options.shards, '--data-dir', this.dataDir], (error, stdout, stderr) => {
-        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr });
-      });
+      execFile(
+        process.execPath,
+        [
+          script(),
+          'verify',
+          '--nats',
+          this.options.natsUrl,
+          '--shards',
+          this.options.shards,
+          '--data-dir',
+          this.dataDir,
+        ],
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr });
+        },
+      );
     });
   }
 

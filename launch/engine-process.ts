@@ -40,9 +40,23 @@ export class EngineProcess extends ManagedProcess {
   }
 
   protected command() {
-    const script = new URL(this.options.role === 'replica' ? '../replica/main.js' : '../engine/main.js', import.meta.url).pathname;
+    const script = new URL(
+      this.options.role === 'replica' ? '../replica/main.js' : '../engine/main.js',
+      import.meta.url,
+    ).pathname;
     const shardFlags = this.options.shards ? ['--shards', this.options.shards] : [];
-    return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, ...shardFlags, '--data-dir', this.dataDir, ...(this.options.args ?? [])] };
+    return {
+      file: process.execPath,
+      args: [
+        script,
+        '--nats',
+        this.options.natsUrl,
+        ...shardFlags,
+        '--data-dir',
+        this.dataDir,
+        ...(this.options.args ?? []),
+      ],
+    };
   }
 
   protected override environment(): NodeJS.ProcessEnv {
@@ -54,18 +68,32 @@ export class EngineProcess extends ManagedProcess {
    * (the `role` transition record each copy logs once the new role runs),
    * written after position `from`.
    */
-  async waitForRole(shard: number, to: CopyRole, from = this.outputPosition, timeoutMs = 20_000): Promise<RoleTransition> {
-    const line = await this.waitForLine((l) => {
-      if (!l.startsWith('{')) return false;
-      const record = JSON.parse(l) as Partial<RoleTransition> & { msg?: string };
-      return record.msg === 'role' && record.shard === shard && record.to === to;
-    }, from, timeoutMs, `transition of shard ${shard} to ${to}`);
+  async waitForRole(
+    shard: number,
+    to: CopyRole,
+    from = this.outputPosition,
+    timeoutMs = 20_000,
+  ): Promise<RoleTransition> {
+    const line = await this.waitForLine(
+      (l) => {
+        if (!l.startsWith('{')) return false;
+        const record = JSON.parse(l) as Partial<RoleTransition> & { msg?: string };
+        return record.msg === 'role' && record.shard === shard && record.to === to;
+      },
+      from,
+      timeoutMs,
+      `transition of shard ${shard} to ${to}`,
+    );
     return JSON.parse(line) as RoleTransition;
   }
 
   /** Log lines (pino JSON) with the given message. */
   logLines(msg: string): Record<string, unknown>[] {
-    return this.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
+    return this.log
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === msg);
   }
 
   async close(): Promise<void> {

@@ -15,7 +15,10 @@ export type GatewayProcessOptions = {
 
 /** A real gateway process (`dist/gateway/main.js`), by default on a free port of 127.0.0.1. */
 export class GatewayProcess extends ManagedProcess {
-  private constructor(private readonly options: GatewayProcessOptions, readonly port: number) {
+  private constructor(
+    private readonly options: GatewayProcessOptions,
+    readonly port: number,
+  ) {
     super('gateway', '"msg":"gateway ready"');
   }
 
@@ -35,11 +38,27 @@ export class GatewayProcess extends ManagedProcess {
 
   protected command() {
     const script = new URL('../gateway/main.js', import.meta.url).pathname;
-    return { file: process.execPath, args: [script, '--nats', this.options.natsUrl, '--host', this.options.host ?? '127.0.0.1', '--port', String(this.port), ...(this.options.args ?? [])] };
+    return {
+      file: process.execPath,
+      args: [
+        script,
+        '--nats',
+        this.options.natsUrl,
+        '--host',
+        this.options.host ?? '127.0.0.1',
+        '--port',
+        String(this.port),
+        ...(this.options.args ?? []),
+      ],
+    };
   }
 
   protected override environment(): NodeJS.ProcessEnv {
-    return { ...process.env, ...(this.options.secret ? { GATEWAY_SECRET: this.options.secret } : {}), ...(this.options.env ?? {}) };
+    return {
+      ...process.env,
+      ...(this.options.secret ? { GATEWAY_SECRET: this.options.secret } : {}),
+      ...(this.options.env ?? {}),
+    };
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,10 @@ let signalsHandled = true;
 export function handleSignals(on: boolean): void {
   signalsHandled = on;
 }
-for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+for (const [signal, code] of [
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+] as const) {
   process.on(signal, () => {
     if (!signalsHandled) return;
     for (const p of running) p.killNow();
@@ -98,8 +101,20 @@ export abstract class ManagedProcess {
     const { file, args: own } = this.command();
     // CPU_PROF_DIR: every Node child writes a V8 CPU profile there when it exits (bench profiling).
     const profDir = process.env.CPU_PROF_DIR;
-    const args = profDir && file === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${this.label}-${process.pid}-${Date.now()}.cpuprofile`, ...own] : own;
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: this.environment(), detached: this.ownProcessGroup() });
+    const args =
+      profDir && file === process.execPath
+        ? [
+            '--cpu-prof',
+            `--cpu-prof-dir=${profDir}`,
+            `--cpu-prof-name=${this.label}-${process.pid}-${Date.now()}.cpuprofile`,
+            ...own,
+          ]
+        : own;
+    const child = spawn(file, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.environment(),
+      detached: this.ownProcessGroup(),
+    });
     this.child = child;
     running.add(this);
     // Readiness is read from this run's output only, never an earlier run's.
@@ -166,10 +181,17 @@ export abstract class ManagedProcess {
   }
 
   /** Resolves with the first whole output line after position `from` that `matches`; rejects after `timeoutMs`. */
-  waitForLine(matches: (line: string) => boolean, from = this.written, timeoutMs = 20_000, what = 'the line'): Promise<string> {
+  waitForLine(
+    matches: (line: string) => boolean,
+    from = this.written,
+    timeoutMs = 20_000,
+    what = 'the line',
+  ): Promise<string> {
     const find = () => {
       const since = this.output.slice(Math.max(0, this.output.length - (this.written - from)));
-      return since.split('\n').find((line, i, lines) => (i < lines.length - 1 || since.endsWith('\n')) && matches(line));
+      return since
+        .split('\n')
+        .find((line, i, lines) => (i < lines.length - 1 || since.endsWith('\n')) && matches(line));
     };
     return this.waiters.until(find, timeoutMs, () => `${this.label}: no ${what} within ${timeoutMs} ms`);
   }
@@ -182,7 +204,9 @@ export abstract class ManagedProcess {
       child.kill(signal);
       return null;
     }
-    const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, sig) => resolve(code ?? sig)));
+    const exited = new Promise<number | string | null>((resolve) =>
+      child.once('exit', (code, sig) => resolve(code ?? sig)),
+    );
     child.kill(signal);
     return exited;
   }

@@ -61,16 +61,26 @@ export class NatsServer extends ManagedProcess {
   /** The shard count the users' permissions cover and `start` provisioned (with `auth`). */
   readonly shards: number;
 
-  private constructor(options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & { storeDir?: string; monitorPort: number; auth?: NatsServerOptions['auth'] }) {
+  private constructor(
+    options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & {
+      storeDir?: string;
+      monitorPort: number;
+      auth?: NatsServerOptions['auth'];
+    },
+  ) {
     super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, 20_000);
     this.name = options.name;
     this.port = options.port;
     this.monitorPort = options.monitorPort;
     this.ownsStoreDir = !options.storeDir;
     this.storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), `nats-${options.name}-`));
-    this.passwords = options.auth === true
-      ? Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<Role, string>
-      : options.auth || null;
+    this.passwords =
+      options.auth === true
+        ? (Object.fromEntries(ROLES.map((role) => [role, randomBytes(18).toString('base64url')])) as Record<
+            Role,
+            string
+          >)
+        : options.auth || null;
     this.shards = options.shards;
     const config: string[] = [];
     if (this.passwords) {
@@ -80,12 +90,17 @@ export class NatsServer extends ManagedProcess {
     }
     this.args = [
       ...config,
-      '-a', '127.0.0.1',
-      '-p', String(this.port),
-      '-m', String(this.monitorPort),
-      '-n', this.name,
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(this.port),
+      '-m',
+      String(this.monitorPort),
+      '-n',
+      this.name,
       '-js',
-      '-sd', this.storeDir,
+      '-sd',
+      this.storeDir,
       ...options.args,
     ];
   }
@@ -115,8 +130,12 @@ export class NatsServer extends ManagedProcess {
     try {
       const report = await provisionCluster(nc, { shardCount: this.shards });
       for (const s of [...report.shards.map((x) => ({ ...x, name: x.stream })), ...report.streams, ...report.buckets]) {
-        if (s.upgraded.length) process.stderr.write(`nats-server ${this.name}: upgraded ${s.name}: ${s.upgraded.join(', ')}\n`);
-        for (const l of s.lacking) process.stderr.write(`nats-server ${this.name}: ${s.name} lacks ${l.setting} (${l.reason}): gateways poll it, live updates up to a second late, until it is recreated\n`);
+        if (s.upgraded.length)
+          process.stderr.write(`nats-server ${this.name}: upgraded ${s.name}: ${s.upgraded.join(', ')}\n`);
+        for (const l of s.lacking)
+          process.stderr.write(
+            `nats-server ${this.name}: ${s.name} lacks ${l.setting} (${l.reason}): gateways poll it, live updates up to a second late, until it is recreated\n`,
+          );
       }
     } finally {
       await nc.close();

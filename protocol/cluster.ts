@@ -18,7 +18,16 @@ export type LeaseValue = { engineId: string; writer: string; renewedAt: number }
  * The roles of a copy of a shard (shard/roles.ts has their edges; drawn in
  * docs/replica.md): `ShardCopyStatus.status`.
  */
-export const COPY_ROLES = ['starting', 'following', 'taking-over', 'serving', 'stepping-down', 'resyncing', 'deposed', 'stopped'] as const;
+export const COPY_ROLES = [
+  'starting',
+  'following',
+  'taking-over',
+  'serving',
+  'stepping-down',
+  'resyncing',
+  'deposed',
+  'stopped',
+] as const;
 export type CopyRole = (typeof COPY_ROLES)[number];
 
 /** A copy's change of role, as the engine logs it (a `role` record; what tests and tools wait for). */
@@ -45,10 +54,34 @@ export type ShardCopyStatus = {
 /** What every process reports: promise rejections nobody handled since it started (bugs; it keeps running). */
 type ProcessHealth = { unhandledRejections?: number };
 
-export type ProcessStatus = ProcessHealth & (
-  | { kind: 'engine'; id: string; role: 'primary' | 'replica'; pid: number; startedAt: number; shards: ShardCopyStatus[]; /** Placement mode: the cluster's shard count; null for a static shard list. */ shardCount: number | null }
-  | { kind: 'audit'; id: string; pid: number; startedAt: number; shards: { shard: number; streamSeq: number; eventSeq: number; eventCount: number; lagMs: number }[] }
-  | { kind: 'gateway'; id: string; pid: number; startedAt: number; listen: string; connections: number; subscriptions: number });
+export type ProcessStatus = ProcessHealth &
+  (
+    | {
+        kind: 'engine';
+        id: string;
+        role: 'primary' | 'replica';
+        pid: number;
+        startedAt: number;
+        shards: ShardCopyStatus[];
+        /** Placement mode: the cluster's shard count; null for a static shard list. */ shardCount: number | null;
+      }
+    | {
+        kind: 'audit';
+        id: string;
+        pid: number;
+        startedAt: number;
+        shards: { shard: number; streamSeq: number; eventSeq: number; eventCount: number; lagMs: number }[];
+      }
+    | {
+        kind: 'gateway';
+        id: string;
+        pid: number;
+        startedAt: number;
+        listen: string;
+        connections: number;
+        subscriptions: number;
+      }
+  );
 
 /** Answers every `auctionctl status` request with this process's report, made when asked. */
 export function answerStatus(nc: NatsConnection, report: () => ProcessStatus): Subscription {
@@ -64,7 +97,8 @@ export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user?: 
   if (env.NATS_USER) return { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? '' };
   if (env.NATS_CREDENTIALS) {
     const parsed = JSON.parse(readFileSync(env.NATS_CREDENTIALS, 'utf8')) as { user?: unknown; password?: unknown };
-    if (typeof parsed?.user !== 'string' || typeof parsed.password !== 'string') throw new Error(`${env.NATS_CREDENTIALS}: expected {"user": "...", "password": "..."}`);
+    if (typeof parsed?.user !== 'string' || typeof parsed.password !== 'string')
+      throw new Error(`${env.NATS_CREDENTIALS}: expected {"user": "...", "password": "..."}`);
     return { user: parsed.user, pass: parsed.password };
   }
   return {};
@@ -75,7 +109,10 @@ export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user?: 
  * `natsCredentials`) and its role's inbox prefix. Without credentials (a
  * server without users) the prefix is harmless and the same code runs.
  */
-export function roleConnectOptions(role: Role, env: NodeJS.ProcessEnv = process.env): { inboxPrefix: string; user?: string; pass?: string } {
+export function roleConnectOptions(
+  role: Role,
+  env: NodeJS.ProcessEnv = process.env,
+): { inboxPrefix: string; user?: string; pass?: string } {
   return { inboxPrefix: inboxPrefix(role), ...natsCredentials(env) };
 }
 

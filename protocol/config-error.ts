@@ -11,7 +11,10 @@ export class ConfigError extends Error {
 /** A shard list such as `0,1,2` or `0-7` (flags of the engine, the audit and auctionctl). */
 export function parseShards(text: string): number[] {
   const shards = new Set<number>();
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const range = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!range) throw new ConfigError(`bad shard list item: ${part}`);
     const from = Number(range[1]);

@@ -13,7 +13,8 @@ export function decodeCursor(cursor: unknown): [number, number] | null | undefin
   if (cursor === undefined || cursor === null || cursor === '') return null;
   try {
     const value = JSON.parse(Buffer.from(String(cursor), 'base64url').toString()) as unknown;
-    if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isSafeInteger(v))) return value as [number, number];
+    if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isSafeInteger(v)))
+      return value as [number, number];
   } catch {
     // Fall through.
   }

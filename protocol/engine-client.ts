@@ -10,12 +10,19 @@ import type { ControlOperations, ErrorReply, ReplyOf, RequestFor } from './opera
  * request: the outcome is unknown, and a retry with the same bidId is safe.
  */
 export class EngineClient {
-  constructor(private readonly nc: NatsConnection, private readonly timeoutMs = 2_000) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly timeoutMs = 2_000,
+  ) {}
 
   /** `admin`: the operators' subject, the only one where close and cancel are taken (NATS admin rights). */
   async send(shard: number, commands: unknown[], admin = false): Promise<CommandResult[]> {
     try {
-      const reply = await this.nc.request(admin ? adminSubjects.engine(shard) : subjects.commands(shard), encode({ commands }), { timeout: this.timeoutMs });
+      const reply = await this.nc.request(
+        admin ? adminSubjects.engine(shard) : subjects.commands(shard),
+        encode({ commands }),
+        { timeout: this.timeoutMs },
+      );
       const body = decode(reply.data) as Partial<CommandReply> & { error?: CommandResult };
       if (body?.error) return commands.map(() => body.error!);
       if (!Array.isArray(body?.results) || body.results.length !== commands.length) {
@@ -38,7 +45,10 @@ export class EngineClient {
   }
 
   /** A control operation of a shard's primary, its reply typed by the op (`{error}` instead when it cannot answer). */
-  query<Op extends keyof ControlOperations>(shard: number, request: RequestFor<ControlOperations, Op>): Promise<ReplyOf<ControlOperations, Op> | ErrorReply> {
+  query<Op extends keyof ControlOperations>(
+    shard: number,
+    request: RequestFor<ControlOperations, Op>,
+  ): Promise<ReplyOf<ControlOperations, Op> | ErrorReply> {
     return this.control<ReplyOf<ControlOperations, Op> | ErrorReply>(shard, request);
   }
 
@@ -48,4 +58,3 @@ export class EngineClient {
     return decode(reply.data) as T;
   }
 }
-

@@ -1,5 +1,12 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { AuthorizationError, NoRespondersError, PermissionViolationError, RequestError, TimeoutError, UserAuthenticationExpiredError } from '@nats-io/transport-node';
+import {
+  AuthorizationError,
+  NoRespondersError,
+  PermissionViolationError,
+  RequestError,
+  TimeoutError,
+  UserAuthenticationExpiredError,
+} from '@nats-io/transport-node';
 
 /**
  * NATS failures every process sorts the same way, by nats.js's error classes

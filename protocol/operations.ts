@@ -1,5 +1,13 @@
 import type { AuctionState } from './commands.js';
-import { commandError, decode, encode, WIRE_LIMITS, type CommandError, type CommandReply, type CommandResult } from './wire.js';
+import {
+  commandError,
+  decode,
+  encode,
+  WIRE_LIMITS,
+  type CommandError,
+  type CommandReply,
+  type CommandResult,
+} from './wire.js';
 import { isId, isUserId } from './ids.js';
 import type { LeaseValue, ShardCopyStatus } from './cluster.js';
 import type { Auction, AuctionPage, BidPage } from './public.js';
@@ -40,7 +48,11 @@ export type ControlOperations = {
   hash: Operation<{ op: 'hash' }, StateHash>;
 };
 
-export type SnapshotReply = { snapshot: { at: number; streamSeq: number; lastSeq: number }; engineId: string; ms: number };
+export type SnapshotReply = {
+  snapshot: { at: number; streamSeq: number; lastSeq: number };
+  engineId: string;
+  ms: number;
+};
 export type StepDownReply = { from: string; to: string; streamSeq: number; lastSeq: number; ms: number };
 
 /**
@@ -141,7 +153,11 @@ export type OperationParsers<Ops extends Operations> = {
  * otherwise answers `invalid_request` (`what` names the subject in the
  * message: "malformed control request", "unknown control op") and returns null.
  */
-export function readOperation<Ops extends Operations>(msg: OperationMessage, parsers: OperationParsers<Ops>, what: string): RequestOf<Ops> | null {
+export function readOperation<Ops extends Operations>(
+  msg: OperationMessage,
+  parsers: OperationParsers<Ops>,
+  what: string,
+): RequestOf<Ops> | null {
   let raw: unknown;
   try {
     raw = decode(msg.data);
@@ -178,7 +194,8 @@ export function answerError(msg: OperationMessage, error: CommandError): void {
 // --- checks the parsers share ---------------------------------------------------------------------
 
 /** An optional field: absent (undefined or null) or valid. */
-const optional = <T>(value: unknown, valid: (v: unknown) => v is T): value is T | undefined | null => value === undefined || value === null || valid(value);
+const optional = <T>(value: unknown, valid: (v: unknown) => v is T): value is T | undefined | null =>
+  value === undefined || value === null || valid(value);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const ENGINE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -189,7 +206,9 @@ export const controlParsers: OperationParsers<ControlOperations> = {
   status: () => ({ op: 'status' }),
   state: (raw) => (isId(raw.auctionId) ? { op: 'state', auctionId: raw.auctionId } : 'auctionId: an auction id'),
   states: (raw) =>
-    Array.isArray(raw.auctionIds) && raw.auctionIds.length <= WIRE_LIMITS.requestCommandsMax && raw.auctionIds.every(isId)
+    Array.isArray(raw.auctionIds) &&
+    raw.auctionIds.length <= WIRE_LIMITS.requestCommandsMax &&
+    raw.auctionIds.every(isId)
       ? { op: 'states', auctionIds: raw.auctionIds as number[] }
       : `auctionIds: an array of at most ${WIRE_LIMITS.requestCommandsMax} ids`,
   hash: () => ({ op: 'hash' }),
@@ -197,7 +216,8 @@ export const controlParsers: OperationParsers<ControlOperations> = {
 
 export const engineAdminParsers: OperationParsers<EngineAdminOperations> = {
   snapshot: () => ({ op: 'snapshot' }),
-  'step-down': (raw) => (isEngineId(raw.to) ? { op: 'step-down', to: raw.to } : 'to: the engine id of a replica of this shard'),
+  'step-down': (raw) =>
+    isEngineId(raw.to) ? { op: 'step-down', to: raw.to } : 'to: the engine id of a replica of this shard',
 };
 
 /**
@@ -208,7 +228,13 @@ export const auditQueryParsers: OperationParsers<AuditQueryOperations> = {
   auction: (raw) => (isId(raw.auctionId) ? { op: 'auction', auctionId: raw.auctionId } : 'auctionId: an auction id'),
   bids: (raw) =>
     isId(raw.auctionId) && optional(raw.viewerId, isCount)
-      ? { op: 'bids', auctionId: raw.auctionId, after: raw.after as number | undefined, limit: raw.limit as number | undefined, viewerId: raw.viewerId ?? undefined }
+      ? {
+          op: 'bids',
+          auctionId: raw.auctionId,
+          after: raw.after as number | undefined,
+          limit: raw.limit as number | undefined,
+          viewerId: raw.viewerId ?? undefined,
+        }
       : 'auctionId: an auction id; viewerId: a user id',
   search: (raw) => ({ ...(raw as Omit<SearchRequest, 'op'>), op: 'search' }),
   position: (raw) => ({ op: 'position', resetLag: raw.resetLag === true }),
@@ -216,12 +242,19 @@ export const auditQueryParsers: OperationParsers<AuditQueryOperations> = {
 
 export const auditAdminParsers: OperationParsers<AuditAdminOperations> = {
   verify: () => ({ op: 'verify' }),
-  events: (raw) => (isId(raw.auctionId) ? { op: 'events', auctionId: raw.auctionId, limit: raw.limit as number | undefined } : 'auctionId: an auction id'),
+  events: (raw) =>
+    isId(raw.auctionId)
+      ? { op: 'events', auctionId: raw.auctionId, limit: raw.limit as number | undefined }
+      : 'auctionId: an auction id',
 };
 
 export const gatewayAdminParsers: OperationParsers<GatewayAdminOperations> = {
   mint: (raw) =>
-    isUserId(raw.userId) && optional(raw.ttlMs, (v): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= MINT_TTL_MAX_MS)
+    isUserId(raw.userId) &&
+    optional(
+      raw.ttlMs,
+      (v): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= MINT_TTL_MAX_MS,
+    )
       ? { op: 'mint', userId: raw.userId, ttlMs: raw.ttlMs ?? undefined }
       : `userId: 1..4294967295; ttlMs: 1..${MINT_TTL_MAX_MS}`,
 };

@@ -1,5 +1,24 @@
 import { kvPrefix } from '@nats-io/kv/internal';
-import { adminSubjects, AUDIT_CONSUMER, auditSubject, HEARTBEAT_SUBJECT, inboxPrefix, LEASE_BUCKET, NOTIFICATION_ACKS_BUCKET, NOTIFICATION_SUBJECTS, NOTIFICATIONS_STREAM, NOTIFIED_SUBJECTS, type Role, ROLES, STATUS_SUBJECT, streamName, subjects, USER_FLAGS_BUCKET, USER_FLAGS_SUBJECTS, USERS_BUCKET } from './names.js';
+import {
+  adminSubjects,
+  AUDIT_CONSUMER,
+  auditSubject,
+  HEARTBEAT_SUBJECT,
+  inboxPrefix,
+  LEASE_BUCKET,
+  NOTIFICATION_ACKS_BUCKET,
+  NOTIFICATION_SUBJECTS,
+  NOTIFICATIONS_STREAM,
+  NOTIFIED_SUBJECTS,
+  type Role,
+  ROLES,
+  STATUS_SUBJECT,
+  streamName,
+  subjects,
+  USER_FLAGS_BUCKET,
+  USER_FLAGS_SUBJECTS,
+  USERS_BUCKET,
+} from './names.js';
 import { SHARDS_MAX } from './ids.js';
 
 /**
@@ -36,7 +55,11 @@ const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 const kvSubjects = (bucket: string) => `$KV.${bucket}.>`;
 
 /** Reading a stream through ordered (pull) consumers: its info, consumers of any name, pulls. No deletes. Not for the gateway. */
-const orderedReads = (stream: string) => [`${API}.STREAM.INFO.${stream}`, `${API}.CONSUMER.CREATE.${stream}.*`, `${API}.CONSUMER.MSG.NEXT.${stream}.*`];
+const orderedReads = (stream: string) => [
+  `${API}.STREAM.INFO.${stream}`,
+  `${API}.CONSUMER.CREATE.${stream}.*`,
+  `${API}.CONSUMER.MSG.NEXT.${stream}.*`,
+];
 
 /**
  * A KV bucket as a service uses it: its info (Kvm.create only reads it when
@@ -60,7 +83,10 @@ const bucketWatch = (bucket: string) => [
 ];
 
 /** Nobody but the audit (and the admin) may create or take over the audit's durable consumer on any stream. */
-const auditConsumerGuard = [`${API}.CONSUMER.CREATE.*.${AUDIT_CONSUMER}`, `${API}.CONSUMER.CREATE.*.${AUDIT_CONSUMER}.>`];
+const auditConsumerGuard = [
+  `${API}.CONSUMER.CREATE.*.${AUDIT_CONSUMER}`,
+  `${API}.CONSUMER.CREATE.*.${AUDIT_CONSUMER}.>`,
+];
 
 /** Replies into the inboxes of the roles this one answers. */
 const answers = (...roles: Role[]) => roles.map((role) => `${inboxPrefix(role)}.>`);
@@ -89,7 +115,8 @@ const ownInbox = (role: Role) => `${inboxPrefix(role)}.>`;
  * prefixes do that job without state in the server.
  */
 export function rolePermissions(shardCount: number): Record<Role, Permissions> {
-  if (!Number.isSafeInteger(shardCount) || shardCount < 1 || shardCount > SHARDS_MAX) throw new Error(`shardCount must be 1..${SHARDS_MAX}, got ${shardCount}`);
+  if (!Number.isSafeInteger(shardCount) || shardCount < 1 || shardCount > SHARDS_MAX)
+    throw new Error(`shardCount must be 1..${SHARDS_MAX}, got ${shardCount}`);
   const shards = Array.from({ length: shardCount }, (_, shard) => shard);
   const perShard = (f: (shard: number) => string[]) => shards.flatMap(f);
   const jsCommon = [`${API}.INFO`]; // jetstreamManager() asks for the account's JetStream info
@@ -109,7 +136,12 @@ export function rolePermissions(shardCount: number): Record<Role, Permissions> {
       },
       subscribe: {
         allow: [
-          ...perShard((s) => [subjects.commands(s), subjects.control(s), subjects.nodeControl(s, '*'), adminSubjects.engine(s)]),
+          ...perShard((s) => [
+            subjects.commands(s),
+            subjects.control(s),
+            subjects.nodeControl(s, '*'),
+            adminSubjects.engine(s),
+          ]),
           HEARTBEAT_SUBJECT,
           STATUS_SUBJECT,
           ownInbox('engine'),
@@ -143,7 +175,13 @@ export function rolePermissions(shardCount: number): Record<Role, Permissions> {
         allow: [
           ...jsCommon,
           // Each shard log: its info (the follower's start and checks) and direct gets by sequence (gaps).
-          ...perShard((s) => [subjects.commands(s), subjects.control(s), auditSubject(s), `${API}.STREAM.INFO.${streamName(s)}`, `${API}.DIRECT.GET.${streamName(s)}`]),
+          ...perShard((s) => [
+            subjects.commands(s),
+            subjects.control(s),
+            auditSubject(s),
+            `${API}.STREAM.INFO.${streamName(s)}`,
+            `${API}.DIRECT.GET.${streamName(s)}`,
+          ]),
           // Discovering the shard streams, and whether an auction's shard exists at all (an id may name
           // a shard beyond the cluster's): names only, no configurations.
           `${API}.STREAM.NAMES`,

@@ -1,4 +1,10 @@
-import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type Republish, type StreamInfo } from '@nats-io/jetstream';
+import {
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type Republish,
+  type StreamInfo,
+} from '@nats-io/jetstream';
 import { isPermissionViolation, isStreamNotFound } from './nats-errors.js';
 import { Kvm, type KV } from '@nats-io/kv';
 import { kvPrefix } from '@nats-io/kv/internal';
@@ -59,7 +65,11 @@ const sameRepublish = (a: Republish | undefined, b: Republish) =>
  * its new messages by direct gets (gateway/stream-follower.ts), so its live
  * updates come up to a second late until the stream is recreated.
  */
-export async function upgradeStream(jsm: JetStreamManager, info: StreamInfo, wanted: FollowSettings): Promise<StreamUpgrade> {
+export async function upgradeStream(
+  jsm: JetStreamManager,
+  info: StreamInfo,
+  wanted: FollowSettings,
+): Promise<StreamUpgrade> {
   const { name } = info.config;
   const needsDirect = !info.config.allow_direct;
   const needsRepublish = wanted.republish !== undefined && !sameRepublish(info.config.republish, wanted.republish);
@@ -84,8 +94,14 @@ export async function upgradeStream(jsm: JetStreamManager, info: StreamInfo, wan
 /** A stream or bucket is missing and this NATS user may not create it. */
 export class NotProvisionedError extends Error {
   readonly code = 'not_provisioned';
-  constructor(readonly what: string, options?: { cause?: unknown }) {
-    super(`${what} does not exist, and this NATS user may not create it: create the cluster's streams and buckets as the admin with \`${PROVISION_COMMAND}\` (make up does it itself)`, options);
+  constructor(
+    readonly what: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${what} does not exist, and this NATS user may not create it: create the cluster's streams and buckets as the admin with \`${PROVISION_COMMAND}\` (make up does it itself)`,
+      options,
+    );
     this.name = 'NotProvisionedError';
   }
 }

@@ -42,7 +42,11 @@ export type CreatedAuction = Omit<Auction, 'startsAt' | 'createdAt'> & { startsA
  * `GET /v1/auctions/:id` just after creation, while the read model does not
  * have the auction yet: the engine's state, with empty text and no starting price.
  */
-export type PendingAuction = Omit<Auction, 'startingPrice' | 'startsAt' | 'createdAt'> & { startingPrice: null; startsAt: number | null; pending: true };
+export type PendingAuction = Omit<Auction, 'startingPrice' | 'startsAt' | 'createdAt'> & {
+  startingPrice: null;
+  startsAt: number | null;
+  pending: true;
+};
 
 /** API.md `auction.state` without its `type`: what changes while an auction runs. */
 export type LiveState = {

@@ -52,7 +52,11 @@ export async function ensureShardStream(
   const stream = streamName(wanted.shard);
   try {
     const info = await jsm.streams.info(stream);
-    return { config: parseDescription(info.config.description, wanted), lastStreamSeq: info.state.last_seq, created: false };
+    return {
+      config: parseDescription(info.config.description, wanted),
+      lastStreamSeq: info.state.last_seq,
+      created: false,
+    };
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
   }
@@ -68,7 +72,11 @@ export async function upgradeShardStream(jsm: JetStreamManager, shard: number): 
 function parseDescription(description: string | undefined, fallback: ShardStreamConfig): ShardStreamConfig {
   try {
     const parsed = JSON.parse(description ?? '') as Partial<ShardStreamConfig>;
-    if (Number.isInteger(parsed.auctionsMax) && Number.isInteger(parsed.idempotencyEntriesMax) && parsed.shard === fallback.shard) {
+    if (
+      Number.isInteger(parsed.auctionsMax) &&
+      Number.isInteger(parsed.idempotencyEntriesMax) &&
+      parsed.shard === fallback.shard
+    ) {
       return parsed as ShardStreamConfig;
     }
   } catch {

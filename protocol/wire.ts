@@ -67,7 +67,11 @@ type Parsed = { command: Command; text?: CommandText } | CommandError;
 
 const isNumber = (v: unknown): v is number => typeof v === 'number';
 
-function optionalText(raw: Record<string, unknown>, field: keyof CommandText, max: number): string | undefined | CommandError {
+function optionalText(
+  raw: Record<string, unknown>,
+  field: keyof CommandText,
+  max: number,
+): string | undefined | CommandError {
   const value = raw[field];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') return commandError('invalid_request', `${field} must be a string`);
@@ -81,7 +85,8 @@ function optionalText(raw: Record<string, unknown>, field: keyof CommandText, ma
  * that such rejections are decided and logged like any other.
  */
 export function parseCommand(raw: unknown): Parsed {
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return commandError('invalid_request', 'a command must be an object');
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+    return commandError('invalid_request', 'a command must be an object');
   const r = raw as Record<string, unknown>;
   const numbers = (...fields: string[]): CommandError | null => {
     for (const f of fields) if (!isNumber(r[f])) return commandError('invalid_request', `${f} must be a number`);
@@ -91,16 +96,29 @@ export function parseCommand(raw: unknown): Parsed {
     case 'bid': {
       const bad = numbers('auctionId', 'bidderId', 'bidId', 'maxBid');
       if (bad) return bad;
-      return { command: { type: 'bid', auctionId: r.auctionId as number, bidderId: r.bidderId as number, bidId: r.bidId as number, maxBid: r.maxBid as number } };
+      return {
+        command: {
+          type: 'bid',
+          auctionId: r.auctionId as number,
+          bidderId: r.bidderId as number,
+          bidId: r.bidId as number,
+          maxBid: r.maxBid as number,
+        },
+      };
     }
     case 'create': {
       const bad = numbers('sellerId', 'startingPrice', 'endsAt');
       if (bad) return bad;
       for (const f of ['reservePrice', 'startsAt', 'softCloseSeconds']) {
-        if (r[f] !== undefined && r[f] !== null && !isNumber(r[f])) return commandError('invalid_request', `${f} must be a number`);
+        if (r[f] !== undefined && r[f] !== null && !isNumber(r[f]))
+          return commandError('invalid_request', `${f} must be a number`);
       }
       const text: CommandText = {};
-      for (const [field, max] of [['title', WIRE_LIMITS.titleCharsMax], ['description', WIRE_LIMITS.descriptionCharsMax], ['imageUrl', WIRE_LIMITS.imageUrlCharsMax]] as const) {
+      for (const [field, max] of [
+        ['title', WIRE_LIMITS.titleCharsMax],
+        ['description', WIRE_LIMITS.descriptionCharsMax],
+        ['imageUrl', WIRE_LIMITS.imageUrlCharsMax],
+      ] as const) {
         const value = optionalText(r, field, max);
         if (typeof value === 'object') return value;
         if (value !== undefined) text[field] = value;
@@ -124,7 +142,10 @@ export function parseCommand(raw: unknown): Parsed {
       if (bad) return bad;
       const reason = optionalText(r, 'reason', WIRE_LIMITS.cancelReasonCharsMax);
       if (typeof reason === 'object') return reason;
-      const command: Command = r.type === 'close' ? { type: 'close', auctionId: r.auctionId as number, force: true } : { type: 'cancel', auctionId: r.auctionId as number };
+      const command: Command =
+        r.type === 'close'
+          ? { type: 'close', auctionId: r.auctionId as number, force: true }
+          : { type: 'cancel', auctionId: r.auctionId as number };
       return reason === undefined ? { command } : { command, text: { reason } };
     }
     default:

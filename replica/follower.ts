@@ -6,9 +6,7 @@ import type { ShardLease } from './lease.js';
 
 /** What a follower reports to its copy's queue; it never changes the copy's role itself. */
 export type FollowerEvent =
-  | { kind: 'lease-expired' }
-  | { kind: 'follower-died'; error: unknown }
-  | { kind: 'fatal'; error: unknown };
+  { kind: 'lease-expired' } | { kind: 'follower-died'; error: unknown } | { kind: 'fatal'; error: unknown };
 
 export type FollowerOptions = { renewMs: number; snapshotEveryEvents: number; verify: boolean };
 
@@ -56,7 +54,9 @@ export class Follower {
     this.watchdog?.();
     this.watchdog = null;
     this.wake?.();
-    await this.consumer?.stop().catch((error: unknown) => this.logger.warn({ err: error }, 'closing the log consumer failed'));
+    await this.consumer
+      ?.stop()
+      .catch((error: unknown) => this.logger.warn({ err: error }, 'closing the log consumer failed'));
     await this.reading;
   }
 
@@ -77,7 +77,8 @@ export class Follower {
           eventsBehindEstimate: Math.round((pending * this.followed.events) / this.followed.messages),
           msBehind: pending === 0 ? 0 : Math.max(0, this.clock.now() - batch.t),
         };
-        if (this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents && !this.state.snapshotWriting) this.state.takeSnapshot();
+        if (this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents && !this.state.snapshotWriting)
+          this.state.takeSnapshot();
       }
       // The consumer ended without an error (closed under us): read again from where we are.
       if (!this.disposed) this.report({ kind: 'follower-died', error: new Error('the log consumer ended') });

@@ -69,7 +69,10 @@ export class ShardLease {
     const value = this.value();
     try {
       const seen = this.lastSeen;
-      this.revision = seen && seen.revision > 0 ? await this.kv.update(this.key, value, seen.revision) : await this.kv.create(this.key, value);
+      this.revision =
+        seen && seen.revision > 0
+          ? await this.kv.update(this.key, value, seen.revision)
+          : await this.kv.create(this.key, value);
       this.lastRenewedAt = this.clock.now();
       return true;
     } catch (error) {
@@ -118,7 +121,9 @@ export class ShardLease {
     if (!this.held) return;
     const revision = this.revision;
     this.revision = 0;
-    await this.kv.delete(this.key, revision).catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
+    await this.kv
+      .delete(this.key, revision)
+      .catch((error: unknown) => this.logger.warn({ err: error }, 'lease release failed'));
   }
 
   /**
@@ -131,7 +136,11 @@ export class ShardLease {
     if (!this.held) throw new Error(`lease ${this.key} is not held`);
     const revision = this.revision;
     this.revision = 0;
-    await this.kv.update(this.key, encode({ engineId, writer: 'hand-over', renewedAt: this.clock.now() } satisfies LeaseValue), revision);
+    await this.kv.update(
+      this.key,
+      encode({ engineId, writer: 'hand-over', renewedAt: this.clock.now() } satisfies LeaseValue),
+      revision,
+    );
   }
 
   /** Forget holding it without touching the key (after a fence or a crash of the role). */
@@ -157,7 +166,11 @@ export class ShardLease {
   }
 
   private value(): Uint8Array {
-    return encode({ engineId: this.me.engineId, writer: this.me.writer, renewedAt: this.clock.now() } satisfies LeaseValue);
+    return encode({
+      engineId: this.me.engineId,
+      writer: this.me.writer,
+      renewedAt: this.clock.now(),
+    } satisfies LeaseValue);
   }
 
   private observe(revision: number, data: Uint8Array | null): void {

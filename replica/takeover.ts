@@ -36,7 +36,14 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
   if (!c.current()) return { fenced: false, why: 'stopped while taking the lease' };
   c.lease.keepRenewing(c.onLeaseLost);
   for (let attempt = 1; ; attempt++) {
-    const fence: LogBatch = { v: 1, shard: c.state.shard, writer: c.writer, t: Math.max(c.clock.now(), c.state.core.lastTimestampMs), events: [], leader: { engineId: c.engineId, writer: c.writer } };
+    const fence: LogBatch = {
+      v: 1,
+      shard: c.state.shard,
+      writer: c.writer,
+      t: Math.max(c.clock.now(), c.state.core.lastTimestampMs),
+      events: [],
+      leader: { engineId: c.engineId, writer: c.writer },
+    };
     try {
       const ack = await c.log.append(encodeLog(fence), c.state.durableStreamSeq, c.writer, c.appendTimeoutMs);
       c.state.durableStreamSeq = ack.seq;

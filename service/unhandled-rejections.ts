@@ -9,12 +9,18 @@ import type { Logger } from 'pino';
  * default: they may leave state half-changed, and crashing loudly is then the
  * safe answer (as TigerBeetle does).
  */
-export function guardUnhandledRejections(logger: Logger, count: () => void = () => undefined): { readonly total: number } {
+export function guardUnhandledRejections(
+  logger: Logger,
+  count: () => void = () => undefined,
+): { readonly total: number } {
   const seen = { total: 0 };
   process.on('unhandledRejection', (reason) => {
     seen.total++;
     count();
-    logger.error({ err: reason, unhandledRejections: seen.total }, 'unhandled promise rejection (a bug: the process keeps running)');
+    logger.error(
+      { err: reason, unhandledRejections: seen.total },
+      'unhandled promise rejection (a bug: the process keeps running)',
+    );
   });
   return seen;
 }

@@ -83,7 +83,9 @@ export class CopyState {
    * nothing changed, when `isCurrent` says the caller's role ended meanwhile.
    */
   async rebuild(mine?: string, isCurrent: () => boolean = () => true): Promise<boolean> {
-    const loaded = this.snapshots.loadNewest(this.config, (file, error) => this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'));
+    const loaded = this.snapshots.loadNewest(this.config, (file, error) =>
+      this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'),
+    );
     let core = loaded?.core ?? new AuctionCore({ shard: this.shard, ...this.config });
     let streamSeq = loaded?.meta.streamSeq ?? 0;
     if (loaded) {
@@ -92,7 +94,10 @@ export class CopyState {
     }
     const last = await this.log.lastStreamSeq();
     if (last < streamSeq) {
-      this.logger.warn({ snapshotStreamSeq: streamSeq, streamLast: last }, 'snapshot is ahead of the stream; replaying from the start');
+      this.logger.warn(
+        { snapshotStreamSeq: streamSeq, streamLast: last },
+        'snapshot is ahead of the stream; replaying from the start',
+      );
       core = new AuctionCore({ shard: this.shard, ...this.config });
       streamSeq = 0;
     }
@@ -123,26 +128,33 @@ export class CopyState {
    * might lack. The image is taken now; the file is written off the event
    * loop, and `done` hears when it is durable (or why not).
    */
-  takeSnapshot(done: (outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number } | { error: Error }) => void = () => {}): void {
+  takeSnapshot(
+    done: (
+      outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number } | { error: Error },
+    ) => void = () => {},
+  ): void {
     const started = this.clock.now();
     const events = this.eventsSinceSnapshot;
     this.eventsSinceSnapshot = 0;
     this.lastSnapshotAt = started;
-    this.snapshotWriting = this.snapshots.save(this.core, this.durableStreamSeq).then(
-      (meta) => {
-        const ms = this.clock.now() - started;
-        this.snapshot = { at: started, ...meta };
-        this.logger.info({ ...meta, ms }, 'snapshot written');
-        done({ snapshot: this.snapshot, ms });
-      },
-      (error: unknown) => {
-        this.eventsSinceSnapshot += events; // due again
-        this.logger.error({ err: error }, 'snapshot failed');
-        done({ error: error as Error });
-      },
-    ).finally(() => {
-      this.snapshotWriting = null;
-    });
+    this.snapshotWriting = this.snapshots
+      .save(this.core, this.durableStreamSeq)
+      .then(
+        (meta) => {
+          const ms = this.clock.now() - started;
+          this.snapshot = { at: started, ...meta };
+          this.logger.info({ ...meta, ms }, 'snapshot written');
+          done({ snapshot: this.snapshot, ms });
+        },
+        (error: unknown) => {
+          this.eventsSinceSnapshot += events; // due again
+          this.logger.error({ err: error }, 'snapshot failed');
+          done({ error: error as Error });
+        },
+      )
+      .finally(() => {
+        this.snapshotWriting = null;
+      });
   }
 
   /** On a clean stop: the newest state on disk, so a restart replays little. */

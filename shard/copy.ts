@@ -9,7 +9,15 @@ import { handOver, stepDownTarget } from '../engine/step-down.js';
 import { commandError, subjects } from '../protocol/index.js';
 import type { ShardCopyStatus } from '../protocol/cluster.js';
 import { CopyState } from './copy-state.js';
-import { DeposedError, type BusPort, type BusRequest, type Clock, type LeaseStorePort, type ShardLogPort, type SnapshotPort } from './ports.js';
+import {
+  DeposedError,
+  type BusPort,
+  type BusRequest,
+  type Clock,
+  type LeaseStorePort,
+  type ShardLogPort,
+  type SnapshotPort,
+} from './ports.js';
 import { answerQuery } from './queries.js';
 import { allowed, LEASED_ROLES, RoleTransitionError, type RoleName } from './roles.js';
 import { type RoleTransition } from '../protocol/cluster.js';
@@ -81,10 +89,19 @@ const QUEUE_MAX = 1_024;
 /** Operators' step-downs waiting at once; more are refused at once. */
 const OPERATOR_EVENTS_QUEUED_MAX = 64;
 
-const LOST_SHARD = { inflight: 'shard changed primary: outcome unknown, retry with the same bidId', pending: 'shard deposed' };
-const RESYNCING = { inflight: 'append failed: outcome unknown, retry with the same bidId', pending: 'engine resyncing' };
+const LOST_SHARD = {
+  inflight: 'shard changed primary: outcome unknown, retry with the same bidId',
+  pending: 'shard deposed',
+};
+const RESYNCING = {
+  inflight: 'append failed: outcome unknown, retry with the same bidId',
+  pending: 'engine resyncing',
+};
 const FENCE_REFUSED = 'append refused by the fence';
-const STOPPING = { inflight: 'engine stopping: outcome unknown, retry with the same bidId', pending: 'engine stopping' };
+const STOPPING = {
+  inflight: 'engine stopping: outcome unknown, retry with the same bidId',
+  pending: 'engine stopping',
+};
 
 /**
  * One copy of a shard in an engine process: primary or hot standby, by its
@@ -125,8 +142,23 @@ export class ShardCopy {
     this.shard = options.shard;
     this.logger = options.logger.child({ shard: options.shard });
     this.verify = options.verify ?? process.env.VERIFY === '1';
-    this.state = new CopyState(options.shard, { auctionsMax: options.auctionsMax, idempotencyEntriesMax: options.idempotencyEntriesMax }, options.log, options.snapshots, options.clock, this.logger);
-    this.lease = new ShardLease(options.lease.store, options.clock, options.shard, { engineId: options.engineId, writer: options.writer }, options.lease.ttlMs, options.lease.renewMs, this.logger);
+    this.state = new CopyState(
+      options.shard,
+      { auctionsMax: options.auctionsMax, idempotencyEntriesMax: options.idempotencyEntriesMax },
+      options.log,
+      options.snapshots,
+      options.clock,
+      this.logger,
+    );
+    this.lease = new ShardLease(
+      options.lease.store,
+      options.clock,
+      options.shard,
+      { engineId: options.engineId, writer: options.writer },
+      options.lease.ttlMs,
+      options.lease.renewMs,
+      this.logger,
+    );
     this.primaryOptions = {
       shard: options.shard,
       writer: options.writer,
@@ -158,11 +190,19 @@ export class ShardCopy {
    * its supervisor starts it again.
    */
   async start(): Promise<void> {
-    const { config } = await this.options.log.ensure({ shard: this.shard, ...this.state.config }, this.options.streamReplicas);
-    Object.assign(this.state.config, { auctionsMax: config.auctionsMax, idempotencyEntriesMax: config.idempotencyEntriesMax });
+    const { config } = await this.options.log.ensure(
+      { shard: this.shard, ...this.state.config },
+      this.options.streamReplicas,
+    );
+    Object.assign(this.state.config, {
+      auctionsMax: config.auctionsMax,
+      idempotencyEntriesMax: config.idempotencyEntriesMax,
+    });
     await this.state.rebuild();
     if (this.role.name !== 'starting') return; // stopped meanwhile
-    this.nodeControl = this.options.bus.serve(subjects.nodeControl(this.shard, this.options.engineId), (msg) => answerQuery(msg, this));
+    this.nodeControl = this.options.bus.serve(subjects.nodeControl(this.shard, this.options.engineId), (msg) =>
+      answerQuery(msg, this),
+    );
     await this.lease.watch();
     if (this.role.name !== 'starting') {
       this.lease.close(); // stopped while the watch opened
@@ -225,7 +265,8 @@ export class ShardCopy {
         const entry = this.queue.shift()!;
         if (!this.current(entry)) {
           // From a role that has ended; an operator still hears why nothing happened.
-          if (entry.event.kind === 'step-down') reply(entry.event.msg, { error: commandError('unavailable', `shard ${this.role.name}`) });
+          if (entry.event.kind === 'step-down')
+            reply(entry.event.msg, { error: commandError('unavailable', `shard ${this.role.name}`) });
           continue;
         }
         try {
@@ -255,7 +296,10 @@ export class ShardCopy {
         this.halt(); // the owner heard at once (post); this stops what is left of the role
         return;
       case 'started':
-        return this.transition(event.lead ? 'taking-over' : 'following', event.lead ? 'lease free at start' : 'started');
+        return this.transition(
+          event.lead ? 'taking-over' : 'following',
+          event.lead ? 'lease free at start' : 'started',
+        );
       case 'lease-expired':
         return this.transition('taking-over', `lease of ${this.lease.holder?.engineId ?? 'nobody'} expired`);
       case 'follower-died':
@@ -267,10 +311,14 @@ export class ShardCopy {
         return this.transition('following', event.why);
       case 'lease-lost':
         if (role === 'taking-over') return this.transition('following', event.why);
-        if (role === 'serving' || role === 'stepping-down' || role === 'resyncing') return this.transition('deposed', event.why);
+        if (role === 'serving' || role === 'stepping-down' || role === 'resyncing')
+          return this.transition('deposed', event.why);
         return;
       case 'append-failed':
-        return this.transition(event.deposed ? 'deposed' : 'resyncing', event.deposed ? FENCE_REFUSED : `append failed: ${(event.error as Error)?.message}`);
+        return this.transition(
+          event.deposed ? 'deposed' : 'resyncing',
+          event.deposed ? FENCE_REFUSED : `append failed: ${(event.error as Error)?.message}`,
+        );
       case 'step-down':
         return this.beginStepDown(event.msg, event.to);
       case 'handed-over':
@@ -303,7 +351,13 @@ export class ShardCopy {
     const key = `${from}->${to}`;
     this.transitions.set(key, (this.transitions.get(key) ?? 0) + 1);
     this.logger.info({ from, to, cause, streamSeq: this.state.durableStreamSeq }, 'role');
-    this.options.onTransition?.({ shard: this.shard, from, to, cause, at: this.options.clock.now() } satisfies RoleTransition);
+    this.options.onTransition?.({
+      shard: this.shard,
+      from,
+      to,
+      cause,
+      at: this.options.clock.now(),
+    } satisfies RoleTransition);
     if (to === 'following' || to === 'serving' || to === 'stopped') {
       this.startSettled?.();
       this.startSettled = null;
@@ -318,11 +372,17 @@ export class ShardCopy {
         return;
       case 'serving':
         if (to === 'stepping-down') return;
-        await old.primary.dispose(to === 'stopped' ? 'finish' : 'abandon', to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING);
+        await old.primary.dispose(
+          to === 'stopped' ? 'finish' : 'abandon',
+          to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING,
+        );
         return;
       case 'stepping-down':
         // End the pipeline first: a drain must not go on deciding after a stop or a lost lease.
-        await old.primary.dispose(to === 'stopped' ? 'finish' : 'abandon', to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING);
+        await old.primary.dispose(
+          to === 'stopped' ? 'finish' : 'abandon',
+          to === 'stopped' ? STOPPING : to === 'deposed' ? LOST_SHARD : RESYNCING,
+        );
         await old.task;
         return;
       case 'taking-over':
@@ -344,38 +404,91 @@ export class ShardCopy {
     else this.lease.drop();
   }
 
-  private async enter(to: RoleName, old: Role, cause: string, operator?: { msg: BusRequest; to: string }): Promise<Role> {
+  private async enter(
+    to: RoleName,
+    old: Role,
+    cause: string,
+    operator?: { msg: BusRequest; to: string },
+  ): Promise<Role> {
     switch (to) {
       case 'starting':
         return { name: 'starting' };
       case 'following': {
-        const follower = new Follower(this.state, this.options.log, this.lease, this.options.clock, this.logger, { renewMs: this.options.lease.renewMs, snapshotEveryEvents: this.primaryOptions.snapshotEveryEvents, verify: this.verify }, this.reporter());
+        const follower = new Follower(
+          this.state,
+          this.options.log,
+          this.lease,
+          this.options.clock,
+          this.logger,
+          {
+            renewMs: this.options.lease.renewMs,
+            snapshotEveryEvents: this.primaryOptions.snapshotEveryEvents,
+            verify: this.verify,
+          },
+          this.reporter(),
+        );
         follower.start(old.name === 'following' ? 200 : 0);
-        this.logger.info({ streamSeq: this.state.durableStreamSeq, holder: this.lease.holder?.engineId }, 'following shard');
+        this.logger.info(
+          { streamSeq: this.state.durableStreamSeq, holder: this.lease.holder?.engineId },
+          'following shard',
+        );
         return { name: 'following', follower };
       }
       case 'taking-over':
         this.takeOverStartedAt = this.options.clock.now();
         return { name: 'taking-over', task: this.runTakeOver(this.epoch) };
       case 'serving': {
-        const primary: Primary = new Primary(this.state, this.options.log, this.options.bus, this.options.clock, this.logger, this.primaryOptions, (event) => this.post(event, null, primary), (msg) => answerQuery(msg, this));
+        const primary: Primary = new Primary(
+          this.state,
+          this.options.log,
+          this.options.bus,
+          this.options.clock,
+          this.logger,
+          this.primaryOptions,
+          (event) => this.post(event, null, primary),
+          (msg) => answerQuery(msg, this),
+        );
         await primary.start();
         const now = this.options.clock.now();
-        if (old.name === 'taking-over') this.logger.warn({ ms: now - this.takeOverStartedAt, previous: this.lease.holder?.engineId }, 'took over the shard');
-        if (old.name === 'resyncing') this.logger.info({ lastSeq: this.state.core.lastSeq, streamSeq: this.state.durableStreamSeq }, 'resynced; serving again');
+        if (old.name === 'taking-over')
+          this.logger.warn(
+            { ms: now - this.takeOverStartedAt, previous: this.lease.holder?.engineId },
+            'took over the shard',
+          );
+        if (old.name === 'resyncing')
+          this.logger.info(
+            { lastSeq: this.state.core.lastSeq, streamSeq: this.state.durableStreamSeq },
+            'resynced; serving again',
+          );
         this.becameLeaderAt = now;
-        this.logger.info({ lastSeq: this.state.core.lastSeq, streamSeq: this.state.durableStreamSeq, auctionsLive: this.state.core.auctionsLive }, 'serving shard');
+        this.logger.info(
+          {
+            lastSeq: this.state.core.lastSeq,
+            streamSeq: this.state.durableStreamSeq,
+            auctionsLive: this.state.core.auctionsLive,
+          },
+          'serving shard',
+        );
         return { name: 'serving', primary };
       }
       case 'stepping-down': {
-        if (old.name !== 'serving' || !operator) throw new RoleTransitionError(old.name, to, 'stepping down needs the pipeline and the operator');
-        return { name: 'stepping-down', primary: old.primary, task: this.runHandOver(this.epoch, old.primary, operator) };
+        if (old.name !== 'serving' || !operator)
+          throw new RoleTransitionError(old.name, to, 'stepping down needs the pipeline and the operator');
+        return {
+          name: 'stepping-down',
+          primary: old.primary,
+          task: this.runHandOver(this.epoch, old.primary, operator),
+        };
       }
       case 'resyncing':
         return { name: 'resyncing', task: this.runRebuild(this.epoch, 'resyncing') };
       case 'deposed':
         // A refused append has said so already, before answering anyone.
-        if (cause !== FENCE_REFUSED) this.logger.error({ streamSeq: this.state.durableStreamSeq, cause }, 'deposed: another writer appended to the shard log; stopped serving it');
+        if (cause !== FENCE_REFUSED)
+          this.logger.error(
+            { streamSeq: this.state.durableStreamSeq, cause },
+            'deposed: another writer appended to the shard log; stopped serving it',
+          );
         return { name: 'deposed', task: this.runRebuild(this.epoch, 'deposed') };
       case 'stopped':
         return { name: 'stopped' };
@@ -421,7 +534,13 @@ export class ShardCopy {
     const report = this.reporter<CopyEvent>();
     for (let attempt = 1; this.epoch === epoch; attempt++) {
       try {
-        if (!(await this.state.rebuild(role === 'resyncing' ? this.options.writer : undefined, () => this.epoch === epoch))) return;
+        if (
+          !(await this.state.rebuild(
+            role === 'resyncing' ? this.options.writer : undefined,
+            () => this.epoch === epoch,
+          ))
+        )
+          return;
         report(role === 'resyncing' ? { kind: 'resynced' } : { kind: 'rebuilt' });
         return;
       } catch (error) {
@@ -441,7 +560,8 @@ export class ShardCopy {
    * are retried by their senders with the same bidId.
    */
   private async beginStepDown(msg: BusRequest, to: string): Promise<void> {
-    const refuse = (code: 'invalid_request' | 'unavailable', message: string) => reply(msg, { error: commandError(code, message) });
+    const refuse = (code: 'invalid_request' | 'unavailable', message: string) =>
+      reply(msg, { error: commandError(code, message) });
     const target = stepDownTarget(to, this.options.engineId);
     if (typeof target !== 'string') return refuse('invalid_request', target.error);
     if (this.role.name !== 'serving') return refuse('unavailable', `shard ${this.role.name}`);
@@ -456,7 +576,13 @@ export class ShardCopy {
       (ms) => {
         // Interrupted before the lease was written (an append failed, a stop, the lease lost): the operator hears it.
         if (ms === null) return refuse('step-down interrupted: the shard is changing roles');
-        const report = { from: this.options.engineId, to: operator.to, streamSeq: this.state.durableStreamSeq, lastSeq: this.state.durableSeq, ms };
+        const report = {
+          from: this.options.engineId,
+          to: operator.to,
+          streamSeq: this.state.durableStreamSeq,
+          lastSeq: this.state.durableSeq,
+          ms,
+        };
         this.logger.warn(report, 'stepped down');
         reply(operator.msg, report);
         this.post({ kind: 'handed-over', to: operator.to, ms }, epoch);
@@ -483,7 +609,10 @@ export class ShardCopy {
   private failLoudly(error: unknown): void {
     if (this.failed) return;
     this.failed = true;
-    this.logger.fatal({ err: error, role: this.role.name }, error instanceof InvariantError ? 'invariant broken; exiting' : 'role transition failed; exiting');
+    this.logger.fatal(
+      { err: error, role: this.role.name },
+      error instanceof InvariantError ? 'invariant broken; exiting' : 'role transition failed; exiting',
+    );
     this.options.onFatal(error);
   }
 

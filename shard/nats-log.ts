@@ -23,7 +23,10 @@ export class ShardLog implements ShardLogPort {
   }
 
   /** Opens the shard's stream (protocol/shard-stream.ts `ensureShardStream`). */
-  ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }> {
+  ensure(
+    wanted: ShardStreamConfig,
+    replicas: number,
+  ): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }> {
     return ensureShardStream(this.jsm, wanted, replicas);
   }
 
@@ -37,17 +40,31 @@ export class ShardLog implements ShardLogPort {
    * so it is unique per append; JetStream answering "duplicate" would mean an
    * earlier append at that position, never a fresh one, and is an error.
    */
-  async append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<PubAck> {
+  async append(
+    bytes: Uint8Array,
+    expectLastStreamSeq: number,
+    writer: string,
+    timeoutMs: number,
+    chainsOnto?: string,
+  ): Promise<PubAck> {
     const msgID = logMsgId(this.shard, expectLastStreamSeq + 1, writer);
-    const expect = chainsOnto === undefined ? { lastSequence: expectLastStreamSeq } : { lastSequence: expectLastStreamSeq, lastMsgID: chainsOnto };
+    const expect =
+      chainsOnto === undefined
+        ? { lastSequence: expectLastStreamSeq }
+        : { lastSequence: expectLastStreamSeq, lastMsgID: chainsOnto };
     let ack: PubAck;
     try {
       ack = await this.js.publish(this.subject, bytes, { expect, msgID, timeout: timeoutMs, retries: 0 });
     } catch (error) {
-      if (isWrongLastSequence(error)) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}${chainsOnto === undefined ? '' : ` (or its last message is not ${chainsOnto})`}`, { cause: error });
+      if (isWrongLastSequence(error))
+        throw new DeposedError(
+          `shard ${this.shard}: stream moved past ${expectLastStreamSeq}${chainsOnto === undefined ? '' : ` (or its last message is not ${chainsOnto})`}`,
+          { cause: error },
+        );
       throw error;
     }
-    if (ack.duplicate) throw new Error(`shard ${this.shard}: append ${msgID} was taken for a duplicate of stream message ${ack.seq}`);
+    if (ack.duplicate)
+      throw new Error(`shard ${this.shard}: append ${msgID} was taken for a duplicate of stream message ${ack.seq}`);
     return ack;
   }
 
@@ -59,19 +76,26 @@ export class ShardLog implements ShardLogPort {
   async follow(afterStreamSeq: number): Promise<LogFollower> {
     const raw = await this.readFrom(afterStreamSeq);
     async function* messages() {
-      for await (const message of raw) yield { streamSeq: message.seq, batch: decodeLog(message.data), pending: message.info.pending };
+      for await (const message of raw)
+        yield { streamSeq: message.seq, batch: decodeLog(message.data), pending: message.info.pending };
     }
     return { messages: messages(), stop: async () => void (await raw.close()) };
   }
 
   /** An ordered consumer delivering the stream from after `afterStreamSeq`. */
   private async readFrom(afterStreamSeq: number) {
-    const consumer = await this.js.consumers.get(this.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: afterStreamSeq + 1 });
+    const consumer = await this.js.consumers.get(this.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: afterStreamSeq + 1,
+    });
     return consumer.consume({ max_messages: 512 });
   }
 
   /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order, with their raw bytes. */
-  async *read(afterStreamSeq: number, toStreamSeq: number): AsyncGenerator<{ streamSeq: number; batch: LogBatch; raw: Uint8Array }> {
+  async *read(
+    afterStreamSeq: number,
+    toStreamSeq: number,
+  ): AsyncGenerator<{ streamSeq: number; batch: LogBatch; raw: Uint8Array }> {
     if (toStreamSeq <= afterStreamSeq) return;
     const messages = await this.readFrom(afterStreamSeq);
     try {

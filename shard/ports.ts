@@ -51,9 +51,18 @@ export const logMsgId = (shard: number, streamSeq: number, writer: string) => `$
  * A fence names no message: it follows whatever the new primary caught up to.
  */
 export interface ShardLogPort {
-  ensure(wanted: ShardStreamConfig, replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }>;
+  ensure(
+    wanted: ShardStreamConfig,
+    replicas: number,
+  ): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }>;
   lastStreamSeq(): Promise<number>;
-  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<{ seq: number }>;
+  append(
+    bytes: Uint8Array,
+    expectLastStreamSeq: number,
+    writer: string,
+    timeoutMs: number,
+    chainsOnto?: string,
+  ): Promise<{ seq: number }>;
   /** Delivers every batch after `afterStreamSeq` as it lands. */
   follow(afterStreamSeq: number): Promise<LogFollower>;
   /** Batches with stream sequence in (afterStreamSeq, toStreamSeq], in order. */
@@ -116,5 +125,8 @@ export type SnapshotMeta = { lastSeq: number; streamSeq: number };
 /** A copy's snapshot files (shard/snapshot-store.ts). `save` takes the image synchronously; one write at a time. */
 export interface SnapshotPort {
   save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta>;
-  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null;
+  loadNewest(
+    config: Omit<CoreConfig, 'shard'>,
+    onSkip: (file: string, error: unknown) => void,
+  ): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null;
 }

@@ -1,5 +1,12 @@
 import { commandError } from '../protocol/index.js';
-import { answer, answerError, controlParsers, readOperation, type ControlOperations, type ReplyOf } from '../protocol/operations.js';
+import {
+  answer,
+  answerError,
+  controlParsers,
+  readOperation,
+  type ControlOperations,
+  type ReplyOf,
+} from '../protocol/operations.js';
 import type { CopyRole, ShardCopyStatus } from '../protocol/cluster.js';
 import type { AuctionCore } from '../engine/core/index.js';
 import type { BusRequest } from './ports.js';
@@ -28,7 +35,10 @@ export function answerQuery(msg: BusRequest, copy: QueriedCopy): void {
       answer(msg, copy.statusReport() satisfies ReplyOf<ControlOperations, 'status'>);
       return;
     case 'state':
-      answer(msg, { auction: core ? core.auctionState(request.auctionId) : null } satisfies ReplyOf<ControlOperations, 'state'>);
+      answer(msg, { auction: core ? core.auctionState(request.auctionId) : null } satisfies ReplyOf<
+        ControlOperations,
+        'state'
+      >);
       return;
     case 'states': {
       const primary = copy.primary;
@@ -37,7 +47,11 @@ export function answerQuery(msg: BusRequest, copy: QueriedCopy): void {
       return;
     }
     case 'hash':
-      answer(msg, { lastSeq: core?.lastSeq ?? 0, durableSeq: copy.copyState.durableSeq, stateHash: copy.stateHash() } satisfies ReplyOf<ControlOperations, 'hash'>);
+      answer(msg, {
+        lastSeq: core?.lastSeq ?? 0,
+        durableSeq: copy.copyState.durableSeq,
+        stateHash: copy.stateHash(),
+      } satisfies ReplyOf<ControlOperations, 'hash'>);
       return;
   }
 }

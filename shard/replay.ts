@@ -7,7 +7,9 @@ export function replayBatch(core: AuctionCore, batch: LogBatch): void {
     if (event.seq <= core.lastSeq) continue; // covered by the snapshot
     const outcome = core.apply(event.command, event.seq, batch.t);
     if (!sameOutcome(outcome, event.outcome)) {
-      throw new InvariantError(`replay diverged at seq ${event.seq}: logged ${JSON.stringify(event.outcome)}, decided ${JSON.stringify(outcome)}`);
+      throw new InvariantError(
+        `replay diverged at seq ${event.seq}: logged ${JSON.stringify(event.outcome)}, decided ${JSON.stringify(outcome)}`,
+      );
     }
   }
 }

@@ -39,7 +39,11 @@ export const LEASED_ROLES: readonly RoleName[] = ['taking-over', 'serving', 'ste
 /** An edge the table does not allow was asked for: a bug in the copy, never a runtime condition. */
 export class RoleTransitionError extends Error {
   readonly code = 'role_transition';
-  constructor(readonly from: RoleName, readonly to: RoleName, cause: string) {
+  constructor(
+    readonly from: RoleName,
+    readonly to: RoleName,
+    cause: string,
+  ) {
     super(`no edge from ${from} to ${to} (${cause})`);
     this.name = 'RoleTransitionError';
   }

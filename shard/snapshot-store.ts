@@ -16,7 +16,10 @@ const FILE = /^snapshot-(\d{16})\.bin$/;
  * files are owner-only.
  */
 export class SnapshotStore implements SnapshotPort {
-  constructor(private readonly dir: string, private readonly keep = 2) {
+  constructor(
+    private readonly dir: string,
+    private readonly keep = 2,
+  ) {
     privateDir(dir); // snapshots hold every bidder's maximum
   }
 
@@ -47,14 +50,21 @@ export class SnapshotStore implements SnapshotPort {
   }
 
   /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */
-  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null {
+  loadNewest(
+    config: Omit<CoreConfig, 'shard'>,
+    onSkip: (file: string, error: unknown) => void,
+  ): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null {
     for (const file of this.files().reverse()) {
       try {
         const path = join(this.dir, file);
         const envelope = decode(readFileSync(path)) as SnapshotMeta & { core: Uint8Array };
         const core = decodeSnapshot(envelope.core, config);
         if (core.lastSeq !== envelope.lastSeq) throw new Error('snapshot metadata disagrees with its state');
-        return { core, meta: { lastSeq: envelope.lastSeq, streamSeq: envelope.streamSeq }, writtenAt: statSync(path).mtimeMs };
+        return {
+          core,
+          meta: { lastSeq: envelope.lastSeq, streamSeq: envelope.streamSeq },
+          writtenAt: statSync(path).mtimeMs,
+        };
       } catch (error) {
         onSkip(file, error);
       }
@@ -63,12 +73,16 @@ export class SnapshotStore implements SnapshotPort {
   }
 
   files(): string[] {
-    return readdirSync(this.dir).filter((f) => FILE.test(f)).sort();
+    return readdirSync(this.dir)
+      .filter((f) => FILE.test(f))
+      .sort();
   }
 
   private async prune(): Promise<void> {
     const files = this.files();
-    for (const file of files.slice(0, Math.max(0, files.length - this.keep))) await rm(join(this.dir, file), { force: true });
-    for (const file of readdirSync(this.dir)) if (file.endsWith('.tmp')) await rm(join(this.dir, file), { force: true });
+    for (const file of files.slice(0, Math.max(0, files.length - this.keep)))
+      await rm(join(this.dir, file), { force: true });
+    for (const file of readdirSync(this.dir))
+      if (file.endsWith('.tmp')) await rm(join(this.dir, file), { force: true });
   }
 }

@@ -16,7 +16,7 @@ t.test('every reason code is documented', async (t) => {
   for (const code of REASON_CODES) t.match(doc, `\`${code}\``, code);
 });
 
-t.test('the documented bid check order is the code\'s', async (t) => {
+t.test("the documented bid check order is the code's", async (t) => {
   const table = doc.slice(doc.indexOf('## Reasons, in the order'), doc.indexOf('## Idempotency'));
   const documented = [...table.matchAll(/^\| \d+ \| `(\w+)` \|/gm)].map((m) => m[1]);
   t.same(documented, BID_CHECK_ORDER);
@@ -25,9 +25,17 @@ t.test('the documented bid check order is the code\'s', async (t) => {
 t.test('every gateway error code is documented with its HTTP status, and in the OpenAPI file', async (t) => {
   const gatewayDoc = readFileSync(new URL('../../docs/gateway.md', import.meta.url), 'utf8');
   const openapi = readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8');
-  const table = [...gatewayDoc.slice(gatewayDoc.indexOf('## Error codes')).matchAll(/^\| `(\w+)` \| (\d+) \|/gm)].map((m) => [m[1], Number(m[2])]);
-  t.same(table, Object.entries(API_ERRORS).map(([code, [status]]) => [code, status]));
-  const enumLine = /code: \{ type: string, enum: \[([^\]]+)\] \}/.exec(openapi)?.[1].split(',').map((s) => s.trim());
+  const table = [...gatewayDoc.slice(gatewayDoc.indexOf('## Error codes')).matchAll(/^\| `(\w+)` \| (\d+) \|/gm)].map(
+    (m) => [m[1], Number(m[2])],
+  );
+  t.same(
+    table,
+    Object.entries(API_ERRORS).map(([code, [status]]) => [code, status]),
+  );
+  const enumLine = /code: \{ type: string, enum: \[([^\]]+)\] \}/
+    .exec(openapi)?.[1]
+    .split(',')
+    .map((s) => s.trim());
   t.same(enumLine, API_ERROR_CODES);
 });
 
@@ -52,7 +60,10 @@ function documentedFlags(markdown: string): Map<string, DocumentedFlag> {
   const flags = new Map<string, DocumentedFlag>();
   for (const line of markdown.split('\n')) {
     if (!line.startsWith('| `--')) continue;
-    const [names, envs, defaults] = line.split('|').slice(1, 4).map((cell) => cell.trim());
+    const [names, envs, defaults] = line
+      .split('|')
+      .slice(1, 4)
+      .map((cell) => cell.trim());
     const rowFlags = [...names.matchAll(/`--([a-z0-9-]+)`/g)].map((m) => m[1]);
     const rowEnvs = [...envs.matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1]);
     const rowDefaults = defaults.split(/,\s+|\s+\/\s+/);
@@ -78,7 +89,11 @@ function comparableDefault(documented: string | undefined): string | undefined {
 function checkFlagTables(t: Test, docs: string[], options: OptionTable): void {
   const documented = new Map<string, DocumentedFlag>();
   for (const name of docs) for (const [flag, row] of documentedFlags(readDoc(name))) documented.set(flag, row);
-  t.same([...documented.keys()].sort(), Object.keys(options).sort(), `${docs.join(' + ')} document exactly the flags the process defines`);
+  t.same(
+    [...documented.keys()].sort(),
+    Object.keys(options).sort(),
+    `${docs.join(' + ')} document exactly the flags the process defines`,
+  );
   for (const [flag, [env, fallback]] of Object.entries(options)) {
     const row = documented.get(flag);
     if (!row) continue;
@@ -88,7 +103,7 @@ function checkFlagTables(t: Test, docs: string[], options: OptionTable): void {
   }
 }
 
-t.test('the flag tables in docs are the processes\' option definitions', async (t) => {
+t.test("the flag tables in docs are the processes' option definitions", async (t) => {
   t.test('engine and replica', async (t) => checkFlagTables(t, ['engine.md', 'replica.md'], ENGINE_OPTIONS));
   t.test('gateway', async (t) => checkFlagTables(t, ['gateway.md'], GATEWAY_OPTIONS));
   t.test('audit', async (t) => checkFlagTables(t, ['audit.md'], AUDIT_OPTIONS));

@@ -28,7 +28,12 @@ export class BidLoad {
   private nextBidId = 0;
   private readonly client: EngineClient;
 
-  constructor(nc: NatsConnection, private readonly shard: number, private readonly auctions: number[], timeoutMs = 1_000) {
+  constructor(
+    nc: NatsConnection,
+    private readonly shard: number,
+    private readonly auctions: number[],
+    timeoutMs = 1_000,
+  ) {
     this.client = new EngineClient(nc, timeoutMs);
   }
 
@@ -52,7 +57,12 @@ export class BidLoad {
   untilAnswered(n: number, timeoutMs = 90_000): Promise<void> {
     const from = this.answered;
     return this.waiters
-      .until(() => (this.answered - from >= n ? true : undefined), timeoutMs, () => `only ${this.answered - from} of ${n} bids answered in ${timeoutMs} ms (unavailable since ${this.outageSince === null ? 'never' : `${Date.now() - this.outageSince} ms`})`)
+      .until(
+        () => (this.answered - from >= n ? true : undefined),
+        timeoutMs,
+        () =>
+          `only ${this.answered - from} of ${n} bids answered in ${timeoutMs} ms (unavailable since ${this.outageSince === null ? 'never' : `${Date.now() - this.outageSince} ms`})`,
+      )
       .then(() => undefined);
   }
 
@@ -60,7 +70,6 @@ export class BidLoad {
     this.answered++;
     this.waiters.wake();
   }
-
 
   /** Bid ids with two different accepted sequence numbers (must be none). */
   acceptedTwice(): string[] {
@@ -71,7 +80,13 @@ export class BidLoad {
     let round = 0;
     while (this.running) {
       round++;
-      const bid = { type: 'bid', auctionId: this.auctions[(w + round) % this.auctions.length], bidderId: 2 + ((w * 31 + round) % 50), bidId: ++this.nextBidId, maxBid: 200 + round * 10 + w };
+      const bid = {
+        type: 'bid',
+        auctionId: this.auctions[(w + round) % this.auctions.length],
+        bidderId: 2 + ((w * 31 + round) % 50),
+        bidId: ++this.nextBidId,
+        maxBid: 200 + round * 10 + w,
+      };
       let result: CommandResult;
       for (;;) {
         const sentAt = Date.now();
@@ -91,14 +106,25 @@ export class BidLoad {
         const key = `${bid.bidderId}/${bid.bidId}`;
         if (!this.acceptedSeqs.has(key)) this.acceptedSeqs.set(key, new Set());
         this.acceptedSeqs.get(key)!.add(seq);
-        this.acked.push({ auctionId: bid.auctionId, bidderId: bid.bidderId, bidId: bid.bidId, maxBid: bid.maxBid, seq });
+        this.acked.push({
+          auctionId: bid.auctionId,
+          bidderId: bid.bidderId,
+          bidId: bid.bidId,
+          maxBid: bid.maxBid,
+          seq,
+        });
       }
     }
   }
 }
 
 /** The whole stream of a shard replayed into a fresh core, plus what it says about bids. */
-export async function replayShard(nc: NatsConnection, shard: number, auctionsMax = 1 << 20, idempotencyEntriesMax = 1 << 20) {
+export async function replayShard(
+  nc: NatsConnection,
+  shard: number,
+  auctionsMax = 1 << 20,
+  idempotencyEntriesMax = 1 << 20,
+) {
   const log = new ShardLog(jetstream(nc), await jetstreamManager(nc), shard);
   const core = new AuctionCore({ shard, auctionsMax, idempotencyEntriesMax });
   const acceptedBids = new Map<string, number[]>();

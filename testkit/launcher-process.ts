@@ -98,9 +98,16 @@ export class LauncherProcess extends ManagedProcess {
   }
 
   protected override environment(): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: this.options.dataDir, PORT: String(this.options.port), HOST: '127.0.0.1', ...(this.options.env ?? {}) };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      DATA_DIR: this.options.dataDir,
+      PORT: String(this.options.port),
+      HOST: '127.0.0.1',
+      ...(this.options.env ?? {}),
+    };
     // The launcher must start its own NATS, with its own users, whatever the test's environment says.
-    for (const name of ['NATS_URL', 'NATS_USER', 'NATS_PASSWORD', 'NATS_CREDENTIALS']) if (!this.options.env?.[name]) delete env[name];
+    for (const name of ['NATS_URL', 'NATS_USER', 'NATS_PASSWORD', 'NATS_CREDENTIALS'])
+      if (!this.options.env?.[name]) delete env[name];
     // Under `make test`, make's own variables would make this a sub-make of it (make[1], its jobserver): a user's make has none.
     for (const name of ['MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'MAKEOVERRIDES']) delete env[name];
     return env;
@@ -169,7 +176,8 @@ export class LauncherProcess extends ManagedProcess {
    */
   interrupt(): Promise<ProcessExit> {
     const pid = this.pid;
-    if (pid === undefined || !this.isRunning || !this.ownProcessGroup()) throw new Error('interrupt() needs a running launcher started via make, in its own process group');
+    if (pid === undefined || !this.isRunning || !this.ownProcessGroup())
+      throw new Error('interrupt() needs a running launcher started via make, in its own process group');
     this.noteDescendants();
     const exited = new Promise<ProcessExit>((resolve) => {
       const forget = this.onExit((exit) => {

@@ -24,11 +24,17 @@ export class NatsProxy {
   /** Messages dropped so far. */
   dropped = 0;
 
-  private constructor(private readonly server: Server, readonly port: number) {}
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
 
   static async start(targetHost: string, targetPort: number): Promise<NatsProxy> {
     const port = await freePort();
-    const proxy: NatsProxy = new NatsProxy(createServer((client) => proxy.accept(client, targetHost, targetPort)), port);
+    const proxy: NatsProxy = new NatsProxy(
+      createServer((client) => proxy.accept(client, targetHost, targetPort)),
+      port,
+    );
     await new Promise<void>((resolve) => proxy.server.listen(port, '127.0.0.1', resolve));
     return proxy;
   }

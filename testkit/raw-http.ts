@@ -10,7 +10,12 @@ export type RawResponse = { status: number; headers: Map<string, string[]>; body
  * response (by its Content-Length) has arrived; `raw` holds everything read,
  * further answers included. `status` 0: the connection closed with no answer.
  */
-export function rawHttp(port: number, request: string | Buffer, timeoutMs = 10_000, untilClose = false): Promise<RawResponse> {
+export function rawHttp(
+  port: number,
+  request: string | Buffer,
+  timeoutMs = 10_000,
+  untilClose = false,
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -25,7 +30,9 @@ export function rawHttp(port: number, request: string | Buffer, timeoutMs = 10_0
     const timer = setTimeout(() => {
       settled = true;
       socket.destroy();
-      reject(new Error(`no complete answer within ${timeoutMs} ms to ${JSON.stringify(String(request).slice(0, 120))}`));
+      reject(
+        new Error(`no complete answer within ${timeoutMs} ms to ${JSON.stringify(String(request).slice(0, 120))}`),
+      );
     }, timeoutMs);
     socket.on('connect', () => socket.write(request));
     socket.on('data', (chunk) => {
@@ -65,7 +72,13 @@ function parse(raw: string): RawResponse {
 /** A request's text: `Connection: close` unless `headers` says otherwise, plus a Content-Length for the body unless `headers` sets one. */
 export function httpRequest(method: string, path: string, headers: [string, string][] = [], body = ''): string {
   const has = (name: string) => headers.some(([k]) => k.toLowerCase() === name);
-  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', ...(has('connection') ? [] : ['Connection: close']), ...headers.map(([k, v]) => `${k}: ${v}`)];
-  if (body && !has('content-length') && !has('transfer-encoding')) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  const lines = [
+    `${method} ${path} HTTP/1.1`,
+    'Host: 127.0.0.1',
+    ...(has('connection') ? [] : ['Connection: close']),
+    ...headers.map(([k, v]) => `${k}: ${v}`),
+  ];
+  if (body && !has('content-length') && !has('transfer-encoding'))
+    lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }

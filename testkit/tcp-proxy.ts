@@ -12,7 +12,10 @@ export class TcpProxy {
   private readonly pairs = new Set<{ client: Socket; server: Socket }>();
   private held = { up: false, down: false };
 
-  private constructor(private readonly server: Server, readonly port: number) {}
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
 
   static async start(targetHost: string, targetPort: number): Promise<TcpProxy> {
     const port = await freePort();

@@ -15,7 +15,10 @@ export class WsClient {
   private nextRid = 1;
   closed: { code: number; reason: string } | null = null;
 
-  private constructor(readonly socket: WebSocket, readonly format: 'json' | 'msgpack') {
+  private constructor(
+    readonly socket: WebSocket,
+    readonly format: 'json' | 'msgpack',
+  ) {
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       this.messages.push((isBinary ? unpack(data) : JSON.parse(data.toString())) as WsMessage);
       this.waiters.wake();
@@ -33,7 +36,9 @@ export class WsClient {
       const client = new WsClient(socket, format);
       socket.once('open', () => resolve(client));
       socket.once('error', reject);
-      socket.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { statusCode: res.statusCode })));
+      socket.once('unexpected-response', (_req, res) =>
+        reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { statusCode: res.statusCode })),
+      );
     });
   }
 
@@ -66,7 +71,6 @@ export class WsClient {
       () => `no matching message in ${timeoutMs} ms; last: ${JSON.stringify(this.messages.slice(-3))}`,
     );
   }
-
 
   /** Resolves when the server closes the socket. */
   waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {

@@ -6,10 +6,16 @@
  * (`--ws-max`, `--sse-max`) and every other bound stay as they are.
  */
 export const LOAD_GATEWAY_FLAGS: readonly string[] = [
-  '--user-commands-per-sec', '1000000',
-  '--connection-messages-per-sec', '1000000',
-  '--address-reads-per-sec', '1000000',
-  '--ws-per-address-max', '100000',
-  '--ws-per-user-max', '100000',
-  '--sse-per-address-max', '20000',
+  '--user-commands-per-sec',
+  '1000000',
+  '--connection-messages-per-sec',
+  '1000000',
+  '--address-reads-per-sec',
+  '1000000',
+  '--ws-per-address-max',
+  '100000',
+  '--ws-per-user-max',
+  '100000',
+  '--sse-per-address-max',
+  '20000',
 ];

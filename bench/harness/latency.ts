@@ -7,7 +7,10 @@ export type PercentilePoint = { percentile: number; ms: number };
 
 /** The percentiles every report shows, and the curve the HTML chart draws. */
 export const REPORTED_PERCENTILES = [50, 90, 99, 99.9, 99.99, 100];
-export const CURVE_PERCENTILES = [0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96.25, 97.5, 98.4375, 99, 99.21875, 99.5, 99.6, 99.7, 99.8, 99.9, 99.95, 99.99, 99.999, 100];
+export const CURVE_PERCENTILES = [
+  0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 92.5, 95, 96.25, 97.5, 98.4375, 99, 99.21875, 99.5, 99.6, 99.7, 99.8,
+  99.9, 99.95, 99.99, 99.999, 100,
+];
 
 /**
  * An HDR histogram of latencies. Open-loop runs record each request from its
@@ -19,7 +22,9 @@ export class Latency {
   readonly h: hdr.Histogram;
 
   constructor(h?: hdr.Histogram) {
-    this.h = h ?? hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_US, numberOfSignificantValueDigits: 3 });
+    this.h =
+      h ??
+      hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_US, numberOfSignificantValueDigits: 3 });
   }
 
   /** A request meant to go out at `intendedAtMs` and answered at `answeredAtMs`. */

@@ -31,9 +31,18 @@ export type BenchRun = {
   setup: Record<string, unknown>;
   scenarios: ScenarioResult[];
   sweep: SweepStep[];
-  baselines: ({ name: string; bidsPerSec: number; p50Ms: number; p99Ms: number; note: string } | { name: string; skipped: string })[];
+  baselines: (
+    { name: string; bidsPerSec: number; p50Ms: number; p99Ms: number; note: string } | { name: string; skipped: string }
+  )[];
   targets: Target[];
-  line: { bidsPerSec: number; p99Ms: number; hotBidsPerSec: number; fanoutP99Ms: number; vsJetstreamPerBid: number | null; vsPostgres: number | null };
+  line: {
+    bidsPerSec: number;
+    p99Ms: number;
+    hotBidsPerSec: number;
+    fanoutP99Ms: number;
+    vsJetstreamPerBid: number | null;
+    vsPostgres: number | null;
+  };
 };
 
 const fmt = (n: number, digits = 2) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(digits));
@@ -42,26 +51,57 @@ const pct = (p: PercentilePoint[], at: number) => p.find((x) => x.percentile ===
 
 function textTable(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
 /** The terminal summary: scenarios, sweep, baselines, targets. */
 export function renderTable(run: BenchRun): string {
   const out: string[] = [];
-  out.push(textTable(['scenario', 'offered/s', 'answered/s', 'accepted/s', 'p50', 'p99', 'p99.9', 'max', 'errors'], run.scenarios.map((s) => [
-    s.name, s.offeredPerSec === null ? '-' : fmt(s.offeredPerSec), fmt(s.answeredPerSec), fmt(s.acceptedPerSec),
-    ms(pct(s.percentiles, 50)), ms(pct(s.percentiles, 99)), ms(pct(s.percentiles, 99.9)), ms(pct(s.percentiles, 100)),
-    String(Object.values(s.errors).reduce((a, b) => a + b, 0)),
-  ])));
+  out.push(
+    textTable(
+      ['scenario', 'offered/s', 'answered/s', 'accepted/s', 'p50', 'p99', 'p99.9', 'max', 'errors'],
+      run.scenarios.map((s) => [
+        s.name,
+        s.offeredPerSec === null ? '-' : fmt(s.offeredPerSec),
+        fmt(s.answeredPerSec),
+        fmt(s.acceptedPerSec),
+        ms(pct(s.percentiles, 50)),
+        ms(pct(s.percentiles, 99)),
+        ms(pct(s.percentiles, 99.9)),
+        ms(pct(s.percentiles, 100)),
+        String(Object.values(s.errors).reduce((a, b) => a + b, 0)),
+      ]),
+    ),
+  );
   if (run.sweep.length) {
     out.push('', 'rate sweep (uniform, p99 <= 5 ms?):');
-    out.push(textTable(['offered/s', 'answered/s', 'p99', 'meets'], run.sweep.map((s) => [fmt(s.offeredPerSec), fmt(s.answeredPerSec), ms(s.p99Ms), s.ok ? 'yes' : 'no'])));
+    out.push(
+      textTable(
+        ['offered/s', 'answered/s', 'p99', 'meets'],
+        run.sweep.map((s) => [fmt(s.offeredPerSec), fmt(s.answeredPerSec), ms(s.p99Ms), s.ok ? 'yes' : 'no']),
+      ),
+    );
   }
   out.push('', 'baselines (same machine, same run):');
-  out.push(textTable(['baseline', 'bids/s', 'p50', 'p99', 'note'], run.baselines.map((b) => ('skipped' in b ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`] : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note]))));
+  out.push(
+    textTable(
+      ['baseline', 'bids/s', 'p50', 'p99', 'note'],
+      run.baselines.map((b) =>
+        'skipped' in b
+          ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`]
+          : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note],
+      ),
+    ),
+  );
   out.push('', 'targets:');
-  out.push(textTable(['target', 'want', 'got', 'met'], run.targets.map((t) => [t.name, t.want, t.got, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO'])));
+  out.push(
+    textTable(
+      ['target', 'want', 'got', 'met'],
+      run.targets.map((t) => [t.name, t.want, t.got, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO']),
+    ),
+  );
   return out.join('\n');
 }
 
@@ -71,8 +111,17 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'
 type Series = { name: string; points: [number, number][] };
 
 /** An inline SVG line chart (no scripts, no external files). */
-export function svgChart(title: string, series: Series[], options: { xLabel: string; yLabel: string; xTicks: [number, string][]; yLog?: boolean }): string {
-  const W = 720, H = 320, L = 64, R = 150, T = 28, B = 44;
+export function svgChart(
+  title: string,
+  series: Series[],
+  options: { xLabel: string; yLabel: string; xTicks: [number, string][]; yLog?: boolean },
+): string {
+  const W = 720,
+    H = 320,
+    L = 64,
+    R = 150,
+    T = 28,
+    B = 44;
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]).filter((y) => !options.yLog || y > 0);
@@ -81,7 +130,9 @@ export function svgChart(title: string, series: Series[], options: { xLabel: str
   const yMinRaw = options.yLog ? Math.max(0.01, Math.min(...ys)) : 0;
   const yMaxRaw = Math.max(...ys, options.yLog ? yMinRaw * 10 : 1);
   const yt = (y: number) => (options.yLog ? Math.log10(Math.max(y, yMinRaw)) : y);
-  const [y0, y1] = options.yLog ? [Math.floor(Math.log10(yMinRaw)), Math.ceil(Math.log10(yMaxRaw))] : [0, yMaxRaw * 1.1];
+  const [y0, y1] = options.yLog
+    ? [Math.floor(Math.log10(yMinRaw)), Math.ceil(Math.log10(yMaxRaw))]
+    : [0, yMaxRaw * 1.1];
   const px = (x: number) => L + ((x - xMin) / (xMax - xMin)) * (W - L - R);
   const py = (y: number) => H - B - ((yt(y) - y0) / (y1 - y0 || 1)) * (H - T - B);
   const yTicks: [number, string][] = options.yLog
@@ -91,13 +142,22 @@ export function svgChart(title: string, series: Series[], options: { xLabel: str
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escape(title)}">`,
     `<text x="${L}" y="18" font-size="14" font-weight="bold">${escape(title)}</text>`,
     `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`,
-    ...options.xTicks.map(([x, label]) => `<line x1="${px(x)}" y1="${T}" x2="${px(x)}" y2="${H - B}" stroke="#eee"/><text x="${px(x)}" y="${H - B + 16}" font-size="11" text-anchor="middle">${escape(label)}</text>`),
-    ...yTicks.map(([y, label]) => `<line x1="${L}" y1="${py(y)}" x2="${W - R}" y2="${py(y)}" stroke="#eee"/><text x="${L - 6}" y="${py(y) + 4}" font-size="11" text-anchor="end">${escape(label)}</text>`),
+    ...options.xTicks.map(
+      ([x, label]) =>
+        `<line x1="${px(x)}" y1="${T}" x2="${px(x)}" y2="${H - B}" stroke="#eee"/><text x="${px(x)}" y="${H - B + 16}" font-size="11" text-anchor="middle">${escape(label)}</text>`,
+    ),
+    ...yTicks.map(
+      ([y, label]) =>
+        `<line x1="${L}" y1="${py(y)}" x2="${W - R}" y2="${py(y)}" stroke="#eee"/><text x="${L - 6}" y="${py(y) + 4}" font-size="11" text-anchor="end">${escape(label)}</text>`,
+    ),
     `<text x="${(L + W - R) / 2}" y="${H - 8}" font-size="12" text-anchor="middle">${escape(options.xLabel)}</text>`,
     `<text x="14" y="${(T + H - B) / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 14 ${(T + H - B) / 2})">${escape(options.yLabel)}</text>`,
     ...series.map((s, i) => {
       const color = COLORS[i % COLORS.length];
-      const d = s.points.filter((p) => !options.yLog || p[1] > 0).map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join('');
+      const d = s.points
+        .filter((p) => !options.yLog || p[1] > 0)
+        .map((p, j) => `${j ? 'L' : 'M'}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`)
+        .join('');
       return `<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/><rect x="${W - R + 10}" y="${T + i * 18}" width="12" height="3" fill="${color}"/><text x="${W - R + 26}" y="${T + i * 18 + 5}" font-size="11">${escape(s.name)}</text>`;
     }),
     '</svg>',
@@ -110,21 +170,56 @@ const nines = (p: number) => Math.log10(1 / (1 - Math.min(p, 99.9999) / 100));
 
 /** A self-contained HTML report: tables plus latency-percentile and throughput-over-time charts. */
 export function renderHtml(run: BenchRun): string {
-  const latencyChart = svgChart('Latency by percentile', run.scenarios.filter((s) => s.curve.length).map((s) => ({ name: s.name, points: s.curve.map((p) => [nines(p.percentile), p.ms] as [number, number]) })), {
-    xLabel: 'percentile', yLabel: 'latency (ms, log)', yLog: true,
-    xTicks: [[0, '0%'], [1, '90%'], [2, '99%'], [3, '99.9%'], [4, '99.99%'], [5, '99.999%']],
-  });
+  const latencyChart = svgChart(
+    'Latency by percentile',
+    run.scenarios
+      .filter((s) => s.curve.length)
+      .map((s) => ({ name: s.name, points: s.curve.map((p) => [nines(p.percentile), p.ms] as [number, number]) })),
+    {
+      xLabel: 'percentile',
+      yLabel: 'latency (ms, log)',
+      yLog: true,
+      xTicks: [
+        [0, '0%'],
+        [1, '90%'],
+        [2, '99%'],
+        [3, '99.9%'],
+        [4, '99.99%'],
+        [5, '99.999%'],
+      ],
+    },
+  );
   const withTimeline = run.scenarios.filter((s) => s.timeline.length);
   const longest = Math.max(1, ...withTimeline.map((s) => s.timeline.length));
-  const throughputChart = svgChart('Answered bids per second over time', withTimeline.map((s) => ({ name: s.name, points: s.timeline.map((n, i) => [(i + 1) * 0.25, n * 4] as [number, number]) })), {
-    xLabel: 'seconds into the measured phase', yLabel: 'bids/s',
-    xTicks: Array.from({ length: Math.ceil(longest / 4) + 1 }, (_, i) => [i, String(i)] as [number, string]),
-  });
-  const sweepChart = run.sweep.length ? svgChart('Rate sweep: p99 by offered rate', [{ name: 'p99', points: run.sweep.map((s) => [s.offeredPerSec, s.p99Ms] as [number, number]) }, { name: '5 ms', points: run.sweep.map((s) => [s.offeredPerSec, 5] as [number, number]) }], {
-    xLabel: 'offered bids/s', yLabel: 'p99 (ms, log)', yLog: true,
-    xTicks: run.sweep.map((s) => [s.offeredPerSec, fmt(s.offeredPerSec)] as [number, string]),
-  }) : '';
-  const table = (headers: string[], rows: string[][]) => `<table><tr>${headers.map((h) => `<th>${escape(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`).join('')}</table>`;
+  const throughputChart = svgChart(
+    'Answered bids per second over time',
+    withTimeline.map((s) => ({
+      name: s.name,
+      points: s.timeline.map((n, i) => [(i + 1) * 0.25, n * 4] as [number, number]),
+    })),
+    {
+      xLabel: 'seconds into the measured phase',
+      yLabel: 'bids/s',
+      xTicks: Array.from({ length: Math.ceil(longest / 4) + 1 }, (_, i) => [i, String(i)] as [number, string]),
+    },
+  );
+  const sweepChart = run.sweep.length
+    ? svgChart(
+        'Rate sweep: p99 by offered rate',
+        [
+          { name: 'p99', points: run.sweep.map((s) => [s.offeredPerSec, s.p99Ms] as [number, number]) },
+          { name: '5 ms', points: run.sweep.map((s) => [s.offeredPerSec, 5] as [number, number]) },
+        ],
+        {
+          xLabel: 'offered bids/s',
+          yLabel: 'p99 (ms, log)',
+          yLog: true,
+          xTicks: run.sweep.map((s) => [s.offeredPerSec, fmt(s.offeredPerSec)] as [number, string]),
+        },
+      )
+    : '';
+  const table = (headers: string[], rows: string[][]) =>
+    `<table><tr>${headers.map((h) => `<th>${escape(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`).join('')}</table>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>make bench ${escape(run.at)}</title>
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.no{color:#b00;font-weight:bold}pre{background:#f6f6f6;padding:8px;overflow:auto}</style>
@@ -133,14 +228,45 @@ export function renderHtml(run: BenchRun): string {
 <p>${escape(run.at)} · commit ${escape(run.commit)}${run.dirty ? ' (with uncommitted changes)' : ''} · Node ${escape(run.node)} · ${escape(run.natsServer)} · ${run.machine.cpus} × ${escape(run.machine.cpuModel)}, ${run.machine.memoryGiB} GiB</p>
 <pre>${escape(JSON.stringify(run.line))}</pre>
 <h2>Targets</h2>
-${table(['target', 'want', 'got', 'met'], run.targets.map((t) => [t.name, t.want, t.got, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO']))}
+${table(
+  ['target', 'want', 'got', 'met'],
+  run.targets.map((t) => [t.name, t.want, t.got, t.met === null ? 'n/a' : t.met ? 'yes' : 'NO']),
+)}
 <h2>Scenarios</h2>
-${table(['scenario', 'offered/s', 'answered/s', 'accepted/s', 'p50', 'p99', 'p99.9', 'max', 'errors', 'notes'], run.scenarios.map((s) => [s.name, s.offeredPerSec === null ? '-' : fmt(s.offeredPerSec), fmt(s.answeredPerSec), fmt(s.acceptedPerSec), ms(pct(s.percentiles, 50)), ms(pct(s.percentiles, 99)), ms(pct(s.percentiles, 99.9)), ms(pct(s.percentiles, 100)), JSON.stringify(s.errors), s.notes.join(' ')]))}
+${table(
+  ['scenario', 'offered/s', 'answered/s', 'accepted/s', 'p50', 'p99', 'p99.9', 'max', 'errors', 'notes'],
+  run.scenarios.map((s) => [
+    s.name,
+    s.offeredPerSec === null ? '-' : fmt(s.offeredPerSec),
+    fmt(s.answeredPerSec),
+    fmt(s.acceptedPerSec),
+    ms(pct(s.percentiles, 50)),
+    ms(pct(s.percentiles, 99)),
+    ms(pct(s.percentiles, 99.9)),
+    ms(pct(s.percentiles, 100)),
+    JSON.stringify(s.errors),
+    s.notes.join(' '),
+  ]),
+)}
 ${latencyChart}
 ${throughputChart}
-${run.sweep.length ? `<h2>Rate sweep</h2>${table(['offered/s', 'answered/s', 'p99', 'p99 <= 5 ms'], run.sweep.map((s) => [fmt(s.offeredPerSec), fmt(s.answeredPerSec), ms(s.p99Ms), s.ok ? 'yes' : 'no']))}${sweepChart}` : ''}
+${
+  run.sweep.length
+    ? `<h2>Rate sweep</h2>${table(
+        ['offered/s', 'answered/s', 'p99', 'p99 <= 5 ms'],
+        run.sweep.map((s) => [fmt(s.offeredPerSec), fmt(s.answeredPerSec), ms(s.p99Ms), s.ok ? 'yes' : 'no']),
+      )}${sweepChart}`
+    : ''
+}
 <h2>Baselines</h2>
-${table(['baseline', 'bids/s', 'p50', 'p99', 'note'], run.baselines.map((b) => ('skipped' in b ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`] : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note])))}
+${table(
+  ['baseline', 'bids/s', 'p50', 'p99', 'note'],
+  run.baselines.map((b) =>
+    'skipped' in b
+      ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`]
+      : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note],
+  ),
+)}
 <h2>Set-up</h2>
 <pre>${escape(JSON.stringify(run.setup, null, 2))}</pre>
 </body></html>

@@ -8,8 +8,13 @@
 export class OpenLoopSchedule {
   private readonly perMs: number;
 
-  constructor(readonly ratePerSec: number, readonly startAt: number, readonly total: number) {
-    if (!(ratePerSec > 0) || !Number.isFinite(ratePerSec)) throw new RangeError(`rate must be a positive number, got ${ratePerSec}`);
+  constructor(
+    readonly ratePerSec: number,
+    readonly startAt: number,
+    readonly total: number,
+  ) {
+    if (!(ratePerSec > 0) || !Number.isFinite(ratePerSec))
+      throw new RangeError(`rate must be a positive number, got ${ratePerSec}`);
     this.perMs = ratePerSec / 1_000;
   }
 
@@ -40,7 +45,11 @@ export type PaceOptions = {
  * Sends every request of the schedule, each as soon as it is due: `send(i,
  * intendedAt)` is called in order. Resolves when all are sent.
  */
-export async function pace(schedule: OpenLoopSchedule, send: (i: number, intendedAt: number) => void, options: PaceOptions = {}): Promise<number> {
+export async function pace(
+  schedule: OpenLoopSchedule,
+  send: (i: number, intendedAt: number) => void,
+  options: PaceOptions = {},
+): Promise<number> {
   const clock = options.clock ?? (() => performance.timeOrigin + performance.now());
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   let sent = 0;

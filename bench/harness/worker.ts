@@ -74,14 +74,23 @@ async function runBids(job: BidJob): Promise<BidResult> {
   const finished = new Promise<void>((resolve) => (done = resolve));
   for (const ws of sockets) {
     ws.on('message', (data: Buffer) => {
-      const m = unpack(data) as { type: string; rid?: number; status?: string; reason?: string; code?: string; message?: string };
+      const m = unpack(data) as {
+        type: string;
+        rid?: number;
+        status?: string;
+        reason?: string;
+        code?: string;
+        message?: string;
+      };
       if (typeof m.rid !== 'number' || (m.type !== 'bid.result' && m.type !== 'error')) return;
       const at = now();
       answered++;
       const intendedAt = intended[m.rid];
       // Throughput counts decided bids (accepted, or rejected by a rule) as they arrive in the
       // window, never `unavailable` or errors; latency, every request meant for the window.
-      const decided = m.status === 'accepted' || (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited');
+      const decided =
+        m.status === 'accepted' ||
+        (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited');
       const slot = Math.floor((at - measureFrom) / SLOT_MS);
       if (decided && slot >= 0 && slot < timeline.length) {
         timeline[slot]++;
@@ -101,7 +110,10 @@ async function runBids(job: BidJob): Promise<BidResult> {
       if (answered === total) done();
     });
   }
-  const progress = setInterval(() => parentPort!.postMessage({ type: 'progress', sent, answered } satisfies Progress), SLOT_MS);
+  const progress = setInterval(
+    () => parentPort!.postMessage({ type: 'progress', sent, answered } satisfies Progress),
+    SLOT_MS,
+  );
   // Each (connection, auction) raises its own maximum, so most bids move the price and are accepted.
   const maxima = new Map<number, number>();
   await pace(schedule, (i, intendedAt) => {
@@ -120,7 +132,20 @@ async function runBids(job: BidJob): Promise<BidResult> {
   const missing = total - answered;
   if (missing > 0) errors.unanswered = missing;
   for (const ws of sockets) ws.terminate();
-  return { type: 'result', latency: latency.encode(), sent, answered, measured, accepted, rejected, errors, errorSamples, timeline, answeredInWindow, measuredMs: job.durationMs };
+  return {
+    type: 'result',
+    latency: latency.encode(),
+    sent,
+    answered,
+    measured,
+    accepted,
+    rejected,
+    errors,
+    errorSamples,
+    timeline,
+    answeredInWindow,
+    measuredMs: job.durationMs,
+  };
 }
 
 const STATE_PREFIX = Buffer.from('{"type":"auction.state"');
@@ -128,7 +153,11 @@ const VERSION_KEY = Buffer.from('"version":');
 
 /** The version of an `auction.state` JSON frame, -1 for any other frame. */
 export function stateVersion(frame: Buffer): number {
-  if (frame.length < STATE_PREFIX.length || frame.compare(STATE_PREFIX, 0, STATE_PREFIX.length, 0, STATE_PREFIX.length) !== 0) return -1;
+  if (
+    frame.length < STATE_PREFIX.length ||
+    frame.compare(STATE_PREFIX, 0, STATE_PREFIX.length, 0, STATE_PREFIX.length) !== 0
+  )
+    return -1;
   let at = frame.indexOf(VERSION_KEY);
   if (at < 0) return -1;
   at += VERSION_KEY.length;
@@ -163,7 +192,9 @@ async function runWatch(job: WatchJob): Promise<WatchResult> {
   }
   parentPort!.postMessage({ type: 'ready' });
   // The bidder's acknowledgements: version -> time. A watcher sees version v (or a later one, conflated) at its first state >= v.
-  const acks = await new Promise<[number, number][]>((resolve) => parentPort!.once('message', (m: { acks: [number, number][] }) => resolve(m.acks)));
+  const acks = await new Promise<[number, number][]>((resolve) =>
+    parentPort!.once('message', (m: { acks: [number, number][] }) => resolve(m.acks)),
+  );
   for (const ws of sockets) ws.terminate();
   const latency = new Latency();
   let missing = 0;
@@ -188,7 +219,8 @@ if (parentPort && workerData) {
   const job = workerData as Job;
   (job.kind === 'bids' ? runBids(job) : runWatch(job)).then(
     (result) => parentPort!.postMessage(result),
-    (error: unknown) => parentPort!.postMessage({ type: 'failed', message: error instanceof Error ? error.stack : String(error) }),
+    (error: unknown) =>
+      parentPort!.postMessage({ type: 'failed', message: error instanceof Error ? error.stack : String(error) }),
   );
 }
 

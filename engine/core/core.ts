@@ -89,7 +89,12 @@ type Records = { bytes: Uint8Array; f64: Float64Array; u32: Uint32Array; u16: Ui
 
 function allocateRecords(slots: number): Records {
   const buffer = new ArrayBuffer(slots * RECORD_BYTES);
-  return { bytes: new Uint8Array(buffer), f64: new Float64Array(buffer), u32: new Uint32Array(buffer), u16: new Uint16Array(buffer) };
+  return {
+    bytes: new Uint8Array(buffer),
+    f64: new Float64Array(buffer),
+    u32: new Uint32Array(buffer),
+    u16: new Uint16Array(buffer),
+  };
 }
 
 /** Snapshot content: everything `stateHash` covers plus the log position. */
@@ -137,7 +142,9 @@ export class AuctionCore {
   constructor(config: CoreConfig) {
     invariant(isShard(config.shard), `shard out of range: ${config.shard}`);
     invariant(
-      Number.isInteger(config.auctionsMax) && config.auctionsMax >= 1 && config.auctionsMax <= LIMITS.auctionsMaxCeiling,
+      Number.isInteger(config.auctionsMax) &&
+        config.auctionsMax >= 1 &&
+        config.auctionsMax <= LIMITS.auctionsMaxCeiling,
       `auctionsMax out of range: ${config.auctionsMax}`,
     );
     this.shard = config.shard;
@@ -172,7 +179,9 @@ export class AuctionCore {
       case 'create':
         return this.create(command, seq, timestampMs);
       case 'bid':
-        return copyBidOutcome(this.placeBid(command.auctionId, command.bidderId, command.bidId, command.maxBid, seq, timestampMs));
+        return copyBidOutcome(
+          this.placeBid(command.auctionId, command.bidderId, command.bidId, command.maxBid, seq, timestampMs),
+        );
       case 'open':
         return this.open(command, seq, timestampMs);
       case 'close':
@@ -298,7 +307,8 @@ export class AuctionCore {
     const slot = this.resolve(command.auctionId);
     const rejected = this.checkLifecycle('cancel', command.auctionId, slot);
     if (rejected) return rejected;
-    if (t < this.rec.f64[slot << 2] || (this.rec.u16[(slot << 4) + FLAGS] & STATUS_MASK) === SCHEDULED) this.rec.f64[slot << 2] = t;
+    if (t < this.rec.f64[slot << 2] || (this.rec.u16[(slot << 4) + FLAGS] & STATUS_MASK) === SCHEDULED)
+      this.rec.f64[slot << 2] = t;
     this.end(slot, CANCELLED);
     return this.lifecycleOutcome('cancel', command.auctionId, slot);
   }
@@ -345,7 +355,8 @@ export class AuctionCore {
     const flags = u16[(slot << 4) + FLAGS];
     const status = flags & STATUS_MASK;
     const reserveMet = (flags & RESERVE_MET) !== 0;
-    const hasWinner = status === CLOSED && u32[(slot << 3) + LEADER_ID] !== 0 && ((flags & HAS_RESERVE) === 0 || reserveMet);
+    const hasWinner =
+      status === CLOSED && u32[(slot << 3) + LEADER_ID] !== 0 && ((flags & HAS_RESERVE) === 0 || reserveMet);
     return {
       auctionId,
       sellerId: u32[(slot << 3) + SELLER_ID],
@@ -378,7 +389,8 @@ export class AuctionCore {
     hash.update(bytesOf(image.scheduledEnds));
     for (const generation of [image.remembered.older, image.remembered.newer]) {
       hash.update(new Float64Array([generation.userId.length]));
-      for (const key of Object.keys(generation).sort() as (keyof IdempotencyEntries)[]) hash.update(bytesOf(generation[key]));
+      for (const key of Object.keys(generation).sort() as (keyof IdempotencyEntries)[])
+        hash.update(bytesOf(generation[key]));
     }
     return hash.digest('hex');
   }
@@ -409,7 +421,9 @@ export class AuctionCore {
    */
   static fromImage(image: CoreImage, config: Omit<CoreConfig, 'shard'>): AuctionCore {
     if (image.auctionsMax !== config.auctionsMax) {
-      throw new InvariantError(`snapshot of shard ${image.shard} was taken with auctionsMax ${image.auctionsMax}, not ${config.auctionsMax}`);
+      throw new InvariantError(
+        `snapshot of shard ${image.shard} was taken with auctionsMax ${image.auctionsMax}, not ${config.auctionsMax}`,
+      );
     }
     const core = new AuctionCore({ ...config, shard: image.shard });
     const count = image.nextNumber - image.firstNumber;
@@ -448,12 +462,18 @@ export class AuctionCore {
       const status = flags & STATUS_MASK;
       invariant(status >= SCHEDULED && status <= CANCELLED, `auction ${number}: bad status ${status}`);
       const leader = u32[(slot << 3) + LEADER_ID];
-      invariant(leader === 0 ? u32[(slot << 3) + LEADER_MAX] === 0 && u32[(slot << 3) + BID_COUNT] === 0 : u32[(slot << 3) + PRICE] <= u32[(slot << 3) + LEADER_MAX],
-        `auction ${number}: price above the leader's maximum`);
-      invariant(this.reserves.has(slot) === ((flags & HAS_RESERVE) !== 0 && (flags & RESERVE_MET) === 0 && status <= OPEN),
-        `auction ${number}: reserve side table out of step`);
+      invariant(
+        leader === 0
+          ? u32[(slot << 3) + LEADER_MAX] === 0 && u32[(slot << 3) + BID_COUNT] === 0
+          : u32[(slot << 3) + PRICE] <= u32[(slot << 3) + LEADER_MAX],
+        `auction ${number}: price above the leader's maximum`,
+      );
+      invariant(
+        this.reserves.has(slot) === ((flags & HAS_RESERVE) !== 0 && (flags & RESERVE_MET) === 0 && status <= OPEN),
+        `auction ${number}: reserve side table out of step`,
+      );
       invariant(this.scheduledEnds.has(slot) === (status === SCHEDULED), `auction ${number}: schedule out of step`);
-      invariant(this.due.has(slot) === (status <= OPEN), `auction ${number}: timer out of step`);
+      invariant(this.due.has(slot) === status <= OPEN, `auction ${number}: timer out of step`);
       if (status <= OPEN) live++;
     }
     invariant(live === this.due.size, 'timers for auctions outside the live window');
@@ -481,7 +501,11 @@ export class AuctionCore {
     if (!Number.isSafeInteger(c.startsAt) || c.startsAt < 0) return 'invalid_request';
     if (!Number.isSafeInteger(c.endsAt) || c.endsAt <= Math.max(c.startsAt, t)) return 'invalid_request';
     if (c.endsAt - t > LIMITS.auctionDurationMsMax) return 'invalid_request';
-    if (!Number.isInteger(c.softCloseSeconds) || c.softCloseSeconds < 0 || c.softCloseSeconds > LIMITS.softCloseSecondsMax) {
+    if (
+      !Number.isInteger(c.softCloseSeconds) ||
+      c.softCloseSeconds < 0 ||
+      c.softCloseSeconds > LIMITS.softCloseSecondsMax
+    ) {
       return 'invalid_request';
     }
     if (this.nextNumber > AUCTION_NUMBER_MAX) return 'shard_full';
@@ -494,7 +518,15 @@ export class AuctionCore {
   }
 
   /** The proxy-bidding rules (docs/engine-core.md#rules-of-bidding), for a bid that passed every other check. */
-  private decideBid(out: BidOutcome, slot: number, bidderId: number, bidId: number, keyHash: number, maxBid: number, t: number): BidOutcome {
+  private decideBid(
+    out: BidOutcome,
+    slot: number,
+    bidderId: number,
+    bidId: number,
+    keyHash: number,
+    maxBid: number,
+    t: number,
+  ): BidOutcome {
     const { f64, u32, u16 } = this.rec;
     const price = u32[(slot << 3) + PRICE];
     const leader = u32[(slot << 3) + LEADER_ID];
@@ -544,7 +576,12 @@ export class AuctionCore {
     out.bidCount = u32[(slot << 3) + BID_COUNT];
     out.version = this.versionOf(slot);
     out.reserveMet = (flags & RESERVE_MET) !== 0;
-    this.remembered.remember(bidderId, bidId, { auctionKey: out.auctionId >>> 0, price: newPrice, endsAt: out.endsAt, leading: out.leading, seq: out.seq }, keyHash);
+    this.remembered.remember(
+      bidderId,
+      bidId,
+      { auctionKey: out.auctionId >>> 0, price: newPrice, endsAt: out.endsAt, leading: out.leading, seq: out.seq },
+      keyHash,
+    );
     return out;
   }
 
@@ -605,7 +642,8 @@ export class AuctionCore {
   private checkLifecycle(type: LifecycleOutcome['type'], auctionId: number, slot: number): LifecycleOutcome | null {
     if (slot === NOT_FOUND) return this.lifecycleOutcome(type, auctionId, slot, 'auction_not_found');
     if (slot === ARCHIVED) return this.lifecycleOutcome(type, auctionId, slot, 'auction_closed');
-    if ((this.rec.u16[(slot << 4) + FLAGS] & STATUS_MASK) > OPEN) return this.lifecycleOutcome(type, auctionId, slot, 'auction_closed');
+    if ((this.rec.u16[(slot << 4) + FLAGS] & STATUS_MASK) > OPEN)
+      return this.lifecycleOutcome(type, auctionId, slot, 'auction_closed');
     return null;
   }
 
@@ -618,7 +656,12 @@ export class AuctionCore {
     this.due.remove(slot);
   }
 
-  private lifecycleOutcome(type: LifecycleOutcome['type'], auctionId: number, slot: number, reason?: Reason): LifecycleOutcome {
+  private lifecycleOutcome(
+    type: LifecycleOutcome['type'],
+    auctionId: number,
+    slot: number,
+    reason?: Reason,
+  ): LifecycleOutcome {
     const outcome: LifecycleOutcome = {
       type,
       status: reason ? 'rejected' : 'accepted',
@@ -693,7 +736,10 @@ export class AuctionCore {
     invariant(pairs.length % 2 === 0, 'side table image has an odd length');
     for (let i = 0; i < pairs.length; i += 2) {
       const number = pairs[i];
-      invariant(number >= this.firstLiveNumber() && number < this.nextNumber, `side table names auction ${number} outside the window`);
+      invariant(
+        number >= this.firstLiveNumber() && number < this.nextNumber,
+        `side table names auction ${number} outside the window`,
+      );
       table.set(this.slotOf(number), pairs[i + 1]);
     }
   }
@@ -727,9 +773,40 @@ function pasteRing(target: TypedArray, start: number, values: TypedArray): void 
  */
 export function copyBidOutcome(o: BidOutcome): BidOutcome {
   if (o.reason === undefined) {
-    return { type: 'bid', status: o.status, auctionId: o.auctionId, bidId: o.bidId, price: o.price, leading: o.leading, leaderId: o.leaderId, outbidUserId: o.outbidUserId, endsAt: o.endsAt, bidCount: o.bidCount, version: o.version, reserveMet: o.reserveMet, duplicate: o.duplicate, seq: o.seq };
+    return {
+      type: 'bid',
+      status: o.status,
+      auctionId: o.auctionId,
+      bidId: o.bidId,
+      price: o.price,
+      leading: o.leading,
+      leaderId: o.leaderId,
+      outbidUserId: o.outbidUserId,
+      endsAt: o.endsAt,
+      bidCount: o.bidCount,
+      version: o.version,
+      reserveMet: o.reserveMet,
+      duplicate: o.duplicate,
+      seq: o.seq,
+    };
   }
-  return { type: 'bid', status: o.status, reason: o.reason, auctionId: o.auctionId, bidId: o.bidId, price: o.price, leading: o.leading, leaderId: o.leaderId, outbidUserId: o.outbidUserId, endsAt: o.endsAt, bidCount: o.bidCount, version: o.version, reserveMet: o.reserveMet, duplicate: o.duplicate, seq: o.seq };
+  return {
+    type: 'bid',
+    status: o.status,
+    reason: o.reason,
+    auctionId: o.auctionId,
+    bidId: o.bidId,
+    price: o.price,
+    leading: o.leading,
+    leaderId: o.leaderId,
+    outbidUserId: o.outbidUserId,
+    endsAt: o.endsAt,
+    bidCount: o.bidCount,
+    version: o.version,
+    reserveMet: o.reserveMet,
+    duplicate: o.duplicate,
+    seq: o.seq,
+  };
 }
 
 function emptyBidOutcome(): BidOutcome {

@@ -59,7 +59,10 @@ export class IdempotencyTable {
 
   /** `capacity` entries in all: two generations of half as many. */
   constructor(capacity: number) {
-    invariant(Number.isInteger(capacity) && capacity >= 2 && capacity <= 1 << 28, `bad idempotency capacity ${capacity}`);
+    invariant(
+      Number.isInteger(capacity) && capacity >= 2 && capacity <= 1 << 28,
+      `bad idempotency capacity ${capacity}`,
+    );
     this.generationSize = capacity >>> 1;
     this.entries = {
       userId: new Uint32Array(capacity),
@@ -96,7 +99,13 @@ export class IdempotencyTable {
 
   read(handle: number): RememberedBid {
     const e = this.entries;
-    return { auctionKey: e.auctionKey[handle], price: e.price[handle], endsAt: e.endsAt[handle], leading: e.leading[handle] === 1, seq: e.seq[handle] };
+    return {
+      auctionKey: e.auctionKey[handle],
+      price: e.price[handle],
+      endsAt: e.endsAt[handle],
+      leading: e.leading[handle] === 1,
+      seq: e.seq[handle],
+    };
   }
 
   /** Remembers a new accepted bid; the caller has checked it is not known yet. */
@@ -127,13 +136,19 @@ export class IdempotencyTable {
   /** Loads an export into an empty table of the same capacity: identical behaviour afterwards. */
   import(image: IdempotencyImage): void {
     invariant(this.size === 0, 'import into a used idempotency table');
-    invariant(image.older.userId.length <= this.generationSize && image.newer.userId.length <= this.generationSize,
-      'remembered bids exceed this table; restore with the shard\'s own idempotency capacity');
+    invariant(
+      image.older.userId.length <= this.generationSize && image.newer.userId.length <= this.generationSize,
+      "remembered bids exceed this table; restore with the shard's own idempotency capacity",
+    );
     for (const part of [image.older, image.newer]) {
       if (part === image.newer && image.older.userId.length > 0) this.rotateTo(this.newer ^ 1);
       for (let i = 0; i < part.userId.length; i++) {
         this.remember(part.userId[i], part.bidId[i], {
-          auctionKey: part.auctionKey[i], price: part.price[i], endsAt: part.endsAt[i], leading: part.leading[i] === 1, seq: part.seq[i],
+          auctionKey: part.auctionKey[i],
+          price: part.price[i],
+          endsAt: part.endsAt[i],
+          leading: part.leading[i] === 1,
+          seq: part.seq[i],
         });
       }
     }
@@ -145,12 +160,18 @@ export class IdempotencyTable {
       const index = this.indexes[generation];
       let used = 0;
       for (let i = 0; i < index.length; i++) if (index[i] !== 0) used++;
-      invariant(used === this.counts[generation], `idempotency generation ${generation}: index ${used}, entries ${this.counts[generation]}`);
+      invariant(
+        used === this.counts[generation],
+        `idempotency generation ${generation}: index ${used}, entries ${this.counts[generation]}`,
+      );
       for (let local = 0; local < this.counts[generation]; local++) {
         const handle = generation * this.generationSize + local;
         const userId = this.entries.userId[handle];
         const bidId = this.entries.bidId[handle];
-        invariant(this.findIn(generation, hashKey(userId, bidId), userId, bidId) === handle, `idempotency entry ${handle} unreachable`);
+        invariant(
+          this.findIn(generation, hashKey(userId, bidId), userId, bidId) === handle,
+          `idempotency entry ${handle} unreachable`,
+        );
       }
     }
   }
@@ -163,7 +184,7 @@ export class IdempotencyTable {
     for (let cell = hash & mask; ; cell = (cell + 1) & mask) {
       const value = index[cell];
       if (value === 0) return -1;
-      if (((value & ~entryMask) >>> 0) !== tag) continue;
+      if ((value & ~entryMask) >>> 0 !== tag) continue;
       const handle = base + (value & entryMask) - 1;
       if (entries.userId[handle] === userId && entries.bidId[handle] === bidId) return handle;
     }

@@ -65,7 +65,13 @@ function untagDeep(value: unknown): unknown {
 
 function tag(array: TypedArray): Tagged {
   const kind =
-    array instanceof Float64Array ? 'f64' : array instanceof Uint32Array ? 'u32' : array instanceof Uint16Array ? 'u16' : 'u8';
+    array instanceof Float64Array
+      ? 'f64'
+      : array instanceof Uint32Array
+        ? 'u32'
+        : array instanceof Uint16Array
+          ? 'u16'
+          : 'u8';
   return { kind, bytes: new Uint8Array(array.buffer, array.byteOffset, array.byteLength) };
 }
 

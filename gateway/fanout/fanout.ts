@@ -14,7 +14,11 @@ import { auctionTopic, userTopic } from './topics.js';
  * and a state is also written to the auction's SSE streams.
  */
 export class Fanout {
-  constructor(private readonly app: TemplatedApp, private readonly sse: SseStreams, private readonly metrics: Metrics) {}
+  constructor(
+    private readonly app: TemplatedApp,
+    private readonly sse: SseStreams,
+    private readonly metrics: Metrics,
+  ) {}
 
   /** New states of watched auctions, once per turn of the event loop: one message per auction and format. */
   publishStates(states: LiveState[]): void {
@@ -35,7 +39,8 @@ export class Fanout {
     const binary = userTopic(userId, 'b');
     let pushed = false;
     if (this.app.numSubscribers(text) > 0) pushed = this.app.publish(text, JSON.stringify(message), false) || pushed;
-    if (this.app.numSubscribers(binary) > 0) pushed = this.app.publish(binary, clientPackr.pack(message), true) || pushed;
+    if (this.app.numSubscribers(binary) > 0)
+      pushed = this.app.publish(binary, clientPackr.pack(message), true) || pushed;
     if (pushed) this.metrics.notificationsPushed.inc();
   }
 }

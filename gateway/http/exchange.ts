@@ -47,14 +47,18 @@ export class Exchange {
   }
 
   json(status: number, body: unknown, headers: Record<string, string> = {}): void {
-    this.send(status, body === undefined ? '' : JSON.stringify(body), { 'Content-Type': 'application/json', ...headers });
+    this.send(status, body === undefined ? '' : JSON.stringify(body), {
+      'Content-Type': 'application/json',
+      ...headers,
+    });
   }
 
   /** An error answer; an unexpected one says only that it happened, with the request id its log line carries. */
   error(error: ApiError, closeConnection = false): void {
-    const body = error.code === 'internal'
-      ? { code: error.code, message: `${error.message} (request id ${this.requestId})`, requestId: this.requestId }
-      : { code: error.code, message: error.message };
+    const body =
+      error.code === 'internal'
+        ? { code: error.code, message: `${error.message} (request id ${this.requestId})`, requestId: this.requestId }
+        : { code: error.code, message: error.message };
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
     if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(error.retryAfterSeconds);
     this.send(error.status, JSON.stringify({ error: body }), headers, closeConnection);
@@ -79,9 +83,20 @@ export class Exchange {
 }
 
 const STATUS_LINES: Record<number, string> = {
-  200: '200 OK', 201: '201 Created', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type',
-  429: '429 Too Many Requests', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  415: '415 Unsupported Media Type',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
 };
 
 /**
@@ -147,7 +162,11 @@ export function bearer(req: HttpRequest): string {
 }
 
 /** Runs an async handler and turns what it throws into an error answer. */
-export function answer(ex: Exchange, work: () => Promise<void>, onUnexpected: (error: unknown, requestId: string) => void): void {
+export function answer(
+  ex: Exchange,
+  work: () => Promise<void>,
+  onUnexpected: (error: unknown, requestId: string) => void,
+): void {
   work().catch((error: unknown) => {
     const apiError = asApiError(error);
     if (apiError.code === 'internal') onUnexpected(error, ex.requestId);

@@ -40,16 +40,26 @@ export function mountFallbacks(app: TemplatedApp, guards: Guards): void {
 
 type Unexpected = (error: unknown, requestId: string) => void;
 
-function serve(ctx: HttpContext, route: HandlerRoute, res: HttpResponse, req: HttpRequest, unexpected: Unexpected): void {
+function serve(
+  ctx: HttpContext,
+  route: HandlerRoute,
+  res: HttpResponse,
+  req: HttpRequest,
+  unexpected: Unexpected,
+): void {
   const ex = new Exchange(res);
   if (ctx.guards.refuseFraming(ex, req)) return;
   // The handler starts synchronously (uWS's `req` is valid only now); all it throws becomes the answer.
-  answer(ex, async () => {
-    if (route.method === 'get') ctx.guards.limitReads(ex.address, route.readCost ? route.readCost(ctx) : 1);
-    const token = route.auth === 'none' ? '' : bearer(req);
-    const query = route.query ? queryOf(req) : undefined;
-    const body = route.body ? readJson(ex, req, ctx.config.bodyBytesMax) : undefined;
-    const userId = route.auth === 'user' ? ctx.tokens.verify(token) : 0;
-    await route.handler(ctx, { ex, req, token, userId, query, body });
-  }, unexpected);
+  answer(
+    ex,
+    async () => {
+      if (route.method === 'get') ctx.guards.limitReads(ex.address, route.readCost ? route.readCost(ctx) : 1);
+      const token = route.auth === 'none' ? '' : bearer(req);
+      const query = route.query ? queryOf(req) : undefined;
+      const body = route.body ? readJson(ex, req, ctx.config.bodyBytesMax) : undefined;
+      const userId = route.auth === 'user' ? ctx.tokens.verify(token) : 0;
+      await route.handler(ctx, { ex, req, token, userId, query, body });
+    },
+    unexpected,
+  );
 }

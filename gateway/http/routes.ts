@@ -81,7 +81,14 @@ export const HTTP_ROUTES: readonly HttpRoute[] = [
   { method: 'post', path: '/v1/sessions', auth: 'none', body: true, handler: signIn },
   { method: 'post', path: '/v1/auctions', auth: 'user', body: true, handler: createAuction },
   // A search asks every shard's read model: it costs as many reads.
-  { method: 'get', path: '/v1/auctions', auth: 'none', query: true, readCost: (ctx) => Math.max(1, ctx.live.knownShards().length), handler: search },
+  {
+    method: 'get',
+    path: '/v1/auctions',
+    auth: 'none',
+    query: true,
+    readCost: (ctx) => Math.max(1, ctx.live.knownShards().length),
+    handler: search,
+  },
   { method: 'get', path: '/v1/auctions/:id', auth: 'none', handler: auctionDetails },
   { method: 'post', path: '/v1/auctions/:id/bids', auth: 'user', body: true, handler: bid },
   { method: 'get', path: '/v1/auctions/:id/bids', auth: 'optional', handler: bidHistory },
@@ -106,7 +113,9 @@ async function signIn(ctx: HttpContext, { ex, body }: HttpCall): Promise<void> {
   const fields = v.object(await body);
   const username = v.string(fields, 'username', { min: 1, max: 32 });
   const password = v.string(fields, 'password', { min: 1, max: PASSWORD_LIMITS.max });
-  const userId = ctx.tokens.checkEnabled(await ctx.guards.hashingFor(ex.address, () => ctx.users.authenticate(username, password)));
+  const userId = ctx.tokens.checkEnabled(
+    await ctx.guards.hashingFor(ex.address, () => ctx.users.authenticate(username, password)),
+  );
   ex.json(200, { ...ctx.tokens.mint(userId), userId });
 }
 
@@ -123,12 +132,15 @@ async function search(ctx: HttpContext, { ex, query }: HttpCall): Promise<void> 
 /** The search of a query string (`?q=&status=&sellerId=&sort=&limit=&cursor=`). */
 function searchRequest(query: URLSearchParams): SearchRequest {
   const sort = query.get('sort') ?? 'ending_soon';
-  if (!Object.hasOwn(SORT_FIELDS, sort)) throw new ApiError('invalid_request', 'sort must be ending_soon, newest or price');
+  if (!Object.hasOwn(SORT_FIELDS, sort))
+    throw new ApiError('invalid_request', 'sort must be ending_soon, newest or price');
   const limit = v.optionalCountParam(query.get('limit') ?? '', 'limit', 100) ?? 20;
   if (limit === 0) throw new ApiError('invalid_request', 'limit must be 1 to 100');
   const sellerParam = query.get('sellerId');
   return {
-    op: 'search', sort: sort as SearchRequest['sort'], limit,
+    op: 'search',
+    sort: sort as SearchRequest['sort'],
+    limit,
     q: query.get('q') ?? undefined,
     status: query.get('status') ?? undefined,
     sellerId: sellerParam === null ? undefined : v.idParam(sellerParam, 'sellerId'),
@@ -172,7 +184,12 @@ async function acknowledgeNotifications(ctx: HttpContext, { ex, body, userId }: 
 
 function health(ctx: HttpContext, { ex }: HttpCall): Promise<void> {
   const nats = !ctx.nc.isClosed() && ctx.nc.info !== undefined;
-  ex.json(nats ? 200 : 503, { status: nats ? 'ok' : 'degraded', nats, shards: ctx.live.positions(), connections: ctx.connections() });
+  ex.json(nats ? 200 : 503, {
+    status: nats ? 'ok' : 'degraded',
+    nats,
+    shards: ctx.live.positions(),
+    connections: ctx.connections(),
+  });
   return Promise.resolve();
 }
 

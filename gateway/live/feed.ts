@@ -2,7 +2,13 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  shardOfAuction, WIRE_LIMITS, type AuctionState, type BidOutcome, type EngineClient, type LifecycleOutcome, type LogBatch,
+  shardOfAuction,
+  WIRE_LIMITS,
+  type AuctionState,
+  type BidOutcome,
+  type EngineClient,
+  type LifecycleOutcome,
+  type LogBatch,
 } from '../../protocol/index.js';
 import type { Auction, LiveState } from '../../protocol/public.js';
 import { ApiError } from '../errors.js';
@@ -62,7 +68,10 @@ export class LiveFeed {
     this.engineStates = new EngineStates(o.engines);
     this.audit = new AuditClient(o.nc, o.queryTimeoutMs ?? 2_000);
     this.shards = new ShardStreams({
-      nc: o.nc, jsm: o.jsm, logger: o.logger, missTtlMs: o.missTtlMs ?? 1_000,
+      nc: o.nc,
+      jsm: o.jsm,
+      logger: o.logger,
+      missTtlMs: o.missTtlMs ?? 1_000,
       onBatch: (batch) => this.onBatch(batch),
       onReset: (shard) => this.refetchShard(shard),
     });
@@ -129,7 +138,8 @@ export class LiveFeed {
     let entry = this.entries.get(auctionId);
     if (!entry) {
       if (this.missingAuctions.has(auctionId)) return null;
-      if (this.entries.size >= this.watchedMax) throw new ApiError('unavailable', 'this gateway watches too many auctions');
+      if (this.entries.size >= this.watchedMax)
+        throw new ApiError('unavailable', 'this gateway watches too many auctions');
       const created: Entry = { state: null, watchers: 0, early: [], ready: Promise.resolve(null) };
       created.ready = this.fetchInto(auctionId, created);
       this.entries.set(auctionId, created);
@@ -228,7 +238,10 @@ export class LiveFeed {
         try {
           states = await this.engineStates.many(shard, batch);
         } catch (error) {
-          this.o.logger.warn({ err: error, shard, auctions: batch.length }, 'cannot read watched auctions again after a reset; they catch up with their next change');
+          this.o.logger.warn(
+            { err: error, shard, auctions: batch.length },
+            'cannot read watched auctions again after a reset; they catch up with their next change',
+          );
           continue;
         }
         for (const [k, auctionId] of batch.entries()) {
@@ -245,7 +258,9 @@ export class LiveFeed {
           }
         }
       }
-    })().catch((error: unknown) => this.o.logger.error({ err: error, shard }, 'reading watched auctions again after a reset failed'));
+    })().catch((error: unknown) =>
+      this.o.logger.error({ err: error, shard }, 'reading watched auctions again after a reset failed'),
+    );
   }
 
   // --- the hot path: batches of the log ------------------------------------------------

@@ -47,7 +47,11 @@ export class ShardStreams {
   /** Follows every shard stream that exists now, and any created later. */
   async start(): Promise<void> {
     await this.discover();
-    this.discoverTimer = setInterval(() => void this.discover().catch((error: unknown) => this.o.logger.warn({ err: error }, 'stream discovery failed')), DISCOVER_EVERY_MS);
+    this.discoverTimer = setInterval(
+      () =>
+        void this.discover().catch((error: unknown) => this.o.logger.warn({ err: error }, 'stream discovery failed')),
+      DISCOVER_EVERY_MS,
+    );
   }
 
   async stop(): Promise<void> {
@@ -73,7 +77,9 @@ export class ShardStreams {
 
   /** Per followed shard, the last stream message applied. */
   positions(): Record<number, number> {
-    return Object.fromEntries([...this.shards].flatMap(([shard, s]) => (s.follower ? [[shard, s.follower.lastSeq]] : [])));
+    return Object.fromEntries(
+      [...this.shards].flatMap(([shard, s]) => (s.follower ? [[shard, s.follower.lastSeq]] : [])),
+    );
   }
 
   /**
@@ -111,7 +117,9 @@ export class ShardStreams {
       const shard = shardOfStream(name);
       if (shard === null) continue;
       this.missingShards.forget(shard);
-      this.startFollowing(shard).catch((error: unknown) => this.o.logger.warn({ err: error, shard }, 'cannot follow a discovered shard yet'));
+      this.startFollowing(shard).catch((error: unknown) =>
+        this.o.logger.warn({ err: error, shard }, 'cannot follow a discovered shard yet'),
+      );
     }
   }
 

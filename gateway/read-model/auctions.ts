@@ -43,13 +43,23 @@ export class AuctionReads {
   }
 
   /** A page of an auction's bid history (`viewerId`'s own maxima included); ApiError `not_found` for no such auction. */
-  async bids(auctionId: number, page: { after: number | undefined; limit: number | undefined; viewerId: number }): Promise<BidPage> {
+  async bids(
+    auctionId: number,
+    page: { after: number | undefined; limit: number | undefined; viewerId: number },
+  ): Promise<BidPage> {
     const shard = shardOfAuction(auctionId);
-    if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard))) throw new ApiError('not_found', `no auction ${auctionId}`);
+    if (this.d.live.knownMissing(auctionId) || !(await this.d.live.hasShard(shard)))
+      throw new ApiError('not_found', `no auction ${auctionId}`);
     // The read model lags the engine: an auction it does not have yet is not known to be missing.
     const exists = await this.d.audit.query(shard, { op: 'auction', auctionId });
     if (!exists.auction) throw new ApiError('not_found', `no auction ${auctionId}`);
-    return this.d.audit.query(shard, { op: 'bids', auctionId, after: page.after, limit: page.limit, viewerId: page.viewerId });
+    return this.d.audit.query(shard, {
+      op: 'bids',
+      auctionId,
+      after: page.after,
+      limit: page.limit,
+      viewerId: page.viewerId,
+    });
   }
 
   /** A search scattered over every shard's read model, merged by the same (sort value, id) order each shard used. */
@@ -57,10 +67,12 @@ export class AuctionReads {
     const field = SORT_FIELDS[request.sort];
     const pages = await Promise.all(this.d.live.knownShards().map((shard) => this.d.audit.query(shard, request)));
     const descending = request.sort === 'newest';
-    const merged = pages.flatMap((p) => p.auctions).sort((a, b) => {
-      const byValue = a[field] - b[field] || a.id - b.id;
-      return descending ? -byValue : byValue;
-    });
+    const merged = pages
+      .flatMap((p) => p.auctions)
+      .sort((a, b) => {
+        const byValue = a[field] - b[field] || a.id - b.id;
+        return descending ? -byValue : byValue;
+      });
     const page = merged.slice(0, request.limit);
     const last = page[page.length - 1];
     return { auctions: page, next: merged.length > request.limit && last ? encodeCursor(last[field], last.id) : null };

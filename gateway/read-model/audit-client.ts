@@ -11,7 +11,10 @@ const AUDIT_TIMEOUT_MS = 2_000;
 
 /** Requests to a shard's read model (`auditSubject(shard)`, answered by its audit process from SQLite). */
 export class AuditClient {
-  constructor(private readonly nc: NatsConnection, private readonly timeoutMs = AUDIT_TIMEOUT_MS) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly timeoutMs = AUDIT_TIMEOUT_MS,
+  ) {}
 
   /** The read model's answer as it came (its reply, or `{error}`); rejects when it does not answer. */
   async ask<R extends AuditRequest>(shard: number, request: R): Promise<AuditReply<R> | ErrorReply> {

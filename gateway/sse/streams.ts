@@ -34,7 +34,9 @@ export class SseStreams {
     let resumeFrom: number;
     try {
       auctionId = v.idParam(req.getParameter(0), 'auction id');
-      resumeFrom = resumeVersion(req.getHeader('last-event-id') || new URLSearchParams(req.getQuery() ?? '').get('lastEventId') || '');
+      resumeFrom = resumeVersion(
+        req.getHeader('last-event-id') || new URLSearchParams(req.getQuery() ?? '').get('lastEventId') || '',
+      );
       this.d.guards.limitReads(ex.address, 1);
       this.d.guards.connections.openStream(ex.address);
     } catch (error) {
@@ -50,28 +52,31 @@ export class SseStreams {
     };
     ex.whenAborted(release);
     const stream: SseStream = { ex, lastVersion: resumeFrom, congested: false };
-    this.d.live.watch(auctionId).then((state) => {
-      if (!state) {
+    this.d.live.watch(auctionId).then(
+      (state) => {
+        if (!state) {
+          release();
+          ex.error(new ApiError('not_found', `no auction ${auctionId}`));
+          return;
+        }
+        if (ex.aborted) {
+          this.d.live.unwatch(auctionId);
+          return;
+        }
+        this.add(auctionId, stream);
+        ex.done = true;
+        ex.res.cork(() => {
+          ex.writeHead(200, SSE_CONFIG.headers);
+          ex.res.write(`retry: ${SSE_CONFIG.retryMs}\n\n`);
+        });
+        // Resuming with the latest version already seen: nothing to send until it changes.
+        this.write(stream, this.d.live.current(auctionId) ?? state);
+      },
+      (error: unknown) => {
         release();
-        ex.error(new ApiError('not_found', `no auction ${auctionId}`));
-        return;
-      }
-      if (ex.aborted) {
-        this.d.live.unwatch(auctionId);
-        return;
-      }
-      this.add(auctionId, stream);
-      ex.done = true;
-      ex.res.cork(() => {
-        ex.writeHead(200, SSE_CONFIG.headers);
-        ex.res.write(`retry: ${SSE_CONFIG.retryMs}\n\n`);
-      });
-      // Resuming with the latest version already seen: nothing to send until it changes.
-      this.write(stream, this.d.live.current(auctionId) ?? state);
-    }, (error: unknown) => {
-      release();
-      ex.error(asApiError(error));
-    });
+        ex.error(asApiError(error));
+      },
+    );
   }
 
   /** A new state of a watched auction, to each of its streams. */
@@ -126,7 +131,8 @@ export class SseStreams {
 
   private keepAlive(): void {
     for (const streams of this.byAuction.values()) {
-      for (const s of streams) if (!s.ex.aborted && !s.congested) s.ex.res.cork(() => s.ex.res.write(': keep-alive\n\n'));
+      for (const s of streams)
+        if (!s.ex.aborted && !s.congested) s.ex.res.cork(() => s.ex.res.write(': keep-alive\n\n'));
     }
   }
 }

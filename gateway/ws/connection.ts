@@ -46,5 +46,11 @@ export type WsDeps = {
 /** How the message handlers answer on a connection (WsSessions). */
 export interface FrameSender {
   sendTo(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void;
-  sendError(ws: WebSocket<Connection>, format: Format, rid: Rid, error: ApiError, extra?: Record<string, unknown>): void;
+  sendError(
+    ws: WebSocket<Connection>,
+    format: Format,
+    rid: Rid,
+    error: ApiError,
+    extra?: Record<string, unknown>,
+  ): void;
 }

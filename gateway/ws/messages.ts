@@ -13,14 +13,18 @@ import type { Connection, FrameSender, WsDeps } from './connection.js';
  * handler throws is answered as an `error` by the session.
  */
 export class WsMessages {
-  constructor(private readonly d: WsDeps, private readonly out: FrameSender) {}
+  constructor(
+    private readonly d: WsDeps,
+    private readonly out: FrameSender,
+  ) {}
 
   async handle(ws: WebSocket<Connection>, format: Format, m: v.Fields, rid: Rid): Promise<void> {
     const c = ws.getUserData();
     switch (m.type) {
       case 'auth': {
         const userId = this.d.tokens.verify(m.token);
-        if (c.userId && c.userId !== userId) throw new ApiError('forbidden', 'this connection is signed in as another user');
+        if (c.userId && c.userId !== userId)
+          throw new ApiError('forbidden', 'this connection is signed in as another user');
         if (!c.userId || c.format !== format) {
           if (!c.userId) this.d.guards.connections.signIn(userId);
           c.userId = userId;

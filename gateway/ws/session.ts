@@ -41,7 +41,8 @@ export class WsSessions implements FrameSender {
   /** An operator disabled this user: end their connections (their tokens are refused from now on). */
   endUserSessions(userId: number): void {
     // Called from the disabled-users watch, outside any uWS callback: corked.
-    for (const ws of [...this.sockets]) if (ws.getUserData().userId === userId) ws.cork(() => ws.end(1008, 'user disabled'));
+    for (const ws of [...this.sockets])
+      if (ws.getUserData().userId === userId) ws.cork(() => ws.end(1008, 'user disabled'));
   }
 
   close(): void {
@@ -67,7 +68,13 @@ export class WsSessions implements FrameSender {
     }
   }
 
-  sendError(ws: WebSocket<Connection>, format: Format, rid: Rid, error: ApiError, extra?: Record<string, unknown>): void {
+  sendError(
+    ws: WebSocket<Connection>,
+    format: Format,
+    rid: Rid,
+    error: ApiError,
+    extra?: Record<string, unknown>,
+  ): void {
     this.d.metrics.errors.inc({ code: error.code });
     this.sendTo(ws, format, errorFrame(rid, error.code, error.message, extra));
   }
@@ -98,8 +105,15 @@ export class WsSessions implements FrameSender {
     }
     const perSec = this.d.config.connectionMessagesPerSec;
     const connection: Connection = {
-      userId, address: ex.address, backlog: null, subs: new Map(), joining: 0, format: query.get('format') === 'msgpack' ? 'b' : 't',
-      bucket: new TokenBucket(perSec, perSec * 2, Date.now()), closed: false, behind: false,
+      userId,
+      address: ex.address,
+      backlog: null,
+      subs: new Map(),
+      joining: 0,
+      format: query.get('format') === 'msgpack' ? 'b' : 't',
+      bucket: new TokenBucket(perSec, perSec * 2, Date.now()),
+      closed: false,
+      behind: false,
     };
     // A socket uWS upgraded is opened (onOpen) right after this handler returns, and onClose then
     // releases what was counted above. An upgrade that throws (the client left) never opens: it is
@@ -163,15 +177,36 @@ export class WsSessions implements FrameSender {
     }
     let message: v.Fields;
     try {
-      const raw: unknown = isBinary ? clientUnpackr.unpack(new Uint8Array(data)) : JSON.parse(Buffer.from(data).toString('utf8'));
+      const raw: unknown = isBinary
+        ? clientUnpackr.unpack(new Uint8Array(data))
+        : JSON.parse(Buffer.from(data).toString('utf8'));
       message = v.object(raw, 'a message');
     } catch (error) {
-      this.sendError(ws, format, undefined, error instanceof ApiError ? error : new ApiError('invalid_request', isBinary ? 'the frame is not valid msgpack' : 'the frame is not valid JSON'));
+      this.sendError(
+        ws,
+        format,
+        undefined,
+        error instanceof ApiError
+          ? error
+          : new ApiError(
+              'invalid_request',
+              isBinary ? 'the frame is not valid msgpack' : 'the frame is not valid JSON',
+            ),
+      );
       return;
     }
     const rid = message.rid;
-    if (rid !== undefined && !(typeof rid === 'number' && Number.isFinite(rid)) && !(typeof rid === 'string' && rid.length <= RID_CHARS_MAX)) {
-      this.sendError(ws, format, undefined, new ApiError('invalid_request', `rid must be a number or a string of at most ${RID_CHARS_MAX} characters`));
+    if (
+      rid !== undefined &&
+      !(typeof rid === 'number' && Number.isFinite(rid)) &&
+      !(typeof rid === 'string' && rid.length <= RID_CHARS_MAX)
+    ) {
+      this.sendError(
+        ws,
+        format,
+        undefined,
+        new ApiError('invalid_request', `rid must be a number or a string of at most ${RID_CHARS_MAX} characters`),
+      );
       return;
     }
     this.messages.handle(ws, format, message, rid).catch((error: unknown) => {
@@ -183,7 +218,9 @@ export class WsSessions implements FrameSender {
       // The client learns only that it happened, and the id of the log line that says what.
       const requestId = nextRequestId();
       this.d.logger.error({ err: error, requestId }, 'unexpected error');
-      this.sendError(ws, format, rid, new ApiError('internal', `${apiError.message} (request id ${requestId})`), { requestId });
+      this.sendError(ws, format, rid, new ApiError('internal', `${apiError.message} (request id ${requestId})`), {
+        requestId,
+      });
     });
   }
 }

@@ -23,14 +23,24 @@ const query = async <T>(nc: NatsConnection, request: Record<string, unknown>): P
 /** Waits until the audit has applied the whole stream (position is a query; there is no push). */
 async function caughtUp(nc: NatsConnection): Promise<void> {
   const { core } = await replayShard(nc, 0);
-  await eventually(async () => {
-    const position = await query<{ eventSeq: number }>(nc, { op: 'position' });
-    if (position.eventSeq !== core.lastSeq) throw new Error(`audit at ${position.eventSeq}, stream at ${core.lastSeq}`);
-  }, { timeoutMs: 10_000, intervalMs: 20 });
+  await eventually(
+    async () => {
+      const position = await query<{ eventSeq: number }>(nc, { op: 'position' });
+      if (position.eventSeq !== core.lastSeq)
+        throw new Error(`audit at ${position.eventSeq}, stream at ${core.lastSeq}`);
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
 }
 
 async function create(client: EngineClient, fields: Record<string, unknown>): Promise<number> {
-  const r = (await client.sendOne(0, { type: 'create', sellerId: 1, startingPrice: 100, endsAt: Date.now() + 3_600_000, ...fields })) as CreateOutcome;
+  const r = (await client.sendOne(0, {
+    type: 'create',
+    sellerId: 1,
+    startingPrice: 100,
+    endsAt: Date.now() + 3_600_000,
+    ...fields,
+  })) as CreateOutcome;
   if (r.status !== 'accepted') throw new Error(JSON.stringify(r));
   return r.auctionId;
 }
@@ -54,11 +64,20 @@ t.test('SIGKILL the audit repeatedly while bids stream in: no gaps, no duplicate
   const db = new Database(shardFile(audit.dataDir, 0), { readonly: true });
   t.teardown(() => db.close());
   const { core } = await replayShard(nc, 0);
-  const seqs = db.prepare('SELECT seq FROM bids UNION ALL SELECT seq FROM lifecycle WHERE seq > 0 ORDER BY seq').pluck().all() as number[];
+  const seqs = db
+    .prepare('SELECT seq FROM bids UNION ALL SELECT seq FROM lifecycle WHERE seq > 0 ORDER BY seq')
+    .pluck()
+    .all() as number[];
   t.equal(seqs.length, core.lastSeq, `every one of ${core.lastSeq} events is in the file once`);
-  t.ok(seqs.every((seq, i) => seq === i + 1), 'no gaps and no duplicates: sequence numbers 1..N');
+  t.ok(
+    seqs.every((seq, i) => seq === i + 1),
+    'no gaps and no duplicates: sequence numbers 1..N',
+  );
   t.equal(db.pragma('integrity_check', { simple: true }), 'ok');
-  const bidCount = db.prepare("SELECT COUNT(*) FROM bids WHERE status = 'accepted' AND duplicate = 0").pluck().get() as number;
+  const bidCount = db
+    .prepare("SELECT COUNT(*) FROM bids WHERE status = 'accepted' AND duplicate = 0")
+    .pluck()
+    .get() as number;
   t.ok(bidCount >= load.acked.length, 'every acknowledged bid is recorded');
   const verify = await audit.verify();
   t.equal(verify.code, 0, `audit verify passes: ${verify.output.trim()}`);
@@ -78,7 +97,10 @@ t.test('a corrupted row makes audit verify fail and name it', async (t) => {
   db.close();
   const verify = await audit.verify();
   t.equal(verify.code, 1, 'verify exits non-zero');
-  t.match(verify.output, `bids seq ${target.seq}: price_after is ${target.price + 1} in the file, ${target.price} from the stream`);
+  t.match(
+    verify.output,
+    `bids seq ${target.seq}: price_after is ${target.price + 1} in the file, ${target.price} from the stream`,
+  );
 });
 
 t.test('bid history pages completely and in order; a maximum is shown only to its bidder', async (t) => {
@@ -97,39 +119,92 @@ t.test('bid history pages completely and in order; a maximum is shown only to it
     t.ok(pages < 5, 'paging ends');
   }
   t.equal(seen.length, 25, 'every bid once');
-  t.ok(seen.every((b, i) => i === 0 || b.seq > seen[i - 1].seq), 'ordered by sequence');
-  t.ok(seen.filter((b) => b.bidderId === 3).every((b) => typeof b.maxBid === 'number'), 'the viewer sees their own maxima');
-  t.ok(seen.filter((b) => b.bidderId !== 3).every((b) => b.maxBid === undefined), 'and nobody else\'s');
-  t.match(await query(nc, { op: 'bids', auctionId, limit: 1000 }), { error: { code: 'invalid_request' } }, 'limits are enforced');
+  t.ok(
+    seen.every((b, i) => i === 0 || b.seq > seen[i - 1].seq),
+    'ordered by sequence',
+  );
+  t.ok(
+    seen.filter((b) => b.bidderId === 3).every((b) => typeof b.maxBid === 'number'),
+    'the viewer sees their own maxima',
+  );
+  t.ok(
+    seen.filter((b) => b.bidderId !== 3).every((b) => b.maxBid === undefined),
+    "and nobody else's",
+  );
+  t.match(
+    await query(nc, { op: 'bids', auctionId, limit: 1000 }),
+    { error: { code: 'invalid_request' } },
+    'limits are enforced',
+  );
 });
 
 t.test('search: words in title and description, status and seller filters, three sorts, cursor paging', async (t) => {
   const { nc, client } = await setUp(t);
   const now = Date.now();
   const ids = {
-    bike: await create(client, { title: 'Red bicycle', description: 'vintage steel frame', endsAt: now + 50_000, startingPrice: 900, sellerId: 7 }),
-    lamp: await create(client, { title: 'Desk lamp', description: 'brass, works with any bicycle dynamo', endsAt: now + 10_000, startingPrice: 300 }),
-    chair: await create(client, { title: 'Oak chair', description: 'solid oak', endsAt: now + 30_000, startingPrice: 500, sellerId: 7 }),
-    clock: await create(client, { title: 'Wall clock', description: 'quartz', endsAt: now + 20_000, startingPrice: 100 }),
+    bike: await create(client, {
+      title: 'Red bicycle',
+      description: 'vintage steel frame',
+      endsAt: now + 50_000,
+      startingPrice: 900,
+      sellerId: 7,
+    }),
+    lamp: await create(client, {
+      title: 'Desk lamp',
+      description: 'brass, works with any bicycle dynamo',
+      endsAt: now + 10_000,
+      startingPrice: 300,
+    }),
+    chair: await create(client, {
+      title: 'Oak chair',
+      description: 'solid oak',
+      endsAt: now + 30_000,
+      startingPrice: 500,
+      sellerId: 7,
+    }),
+    clock: await create(client, {
+      title: 'Wall clock',
+      description: 'quartz',
+      endsAt: now + 20_000,
+      startingPrice: 100,
+    }),
   };
   await client.sendOne(0, { type: 'close', auctionId: ids.clock }, true);
   await caughtUp(nc);
   type Result = { auctions: { id: number }[]; next: string | null };
-  const search = async (q: Record<string, unknown>) => (await query<Result>(nc, { op: 'search', ...q })).auctions.map((a) => a.id);
+  const search = async (q: Record<string, unknown>) =>
+    (await query<Result>(nc, { op: 'search', ...q })).auctions.map((a) => a.id);
 
-  t.same(await search({ q: 'bicycle', sort: 'ending_soon' }), [ids.lamp, ids.bike], 'a word in the title or the description');
+  t.same(
+    await search({ q: 'bicycle', sort: 'ending_soon' }),
+    [ids.lamp, ids.bike],
+    'a word in the title or the description',
+  );
   t.same(await search({ q: 'bicy' }), [ids.lamp, ids.bike], 'the last word matches as a prefix');
   t.same(await search({ q: 'vintage steel' }), [ids.bike], 'every word must match');
   t.same(await search({ q: '"); DROP TABLE auctions; --' }), [], 'punctuation is only a separator');
   t.same(await search({ status: 'closed' }), [ids.clock], 'status filter');
   t.same(await search({ sellerId: 7, sort: 'price' }), [ids.chair, ids.bike], 'seller filter, price ascending');
-  t.same(await search({ sort: 'ending_soon' }), [ids.clock, ids.lamp, ids.chair, ids.bike], 'ending soon first (the closed clock ended now)');
-  t.same(await search({ sort: 'newest' }), [ids.clock, ids.chair, ids.lamp, ids.bike].sort((a, b) => b - a), 'newest first');
+  t.same(
+    await search({ sort: 'ending_soon' }),
+    [ids.clock, ids.lamp, ids.chair, ids.bike],
+    'ending soon first (the closed clock ended now)',
+  );
+  t.same(
+    await search({ sort: 'newest' }),
+    [ids.clock, ids.chair, ids.lamp, ids.bike].sort((a, b) => b - a),
+    'newest first',
+  );
 
   const paged: number[] = [];
   let cursor: string | null = null;
   do {
-    const page: Result = await query<Result>(nc, { op: 'search', sort: 'price', limit: 1, ...(cursor ? { cursor } : {}) });
+    const page: Result = await query<Result>(nc, {
+      op: 'search',
+      sort: 'price',
+      limit: 1,
+      ...(cursor ? { cursor } : {}),
+    });
     paged.push(...page.auctions.map((a) => a.id));
     cursor = page.next;
   } while (cursor);

@@ -27,7 +27,10 @@ t.test('latency is measured from the intended send time: a stall shows in every 
     clock = Math.max(done, sent + 1);
     sent = clock;
   }
-  t.ok(closedLoop.ms(99) <= 1.01, `timed from the actual send, p99 looks like ${closedLoop.ms(99)} ms: the stall hides in one sample`);
+  t.ok(
+    closedLoop.ms(99) <= 1.01,
+    `timed from the actual send, p99 looks like ${closedLoop.ms(99)} ms: the stall hides in one sample`,
+  );
 
   const copy = Latency.decode(openLoop.encode());
   t.equal(copy.count, openLoop.count, 'a histogram crosses threads intact');
@@ -36,57 +39,139 @@ t.test('latency is measured from the intended send time: a stall shows in every 
   t.equal(copy.count, 20_000, 'histograms of several workers add up');
 });
 
-t.test('the open-loop schedule keeps its rate, and a late sender catches up without shifting intended times', async (t) => {
-  const s = new OpenLoopSchedule(2_000, 1_000, 10_000);
-  t.equal(s.dueBy(999), 0, 'nothing before the start');
-  t.equal(s.dueBy(1_000), 1, 'the first at the start');
-  t.equal(s.dueBy(1_999.9), 2_000, '2,000 in the first second');
-  t.equal(s.dueBy(60_000), 10_000, 'never more than the total');
-  t.equal(s.intendedAt(1), 1_000.5, 'spaced 1/rate apart');
-  t.throws(() => new OpenLoopSchedule(0, 0, 1), RangeError);
-  t.throws(() => new OpenLoopSchedule(Number.NaN, 0, 1), RangeError);
+t.test(
+  'the open-loop schedule keeps its rate, and a late sender catches up without shifting intended times',
+  async (t) => {
+    const s = new OpenLoopSchedule(2_000, 1_000, 10_000);
+    t.equal(s.dueBy(999), 0, 'nothing before the start');
+    t.equal(s.dueBy(1_000), 1, 'the first at the start');
+    t.equal(s.dueBy(1_999.9), 2_000, '2,000 in the first second');
+    t.equal(s.dueBy(60_000), 10_000, 'never more than the total');
+    t.equal(s.intendedAt(1), 1_000.5, 'spaced 1/rate apart');
+    t.throws(() => new OpenLoopSchedule(0, 0, 1), RangeError);
+    t.throws(() => new OpenLoopSchedule(Number.NaN, 0, 1), RangeError);
 
-  // A simulated clock: the sender sleeps as asked, except once, when it is 200 ms late.
-  let clock = 0;
-  let sleeps = 0;
-  const sends: [number, number, number][] = [];
-  const schedule = new OpenLoopSchedule(1_000, 0, 3_000);
-  const count = await pace(schedule, (i, intendedAt) => sends.push([i, intendedAt, clock]), {
-    clock: () => clock,
-    sleep: async (ms) => {
-      sleeps++;
-      clock += sleeps === 500 ? 200 : Math.max(ms, 0.25);
-    },
-  });
-  t.equal(count, 3_000, 'every request is sent');
-  t.same(sends.map((x) => x[0]), Array.from({ length: 3_000 }, (_, i) => i), 'in order');
-  t.ok(sends.every(([i, intendedAt]) => intendedAt === i), 'each keeps its intended time (1 ms apart at 1,000/s)');
-  const lateness = sends.map(([, intendedAt, sentAt]) => sentAt - intendedAt);
-  const worst = Math.max(...lateness);
-  t.ok(worst >= 195 && worst <= 205, `the first request due in the 200 ms stall went ${worst} ms late`);
-  const late = lateness.filter((ms) => ms > 50).length;
-  t.ok(late >= 140 && late <= 160, `the requests due in the stall went out in a burst after it, none skipped (${late} more than 50 ms late)`);
-  const perSecond = [0, 1, 2].map((second) => sends.filter(([, , sentAt]) => sentAt >= second * 1_000 && sentAt < (second + 1) * 1_000).length);
-  t.ok(perSecond.every((n) => Math.abs(n - 1_000) <= 5), `about 1,000 sent in each simulated second: ${perSecond.join(', ')}`);
+    // A simulated clock: the sender sleeps as asked, except once, when it is 200 ms late.
+    let clock = 0;
+    let sleeps = 0;
+    const sends: [number, number, number][] = [];
+    const schedule = new OpenLoopSchedule(1_000, 0, 3_000);
+    const count = await pace(schedule, (i, intendedAt) => sends.push([i, intendedAt, clock]), {
+      clock: () => clock,
+      sleep: async (ms) => {
+        sleeps++;
+        clock += sleeps === 500 ? 200 : Math.max(ms, 0.25);
+      },
+    });
+    t.equal(count, 3_000, 'every request is sent');
+    t.same(
+      sends.map((x) => x[0]),
+      Array.from({ length: 3_000 }, (_, i) => i),
+      'in order',
+    );
+    t.ok(
+      sends.every(([i, intendedAt]) => intendedAt === i),
+      'each keeps its intended time (1 ms apart at 1,000/s)',
+    );
+    const lateness = sends.map(([, intendedAt, sentAt]) => sentAt - intendedAt);
+    const worst = Math.max(...lateness);
+    t.ok(worst >= 195 && worst <= 205, `the first request due in the 200 ms stall went ${worst} ms late`);
+    const late = lateness.filter((ms) => ms > 50).length;
+    t.ok(
+      late >= 140 && late <= 160,
+      `the requests due in the stall went out in a burst after it, none skipped (${late} more than 50 ms late)`,
+    );
+    const perSecond = [0, 1, 2].map(
+      (second) => sends.filter(([, , sentAt]) => sentAt >= second * 1_000 && sentAt < (second + 1) * 1_000).length,
+    );
+    t.ok(
+      perSecond.every((n) => Math.abs(n - 1_000) <= 5),
+      `about 1,000 sent in each simulated second: ${perSecond.join(', ')}`,
+    );
 
-  let stopAfter = 10;
-  let now = 0;
-  const stopped = await pace(new OpenLoopSchedule(1_000, 0, 1_000), () => stopAfter--, { clock: () => now, sleep: async () => void (now += 1), stopped: () => stopAfter <= 0 });
-  t.ok(stopped < 1_000, 'a stop request ends the run early');
-});
+    let stopAfter = 10;
+    let now = 0;
+    const stopped = await pace(new OpenLoopSchedule(1_000, 0, 1_000), () => stopAfter--, {
+      clock: () => now,
+      sleep: async () => void (now += 1),
+      stopped: () => stopAfter <= 0,
+    });
+    t.ok(stopped < 1_000, 'a stop request ends the run early');
+  },
+);
 
 const run: BenchRun = {
-  bench: 'make-bench', at: '2026-11-21T00:00:00.000Z', commit: 'abc1234', node: 'v20.0.0', natsServer: 'nats-server: v2.9.10',
+  bench: 'make-bench',
+  at: '2026-11-21T00:00:00.000Z',
+  commit: 'abc1234',
+  node: 'v20.0.0',
+  natsServer: 'nats-server: v2.9.10',
   machine: { cpus: 2, cpuModel: 'Test CPU', memoryGiB: 24 },
   setup: { shards: 4 },
   scenarios: [
-    { name: 'uniform (peak)', description: '', offeredPerSec: 40_000, answeredPerSec: 38_000, acceptedPerSec: 37_000, percentiles: [{ percentile: 50, ms: 3 }, { percentile: 99, ms: 40 }, { percentile: 99.9, ms: 60 }, { percentile: 100, ms: 80 }], curve: [{ percentile: 0, ms: 0.5 }, { percentile: 50, ms: 3 }, { percentile: 99, ms: 40 }, { percentile: 100, ms: 80 }], timeline: [9_000, 9_500, 9_800, 9_700], errors: {}, notes: [] },
-    { name: 'hot <one auction>', description: '', offeredPerSec: 38_000, answeredPerSec: 30_000, acceptedPerSec: 29_000, percentiles: [{ percentile: 50, ms: 5 }, { percentile: 99, ms: 50 }, { percentile: 99.9, ms: 70 }, { percentile: 100, ms: 90 }], curve: [{ percentile: 0, ms: 1 }, { percentile: 99, ms: 50 }], timeline: [7_000, 8_000], errors: { unavailable: 3 }, notes: ['a note'] },
+    {
+      name: 'uniform (peak)',
+      description: '',
+      offeredPerSec: 40_000,
+      answeredPerSec: 38_000,
+      acceptedPerSec: 37_000,
+      percentiles: [
+        { percentile: 50, ms: 3 },
+        { percentile: 99, ms: 40 },
+        { percentile: 99.9, ms: 60 },
+        { percentile: 100, ms: 80 },
+      ],
+      curve: [
+        { percentile: 0, ms: 0.5 },
+        { percentile: 50, ms: 3 },
+        { percentile: 99, ms: 40 },
+        { percentile: 100, ms: 80 },
+      ],
+      timeline: [9_000, 9_500, 9_800, 9_700],
+      errors: {},
+      notes: [],
+    },
+    {
+      name: 'hot <one auction>',
+      description: '',
+      offeredPerSec: 38_000,
+      answeredPerSec: 30_000,
+      acceptedPerSec: 29_000,
+      percentiles: [
+        { percentile: 50, ms: 5 },
+        { percentile: 99, ms: 50 },
+        { percentile: 99.9, ms: 70 },
+        { percentile: 100, ms: 90 },
+      ],
+      curve: [
+        { percentile: 0, ms: 1 },
+        { percentile: 99, ms: 50 },
+      ],
+      timeline: [7_000, 8_000],
+      errors: { unavailable: 3 },
+      notes: ['a note'],
+    },
   ],
-  sweep: [{ offeredPerSec: 1_000, answeredPerSec: 1_000, p99Ms: 4, ok: true }, { offeredPerSec: 2_000, answeredPerSec: 2_000, p99Ms: 9, ok: false }],
-  baselines: [{ name: 'jetstream-per-bid', bidsPerSec: 15_000, p50Ms: 10, p99Ms: 40, note: 'naive' }, { name: 'postgres-row-lock', skipped: 'DATABASE_URL is not set' }],
-  targets: [{ name: 'acknowledged bids/s end to end', want: '>= 100,000', got: '38000', met: false }, { name: 'vs Postgres', want: '>= 10x', got: 'skipped', met: null }],
-  line: { bidsPerSec: 38_000, p99Ms: 12, hotBidsPerSec: 30_000, fanoutP99Ms: 20, vsJetstreamPerBid: 2.53, vsPostgres: null },
+  sweep: [
+    { offeredPerSec: 1_000, answeredPerSec: 1_000, p99Ms: 4, ok: true },
+    { offeredPerSec: 2_000, answeredPerSec: 2_000, p99Ms: 9, ok: false },
+  ],
+  baselines: [
+    { name: 'jetstream-per-bid', bidsPerSec: 15_000, p50Ms: 10, p99Ms: 40, note: 'naive' },
+    { name: 'postgres-row-lock', skipped: 'DATABASE_URL is not set' },
+  ],
+  targets: [
+    { name: 'acknowledged bids/s end to end', want: '>= 100,000', got: '38000', met: false },
+    { name: 'vs Postgres', want: '>= 10x', got: 'skipped', met: null },
+  ],
+  line: {
+    bidsPerSec: 38_000,
+    p99Ms: 12,
+    hotBidsPerSec: 30_000,
+    fanoutP99Ms: 20,
+    vsJetstreamPerBid: 2.53,
+    vsPostgres: null,
+  },
 };
 
 t.test('the terminal table and the HTML report show every scenario, baseline and target', async (t) => {
@@ -98,7 +183,11 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
 
   const html = renderHtml(run);
   t.match(html, /^<!doctype html>/);
-  t.notMatch(html, /<script|<link|src=|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/, 'self-contained: no scripts, links or external resources');
+  t.notMatch(
+    html,
+    /<script|<link|src=|url\(|https?:\/\/(?!www\.w3\.org\/2000\/svg)/,
+    'self-contained: no scripts, links or external resources',
+  );
   t.equal(html.match(/<svg /g)?.length, 3, 'latency-percentile, throughput-over-time and sweep charts');
   t.match(html, /Latency by percentile/);
   t.match(html, /Answered bids per second over time/);
@@ -106,19 +195,52 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
   t.notMatch(html, /hot <one auction>/);
   t.match(html, /vsJetstreamPerBid&#34;:2\.53/, 'the JSON line is in it');
   t.notMatch(html, /uncommitted/, 'a run of a clean tree is not flagged');
-  t.match(renderHtml({ ...run, dirty: true }), /commit abc1234 \(with uncommitted changes\)/, 'a run of uncommitted code says so');
+  t.match(
+    renderHtml({ ...run, dirty: true }),
+    /commit abc1234 \(with uncommitted changes\)/,
+    'a run of uncommitted code says so',
+  );
 
-  const chart = svgChart('t', [{ name: 'a', points: [[0, 1], [1, 2]] }, { name: 'b', points: [[0, 3], [1, 4]] }], { xLabel: 'x', yLabel: 'y', xTicks: [[0, '0'], [1, '1']] });
+  const chart = svgChart(
+    't',
+    [
+      {
+        name: 'a',
+        points: [
+          [0, 1],
+          [1, 2],
+        ],
+      },
+      {
+        name: 'b',
+        points: [
+          [0, 3],
+          [1, 4],
+        ],
+      },
+    ],
+    {
+      xLabel: 'x',
+      yLabel: 'y',
+      xTicks: [
+        [0, '0'],
+        [1, '1'],
+      ],
+    },
+  );
   t.equal(chart.match(/<path /g)?.length, 2, 'one line per series');
   t.match(chart, /M64\.0,/, 'the first point sits on the y axis');
 });
 
-t.test('a fan-out receiver reads the version of a state frame without parsing it, and nothing from other frames', async (t) => {
-  const frame = (message: unknown) => Buffer.from(JSON.stringify(message));
-  t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7, price: 1200, version: 31, endsAt: 1 })), 31);
-  t.equal(stateVersion(frame({ type: 'auction.state', version: 1048576 })), 1048576);
-  t.equal(stateVersion(frame({ type: 'bid.result', version: 31 })), -1, 'another message type');
-  t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7 })), -1, 'no version');
-  t.equal(stateVersion(Buffer.from('')), -1, 'empty frame');
-  t.equal(stateVersion(Buffer.from('{"type":"ok"}')), -1, 'a frame shorter than the state prefix');
-});
+t.test(
+  'a fan-out receiver reads the version of a state frame without parsing it, and nothing from other frames',
+  async (t) => {
+    const frame = (message: unknown) => Buffer.from(JSON.stringify(message));
+    t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7, price: 1200, version: 31, endsAt: 1 })), 31);
+    t.equal(stateVersion(frame({ type: 'auction.state', version: 1048576 })), 1048576);
+    t.equal(stateVersion(frame({ type: 'bid.result', version: 31 })), -1, 'another message type');
+    t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7 })), -1, 'no version');
+    t.equal(stateVersion(Buffer.from('')), -1, 'empty frame');
+    t.equal(stateVersion(Buffer.from('{"type":"ok"}')), -1, 'a frame shorter than the state prefix');
+  },
+);

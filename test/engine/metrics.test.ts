@@ -9,9 +9,18 @@ t.test('--metrics-port: every role transition is counted by edge, and the role e
   t.teardown(() => nats.close());
   const [primaryPort, replicaPort] = [await freePort(), await freePort()];
   const lease = ['--lease-ttl-ms', '600', '--lease-renew-ms', '100'];
-  const primary = await EngineProcess.start({ natsUrl: nats.url, shards: '0', args: ['--engine-id', 'p', '--metrics-port', String(primaryPort), ...lease] });
+  const primary = await EngineProcess.start({
+    natsUrl: nats.url,
+    shards: '0',
+    args: ['--engine-id', 'p', '--metrics-port', String(primaryPort), ...lease],
+  });
   t.teardown(() => primary.close());
-  const replica = await EngineProcess.start({ natsUrl: nats.url, shards: '0', role: 'replica', args: ['--engine-id', 'r', '--metrics-port', String(replicaPort), ...lease] });
+  const replica = await EngineProcess.start({
+    natsUrl: nats.url,
+    shards: '0',
+    role: 'replica',
+    args: ['--engine-id', 'r', '--metrics-port', String(replicaPort), ...lease],
+  });
   t.teardown(() => replica.close());
 
   const started = await metricsOf(primaryPort);

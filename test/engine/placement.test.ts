@@ -7,13 +7,21 @@ t.test('every shard has exactly one owner, the same for every caller', async (t)
   const live = engines(5);
   const byEngine = placement(1024, live);
   const all = [...byEngine.values()].flat().sort((a, b) => a - b);
-  t.same(all, Array.from({ length: 1024 }, (_, i) => i), 'each shard once');
+  t.same(
+    all,
+    Array.from({ length: 1024 }, (_, i) => i),
+    'each shard once',
+  );
   t.same(placement(1024, [...live].reverse()), byEngine, 'order of the engine list does not matter');
-  for (const [engine, shards] of byEngine) t.ok(shards.length > 120 && shards.length < 290, `${engine} has a fair share (${shards.length})`);
+  for (const [engine, shards] of byEngine)
+    t.ok(shards.length > 120 && shards.length < 290, `${engine} has a fair share (${shards.length})`);
 });
 
 t.test('one engine alone owns every shard; no engine owns none', async (t) => {
-  t.same(placement(16, ['solo']).get('solo'), Array.from({ length: 16 }, (_, i) => i));
+  t.same(
+    placement(16, ['solo']).get('solo'),
+    Array.from({ length: 16 }, (_, i) => i),
+  );
   t.equal(ownerOf(3, []), null);
 });
 

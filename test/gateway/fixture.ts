@@ -8,13 +8,23 @@ export const tokens = new Tokens(SECRET, 3_600_000);
 
 type Teardown = { teardown: (fn: () => unknown) => void };
 
-export type Http = (method: string, path: string, body?: unknown, token?: string, headers?: Record<string, string>) => Promise<{ status: number; body: any }>;
+export type Http = (
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+  headers?: Record<string, string>,
+) => Promise<{ status: number; body: any }>;
 
 export function httpClient(baseUrl: string): Http {
   return async (method, path, body, token, headers = {}) => {
     const response = await fetch(baseUrl + path, {
       method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      headers: {
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...headers,
+      },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     });
     const text = await response.text();
@@ -42,14 +52,24 @@ export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
   t.teardown(() => engine.close());
   const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('audit') });
   t.teardown(() => audit.close());
-  const gateway = await GatewayProcess.start({ natsUrl: nats.url, secret: SECRET, args: gatewayArgs, env: nats.credentials('gateway') });
+  const gateway = await GatewayProcess.start({
+    natsUrl: nats.url,
+    secret: SECRET,
+    args: gatewayArgs,
+    env: nats.credentials('gateway'),
+  });
   t.teardown(() => gateway.close());
   const nc: NatsConnection = await connect(nats.connectOptions('admin'));
   t.teardown(() => nc.close());
   const http = httpClient(gateway.url);
   let users = 0;
   const system = {
-    nats, engine, audit, gateway, nc, http,
+    nats,
+    engine,
+    audit,
+    gateway,
+    nc,
+    http,
     /** Registers a fresh user and signs in. */
     async user(): Promise<{ userId: number; token: string; username: string }> {
       const username = `user${++users}_${process.pid}`;
@@ -59,16 +79,23 @@ export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
       return { userId: session.body.userId, token: session.body.token, username };
     },
     async auction(token: string, fields: Record<string, unknown> = {}): Promise<Record<string, any>> {
-      const created = await http('POST', '/v1/auctions', { title: 'A lamp', startingPrice: 1_000, endsAt: Date.now() + 3_600_000, ...fields }, token);
+      const created = await http(
+        'POST',
+        '/v1/auctions',
+        { title: 'A lamp', startingPrice: 1_000, endsAt: Date.now() + 3_600_000, ...fields },
+        token,
+      );
       if (created.status !== 201) throw new Error(JSON.stringify(created));
       return created.body;
     },
     /** The engine's state hash of every shard (unchanged by anything refused). */
     async stateHashes(): Promise<string[]> {
-      return Promise.all([0, 1].map(async (shard) => {
-        const reply = await nc.request(subjects.control(shard), encode({ op: 'hash' }), { timeout: 3_000 });
-        return (decode(reply.data) as { stateHash: string; lastSeq: number }).stateHash;
-      }));
+      return Promise.all(
+        [0, 1].map(async (shard) => {
+          const reply = await nc.request(subjects.control(shard), encode({ op: 'hash' }), { timeout: 3_000 });
+          return (decode(reply.data) as { stateHash: string; lastSeq: number }).stateHash;
+        }),
+      );
     },
   };
   return system;

@@ -34,11 +34,23 @@ async function refusedUpgrade(url: string, localAddress?: string): Promise<numbe
   }
 }
 
-const outbidOn = (auctionId: number) => (m: WsMessage) => m.type === 'notification' && m.kind === 'outbid' && m.auctionId === auctionId;
+const outbidOn = (auctionId: number) => (m: WsMessage) =>
+  m.type === 'notification' && m.kind === 'outbid' && m.auctionId === auctionId;
 
 t.test('connection caps, miss caches, the notification backlog and acknowledgements', async (t) => {
   const s: System = await startSystem(t, [
-    '--ws-per-address-max', '3', '--ws-per-user-max', '2', '--ws-max', '5', '--sse-per-address-max', '2', '--sse-max', '3', '--miss-ttl-ms', '60000',
+    '--ws-per-address-max',
+    '3',
+    '--ws-per-user-max',
+    '2',
+    '--ws-max',
+    '5',
+    '--sse-per-address-max',
+    '2',
+    '--sse-max',
+    '3',
+    '--miss-ttl-ms',
+    '60000',
   ]);
   const seller = await s.user();
   const alice = await s.user();
@@ -47,7 +59,8 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
   const url = s.gateway.wsUrl;
 
   await t.test('clients that leave in the middle of an upgrade hold no place', async (t) => {
-    const upgrade = 'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+    const upgrade =
+      'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
     for (let i = 0; i < 60; i++) {
       await new Promise<void>((resolve) => {
         const socket = createConnection({ host: '127.0.0.1', port: s.gateway.port, localAddress: '127.0.0.5' }, () => {
@@ -81,39 +94,64 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     t.equal(await refusedUpgrade(url, '127.0.0.3'), 429, 'a sixth socket in all is refused, from any address');
 
     t.match(await b[0].request({ type: 'auth', token: alice.token }), { type: 'ok', userId: alice.userId });
-    t.match(await b[0].request({ type: 'auth', token: alice.token }), { type: 'ok' }, 'signing in again on the same socket is not another connection');
+    t.match(
+      await b[0].request({ type: 'auth', token: alice.token }),
+      { type: 'ok' },
+      'signing in again on the same socket is not another connection',
+    );
     t.match(await b[1].request({ type: 'auth', token: alice.token }), { type: 'ok' });
-    t.match(await a[0].request({ type: 'auth', token: alice.token }), { type: 'error', code: 'rate_limited' }, 'a third connection of one user is refused');
+    t.match(
+      await a[0].request({ type: 'auth', token: alice.token }),
+      { type: 'error', code: 'rate_limited' },
+      'a third connection of one user is refused',
+    );
     const state = a[0].waitFor((m) => m.type === 'auction.state' && m.auctionId === auction.id);
-    t.match(await a[0].request({ type: 'subscribe', auctionIds: [auction.id] }), { type: 'ok' }, 'the refused socket stays open, anonymous');
+    t.match(
+      await a[0].request({ type: 'subscribe', auctionIds: [auction.id] }),
+      { type: 'ok' },
+      'the refused socket stays open, anonymous',
+    );
     await state;
-    t.match(await a[0].request({ type: 'bid', auctionId: auction.id, maxBid: 5_000, bidId: 1 }), { type: 'error', code: 'unauthenticated' });
+    t.match(await a[0].request({ type: 'bid', auctionId: auction.id, maxBid: 5_000, bidId: 1 }), {
+      type: 'error',
+      code: 'unauthenticated',
+    });
 
     await b[1].close();
-    t.match(await eventually(async () => {
-      const answer = await a[0].request({ type: 'auth', token: alice.token });
-      if (answer.type !== 'ok') throw new Error(JSON.stringify(answer));
-      return answer;
-    }), { type: 'ok' }, 'a closed connection frees its place (user)');
+    t.match(
+      await eventually(async () => {
+        const answer = await a[0].request({ type: 'auth', token: alice.token });
+        if (answer.type !== 'ok') throw new Error(JSON.stringify(answer));
+        return answer;
+      }),
+      { type: 'ok' },
+      'a closed connection frees its place (user)',
+    );
     await a[2].close();
     const again = await eventually(() => WsClient.connect(url));
     t.ok(again, 'a closed connection frees its place (address)');
-    t.equal(await refusedUpgrade(`${url}?token=${alice.token}`, '127.0.0.2'), 429, 'a token on the upgrade over the user cap is refused too');
+    t.equal(
+      await refusedUpgrade(`${url}?token=${alice.token}`, '127.0.0.2'),
+      429,
+      'a token on the upgrade over the user cap is refused too',
+    );
     for (const ws of [...a, ...b, again]) await ws.close();
   });
 
   /** An SSE stream that should be accepted: a stream closed just before may take a moment to be released by the server. */
-  const openStream = (url: string, address: string, headers: Record<string, string> = {}) => eventually(async () => {
-    const r = await getFrom(url, address, headers);
-    if (r.statusCode === 200) return r;
-    await bodyOf(r);
-    throw new Error(`status ${r.statusCode}`);
-  });
+  const openStream = (url: string, address: string, headers: Record<string, string> = {}) =>
+    eventually(async () => {
+      const r = await getFrom(url, address, headers);
+      if (r.statusCode === 200) return r;
+      await bodyOf(r);
+      throw new Error(`status ${r.statusCode}`);
+    });
 
   await t.test('SSE streams: per address and in all; 429 with the error shape and Retry-After', async (t) => {
     const events = `${s.gateway.url}/v1/auctions/${auction.id}/events`;
     const missing = `${s.gateway.url}/v1/auctions/${auction.id + 1024 * 1000}/events`;
-    for (let i = 0; i < 4; i++) t.equal((await getFrom(missing, '127.0.0.1')).statusCode, 404, 'a stream refused as not found holds no place');
+    for (let i = 0; i < 4; i++)
+      t.equal((await getFrom(missing, '127.0.0.1')).statusCode, 404, 'a stream refused as not found holds no place');
     const open = [await openStream(events, '127.0.0.1'), await openStream(events, '127.0.0.1')];
     for (const r of open) t.equal(r.statusCode, 200);
     const third = await getFrom(events, '127.0.0.1');
@@ -133,7 +171,9 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
 
   await t.test('Last-Event-ID is digits only: "1e3" resumes from nothing, not from version 1000', async (t) => {
     // The previous test's streams may still be counted for a moment (the cap in all is 3).
-    const r = await openStream(`${s.gateway.url}/v1/auctions/${auction.id}/events`, '127.0.0.4', { 'Last-Event-ID': '1e3' });
+    const r = await openStream(`${s.gateway.url}/v1/auctions/${auction.id}/events`, '127.0.0.4', {
+      'Last-Event-ID': '1e3',
+    });
     t.equal(r.statusCode, 200);
     const deadline = setTimeout(() => r.destroy(new Error('no state within 5 s')), 5_000);
     t.teardown(() => clearTimeout(deadline));
@@ -170,20 +210,37 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     await s.nc.flush();
     t.equal(asked.filter((id) => id === next).length, 1, 'the engine was asked once');
 
-    const created = await new EngineClient(s.nc).sendOne(shard, { type: 'create', sellerId: seller.userId, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: Date.now() + 3_600_000, softCloseSeconds: 0 }) as CreateOutcome;
+    const created = (await new EngineClient(s.nc).sendOne(shard, {
+      type: 'create',
+      sellerId: seller.userId,
+      startingPrice: 100,
+      reservePrice: 0,
+      startsAt: 0,
+      endsAt: Date.now() + 3_600_000,
+      softCloseSeconds: 0,
+    })) as CreateOutcome;
     t.equal(created.auctionId, next, 'the id asked about now exists');
     // The miss would be remembered for a minute: only the creation on the stream can make it found.
-    const found = await eventually(async () => {
-      const r = await s.http('GET', `/v1/auctions/${next}`);
-      if (r.status !== 200) throw new Error(`status ${r.status}`);
-      return r.body;
-    }, { timeoutMs: 10_000 });
+    const found = await eventually(
+      async () => {
+        const r = await s.http('GET', `/v1/auctions/${next}`);
+        if (r.status !== 200) throw new Error(`status ${r.status}`);
+        return r.body;
+      },
+      { timeoutMs: 10_000 },
+    );
     t.match(found, { id: next, sellerId: seller.userId });
   });
 
   await t.test('the backlog comes once per connection; acknowledging ahead is clamped to the newest', async (t) => {
-    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 2_000, bidId: 1 }, alice.token)).body, { status: 'accepted', leading: true });
-    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 5_000, bidId: 1 }, bob.token)).body, { status: 'accepted', leading: true });
+    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 2_000, bidId: 1 }, alice.token)).body, {
+      status: 'accepted',
+      leading: true,
+    });
+    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 5_000, bidId: 1 }, bob.token)).body, {
+      status: 'accepted',
+      leading: true,
+    });
     const first = await eventually(async () => {
       const r = await s.http('GET', '/v1/me/notifications', undefined, alice.token);
       const n = (r.body.notifications as WsMessage[]).find((m) => m.kind === 'outbid' && m.auctionId === auction.id);
@@ -198,15 +255,32 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     ws.sendRaw(pack({ type: 'auth', token: alice.token, rid: 'switch' }));
     await ws.waitFor((m) => m.rid === 'switch');
     await ws.request({ type: 'auth', token: alice.token });
-    t.equal(ws.messages.filter((m) => m.type === 'notification').length, 1, 'switching format does not resend the backlog');
+    t.equal(
+      ws.messages.filter((m) => m.type === 'notification').length,
+      1,
+      'switching format does not resend the backlog',
+    );
 
     t.match(await ws.request({ type: 'notifications.ack', upTo: Number.MAX_SAFE_INTEGER }), { type: 'ok' });
-    t.same((await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications, [], 'everything there is, acknowledged');
-    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 8_000, bidId: 2 }, alice.token)).body, { leading: true });
-    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 9_000, bidId: 2 }, bob.token)).body, { leading: true });
+    t.same(
+      (await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications,
+      [],
+      'everything there is, acknowledged',
+    );
+    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 8_000, bidId: 2 }, alice.token)).body, {
+      leading: true,
+    });
+    t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 9_000, bidId: 2 }, bob.token)).body, {
+      leading: true,
+    });
     const live = await ws.waitFor((m) => outbidOn(auction.id)(m) && (m.id as number) > (first.id as number));
-    const pending = (await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications as WsMessage[];
-    t.same(pending.map((n) => n.id), [live.id], 'a later notification is not silenced by the early acknowledgement');
+    const pending = (await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body
+      .notifications as WsMessage[];
+    t.same(
+      pending.map((n) => n.id),
+      [live.id],
+      'a later notification is not silenced by the early acknowledgement',
+    );
   });
 });
 
@@ -230,7 +304,10 @@ t.test('a read budget per address: reads and searches past it answer 429; health
   }
   const allowed = 2 + Math.floor((Date.now() - started) / 1_000);
   const served = statuses.filter((x) => x === 200).length;
-  t.ok(served >= 2 && served <= allowed, `the burst, then the rate: ${served} served, at most ${allowed} allowed (${statuses.join(' ')})`);
+  t.ok(
+    served >= 2 && served <= allowed,
+    `the burst, then the rate: ${served} served, at most ${allowed} allowed (${statuses.join(' ')})`,
+  );
   t.same(statuses.slice(0, 2), [200, 200]);
   t.ok(statuses.includes(429));
   t.equal(limited?.headers['retry-after'], '1');
@@ -244,5 +321,6 @@ t.test('a read budget per address: reads and searches past it answer 429; health
   const second = await getFrom(`${s.gateway.url}/v1/auctions?q=lamp`, '127.0.0.3');
   await bodyOf(second);
   t.equal(first.statusCode, 200);
-  if (Date.now() - searchedAt < 2_000) t.equal(second.statusCode, 429, 'a second search within two seconds finds the budget spent');
+  if (Date.now() - searchedAt < 2_000)
+    t.equal(second.statusCode, 429, 'a second search within two seconds finds the budget spent');
 });

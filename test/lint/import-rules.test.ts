@@ -145,7 +145,10 @@ t.test('the folder rules and no-circular, on the sources as written', async (t) 
   t.same(from(violations, 'engine/core/ok.ts'), [], 'core -> core and core -> protocol are allowed');
   t.same(from(violations, 'engine/core/hash.ts'), [], 'core -> node:crypto is allowed');
   t.ok(has(violations, 'core-imports-only-core-and-protocol', 'engine/core/io.ts', 'fs'), 'core -> node:fs');
-  t.ok(has(violations, 'launch-starts-processes-never-imports-them', 'launch/engine.ts', 'engine/y.ts'), 'launch -> engine');
+  t.ok(
+    has(violations, 'launch-starts-processes-never-imports-them', 'launch/engine.ts', 'engine/y.ts'),
+    'launch -> engine',
+  );
   t.same(from(violations, 'launch/ok.ts'), [], 'launch -> protocol is allowed');
 
   t.ok(has(violations, 'gateway-ctl-not-to-engine-audit', 'gateway/x.ts', 'engine/y.ts'), 'gateway -> engine');

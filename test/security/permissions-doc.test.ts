@@ -9,5 +9,9 @@ t.test('docs/operations.md shows the permissions the servers are given', async (
   const end = doc.indexOf('<!-- /permissions-table -->');
   t.ok(begin >= 0 && end > begin, 'the doc marks where the table is');
   const documented = doc.slice(doc.indexOf('\n', begin) + 1, end).trim();
-  t.equal(documented, permissionsTable(), 'the table is the one permissionsTable() renders (paste its output to update the doc)');
+  t.equal(
+    documented,
+    permissionsTable(),
+    'the table is the one permissionsTable() renders (paste its output to update the doc)',
+  );
 });

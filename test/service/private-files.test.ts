@@ -30,8 +30,18 @@ t.test('data directories are 0700 and the files in them 0600, even where they ex
   t.teardown(() => nc.close());
 
   const engines = new EngineClient(nc);
-  await engines.sendOne(0, { type: 'create', sellerId: 1, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: Date.now() + 3_600_000, softCloseSeconds: 0 });
-  const reply = decode((await nc.request(adminSubjects.engine(0), encode({ op: 'snapshot' }), { timeout: 10_000 })).data) as { snapshot?: unknown };
+  await engines.sendOne(0, {
+    type: 'create',
+    sellerId: 1,
+    startingPrice: 100,
+    reservePrice: 0,
+    startsAt: 0,
+    endsAt: Date.now() + 3_600_000,
+    softCloseSeconds: 0,
+  });
+  const reply = decode(
+    (await nc.request(adminSubjects.engine(0), encode({ op: 'snapshot' }), { timeout: 10_000 })).data,
+  ) as { snapshot?: unknown };
   t.ok(reply.snapshot, 'a snapshot was written');
 
   t.equal(mode(join(engineDir, 'shard-0')), 0o700, 'the snapshot directory');

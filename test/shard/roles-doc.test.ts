@@ -8,8 +8,21 @@ t.test('docs/replica.md draws the edges the copy allows', async (t) => {
   const begin = doc.indexOf('<!-- roles-table:');
   t.ok(begin >= 0, 'the doc marks where the table is');
   const rows = doc.slice(begin).split('\n').slice(1);
-  const table = rows.slice(2, rows.findIndex((line, i) => i > 1 && !line.startsWith('|')));
-  const documented = table.map((line) => line.split('|').slice(1, 3).map((cell) => cell.trim()).join(' -> ')).sort();
-  const allowed = Object.entries(EDGES).flatMap(([from, tos]) => tos.map((to) => `${from} -> ${to}`)).sort();
+  const table = rows.slice(
+    2,
+    rows.findIndex((line, i) => i > 1 && !line.startsWith('|')),
+  );
+  const documented = table
+    .map((line) =>
+      line
+        .split('|')
+        .slice(1, 3)
+        .map((cell) => cell.trim())
+        .join(' -> '),
+    )
+    .sort();
+  const allowed = Object.entries(EDGES)
+    .flatMap(([from, tos]) => tos.map((to) => `${from} -> ${to}`))
+    .sort();
   t.same(documented, allowed);
 });

@@ -11,7 +11,20 @@ const FOUND: { seed: number; kinds: readonly FaultKind[]; bug: string }[] = [
   // "c1 wrote the lease (update) after it was stopped" (engine/shard.ts before the roles of issue 14).
   { seed: 1, kinds: FAULT_KINDS, bug: 'stop during takeover' },
   // Placement stopped a copy that was still loading: "c1's stop() threw in state stopped: Cannot read properties of undefined (reading 'lastSeq')".
-  { seed: 218, kinds: ['append-timeouts', 'read-errors', 'lease-write-timeouts', 'consumer-death', 'pause', 'kill', 'step-down', 'placement-move'], bug: 'stop during start' },
+  {
+    seed: 218,
+    kinds: [
+      'append-timeouts',
+      'read-errors',
+      'lease-write-timeouts',
+      'consumer-death',
+      'pause',
+      'kill',
+      'step-down',
+      'placement-move',
+    ],
+    bug: 'stop during start',
+  },
   // Found while building the roles: an append that failed while stepping down was reported to the serving role,
   // which had ended, so the copy stayed stepping-down and nobody served: "episode 3: the shard did not serve within 3000 ms".
   { seed: 25, kinds: FAULT_KINDS, bug: 'append failure while stepping down' },
@@ -30,12 +43,15 @@ for (const { seed, kinds, bug } of FOUND) {
   });
 }
 
-t.test('stop during takeover: placement stops a copy while it takes over; it neither takes the lease nor serves', async (t) => {
-  let exercised = 0;
-  for (let seed = 1; seed <= 40; seed++) {
-    const result = await simulate(seed, { kinds: ['stop-during-takeover'] });
-    if (result.trace.some((line) => line.includes('while it takes over'))) exercised++;
-    t.same(result.failures, [], `seed ${seed}: ${result.failures.join('\n')}\n${result.trace.join('\n')}`);
-  }
-  t.ok(exercised >= 20, `the stop came in the middle of a takeover in ${exercised} of 40 seeds`);
-});
+t.test(
+  'stop during takeover: placement stops a copy while it takes over; it neither takes the lease nor serves',
+  async (t) => {
+    let exercised = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const result = await simulate(seed, { kinds: ['stop-during-takeover'] });
+      if (result.trace.some((line) => line.includes('while it takes over'))) exercised++;
+      t.same(result.failures, [], `seed ${seed}: ${result.failures.join('\n')}\n${result.trace.join('\n')}`);
+    }
+    t.ok(exercised >= 20, `the stop came in the middle of a takeover in ${exercised} of 40 seeds`);
+  },
+);

@@ -74,24 +74,39 @@ t.test('a 3-node cluster keeps an R3 stream writable when one node is SIGKILLed'
   await leader!.kill();
 
   // Until a new stream leader is elected a publish finds no responder.
-  const after = await eventually(() => js.publish('r3.a', 'after', { expect: { lastSequence: before.seq }, timeout: 1000 }));
+  const after = await eventually(() =>
+    js.publish('r3.a', 'after', { expect: { lastSequence: before.seq }, timeout: 1000 }),
+  );
   t.equal(after.seq, before.seq + 1, 'the surviving majority accepts the next append');
   t.equal(cluster.servers.length, 2, 'with two of three nodes running');
 });
 
-t.test('with users per role: replies travel over _INBOX without the server tracking response permissions', async (t) => {
-  // allow_responses made nats-server remember every delivered reply subject and rescan them: CPU grew under steady load.
-  t.notMatch(natsAuthorization({ admin: 'a', engine: 'e', audit: 'u', gateway: 'g' }, 1), /allow_responses/);
-  const server = await startNats({ auth: true });
-  t.teardown(() => server.close());
-  const engine = await connect(server.connectOptions('engine'));
-  const gateway = await connect(server.connectOptions('gateway'));
-  t.teardown(() => Promise.all([engine.close(), gateway.close()]).then(() => undefined));
-  const sub = engine.subscribe('auction.cmd.0', { callback: (_error, msg) => void msg.respond(`echo ${msg.string()}`) });
-  await engine.flush();
-  for (let i = 0; i < 3; i++) t.equal((await gateway.request('auction.cmd.0', `bid ${i}`, { timeout: 2_000 })).string(), `echo bid ${i}`, 'the engine answers the gateway');
-  sub.unsubscribe();
-  // The gateway still may not reach an operator subject.
-  const denied = await gateway.request('auction.admin.engine.0', 'close', { timeout: 1_000 }).then(() => 'answered', (error: Error) => error.message);
-  t.not(denied, 'answered', 'publishing an operator subject is refused');
-});
+t.test(
+  'with users per role: replies travel over _INBOX without the server tracking response permissions',
+  async (t) => {
+    // allow_responses made nats-server remember every delivered reply subject and rescan them: CPU grew under steady load.
+    t.notMatch(natsAuthorization({ admin: 'a', engine: 'e', audit: 'u', gateway: 'g' }, 1), /allow_responses/);
+    const server = await startNats({ auth: true });
+    t.teardown(() => server.close());
+    const engine = await connect(server.connectOptions('engine'));
+    const gateway = await connect(server.connectOptions('gateway'));
+    t.teardown(() => Promise.all([engine.close(), gateway.close()]).then(() => undefined));
+    const sub = engine.subscribe('auction.cmd.0', {
+      callback: (_error, msg) => void msg.respond(`echo ${msg.string()}`),
+    });
+    await engine.flush();
+    for (let i = 0; i < 3; i++)
+      t.equal(
+        (await gateway.request('auction.cmd.0', `bid ${i}`, { timeout: 2_000 })).string(),
+        `echo bid ${i}`,
+        'the engine answers the gateway',
+      );
+    sub.unsubscribe();
+    // The gateway still may not reach an operator subject.
+    const denied = await gateway.request('auction.admin.engine.0', 'close', { timeout: 1_000 }).then(
+      () => 'answered',
+      (error: Error) => error.message,
+    );
+    t.not(denied, 'answered', 'publishing an operator subject is refused');
+  },
+);

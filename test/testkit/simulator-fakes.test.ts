@@ -31,11 +31,13 @@ async function settle<T>(scheduler: Scheduler, promise: Promise<T>, forMs?: numb
 }
 
 const errorOf = (outcome: Outcome<unknown>): Error => {
-  if (outcome === 'pending' || !('error' in outcome)) throw new Error(`expected a rejection, got ${JSON.stringify(outcome)}`);
+  if (outcome === 'pending' || !('error' in outcome))
+    throw new Error(`expected a rejection, got ${JSON.stringify(outcome)}`);
   return outcome.error as Error;
 };
 
-const batchBytes = (writer: string, t = 0): Uint8Array => encodeLog({ v: 1, shard: SHARD, writer, t, events: [] } satisfies LogBatch);
+const batchBytes = (writer: string, t = 0): Uint8Array =>
+  encodeLog({ v: 1, shard: SHARD, writer, t, events: [] } satisfies LogBatch);
 
 /** A MemoryLog whose faults come from queues the test fills. */
 function makeLog(scheduler: Scheduler, latencyMs = () => 1) {
@@ -66,8 +68,14 @@ t.test('random: the same seed draws the same sequence, forks included', async (t
   const seen = new Set<number>();
   for (let i = 0; i < 300; i++) seen.add(r.int(1, 3));
   t.same([...seen].sort(), [1, 2, 3], 'int bounds are inclusive');
-  t.ok(Array.from({ length: 100 }, () => r.chance(0)).every((x) => !x), 'chance(0) never');
-  t.ok(Array.from({ length: 100 }, () => r.chance(1)).every((x) => x), 'chance(1) always');
+  t.ok(
+    Array.from({ length: 100 }, () => r.chance(0)).every((x) => !x),
+    'chance(0) never',
+  );
+  t.ok(
+    Array.from({ length: 100 }, () => r.chance(1)).every((x) => x),
+    'chance(1) always',
+  );
   const heads = Array.from({ length: 2_000 }, () => r.chance(0.5)).filter((x) => x).length;
   t.ok(heads > 850 && heads < 1_150, `chance(0.5) about half the time (${heads} of 2000)`);
   t.equal(new Random(9).pick(['a', 'b', 'c']), new Random(9).pick(['a', 'b', 'c']), 'pick is deterministic');
@@ -114,7 +122,10 @@ t.test('scheduler: soon runs after what is already due; after(0) waits a millise
   s.schedule(null, 0, () => ran.push('already due'));
   await s.runFor(10);
   t.same(ran, ['first', 'already due', 'soon@0', 'after0@1']);
-  const slept = settle(s, clock.sleep(25).then(() => s.now));
+  const slept = settle(
+    s,
+    clock.sleep(25).then(() => s.now),
+  );
   t.same(await slept, { ok: 35 });
 });
 
@@ -134,7 +145,11 @@ t.test('scheduler: a paused node waits and resumes in order; kill drops its even
   s.schedule(a, 0, () => ran.push(`a4@${s.now}`));
   s.resume(a);
   await s.runUntil(50);
-  t.same(ran, ['world@7', 'a1@20', 'a2@20', 'a4@20', 'a3@40'], 'deferred events ran at resume, in order; later ones on time');
+  t.same(
+    ran,
+    ['world@7', 'a1@20', 'a2@20', 'a4@20', 'a3@40'],
+    'deferred events ran at resume, in order; later ones on time',
+  );
 
   const b = s.node('b');
   const clock = s.clockFor(b);
@@ -157,7 +172,10 @@ t.test('scheduler: a paused node waits and resumes in order; kill drops its even
   t.equal(s.pending(), before - 1, 'its deferred event is gone');
   s.schedule(c, 1, () => ran.push('c later'));
   await s.runUntil(300);
-  t.notOk(ran.some((r) => r.startsWith('c ')), 'a dead node runs nothing, deferred or later');
+  t.notOk(
+    ran.some((r) => r.startsWith('c ')),
+    'a dead node runs nothing, deferred or later',
+  );
   const c2 = s.node('c');
   t.not(c2, c, 'a restart is a new incarnation');
   t.notOk(c2.dead, 'the new incarnation lives');
@@ -200,9 +218,16 @@ t.test('log: the expected-sequence fence and msg id duplicates', async (t) => {
   t.equal(log.lastSeq, 1);
 
   await s.runFor(121_000);
-  t.ok(errorOf(await settle(s, a.append(batchBytes('wa'), 0, 'wa', 500))) instanceof DeposedError, 'past the duplicate window the id is forgotten; the fence remains');
+  t.ok(
+    errorOf(await settle(s, a.append(batchBytes('wa'), 0, 'wa', 500))) instanceof DeposedError,
+    'past the duplicate window the id is forgotten; the fence remains',
+  );
   t.same(await settle(s, b.append(batchBytes('wb'), 1, 'wb', 500)), { ok: { seq: 2 } });
-  t.same(log.entries().map((e) => e.streamSeq), [1, 2], 'sequences are gapless');
+  t.same(
+    log.entries().map((e) => e.streamSeq),
+    [1, 2],
+    'sequences are gapless',
+  );
 });
 
 t.test('log: pipelined appends of one copy arrive in order whatever their latencies', async (t) => {
@@ -212,7 +237,11 @@ t.test('log: pipelined appends of one copy arrive in order whatever their latenc
   const a = log.port(s.node('a'));
   const first = a.append(batchBytes('wa', 0), 0, 'wa', 500);
   const second = a.append(batchBytes('wa', 1), 1, 'wa', 500);
-  t.same(await settle(s, Promise.all([first, second])), { ok: [{ seq: 1 }, { seq: 2 }] }, 'the second did not overtake the first (one connection keeps order)');
+  t.same(
+    await settle(s, Promise.all([first, second])),
+    { ok: [{ seq: 1 }, { seq: 2 }] },
+    'the second did not overtake the first (one connection keeps order)',
+  );
 });
 
 t.test('log: appends that time out, landed or lost', async (t) => {
@@ -230,7 +259,11 @@ t.test('log: appends that time out, landed or lost', async (t) => {
   t.equal(log.lastSeq, 1, 'lost: not stored');
 
   const slow = makeLog(s, () => 400).log.port(s.node('slow'));
-  t.equal(errorOf(await settle(s, slow.append(batchBytes('ws'), 0, 'ws', 300))).message, 'timeout', 'an answer slower than the timeout is a timeout too');
+  t.equal(
+    errorOf(await settle(s, slow.append(batchBytes('ws'), 0, 'ws', 300))).message,
+    'timeout',
+    'an answer slower than the timeout is a timeout too',
+  );
 });
 
 t.test('log: a paused writer hears its answer only after resume; a dead one never', async (t) => {
@@ -242,7 +275,13 @@ t.test('log: a paused writer hears its answer only after resume; a dead one neve
   s.schedule(null, 0, () => s.pause(node));
   s.schedule(null, 500, () => s.resume(node));
   let answeredAt = -1;
-  t.same(await settle(s, answer.then((ack) => ((answeredAt = s.now), ack))), { ok: { seq: 1 } });
+  t.same(
+    await settle(
+      s,
+      answer.then((ack) => ((answeredAt = s.now), ack)),
+    ),
+    { ok: { seq: 1 } },
+  );
   t.equal(log.entries()[0].storedAt, 1, 'the server stored it while the writer was stopped');
   t.equal(answeredAt, 500, 'the answer arrived at resume');
 
@@ -267,7 +306,14 @@ t.test('log: follow delivers what is stored, then what lands, with pending; stop
     return 'ended';
   })();
   await s.runFor(20);
-  t.same(seen, [{ streamSeq: 2, pending: 1, t: 1 }, { streamSeq: 3, pending: 0, t: 2 }], 'stored messages after the start, with what follows each');
+  t.same(
+    seen,
+    [
+      { streamSeq: 2, pending: 1, t: 1 },
+      { streamSeq: 3, pending: 0, t: 2 },
+    ],
+    'stored messages after the start, with what follows each',
+  );
   await settle(s, writer.append(batchBytes('w', 3), 3, 'w', 500));
   await s.runFor(20);
   t.same(seen.at(-1), { streamSeq: 4, pending: 0, t: 3 }, 'a new message as it lands');
@@ -322,7 +368,10 @@ t.test('log: a follower that does not read holds a bounded window, not the log',
   if (follower === 'pending' || !('ok' in follower)) throw new Error('follow failed');
   await s.runFor(10);
   t.equal(s.pending(), 0, 'nothing more is on its way');
-  t.ok(s.stepsRun - opened <= FOLLOW_WINDOW + 2, `only the window was delivered (${s.stepsRun - opened} events for 700 messages)`);
+  t.ok(
+    s.stepsRun - opened <= FOLLOW_WINDOW + 2,
+    `only the window was delivered (${s.stepsRun - opened} events for 700 messages)`,
+  );
   const iterator = follower.ok.messages[Symbol.asyncIterator]();
   const first = await settle(s, iterator.next());
   t.match(first, { ok: { done: false, value: { streamSeq: 1, pending: 699 } } });
@@ -342,21 +391,45 @@ t.test('kv: compare-and-set writes on one bucket revision; watch order', async (
   const v = (text: string) => new TextEncoder().encode(text);
   t.same(await settle(s, store.get('k')), { ok: null }, 'a key never written');
   const watched: LeaseEntry[] = [];
-  const watch = await settle(s, store.watch('k', (entry) => watched.push(entry)));
+  const watch = await settle(
+    s,
+    store.watch('k', (entry) => watched.push(entry)),
+  );
   if (watch === 'pending' || !('ok' in watch)) throw new Error('watch failed');
 
   t.same(await settle(s, store.create('k', v('one'))), { ok: 1 });
-  t.ok(errorOf(await settle(s, store.create('k', v('two')))) instanceof RevisionConflictError, 'create on a key with a value conflicts');
-  t.ok(errorOf(await settle(s, store.update('k', v('two'), 7))) instanceof RevisionConflictError, 'update on another revision conflicts');
+  t.ok(
+    errorOf(await settle(s, store.create('k', v('two')))) instanceof RevisionConflictError,
+    'create on a key with a value conflicts',
+  );
+  t.ok(
+    errorOf(await settle(s, store.update('k', v('two'), 7))) instanceof RevisionConflictError,
+    'update on another revision conflicts',
+  );
   t.same(await settle(s, store.create('other', v('x'))), { ok: 2 }, 'one revision counter for the bucket');
   t.same(await settle(s, store.update('k', v('two'), 1)), { ok: 3 });
-  t.ok(errorOf(await settle(s, store.delete('k', 1))) instanceof RevisionConflictError, 'delete on another revision conflicts');
+  t.ok(
+    errorOf(await settle(s, store.delete('k', 1))) instanceof RevisionConflictError,
+    'delete on another revision conflicts',
+  );
   t.same(await settle(s, store.delete('k', 3)), { ok: undefined });
   t.same(await settle(s, store.get('k')), { ok: { revision: 4, value: null } }, 'a deleted key');
   t.same(await settle(s, store.create('k', v('three'))), { ok: 5 }, 'a deleted key may be created again');
   await s.runFor(10);
-  t.same(watched.map((e) => [e.revision, e.value && new TextDecoder().decode(e.value)]), [[1, 'one'], [3, 'two'], [4, null], [5, 'three']], 'the watcher heard every change of its key, in order');
-  t.same(kv.history('k').map((r) => r.revision), [1, 3, 4, 5]);
+  t.same(
+    watched.map((e) => [e.revision, e.value && new TextDecoder().decode(e.value)]),
+    [
+      [1, 'one'],
+      [3, 'two'],
+      [4, null],
+      [5, 'three'],
+    ],
+    'the watcher heard every change of its key, in order',
+  );
+  t.same(
+    kv.history('k').map((r) => r.revision),
+    [1, 3, 4, 5],
+  );
   watch.ok.stop();
   await settle(s, store.update('k', v('four'), 5));
   await s.runFor(10);
@@ -373,12 +446,20 @@ t.test('kv: writes that time out, applied or lost', async (t) => {
   const start = s.now;
   t.equal(errorOf(await settle(s, store.create('k', value))).message, 'timeout');
   t.equal(s.now, start + 1_000, 'the default timeout');
-  t.same(kv.history('k').map((r) => r.revision), [1], 'applied although the caller heard nothing');
+  t.same(
+    kv.history('k').map((r) => r.revision),
+    [1],
+    'applied although the caller heard nothing',
+  );
   faults.push('lost-timeout');
   const again = s.now;
   t.equal(errorOf(await settle(s, store.update('k', value, 1, 250))).message, 'timeout');
   t.equal(s.now, again + 250, "the update's own timeout");
-  t.same(kv.history('k').map((r) => r.revision), [1], 'lost: not applied');
+  t.same(
+    kv.history('k').map((r) => r.revision),
+    [1],
+    'lost: not applied',
+  );
 });
 
 t.test('bus: no responders, first responder wins, timeout, unsubscribed and dead subscribers', async (t) => {
@@ -409,7 +490,11 @@ t.test('bus: no responders, first responder wins, timeout, unsubscribed and dead
   fast.unsubscribe();
   s.pause(slowNode);
   s.schedule(null, 100, () => s.resume(slowNode));
-  t.same(await settle(s, client.request('cmd', data, 1_000)), { ok: new Uint8Array([2]) }, 'a paused server answers after resume');
+  t.same(
+    await settle(s, client.request('cmd', data, 1_000)),
+    { ok: new Uint8Array([2]) },
+    'a paused server answers after resume',
+  );
   t.equal(got.filter((g) => g.startsWith('fast')).length, 1, 'an unsubscribed handler gets nothing');
 
   const silent = s.node('silent');
@@ -419,7 +504,11 @@ t.test('bus: no responders, first responder wins, timeout, unsubscribed and dead
   t.equal(timedOut.code, 'TIMEOUT');
   t.equal(s.now, start + 300);
   s.kill(silent);
-  t.equal((errorOf(await settle(s, client.request('quiet', data, 300))) as Error & { code?: string }).code, '503', 'a dead subscriber is no responder');
+  t.equal(
+    (errorOf(await settle(s, client.request('quiet', data, 300))) as Error & { code?: string }).code,
+    '503',
+    'a dead subscriber is no responder',
+  );
 });
 
 t.test('snapshots: survive a restart; a save not yet durable is lost on kill', async (t) => {
@@ -427,7 +516,19 @@ t.test('snapshots: survive a restart; a save not yet durable is lost on kill', a
   const snapshots = new MemorySnapshots(s, { writeLatencyMs: () => 20 });
   const core = new AuctionCore(CONFIG);
   const create = (seq: number) =>
-    core.apply({ type: 'create', sellerId: 1, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: 3_600_000, softCloseSeconds: 0 }, seq, 0);
+    core.apply(
+      {
+        type: 'create',
+        sellerId: 1,
+        startingPrice: 100,
+        reservePrice: 0,
+        startsAt: 0,
+        endsAt: 3_600_000,
+        softCloseSeconds: 0,
+      },
+      seq,
+      0,
+    );
   create(1);
   const first = s.node('copy');
   snapshots.attach(first);
@@ -443,8 +544,15 @@ t.test('snapshots: survive a restart; a save not yet durable is lost on kill', a
   const second = s.node('copy');
   snapshots.attach(second);
   const skipped: string[] = [];
-  const loaded = snapshots.loadNewest({ auctionsMax: CONFIG.auctionsMax, idempotencyEntriesMax: CONFIG.idempotencyEntriesMax }, (file) => skipped.push(file));
-  t.same(loaded?.meta, { lastSeq: 1, streamSeq: 10 }, 'the restarted copy finds the durable snapshot, not the lost one');
+  const loaded = snapshots.loadNewest(
+    { auctionsMax: CONFIG.auctionsMax, idempotencyEntriesMax: CONFIG.idempotencyEntriesMax },
+    (file) => skipped.push(file),
+  );
+  t.same(
+    loaded?.meta,
+    { lastSeq: 1, streamSeq: 10 },
+    'the restarted copy finds the durable snapshot, not the lost one',
+  );
   t.equal(loaded?.core.stateHash(), hashAt1, 'with the state it had');
   t.equal(loaded?.writtenAt, 20);
   t.same(skipped, []);
@@ -453,6 +561,10 @@ t.test('snapshots: survive a restart; a save not yet durable is lost on kill', a
     create(seq + 1);
     await settle(s, snapshots.save(core, 10 + seq));
   }
-  t.same(snapshots.files().map((f) => f.meta.lastSeq), [4, 5], 'the newest two are kept');
+  t.same(
+    snapshots.files().map((f) => f.meta.lastSeq),
+    [4, 5],
+    'the newest two are kept',
+  );
   t.equal(snapshots.loadNewest(CONFIG, () => {})?.meta.lastSeq, 5);
 });

@@ -40,7 +40,11 @@ export class Checker {
   private readonly acceptedBids = new Map<string, number>();
   answersChecked = 0;
 
-  constructor(private readonly log: LogView, config: { shard: number; auctionsMax: number; idempotencyEntriesMax: number }, private readonly where: () => string) {
+  constructor(
+    private readonly log: LogView,
+    config: { shard: number; auctionsMax: number; idempotencyEntriesMax: number },
+    private readonly where: () => string,
+  ) {
     this.reference = new ReferenceModel(config.shard, config.auctionsMax, config.idempotencyEntriesMax);
     this.replay = new AuctionCore(config);
     this.hashes.set(0, this.replay.stateHash());
@@ -57,7 +61,8 @@ export class Checker {
   /** Takes in every batch stored since the last call. */
   absorbLog(): void {
     const entries = this.log.entries();
-    for (; this.absorbed < entries.length; this.absorbed++) this.absorb(entries[this.absorbed].streamSeq, entries[this.absorbed].batch);
+    for (; this.absorbed < entries.length; this.absorbed++)
+      this.absorb(entries[this.absorbed].streamSeq, entries[this.absorbed].batch);
   }
 
   private absorb(streamSeq: number, batch: LogBatch): void {
@@ -65,13 +70,17 @@ export class Checker {
       if (batch.events.length > 0) this.fail(`fence at ${streamSeq} carries events`);
       this.writer = batch.writer;
     } else if (batch.writer !== this.writer) {
-      this.fail(`stream message ${streamSeq} written by ${batch.writer} after the fence of ${this.writer}: two writers`);
+      this.fail(
+        `stream message ${streamSeq} written by ${batch.writer} after the fence of ${this.writer}: two writers`,
+      );
     }
     for (const event of batch.events) {
-      if (event.seq !== this.lastEventSeq + 1) this.fail(`event seq ${event.seq} follows ${this.lastEventSeq} at stream message ${streamSeq}`);
+      if (event.seq !== this.lastEventSeq + 1)
+        this.fail(`event seq ${event.seq} follows ${this.lastEventSeq} at stream message ${streamSeq}`);
       this.lastEventSeq = event.seq;
       const expected = this.reference.apply(event.command, event.seq, batch.t);
-      for (const difference of outcomeDifferences(event.outcome, expected)) this.fail(`logged outcome of seq ${event.seq} (${event.command.type}): ${difference}`);
+      for (const difference of outcomeDifferences(event.outcome, expected))
+        this.fail(`logged outcome of seq ${event.seq} (${event.command.type}): ${difference}`);
       this.replay.apply(event.command, event.seq, batch.t);
       if (event.command.type === 'bid' && event.outcome.status === 'accepted') {
         const key = `${event.command.bidderId}/${event.command.bidId}`;
@@ -96,21 +105,29 @@ export class Checker {
     }
     const event = result.seq === undefined ? undefined : this.events.get(result.seq);
     if (!event) {
-      this.fail(`client ${answer.client} was answered ${result.status} at seq ${result.seq} for ${JSON.stringify(answer.command)}, which the log does not hold (acknowledged before durable, or lost)`);
+      this.fail(
+        `client ${answer.client} was answered ${result.status} at seq ${result.seq} for ${JSON.stringify(answer.command)}, which the log does not hold (acknowledged before durable, or lost)`,
+      );
       return;
     }
     if (!sameCommand(event.command, answer.command)) {
-      this.fail(`answer seq ${result.seq} points at ${JSON.stringify(event.command)}, not at the command sent ${JSON.stringify(answer.command)}`);
+      this.fail(
+        `answer seq ${result.seq} points at ${JSON.stringify(event.command)}, not at the command sent ${JSON.stringify(answer.command)}`,
+      );
       return;
     }
     const logged = event.outcome as unknown as Record<string, unknown>;
     // A retry of a remembered bid repeats what the idempotency table keeps of the original (docs/engine-core.md).
-    const compared = result.duplicate ? DUPLICATE_KEYS.map((key) => [key, (result as Record<string, unknown>)[key]] as const) : Object.entries(result);
+    const compared = result.duplicate
+      ? DUPLICATE_KEYS.map((key) => [key, (result as Record<string, unknown>)[key]] as const)
+      : Object.entries(result);
     for (const [key, value] of compared) {
       if (key === 'duplicate' || key === 'seq') continue;
-      if (key in logged && !Object.is(logged[key], value)) this.fail(`answer to seq ${result.seq}: ${key} is ${String(value)}, the log says ${String(logged[key])}`);
+      if (key in logged && !Object.is(logged[key], value))
+        this.fail(`answer to seq ${result.seq}: ${key} is ${String(value)}, the log says ${String(logged[key])}`);
     }
-    if (result.duplicate && event.outcome.status !== 'accepted') this.fail(`duplicate answer at seq ${result.seq} repeats a rejection`);
+    if (result.duplicate && event.outcome.status !== 'accepted')
+      this.fail(`duplicate answer at seq ${result.seq} repeats a rejection`);
   }
 
   /** A copy with nothing undecided must have the log's state at its position. */
@@ -118,10 +135,14 @@ export class Checker {
     if (copy.lastSeq !== copy.durableSeq) return;
     const expected = this.hashes.get(copy.streamSeq);
     if (expected === undefined) {
-      if (copy.streamSeq > (this.log.entries().at(-1)?.streamSeq ?? 0)) this.fail(`${name} (${copy.status}) is at stream message ${copy.streamSeq}, beyond the log`);
+      if (copy.streamSeq > (this.log.entries().at(-1)?.streamSeq ?? 0))
+        this.fail(`${name} (${copy.status}) is at stream message ${copy.streamSeq}, beyond the log`);
       return;
     }
-    if (copy.stateHash !== expected) this.fail(`${name} (${copy.status}) at stream message ${copy.streamSeq} has state hash ${copy.stateHash}, the log gives ${expected}`);
+    if (copy.stateHash !== expected)
+      this.fail(
+        `${name} (${copy.status}) at stream message ${copy.streamSeq} has state hash ${copy.stateHash}, the log gives ${expected}`,
+      );
   }
 }
 

@@ -29,7 +29,11 @@ export class SimClient {
   readonly bidderId: number;
   retries = 0;
 
-  constructor(private readonly id: number, private readonly world: ClientWorld, private readonly requestTimeoutMs: number) {
+  constructor(
+    private readonly id: number,
+    private readonly world: ClientWorld,
+    private readonly requestTimeoutMs: number,
+  ) {
     this.bidderId = 1_000 + id;
   }
 
@@ -62,7 +66,9 @@ export class SimClient {
 
   private async attempt(command: Command): Promise<CommandResult | null> {
     try {
-      const reply = decode(await this.world.request(subjects.commands(SHARD), encode({ commands: [command] }), this.requestTimeoutMs)) as { results?: CommandResult[] };
+      const reply = decode(
+        await this.world.request(subjects.commands(SHARD), encode({ commands: [command] }), this.requestTimeoutMs),
+      ) as { results?: CommandResult[] };
       return reply.results?.[0] ?? null;
     } catch {
       return null; // no responders or no answer in time: outcome unknown, retry the same command
@@ -74,8 +80,22 @@ export class SimClient {
     const auctions = this.world.auctions();
     if (auctions.length === 0 || random.chance(0.04)) {
       const now = this.world.now();
-      return { type: 'create', sellerId: 50 + this.id, startingPrice: random.int(1, 50) * 100, reservePrice: random.chance(0.3) ? random.int(50, 200) * 100 : 0, startsAt: random.chance(0.2) ? now + random.int(100, 2_000) : 0, endsAt: now + random.int(2_000, 20_000), softCloseSeconds: random.int(0, 3) };
+      return {
+        type: 'create',
+        sellerId: 50 + this.id,
+        startingPrice: random.int(1, 50) * 100,
+        reservePrice: random.chance(0.3) ? random.int(50, 200) * 100 : 0,
+        startsAt: random.chance(0.2) ? now + random.int(100, 2_000) : 0,
+        endsAt: now + random.int(2_000, 20_000),
+        softCloseSeconds: random.int(0, 3),
+      };
     }
-    return { type: 'bid', auctionId: random.pick(auctions), bidderId: this.bidderId, bidId: this.nextBidId++, maxBid: random.int(1, 400) * 100 };
+    return {
+      type: 'bid',
+      auctionId: random.pick(auctions),
+      bidderId: this.bidderId,
+      bidId: this.nextBidId++,
+      maxBid: random.int(1, 400) * 100,
+    };
   }
 }

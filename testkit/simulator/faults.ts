@@ -2,8 +2,15 @@ import { RESTART_DELAY_MS } from './options.js';
 import type { CopySlot, World } from './world.js';
 
 export const FAULT_KINDS = [
-  'append-timeouts', 'read-errors', 'lease-write-timeouts', 'consumer-death', 'pause', 'kill',
-  'step-down', 'placement-move', 'stop-during-takeover',
+  'append-timeouts',
+  'read-errors',
+  'lease-write-timeouts',
+  'consumer-death',
+  'pause',
+  'kill',
+  'step-down',
+  'placement-move',
+  'stop-during-takeover',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -37,7 +44,8 @@ function start(world: World, kind: FaultKind, offsetMs: number): number {
     case 'append-timeouts':
     case 'read-errors':
     case 'lease-write-timeouts': {
-      const switchName = kind === 'append-timeouts' ? 'appendTimeouts' : kind === 'read-errors' ? 'readErrors' : 'kvTimeouts';
+      const switchName =
+        kind === 'append-timeouts' ? 'appendTimeouts' : kind === 'read-errors' ? 'readErrors' : 'kvTimeouts';
       const durationMs = random.int(200, 1_500);
       const rate = random.int(1, 5) / 10;
       at(offsetMs, () => {

@@ -36,8 +36,16 @@ async function main(): Promise<void> {
   const first = values.seed ? Number(values.seed) : Number(values.from);
   const count = values.seed ? 1 : Number(values.seeds);
   const jobs = Math.min(count, Number(values.jobs));
-  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || count < 1 || !(jobs >= 1) || kinds.some((k) => !FAULT_KINDS.includes(k))) {
-    process.stderr.write(`usage: simulate [--seeds N] [--from S] [--seed S] [--jobs N] [--keep-going] [--faults ${FAULT_KINDS.join(',')}]\n`);
+  if (
+    !Number.isSafeInteger(first) ||
+    !Number.isSafeInteger(count) ||
+    count < 1 ||
+    !(jobs >= 1) ||
+    kinds.some((k) => !FAULT_KINDS.includes(k))
+  ) {
+    process.stderr.write(
+      `usage: simulate [--seeds N] [--from S] [--seed S] [--jobs N] [--keep-going] [--faults ${FAULT_KINDS.join(',')}]\n`,
+    );
     process.exit(2);
   }
   const faults = values.faults === FAULT_KINDS.join(',') ? '' : ` FAULTS=${values.faults}`;
@@ -48,7 +56,9 @@ async function main(): Promise<void> {
   let simulatedMs = 0;
   const progress = (last = false) => {
     const seconds = (performance.now() - started) / 1000;
-    process.stdout.write(`${done} seeds in ${seconds.toFixed(1)} s on ${jobs} threads: ${(done / seconds).toFixed(1)} seeds/s, ${Math.round(steps / seconds)} steps/s, ${(simulatedMs / 1000 / seconds).toFixed(0)}x real time, ${failed} failed${last ? '' : ' ...'}\n`);
+    process.stdout.write(
+      `${done} seeds in ${seconds.toFixed(1)} s on ${jobs} threads: ${(done / seconds).toFixed(1)} seeds/s, ${Math.round(steps / seconds)} steps/s, ${(simulatedMs / 1000 / seconds).toFixed(0)}x real time, ${failed} failed${last ? '' : ' ...'}\n`,
+    );
   };
   const workers = Array.from({ length: jobs }, (_, j) => {
     const seeds: number[] = [];
@@ -80,6 +90,10 @@ async function main(): Promise<void> {
 }
 
 function report(result: SimResult, faults: string): void {
-  process.stdout.write(`\nseed ${result.seed} FAILED\n${result.failures.map((f) => `  ${f}`).join('\n')}\n  trace (last lines):\n${result.trace.map((l) => `    ${l}`).join('\n')}\n`);
-  process.stdout.write(`  replay: make simulate SEED=${result.seed}${faults}   (engine logs: SIM_LOG=debug make simulate SEED=${result.seed}${faults})\n\n`);
+  process.stdout.write(
+    `\nseed ${result.seed} FAILED\n${result.failures.map((f) => `  ${f}`).join('\n')}\n  trace (last lines):\n${result.trace.map((l) => `    ${l}`).join('\n')}\n`,
+  );
+  process.stdout.write(
+    `  replay: make simulate SEED=${result.seed}${faults}   (engine logs: SIM_LOG=debug make simulate SEED=${result.seed}${faults})\n\n`,
+  );
 }

@@ -10,7 +10,12 @@ export type MemoryBusOptions = {
 /** A requester's side of the bus (a NATS connection's `request`). */
 export type BusClient = { request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> };
 
-type Subscription = { subject: string; connection: Connection; handler: (request: BusRequest) => void; active: boolean };
+type Subscription = {
+  subject: string;
+  connection: Connection;
+  handler: (request: BusRequest) => void;
+  active: boolean;
+};
 
 /** Where a request's answer goes: the requester's side settles once, on the first answer in or the timeout. */
 type Answer = (reply: Uint8Array | Error) => void;
@@ -32,7 +37,10 @@ export class MemoryBus {
   private inboxes = 0;
   readonly latencyMs: () => number;
 
-  constructor(readonly scheduler: Scheduler, options: MemoryBusOptions = {}) {
+  constructor(
+    readonly scheduler: Scheduler,
+    options: MemoryBusOptions = {},
+  ) {
     this.latencyMs = options.latencyMs ?? (() => 1);
   }
 
@@ -58,7 +66,11 @@ export class MemoryBus {
   }
 
   /** The subscription takes effect at once (as after a flush), and so does its end. */
-  private subscribe(subject: string, connection: Connection, handler: (request: BusRequest) => void): { unsubscribe(): void } {
+  private subscribe(
+    subject: string,
+    connection: Connection,
+    handler: (request: BusRequest) => void,
+  ): { unsubscribe(): void } {
     const subscription: Subscription = { subject, connection, handler, active: true };
     let set = this.subscriptions.get(subject);
     if (!set) this.subscriptions.set(subject, (set = new Set()));
@@ -112,7 +124,11 @@ export class MemoryBus {
   }
 
   /** Runs the handler as an event of the subscriber, unless it unsubscribed meanwhile. */
-  private deliver(subscription: Subscription, message: { data: Uint8Array; reply: string }, respondOnce: (body: Uint8Array) => void): void {
+  private deliver(
+    subscription: Subscription,
+    message: { data: Uint8Array; reply: string },
+    respondOnce: (body: Uint8Array) => void,
+  ): void {
     const { connection } = subscription;
     const request: BusRequest = {
       ...message,

@@ -26,7 +26,10 @@ const WRITE_FATE = { ok: 'answered', 'applied-timeout': 'unanswered', 'lost-time
 type Watcher = { key: string; node: SimNode; down: Wire; onEntry: (entry: LeaseEntry) => void; stopped: boolean };
 
 /** A copy of an entry: holders may not change what the bucket stores. */
-const copyOf = (entry: LeaseEntry): LeaseEntry => ({ revision: entry.revision, value: entry.value && entry.value.slice() });
+const copyOf = (entry: LeaseEntry): LeaseEntry => ({
+  revision: entry.revision,
+  value: entry.value && entry.value.slice(),
+});
 
 /**
  * The lease bucket (NATS KV): one revision counter for the whole bucket (a
@@ -43,7 +46,10 @@ export class MemoryKv {
   readonly writeFault: () => KvWriteFault;
   private readonly historyMax: number;
 
-  constructor(readonly scheduler: Scheduler, options: MemoryKvOptions = {}) {
+  constructor(
+    readonly scheduler: Scheduler,
+    options: MemoryKvOptions = {},
+  ) {
     this.latencyMs = options.latencyMs ?? (() => 1);
     this.writeFault = options.writeFault ?? (() => 'ok');
     this.historyMax = options.historyMax ?? HISTORY_MAX;
@@ -68,7 +74,8 @@ export class MemoryKv {
   /** Fails unless the key has no value (never written, or deleted). */
   create(key: string, value: Uint8Array): number {
     const current = this.entries.get(key);
-    if (current && current.value !== null) throw new RevisionConflictError(`key ${key} exists at revision ${current.revision}`);
+    if (current && current.value !== null)
+      throw new RevisionConflictError(`key ${key} exists at revision ${current.revision}`);
     return this.write(key, value.slice());
   }
 
@@ -97,7 +104,8 @@ export class MemoryKv {
 
   private expect(key: string, revision: number): void {
     const current = this.entries.get(key)?.revision ?? 0;
-    if (current !== revision) throw new RevisionConflictError(`wrong last sequence: key ${key} is at revision ${current}, not ${revision}`);
+    if (current !== revision)
+      throw new RevisionConflictError(`wrong last sequence: key ${key} is at revision ${current}, not ${revision}`);
   }
 
   private write(key: string, value: Uint8Array | null): number {
@@ -135,7 +143,10 @@ export class MemoryKv {
 class MemoryKvPort implements LeaseStorePort {
   private readonly connection: Connection;
 
-  constructor(private readonly kv: MemoryKv, private readonly node: SimNode) {
+  constructor(
+    private readonly kv: MemoryKv,
+    private readonly node: SimNode,
+  ) {
     this.connection = new Connection(kv.scheduler, node, kv.latencyMs);
   }
 

@@ -17,7 +17,13 @@ export type AppendFault = 'ok' | 'lost-timeout' | 'landed-timeout';
 export type ReadFault = 'ok' | 'error';
 
 /** One stored stream message, as the checker sees it. */
-export type StoredMessage = { readonly streamSeq: number; readonly bytes: Uint8Array; readonly batch: LogBatch; readonly msgId: string; readonly storedAt: number };
+export type StoredMessage = {
+  readonly streamSeq: number;
+  readonly bytes: Uint8Array;
+  readonly batch: LogBatch;
+  readonly msgId: string;
+  readonly storedAt: number;
+};
 
 export type MemoryLogOptions = {
   shard: number;
@@ -48,7 +54,10 @@ export class MemoryLog {
   readonly appendFault: () => AppendFault;
   readonly readFault: () => ReadFault;
 
-  constructor(readonly scheduler: Scheduler, private readonly options: MemoryLogOptions) {
+  constructor(
+    readonly scheduler: Scheduler,
+    private readonly options: MemoryLogOptions,
+  ) {
     this.shard = options.shard;
     this.latencyMs = options.latencyMs ?? (() => 1);
     this.appendFault = options.appendFault ?? (() => 'ok');
@@ -95,10 +104,13 @@ export class MemoryLog {
   receive(bytes: Uint8Array, expectLastStreamSeq: number, msgId: string, chainsOnto?: string): number {
     this.forgetOldIds();
     const earlier = this.recentIds.get(msgId);
-    if (earlier !== undefined) throw new Error(`shard ${this.shard}: append ${msgId} was taken for a duplicate of stream message ${earlier}`);
-    if (this.lastSeq !== expectLastStreamSeq) throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`);
+    if (earlier !== undefined)
+      throw new Error(`shard ${this.shard}: append ${msgId} was taken for a duplicate of stream message ${earlier}`);
+    if (this.lastSeq !== expectLastStreamSeq)
+      throw new DeposedError(`shard ${this.shard}: stream moved past ${expectLastStreamSeq}`);
     const lastMsgId = this.messages.at(-1)?.msgId ?? '';
-    if (chainsOnto !== undefined && lastMsgId !== chainsOnto) throw new DeposedError(`shard ${this.shard}: last message is ${lastMsgId}, not ${chainsOnto}`);
+    if (chainsOnto !== undefined && lastMsgId !== chainsOnto)
+      throw new DeposedError(`shard ${this.shard}: last message is ${lastMsgId}, not ${chainsOnto}`);
     return this.store(bytes, msgId);
   }
 
@@ -123,7 +135,11 @@ export class MemoryLog {
 
   private forgetOldIds(): void {
     const horizon = this.scheduler.now - DUPLICATE_WINDOW_MS;
-    for (; this.windowStart < this.messages.length && this.messages[this.windowStart].storedAt <= horizon; this.windowStart++) {
+    for (
+      ;
+      this.windowStart < this.messages.length && this.messages[this.windowStart].storedAt <= horizon;
+      this.windowStart++
+    ) {
       this.recentIds.delete(this.messages[this.windowStart].msgId);
     }
   }
@@ -136,14 +152,21 @@ const APPEND_FATE = { ok: 'answered', 'lost-timeout': 'lost', 'landed-timeout': 
 class MemoryLogPort implements ShardLogPort {
   private readonly connection: Connection;
 
-  constructor(private readonly log: MemoryLog, private readonly node: SimNode) {
+  constructor(
+    private readonly log: MemoryLog,
+    private readonly node: SimNode,
+  ) {
     this.connection = new Connection(log.scheduler, node, log.latencyMs);
   }
 
-  ensure(wanted: ShardStreamConfig, _replicas: number): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }> {
+  ensure(
+    wanted: ShardStreamConfig,
+    _replicas: number,
+  ): Promise<{ config: ShardStreamConfig; lastStreamSeq: number; created: boolean }> {
     return this.connection.ask(() => {
       const config = this.log.config;
-      if (config.shard !== wanted.shard) throw new Error(`stream of shard ${config.shard} does not record shard ${wanted.shard}`);
+      if (config.shard !== wanted.shard)
+        throw new Error(`stream of shard ${config.shard} does not record shard ${wanted.shard}`);
       return { config, lastStreamSeq: this.log.lastSeq, created: false };
     });
   }
@@ -161,11 +184,21 @@ class MemoryLogPort implements ShardLogPort {
    * uses. The timeout runs on the caller's clock from the call; an answer
    * after it is ignored, as the client library does.
    */
-  append(bytes: Uint8Array, expectLastStreamSeq: number, writer: string, timeoutMs: number, chainsOnto?: string): Promise<{ seq: number }> {
+  append(
+    bytes: Uint8Array,
+    expectLastStreamSeq: number,
+    writer: string,
+    timeoutMs: number,
+    chainsOnto?: string,
+  ): Promise<{ seq: number }> {
     const msgId = logMsgId(this.log.shard, expectLastStreamSeq + 1, writer);
     const fate = APPEND_FATE[this.log.appendFault()];
     const sent = bytes.slice(); // what went on the wire: the caller may reuse its buffer
-    return this.connection.ask(() => ({ seq: this.log.receive(sent, expectLastStreamSeq, msgId, chainsOnto) }), timeoutMs, fate);
+    return this.connection.ask(
+      () => ({ seq: this.log.receive(sent, expectLastStreamSeq, msgId, chainsOnto) }),
+      timeoutMs,
+      fate,
+    );
   }
 
   /** Opens a consumer at the server; its first messages may overtake the answer, and wait in the iterator. */
@@ -210,9 +243,17 @@ class FollowerStream implements AsyncIterator<LoggedBatch & { pending: number }>
   /** Reader side: arrived and not read yet; how the iterator ended; a read waiting for a message. */
   private readonly arrived: Delivered[] = [];
   private ended: 'stopped' | 'deleted' | null = null;
-  private waiting: { resolve(result: IteratorResult<LoggedBatch & { pending: number }>): void; reject(error: Error): void } | null = null;
+  private waiting: {
+    resolve(result: IteratorResult<LoggedBatch & { pending: number }>): void;
+    reject(error: Error): void;
+  } | null = null;
 
-  constructor(private readonly log: MemoryLog, readonly node: SimNode, private readonly down: Wire, afterStreamSeq: number) {
+  constructor(
+    private readonly log: MemoryLog,
+    readonly node: SimNode,
+    private readonly down: Wire,
+    afterStreamSeq: number,
+  ) {
     this.sent = afterStreamSeq;
     this.taken = afterStreamSeq;
   }

@@ -11,7 +11,12 @@ export type MemorySnapshotsOptions = {
 };
 
 /** One durable snapshot file. */
-export type SnapshotFile = { readonly name: string; readonly meta: SnapshotMeta; readonly bytes: Uint8Array; readonly writtenAt: number };
+export type SnapshotFile = {
+  readonly name: string;
+  readonly meta: SnapshotMeta;
+  readonly bytes: Uint8Array;
+  readonly writtenAt: number;
+};
 
 /** The file name shard/snapshot-store.ts gives a snapshot: the newest is the one with the highest event sequence. */
 const fileName = (meta: SnapshotMeta): string => `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
@@ -29,7 +34,10 @@ export class MemorySnapshots implements SnapshotPort {
   private stored: SnapshotFile[] = [];
   private readonly writeLatencyMs: () => number;
 
-  constructor(private readonly scheduler: Scheduler, options: MemorySnapshotsOptions = {}) {
+  constructor(
+    private readonly scheduler: Scheduler,
+    options: MemorySnapshotsOptions = {},
+  ) {
     this.writeLatencyMs = options.writeLatencyMs ?? (() => 5);
   }
 
@@ -57,7 +65,10 @@ export class MemorySnapshots implements SnapshotPort {
   }
 
   /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */
-  loadNewest(config: Omit<CoreConfig, 'shard'>, onSkip: (file: string, error: unknown) => void): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null {
+  loadNewest(
+    config: Omit<CoreConfig, 'shard'>,
+    onSkip: (file: string, error: unknown) => void,
+  ): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null {
     for (let i = this.stored.length - 1; i >= 0; i--) {
       const file = this.stored[i];
       try {

@@ -11,7 +11,11 @@ import type { Scheduler, SimNode } from './scheduler.js';
 export class Wire {
   private lastArrival = -Infinity;
 
-  constructor(private readonly scheduler: Scheduler, private readonly to: SimNode | null, private readonly latencyMs: () => number) {}
+  constructor(
+    private readonly scheduler: Scheduler,
+    private readonly to: SimNode | null,
+    private readonly latencyMs: () => number,
+  ) {}
 
   send(fn: () => void): Cancel {
     const now = this.scheduler.now;
@@ -36,7 +40,11 @@ export class Connection {
   readonly up: Wire;
   readonly down: Wire;
 
-  constructor(readonly scheduler: Scheduler, readonly node: SimNode, latencyMs: () => number) {
+  constructor(
+    readonly scheduler: Scheduler,
+    readonly node: SimNode,
+    latencyMs: () => number,
+  ) {
     this.up = new Wire(scheduler, null, latencyMs);
     this.down = new Wire(scheduler, node, latencyMs);
   }
@@ -51,10 +59,13 @@ export class Connection {
     if (this.node.dead) return never();
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const cancelTimeout = timeoutMs === undefined ? () => {} : this.scheduler.schedule(this.node, timeoutMs, () => {
-        settled = true;
-        reject(new Error('timeout'));
-      });
+      const cancelTimeout =
+        timeoutMs === undefined
+          ? () => {}
+          : this.scheduler.schedule(this.node, timeoutMs, () => {
+              settled = true;
+              reject(new Error('timeout'));
+            });
       this.up.send(() => {
         if (fate === 'lost') return;
         const answer = serveToAnswer(serve, resolve, reject);

@@ -21,7 +21,8 @@ export class Random {
 
   /** A uniform integer in [lo, hi], both ends included. */
   int(lo: number, hi: number): number {
-    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || lo > hi) throw new Error(`int(${lo}, ${hi}): not a range of integers`);
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || lo > hi)
+      throw new Error(`int(${lo}, ${hi}): not a range of integers`);
     return uniformInt(this.rng, lo, hi);
   }
 

@@ -132,7 +132,10 @@ export class Scheduler {
   stepsRun = 0;
 
   /** `eventsMax` is there for tests of the bound; runs keep EVENTS_MAX. */
-  constructor(startAtMs = 1_700_000_000_000, private readonly eventsMax = EVENTS_MAX) {
+  constructor(
+    startAtMs = 1_700_000_000_000,
+    private readonly eventsMax = EVENTS_MAX,
+  ) {
     this.time = startAtMs;
   }
 
@@ -147,10 +150,18 @@ export class Scheduler {
 
   /** Runs `fn` as an event of `node` (null: the world) `delayMs` from now; ties in time run in insertion order. */
   schedule(node: SimNode | null, delayMs: number, fn: () => void): Cancel {
-    if (!Number.isFinite(delayMs) || delayMs < 0) throw new Error(`schedule: delay must be a finite number >= 0, not ${delayMs}`);
+    if (!Number.isFinite(delayMs) || delayMs < 0)
+      throw new Error(`schedule: delay must be a finite number >= 0, not ${delayMs}`);
     if (node && stateOf(node).dead) return () => {};
     this.ensureRoom();
-    const event: SimEvent = { at: this.time + delayMs, order: this.order++, node, fn, where: 'queued', cancelled: false };
+    const event: SimEvent = {
+      at: this.time + delayMs,
+      order: this.order++,
+      node,
+      fn,
+      where: 'queued',
+      cancelled: false,
+    };
     this.queue.push(event);
     return () => this.cancel(event);
   }
@@ -228,7 +239,8 @@ export class Scheduler {
 
   /** Runs every event due up to `timeMs`, then sets the time to it. */
   async runUntil(timeMs: number): Promise<void> {
-    for (let next = this.nextRunnable(timeMs); next && next.at <= timeMs; next = this.nextRunnable(timeMs)) await this.step();
+    for (let next = this.nextRunnable(timeMs); next && next.at <= timeMs; next = this.nextRunnable(timeMs))
+      await this.step();
     this.time = Math.max(this.time, timeMs);
   }
 
@@ -301,7 +313,9 @@ export class Scheduler {
     if (this.queue.size + this.deferredCount < this.eventsMax) return;
     if (this.cancelledInQueue > 0) this.sweep(() => true);
     if (this.queue.size + this.deferredCount >= this.eventsMax) {
-      throw new Error(`the simulator's event queue is full (${this.eventsMax} events): a runaway timer or message loop`);
+      throw new Error(
+        `the simulator's event queue is full (${this.eventsMax} events): a runaway timer or message loop`,
+      );
     }
   }
 }

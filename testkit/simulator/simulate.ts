@@ -7,7 +7,14 @@ export type SimResult = {
   failures: string[];
   /** The last lines of the run's trace (faults, role changes), for a failing seed. */
   trace: string[];
-  stats: { simulatedMs: number; steps: number; answers: number; logEvents: number; retries: number; worstServeAgainMs: number };
+  stats: {
+    simulatedMs: number;
+    steps: number;
+    answers: number;
+    logEvents: number;
+    retries: number;
+    worstServeAgainMs: number;
+  };
 };
 
 /** Steps between two comparisons of every copy with the log. */
@@ -20,7 +27,10 @@ const CHECK_EVERY_STEPS = 16;
  * stops every copy (which must then be inert). Deterministic: the same seed
  * and options give the same run.
  */
-export async function simulate(seed: number, overrides: Partial<SimOptions> & { kinds?: readonly FaultKind[] } = {}): Promise<SimResult> {
+export async function simulate(
+  seed: number,
+  overrides: Partial<SimOptions> & { kinds?: readonly FaultKind[] } = {},
+): Promise<SimResult> {
   const { kinds = FAULT_KINDS, ...rest } = overrides;
   const options = simOptions(seed, rest);
   const world = new World(options);
@@ -81,7 +91,9 @@ export class Runner {
     const armed = world.stopWhenTakingOver;
     if (armed) {
       if (world.scheduler.now > armed.until) world.stopWhenTakingOver = null;
-      const slot = world.slots.find((s) => s.copy?.roleName === 'taking-over' && !s.removed && !s.node.dead && !s.node.paused);
+      const slot = world.slots.find(
+        (s) => s.copy?.roleName === 'taking-over' && !s.removed && !s.node.dead && !s.node.paused,
+      );
       if (slot) {
         world.stopWhenTakingOver = null;
         world.note(`fault: placement stops ${slot.name} while it takes over`);
@@ -95,7 +107,9 @@ export class Runner {
     const deadline = since + this.world.options.leaseTtlMs + SERVE_AGAIN_BOUND_MS;
     const served = await this.until(deadline, () => this.world.lastAnswerAt > since);
     if (!served && this.world.checker.failures.length === 0) {
-      this.world.checker.fail(`${what}: the shard did not serve within ${deadline - since} ms (lease TTL + ${SERVE_AGAIN_BOUND_MS} ms) after the faults ended`);
+      this.world.checker.fail(
+        `${what}: the shard did not serve within ${deadline - since} ms (lease TTL + ${SERVE_AGAIN_BOUND_MS} ms) after the faults ended`,
+      );
     }
     return this.world.lastAnswerAt - since;
   }
@@ -105,12 +119,16 @@ export class Runner {
     const world = this.world;
     const caughtUp = () => {
       const last = world.log.lastSeq;
-      return world.slots.every((s) => !s.copy || s.copy.statusReport().streamSeq === last) && world.serving().length === 1;
+      return (
+        world.slots.every((s) => !s.copy || s.copy.statusReport().streamSeq === last) && world.serving().length === 1
+      );
     };
     const ok = await this.until(world.scheduler.now + 5_000, caughtUp);
     world.checkCopies();
     if (!ok && world.checker.failures.length === 0) {
-      const states = world.slots.map((s) => `${s.name}: ${s.copy ? `${s.copy.roleName} at ${s.copy.statusReport().streamSeq}` : 'no copy'}`).join(', ');
+      const states = world.slots
+        .map((s) => `${s.name}: ${s.copy ? `${s.copy.roleName} at ${s.copy.statusReport().streamSeq}` : 'no copy'}`)
+        .join(', ');
       world.checker.fail(`copies did not converge on the log's tail ${world.log.lastSeq} with one primary: ${states}`);
     }
   }

@@ -33,7 +33,11 @@ export class CopySlot {
   guard: CopyGuard = { stopped: false, subscriptions: new Set() };
   readonly snapshots: MemorySnapshots;
 
-  constructor(readonly name: string, readonly index: number, scheduler: Scheduler) {
+  constructor(
+    readonly name: string,
+    readonly index: number,
+    scheduler: Scheduler,
+  ) {
     this.snapshots = new MemorySnapshots(scheduler);
   }
 
@@ -79,12 +83,14 @@ export class World {
       shard: SHARD,
       config,
       latencyMs: () => io.int(0, 3),
-      appendFault: () => (io.chance(this.faults.appendTimeouts) ? (io.chance(0.5) ? 'landed-timeout' : 'lost-timeout') : 'ok'),
+      appendFault: () =>
+        io.chance(this.faults.appendTimeouts) ? (io.chance(0.5) ? 'landed-timeout' : 'lost-timeout') : 'ok',
       readFault: () => (io.chance(this.faults.readErrors) ? 'error' : 'ok'),
     });
     this.kv = new MemoryKv(this.scheduler, {
       latencyMs: () => io.int(0, 3),
-      writeFault: () => (io.chance(this.faults.kvTimeouts) ? (io.chance(0.5) ? 'applied-timeout' : 'lost-timeout') : 'ok'),
+      writeFault: () =>
+        io.chance(this.faults.kvTimeouts) ? (io.chance(0.5) ? 'applied-timeout' : 'lost-timeout') : 'ok',
     });
     this.bus = new MemoryBus(this.scheduler, { latencyMs: () => io.int(0, 2) });
     this.checker = new Checker(this.log, config, () => `t=${this.scheduler.now - this.startedAt}ms`);
@@ -132,7 +138,11 @@ export class World {
       appendTimeoutMs: this.options.appendTimeoutMs,
       snapshotEveryEvents: this.options.snapshotEveryEvents,
       snapshotEveryMs: 2_000,
-      lease: { store: this.guardLease(slot, guard, this.kv.port(node)), ttlMs: this.options.leaseTtlMs, renewMs: this.options.leaseRenewMs },
+      lease: {
+        store: this.guardLease(slot, guard, this.kv.port(node)),
+        ttlMs: this.options.leaseTtlMs,
+        renewMs: this.options.leaseRenewMs,
+      },
       preferFollow: slot.index > 0,
       verify: true,
       onTransition: (transition) => {
@@ -167,7 +177,8 @@ export class World {
       this.checker.fail(`${slot.name}'s stop() threw in state ${copy.roleName}: ${(error as Error).message}`);
     }
     guard.stopped = true;
-    if (guard.subscriptions.size > 0) this.checker.fail(`${slot.name} stopped but still serves ${[...guard.subscriptions].join(', ')}`);
+    if (guard.subscriptions.size > 0)
+      this.checker.fail(`${slot.name} stopped but still serves ${[...guard.subscriptions].join(', ')}`);
     if (slot.copy === copy) slot.copy = null;
   }
 
@@ -231,15 +242,19 @@ export class World {
       const clock = this.scheduler.clockFor(node);
       const bus = this.bus.client(node);
       const random = this.random.fork();
-      const client = new SimClient(i, {
-        random,
-        now: () => clock.now(),
-        sleep: (ms) => clock.sleep(ms),
-        request: (subject, data, timeoutMs) => bus.request(subject, data, timeoutMs),
-        auctions: () => this.auctionIds,
-        running: () => this.clientsRunning,
-        onAnswer: (answer) => this.onAnswer(answer),
-      }, this.options.requestTimeoutMs);
+      const client = new SimClient(
+        i,
+        {
+          random,
+          now: () => clock.now(),
+          sleep: (ms) => clock.sleep(ms),
+          request: (subject, data, timeoutMs) => bus.request(subject, data, timeoutMs),
+          auctions: () => this.auctionIds,
+          running: () => this.clientsRunning,
+          onAnswer: (answer) => this.onAnswer(answer),
+        },
+        this.options.requestTimeoutMs,
+      );
       this.clients.push(client);
       void client.run();
     }
@@ -269,7 +284,11 @@ export class World {
   async stepDown(to: CopySlot): Promise<string> {
     const node = this.scheduler.node(`operator-${this.scheduler.now}`);
     try {
-      const reply = decode(await this.bus.client(node).request(adminSubjects.engine(SHARD), encode({ op: 'step-down', to: to.name }), 3_000)) as { error?: { code: string }; to?: string };
+      const reply = decode(
+        await this.bus
+          .client(node)
+          .request(adminSubjects.engine(SHARD), encode({ op: 'step-down', to: to.name }), 3_000),
+      ) as { error?: { code: string }; to?: string };
       return reply.error ? `refused: ${reply.error.code}` : `handed over to ${reply.to}`;
     } catch (error) {
       return `no answer: ${(error as Error).message}`;
@@ -288,7 +307,13 @@ export class World {
       if (!copy || slot.node.dead || slot.node.paused) continue;
       const report = copy.statusReport();
       if (report.status === 'starting') continue;
-      this.checker.checkCopy(slot.name, { status: report.status, streamSeq: report.streamSeq, lastSeq: report.lastSeq, durableSeq: report.durableSeq, stateHash: copy.stateHash() });
+      this.checker.checkCopy(slot.name, {
+        status: report.status,
+        streamSeq: report.streamSeq,
+        lastSeq: report.lastSeq,
+        durableSeq: report.durableSeq,
+        stateHash: copy.stateHash(),
+      });
     }
   }
 

@@ -9,7 +9,25 @@ t.test('bad bid amounts: invalid_amount and the state is unchanged', async (t) =
   const id = d.create({ startingPrice: 100 });
   d.bid(id, 3, 1_000);
   const before = d.core.stateHash();
-  const amounts: unknown[] = [NaN, -1, 0, -0, 1.5, 100.0001, 2 ** 32, 2 ** 53, Infinity, -Infinity, '500', null, undefined, {}, [500], true, 1e300];
+  const amounts: unknown[] = [
+    NaN,
+    -1,
+    0,
+    -0,
+    1.5,
+    100.0001,
+    2 ** 32,
+    2 ** 53,
+    Infinity,
+    -Infinity,
+    '500',
+    null,
+    undefined,
+    {},
+    [500],
+    true,
+    1e300,
+  ];
   for (const maxBid of amounts) {
     const r = d.bid(id, ALICE, maxBid as number);
     t.match(r, { status: 'rejected', reason: 'invalid_amount' }, `maxBid ${String(maxBid)}`);
@@ -22,9 +40,24 @@ t.test('bad bidder or bid ids: invalid_request', async (t) => {
   const d = new Driver();
   const id = d.create();
   const before = d.core.stateHash();
-  const cases: [unknown, unknown][] = [[0, 1], [-2, 1], [2 ** 32, 1], [1.5, 1], ['2', 1], [ALICE, 0], [ALICE, -1], [ALICE, 2 ** 53], [ALICE, NaN], [ALICE, '7']];
+  const cases: [unknown, unknown][] = [
+    [0, 1],
+    [-2, 1],
+    [2 ** 32, 1],
+    [1.5, 1],
+    ['2', 1],
+    [ALICE, 0],
+    [ALICE, -1],
+    [ALICE, 2 ** 53],
+    [ALICE, NaN],
+    [ALICE, '7'],
+  ];
   for (const [bidder, bidId] of cases) {
-    t.match(d.bid(id, bidder as number, 1_000, bidId as number), { status: 'rejected', reason: 'invalid_request' }, `bidder ${String(bidder)} bid ${String(bidId)}`);
+    t.match(
+      d.bid(id, bidder as number, 1_000, bidId as number),
+      { status: 'rejected', reason: 'invalid_request' },
+      `bidder ${String(bidder)} bid ${String(bidId)}`,
+    );
   }
   t.equal(d.core.stateHash(), before);
 });
@@ -34,7 +67,11 @@ t.test('unknown auctions, other shards, garbage ids: auction_not_found', async (
   const id = d.create();
   const before = d.core.stateHash();
   for (const auctionId of [id + SHARDS_MAX, id + 1, 7, 0, -id, id + 0.5, NaN, 2 ** 53, String(id)]) {
-    t.match(d.bid(auctionId as number, ALICE, 1_000), { status: 'rejected', reason: 'auction_not_found' }, `auction ${String(auctionId)}`);
+    t.match(
+      d.bid(auctionId as number, ALICE, 1_000),
+      { status: 'rejected', reason: 'auction_not_found' },
+      `auction ${String(auctionId)}`,
+    );
   }
   t.equal(d.core.stateHash(), before);
 });
@@ -52,7 +89,15 @@ t.test('bids before the start and after the close: a reason and no change', asyn
 
 t.test('bad create commands: a reason and no auction', async (t) => {
   const d = new Driver();
-  const base = { type: 'create' as const, sellerId: 1, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: d.now + 60_000, softCloseSeconds: 0 };
+  const base = {
+    type: 'create' as const,
+    sellerId: 1,
+    startingPrice: 100,
+    reservePrice: 0,
+    startsAt: 0,
+    endsAt: d.now + 60_000,
+    softCloseSeconds: 0,
+  };
   const before = d.core.stateHash();
   const cases: [Record<string, unknown>, string][] = [
     [{ sellerId: 0 }, 'invalid_request'],
@@ -70,7 +115,11 @@ t.test('bad create commands: a reason and no auction', async (t) => {
     [{ endsAt: 'soon' }, 'invalid_request'],
   ];
   for (const [override, reason] of cases) {
-    t.match(d.apply({ ...base, ...override } as never), { status: 'rejected', reason, auctionId: 0 }, JSON.stringify(override));
+    t.match(
+      d.apply({ ...base, ...override } as never),
+      { status: 'rejected', reason, auctionId: 0 },
+      JSON.stringify(override),
+    );
   }
   t.equal(d.core.stateHash(), before);
   t.equal(d.core.auctionsCreated, 0);
@@ -91,6 +140,8 @@ t.test('contract violations by the caller throw: a sequence gap or time going ba
   const d = new Driver();
   d.create();
   t.throws(() => d.core.apply({ type: 'cancel', auctionId: 1 }, d.core.lastSeq + 2, d.now), { name: 'InvariantError' });
-  t.throws(() => d.core.apply({ type: 'cancel', auctionId: 1 }, d.core.lastSeq + 1, d.now - 1), { name: 'InvariantError' });
+  t.throws(() => d.core.apply({ type: 'cancel', auctionId: 1 }, d.core.lastSeq + 1, d.now - 1), {
+    name: 'InvariantError',
+  });
   t.throws(() => d.core.apply({ type: 'nope' } as never, d.core.lastSeq + 1, d.now), { name: 'InvariantError' });
 });

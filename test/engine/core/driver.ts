@@ -14,7 +14,11 @@ export class Driver {
   now: number;
 
   constructor(config: Partial<CoreConfig> & { now?: number } = {}) {
-    this.core = new AuctionCore({ shard: config.shard ?? 7, auctionsMax: config.auctionsMax ?? 1024, idempotencyEntriesMax: config.idempotencyEntriesMax ?? 4096 });
+    this.core = new AuctionCore({
+      shard: config.shard ?? 7,
+      auctionsMax: config.auctionsMax ?? 1024,
+      idempotencyEntriesMax: config.idempotencyEntriesMax ?? 4096,
+    });
     this.now = config.now ?? 1_700_000_000_000;
   }
 

@@ -45,7 +45,11 @@ t.test('soft close: repeated sniping keeps extending, and the auction closes aft
   t.equal(lastEnd, d.now + 30_000);
   t.same(d.advanceTo(lastEnd - 1), [], 'still open one millisecond before');
   const [closed] = d.advanceTo(lastEnd);
-  t.match(closed, { type: 'close', status: 'accepted', winnerId: BOB, auctionStatus: 'closed' }, 'the last sniper (round 4) wins');
+  t.match(
+    closed,
+    { type: 'close', status: 'accepted', winnerId: BOB, auctionStatus: 'closed' },
+    'the last sniper (round 4) wins',
+  );
 });
 
 t.test('a bid at or after endsAt is rejected even before the close timer ran', async (t) => {
@@ -84,7 +88,13 @@ t.test('reserve not met: closed without a winner', async (t) => {
   d.bid(id, ALICE, 9_999);
   const [closed] = d.advanceBy(MINUTE);
   t.match(closed, { status: 'accepted', winnerId: 0, reserveMet: false, price: 1_000 });
-  t.match(d.core.auctionState(id), { status: 'closed', hasReserve: true, reserveMet: false, winnerId: 0, leaderId: ALICE });
+  t.match(d.core.auctionState(id), {
+    status: 'closed',
+    hasReserve: true,
+    reserveMet: false,
+    winnerId: 0,
+    leaderId: ALICE,
+  });
 });
 
 t.test('reserve met: the leader wins', async (t) => {
@@ -145,7 +155,13 @@ t.test('timers fire in (due time, auction number) order', async (t) => {
   const c = d.create({ endsAt: end });
   const s = d.create({ startsAt: end - 5, endsAt: end + 1 });
   const fired = d.advanceTo(end + 10).map((o) => [o.type, o.auctionId]);
-  t.same(fired, [['open', s], ['close', b], ['close', c], ['close', s], ['close', a]]);
+  t.same(fired, [
+    ['open', s],
+    ['close', b],
+    ['close', c],
+    ['close', s],
+    ['close', a],
+  ]);
 });
 
 t.test('versions grow with every change of an auction', async (t) => {
@@ -166,8 +182,18 @@ t.test('a full shard refuses creation until the oldest slot has ended; ended auc
   const d = new Driver({ auctionsMax: 2 });
   const first = d.create({ endsAt: d.now + MINUTE });
   d.create({ endsAt: d.now + 2 * MINUTE });
-  t.match(d.apply({ type: 'create', sellerId: SELLER, startingPrice: 100, reservePrice: 0, startsAt: 0, endsAt: d.now + MINUTE, softCloseSeconds: 0 }),
-    { status: 'rejected', reason: 'shard_full' });
+  t.match(
+    d.apply({
+      type: 'create',
+      sellerId: SELLER,
+      startingPrice: 100,
+      reservePrice: 0,
+      startsAt: 0,
+      endsAt: d.now + MINUTE,
+      softCloseSeconds: 0,
+    }),
+    { status: 'rejected', reason: 'shard_full' },
+  );
   d.bid(first, ALICE, 500);
   d.advanceBy(MINUTE); // closes the first
   const third = d.create({ endsAt: d.now + MINUTE });

@@ -22,16 +22,33 @@ const amount = fc.oneof(
 );
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({
-    kind: fc.constant('create' as const), seller: fc.integer({ min: 1, max: 4 }), start: fc.integer({ min: 1, max: 3_000 }),
-    reserve: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 9_000 })), startIn: fc.integer({ min: -1_000, max: 30_000 }),
-    duration: fc.integer({ min: 1, max: 120_000 }), soft: fc.integer({ min: 0, max: 30 }),
-  }) },
-  { weight: 12, arbitrary: fc.record({
-    kind: fc.constant('bid' as const), pick: fc.nat(), bidder: fc.integer({ min: 1, max: 6 }), bidId: fc.integer({ min: 1, max: 40 }), max: amount,
-  }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('create' as const),
+      seller: fc.integer({ min: 1, max: 4 }),
+      start: fc.integer({ min: 1, max: 3_000 }),
+      reserve: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 9_000 })),
+      startIn: fc.integer({ min: -1_000, max: 30_000 }),
+      duration: fc.integer({ min: 1, max: 120_000 }),
+      soft: fc.integer({ min: 0, max: 30 }),
+    }),
+  },
+  {
+    weight: 12,
+    arbitrary: fc.record({
+      kind: fc.constant('bid' as const),
+      pick: fc.nat(),
+      bidder: fc.integer({ min: 1, max: 6 }),
+      bidId: fc.integer({ min: 1, max: 40 }),
+      max: amount,
+    }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 25_000 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom('cancel' as const, 'forceClose' as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constantFrom('cancel' as const, 'forceClose' as const), pick: fc.nat() }),
+  },
 );
 
 const config = fc.record({
@@ -75,12 +92,23 @@ function run(steps: Step[], cfg: { auctionsMax: number; rememberMax: number }, c
       lastPrice.set(touched, state.price);
     }
   };
-  const pickId = (pick: number) => (pick % (ids.length + 1) < ids.length ? ids[pick % (ids.length + 1)] : 4 * SHARDS_MAX + SHARD + (ids.length + 9) * SHARDS_MAX);
+  const pickId = (pick: number) =>
+    pick % (ids.length + 1) < ids.length
+      ? ids[pick % (ids.length + 1)]
+      : 4 * SHARDS_MAX + SHARD + (ids.length + 9) * SHARDS_MAX;
 
   for (const s of steps) {
     if (s.kind === 'create') {
       const startsAt = s.startIn <= 0 ? 0 : now + s.startIn;
-      applyBoth({ type: 'create', sellerId: s.seller, startingPrice: s.start, reservePrice: s.reserve, startsAt, endsAt: Math.max(startsAt, now) + s.duration, softCloseSeconds: s.soft });
+      applyBoth({
+        type: 'create',
+        sellerId: s.seller,
+        startingPrice: s.start,
+        reservePrice: s.reserve,
+        startsAt,
+        endsAt: Math.max(startsAt, now) + s.duration,
+        softCloseSeconds: s.soft,
+      });
     } else if (s.kind === 'bid') {
       applyBoth({ type: 'bid', auctionId: pickId(s.pick), bidderId: s.bidder, bidId: s.bidId, maxBid: s.max });
     } else if (s.kind === 'cancel') {
@@ -92,7 +120,8 @@ function run(steps: Step[], cfg: { auctionsMax: number; rememberMax: number }, c
       for (;;) {
         const mine = core.takeDue(now);
         const theirs = ref.due(now);
-        if (JSON.stringify(mine) !== JSON.stringify(theirs)) failures.push(`due at ${now}: ${JSON.stringify(mine)} vs ${JSON.stringify(theirs)}`);
+        if (JSON.stringify(mine) !== JSON.stringify(theirs))
+          failures.push(`due at ${now}: ${JSON.stringify(mine)} vs ${JSON.stringify(theirs)}`);
         if (!mine) break;
         applyBoth(mine);
       }
@@ -106,15 +135,31 @@ function compareOutcome(mine: Outcome, theirs: RefAnswer, where: string, failure
   for (const difference of outcomeDifferences(mine, theirs)) failures.push(`${where}: ${difference}`);
 }
 
-function compareState(core: AuctionCore, ref: ReferenceModel, auctionId: number, where: string, failures: string[]): void {
+function compareState(
+  core: AuctionCore,
+  ref: ReferenceModel,
+  auctionId: number,
+  where: string,
+  failures: string[],
+): void {
   const mine = core.auctionState(auctionId);
   const theirs = ref.state(auctionId);
   if (!mine || !theirs) {
     if (!!mine !== !!theirs) failures.push(`${where}: auction ${auctionId} exists in one model only`);
     return;
   }
-  for (const key of ['status', 'price', 'leaderId', 'bidCount', 'endsAt', 'version', 'reserveMet', 'winnerId'] as const) {
-    if (mine[key] !== theirs[key]) failures.push(`${where}: state.${key} is ${mine[key]}, reference says ${theirs[key]}`);
+  for (const key of [
+    'status',
+    'price',
+    'leaderId',
+    'bidCount',
+    'endsAt',
+    'version',
+    'reserveMet',
+    'winnerId',
+  ] as const) {
+    if (mine[key] !== theirs[key])
+      failures.push(`${where}: state.${key} is ${mine[key]}, reference says ${theirs[key]}`);
   }
 }
 
@@ -136,15 +181,23 @@ t.test('snapshot at any point + replay of the rest = the uninterrupted run', asy
     fc.property(fc.array(step, { minLength: 1, maxLength: 200, size: 'max' }), config, fc.nat(), (steps, cfg, cut) => {
       const whole = run(steps, cfg, false);
       const at = cut % (whole.log.length + 1);
-      const prefix = replay(whole.log.slice(0, at), new AuctionCore({ shard: SHARD, auctionsMax: cfg.auctionsMax, idempotencyEntriesMax: cfg.rememberMax }));
-      const restored = decodeSnapshot(encodeSnapshot(prefix), { auctionsMax: cfg.auctionsMax, idempotencyEntriesMax: cfg.rememberMax });
+      const prefix = replay(
+        whole.log.slice(0, at),
+        new AuctionCore({ shard: SHARD, auctionsMax: cfg.auctionsMax, idempotencyEntriesMax: cfg.rememberMax }),
+      );
+      const restored = decodeSnapshot(encodeSnapshot(prefix), {
+        auctionsMax: cfg.auctionsMax,
+        idempotencyEntriesMax: cfg.rememberMax,
+      });
       restored.verify();
       if (restored.stateHash() !== prefix.stateHash()) throw new Error(`restore changed the hash at ${at}`);
       for (const { seq, t: time, command } of whole.log.slice(at)) {
         const again = restored.apply(command, seq, time);
-        if (JSON.stringify(again) !== JSON.stringify(whole.outcomes[seq - 1])) throw new Error(`replay diverged at #${seq}`);
+        if (JSON.stringify(again) !== JSON.stringify(whole.outcomes[seq - 1]))
+          throw new Error(`replay diverged at #${seq}`);
       }
-      if (restored.stateHash() !== whole.core.stateHash()) throw new Error(`hash differs after cut ${at} of ${whole.log.length}`);
+      if (restored.stateHash() !== whole.core.stateHash())
+        throw new Error(`hash differs after cut ${at} of ${whole.log.length}`);
       if (restored.lastSeq !== whole.core.lastSeq) throw new Error('sequence differs');
       if (restored.nextDueAt() !== whole.core.nextDueAt()) throw new Error('next timer differs');
     }),
@@ -154,7 +207,13 @@ t.test('snapshot at any point + replay of the rest = the uninterrupted run', asy
 });
 
 t.test('the state hash tells different states apart', async (t) => {
-  const a = run([{ kind: 'create', seller: 1, start: 100, reserve: 0, startIn: 0, duration: 1_000, soft: 0 }], { auctionsMax: 8, rememberMax: 8 });
-  const b = run([{ kind: 'create', seller: 1, start: 101, reserve: 0, startIn: 0, duration: 1_000, soft: 0 }], { auctionsMax: 8, rememberMax: 8 });
+  const a = run([{ kind: 'create', seller: 1, start: 100, reserve: 0, startIn: 0, duration: 1_000, soft: 0 }], {
+    auctionsMax: 8,
+    rememberMax: 8,
+  });
+  const b = run([{ kind: 'create', seller: 1, start: 101, reserve: 0, startIn: 0, duration: 1_000, soft: 0 }], {
+    auctionsMax: 8,
+    rememberMax: 8,
+  });
   t.not(a.core.stateHash(), b.core.stateHash());
 });

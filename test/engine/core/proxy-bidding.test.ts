@@ -16,9 +16,26 @@ function auctionWithLeader(startingPrice: number, leaderMax: number, extra: { re
 
 t.test('the increment table is eBay US, looked up by price', async (t) => {
   const boundaries: [number, number][] = [
-    [1, 5], [99, 5], [100, 25], [499, 25], [500, 50], [2_499, 50], [2_500, 100], [9_999, 100],
-    [10_000, 250], [24_999, 250], [25_000, 500], [49_999, 500], [50_000, 1_000], [99_999, 1_000],
-    [100_000, 2_500], [249_999, 2_500], [250_000, 5_000], [499_999, 5_000], [500_000, 10_000], [4_294_967_295, 10_000],
+    [1, 5],
+    [99, 5],
+    [100, 25],
+    [499, 25],
+    [500, 50],
+    [2_499, 50],
+    [2_500, 100],
+    [9_999, 100],
+    [10_000, 250],
+    [24_999, 250],
+    [25_000, 500],
+    [49_999, 500],
+    [50_000, 1_000],
+    [99_999, 1_000],
+    [100_000, 2_500],
+    [249_999, 2_500],
+    [250_000, 5_000],
+    [499_999, 5_000],
+    [500_000, 10_000],
+    [4_294_967_295, 10_000],
   ];
   for (const [price, increment] of boundaries) t.equal(incrementAt(price), increment, `increment at ${price}`);
   for (const [below, increment] of INCREMENT_TABLE) {
@@ -86,7 +103,11 @@ t.test('a leader raising their own maximum does not move the price', async (t) =
   const { d, id } = auctionWithLeader(1_000, 2_000);
   const raise = d.bid(id, ALICE, 9_000);
   t.match(raise, { status: 'accepted', leading: true, price: 1_000, bidCount: 2 });
-  t.match(d.bid(id, ALICE, 9_000), { status: 'rejected', reason: 'bid_too_low', leading: true }, 'not to the same maximum');
+  t.match(
+    d.bid(id, ALICE, 9_000),
+    { status: 'rejected', reason: 'bid_too_low', leading: true },
+    'not to the same maximum',
+  );
   t.match(d.bid(id, ALICE, 8_000), { status: 'rejected', reason: 'bid_too_low' }, 'nor lower it');
   t.match(d.bid(id, BOB, 5_000), { status: 'accepted', leading: false, price: 5_100 }, 'the raised maximum defends');
 });
@@ -96,7 +117,11 @@ t.test('reserve: a bid reaching the reserve lifts the price to it', async (t) =>
   const id = d.create({ startingPrice: 1_000, reservePrice: 5_000 });
   t.match(d.bid(id, ALICE, 3_000), { status: 'accepted', price: 1_000, reserveMet: false });
   t.match(d.core.auctionState(id), { hasReserve: true, reserveMet: false });
-  t.match(d.bid(id, ALICE, 6_000), { status: 'accepted', price: 5_000, reserveMet: true }, 'the leader raising to the reserve');
+  t.match(
+    d.bid(id, ALICE, 6_000),
+    { status: 'accepted', price: 5_000, reserveMet: true },
+    'the leader raising to the reserve',
+  );
   t.match(d.bid(id, BOB, 5_500), { status: 'accepted', leading: false, price: 5_600 }, 'bidding goes on above it');
 });
 
@@ -110,7 +135,13 @@ t.test('reserve: a newcomer whose maximum reaches the reserve takes the lead at 
   const d = new Driver();
   const id = d.create({ startingPrice: 1_000, reservePrice: 5_000 });
   d.bid(id, ALICE, 2_000);
-  t.match(d.bid(id, BOB, 8_000), { status: 'accepted', leading: true, price: 5_000, reserveMet: true, outbidUserId: ALICE });
+  t.match(d.bid(id, BOB, 8_000), {
+    status: 'accepted',
+    leading: true,
+    price: 5_000,
+    reserveMet: true,
+    outbidUserId: ALICE,
+  });
 });
 
 t.test('reserve: a losing bid that lifts the leader past the reserve sets the price to the reserve', async (t) => {

@@ -15,11 +15,23 @@ t.test('a retried (bidder, bidId) gets the original answer and never counts twic
   const seqBefore = d.core.lastSeq;
   const hashBefore = d.core.stateHash();
   const retry = d.bid(id, ALICE, 5_000, 77);
-  t.match(retry, { status: 'accepted', duplicate: true, seq: original.seq, price: original.price, leading: true, endsAt: original.endsAt, bidId: 77 });
+  t.match(retry, {
+    status: 'accepted',
+    duplicate: true,
+    seq: original.seq,
+    price: original.price,
+    leading: true,
+    endsAt: original.endsAt,
+    bidId: 77,
+  });
   t.equal(d.core.stateHash(), hashBefore, 'the retry changed nothing');
   t.equal(d.core.auctionState(id)!.bidCount, 2);
   t.equal(d.core.lastSeq, seqBefore + 1);
-  t.match(d.core.lookupBid(ALICE, 77, id), { duplicate: true, seq: original.seq }, 'the engine can answer a retry without logging it');
+  t.match(
+    d.core.lookupBid(ALICE, 77, id),
+    { duplicate: true, seq: original.seq },
+    'the engine can answer a retry without logging it',
+  );
   t.equal(d.core.lookupBid(BOB, 77, id), null, 'keys are per bidder');
 });
 
@@ -29,7 +41,12 @@ t.test('a remembered bid id reused for another auction is refused, not answered 
   const second = d.create();
   d.bid(first, ALICE, 5_000, 42);
   const hashBefore = d.core.stateHash();
-  t.match(d.bid(second, ALICE, 5_000, 42), { status: 'rejected', reason: 'invalid_request', auctionId: second, duplicate: false });
+  t.match(d.bid(second, ALICE, 5_000, 42), {
+    status: 'rejected',
+    reason: 'invalid_request',
+    auctionId: second,
+    duplicate: false,
+  });
   t.equal(d.core.lookupBid(ALICE, 42, second), null);
   t.equal(d.core.stateHash(), hashBefore);
   t.equal(d.core.auctionState(second)!.bidCount, 0);
@@ -70,31 +87,39 @@ t.test('a forgotten bid id still never counts twice', async (t) => {
 
 t.test('the idempotency table remembers like two generations of maps, and exports exactly', async (t) => {
   fc.assert(
-    fc.property(fc.integer({ min: 2, max: 40 }), fc.array(fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 60 })), { maxLength: 400, size: 'max' }), (capacity, keys) => {
-      const table = new IdempotencyTable(capacity);
-      let newer = new Map<string, number>();
-      let older = new Map<string, number>();
-      let seq = 0;
-      for (const [user, bidId] of keys) {
-        const key = `${user}/${bidId}`;
-        const expected = newer.get(key) ?? older.get(key);
-        const found = table.find(user, bidId);
-        if ((found >= 0) !== (expected !== undefined)) throw new Error(`find(${key}) disagrees`);
-        if (found >= 0) {
-          if (table.read(found).seq !== expected) throw new Error(`wrong entry for ${key}`);
-          continue;
+    fc.property(
+      fc.integer({ min: 2, max: 40 }),
+      fc.array(fc.tuple(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 60 })), {
+        maxLength: 400,
+        size: 'max',
+      }),
+      (capacity, keys) => {
+        const table = new IdempotencyTable(capacity);
+        let newer = new Map<string, number>();
+        let older = new Map<string, number>();
+        let seq = 0;
+        for (const [user, bidId] of keys) {
+          const key = `${user}/${bidId}`;
+          const expected = newer.get(key) ?? older.get(key);
+          const found = table.find(user, bidId);
+          if (found >= 0 !== (expected !== undefined)) throw new Error(`find(${key}) disagrees`);
+          if (found >= 0) {
+            if (table.read(found).seq !== expected) throw new Error(`wrong entry for ${key}`);
+            continue;
+          }
+          table.remember(user, bidId, { auctionKey: 1, price: 1, endsAt: 1, leading: false, seq: ++seq });
+          if (newer.size === Math.floor(capacity / 2)) [older, newer] = [newer, new Map()];
+          newer.set(key, seq);
+          table.verify();
         }
-        table.remember(user, bidId, { auctionKey: 1, price: 1, endsAt: 1, leading: false, seq: ++seq });
-        if (newer.size === Math.floor(capacity / 2)) [older, newer] = [newer, new Map()];
-        newer.set(key, seq);
-        table.verify();
-      }
-      if (table.size !== newer.size + older.size) throw new Error('sizes differ');
-      const copy = new IdempotencyTable(capacity);
-      copy.import(table.export());
-      copy.verify();
-      if (JSON.stringify(copy.export()) !== JSON.stringify(table.export())) throw new Error('export/import changed the table');
-    }),
+        if (table.size !== newer.size + older.size) throw new Error('sizes differ');
+        const copy = new IdempotencyTable(capacity);
+        copy.import(table.export());
+        copy.verify();
+        if (JSON.stringify(copy.export()) !== JSON.stringify(table.export()))
+          throw new Error('export/import changed the table');
+      },
+    ),
     { numRuns: 300 },
   );
   t.pass('300 random sequences agreed');
@@ -102,19 +127,35 @@ t.test('the idempotency table remembers like two generations of maps, and export
 
 t.test('the due heap pops in (time, rank) order through updates and removals', async (t) => {
   fc.assert(
-    fc.property(fc.array(fc.tuple(fc.constantFrom('push', 'update', 'remove'), fc.nat(31), fc.integer({ min: 0, max: 50 })), { maxLength: 300, size: 'max' }), (ops) => {
-      const dueAt = new Float64Array(32);
-      const heap = new DueHeap(32, dueAt, 1, (slot) => slot);
-      const live = new Set<number>();
-      for (const [op, slot, time] of ops) {
-        if (op === 'push' && !live.has(slot)) { dueAt[slot] = time; heap.push(slot); live.add(slot); }
-        if (op === 'update' && live.has(slot)) { dueAt[slot] = time; heap.update(slot); }
-        if (op === 'remove' && live.has(slot)) { heap.remove(slot); live.delete(slot); }
-        heap.verify();
-        const expected = [...live].sort((a, b) => dueAt[a] - dueAt[b] || a - b)[0] ?? -1;
-        if (heap.peek() !== expected) throw new Error(`peek ${heap.peek()} expected ${expected}`);
-      }
-    }),
+    fc.property(
+      fc.array(fc.tuple(fc.constantFrom('push', 'update', 'remove'), fc.nat(31), fc.integer({ min: 0, max: 50 })), {
+        maxLength: 300,
+        size: 'max',
+      }),
+      (ops) => {
+        const dueAt = new Float64Array(32);
+        const heap = new DueHeap(32, dueAt, 1, (slot) => slot);
+        const live = new Set<number>();
+        for (const [op, slot, time] of ops) {
+          if (op === 'push' && !live.has(slot)) {
+            dueAt[slot] = time;
+            heap.push(slot);
+            live.add(slot);
+          }
+          if (op === 'update' && live.has(slot)) {
+            dueAt[slot] = time;
+            heap.update(slot);
+          }
+          if (op === 'remove' && live.has(slot)) {
+            heap.remove(slot);
+            live.delete(slot);
+          }
+          heap.verify();
+          const expected = [...live].sort((a, b) => dueAt[a] - dueAt[b] || a - b)[0] ?? -1;
+          if (heap.peek() !== expected) throw new Error(`peek ${heap.peek()} expected ${expected}`);
+        }
+      },
+    ),
     { numRuns: 300 },
   );
   t.pass('300 random operation sequences agreed');
@@ -135,7 +176,9 @@ t.test('snapshots refuse corruption, truncation and a different capacity', async
   flipped[flipped.length - 20] ^= 0xff;
   t.throws(() => decodeSnapshot(flipped, { auctionsMax: 64 }), /checksum|msgpack|snapshot/);
   t.throws(() => decodeSnapshot(bytes.subarray(0, bytes.length - 7), { auctionsMax: 64 }), { name: 'InvariantError' });
-  t.throws(() => decodeSnapshot(new TextEncoder().encode('not a snapshot'), { auctionsMax: 64 }), { name: 'InvariantError' });
+  t.throws(() => decodeSnapshot(new TextEncoder().encode('not a snapshot'), { auctionsMax: 64 }), {
+    name: 'InvariantError',
+  });
   t.throws(() => decodeSnapshot(bytes, { auctionsMax: 128 }), /auctionsMax 64, not 128/);
 });
 
