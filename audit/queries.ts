@@ -1,6 +1,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { decodeCursor, encodeCursor } from '../protocol/cursors.js';
 import type { Auction, AuctionPage, AuctionStatus, BidPage, BidRecord } from '../protocol/public.js';
+import type { AuctionEvent, SearchRequest } from '../protocol/operations.js';
 
 /** Bounds of the query API. */
 export const QUERY_LIMITS = { pageMax: 100, pageDefault: 20, queryCharsMax: 200, queryWordsMax: 10 };
@@ -160,37 +161,38 @@ export class AuditQueries {
       )
       .all(auctionId, auctionId, limit) as Record<string, unknown>[];
     return {
-      events: rows.map((row) =>
-        Object.fromEntries(
-          Object.entries(row)
-            .filter(([, value]) => value !== null)
-            .map(([k, value]) => [k, k === 'leading' ? value === 1 : value]),
-        ),
+      // The columns of the query above, without the NULLs one kind of event lacks.
+      events: rows.map(
+        (row) =>
+          Object.fromEntries(
+            Object.entries(row)
+              .filter(([, value]) => value !== null)
+              .map(([k, value]) => [k, k === 'leading' ? value === 1 : value]),
+          ) as AuctionEvent,
       ),
     };
   }
 
   /** Search with filters and keyset paging; results are ordered by (sort value, id). */
-  search(options: Record<string, unknown>): AuctionPage {
-    const order = SORTS.get(String(options.sort ?? 'ending_soon'));
+  search(options: SearchRequest): AuctionPage {
+    const order = SORTS.get(options.sort ?? 'ending_soon');
     if (!order) throw new QueryError('sort must be ending_soon, newest or price');
     const limit = limitOf(options.limit);
     const where: string[] = [];
     const params: unknown[] = [];
-    const match = typeof options.q === 'string' ? ftsQuery(options.q) : null;
+    const match = options.q === undefined ? null : ftsQuery(options.q);
     if (match) {
       where.push('a.id IN (SELECT rowid FROM auctions_fts WHERE auctions_fts MATCH ?)');
       params.push(match);
     }
-    if (options.status !== undefined && options.status !== null) {
-      if (!STATUSES.has(String(options.status)))
-        throw new QueryError('status must be scheduled, open, closed or cancelled');
+    if (options.status !== undefined) {
+      if (!STATUSES.has(options.status)) throw new QueryError('status must be scheduled, open, closed or cancelled');
       where.push('a.status = ?');
       params.push(options.status);
     }
-    if (options.sellerId !== undefined && options.sellerId !== null) {
+    if (options.sellerId !== undefined) {
       where.push('a.seller_id = ?');
-      params.push(Number(options.sellerId));
+      params.push(options.sellerId);
     }
     const cursor = decodeCursor(options.cursor);
     if (cursor === undefined) throw new QueryError('bad cursor');

@@ -89,7 +89,7 @@ function compareTable(file: Database.Database, expected: Database.Database, tabl
     const a = left.next();
     const b = right.next();
     if (a.done && b.done) return null;
-    if (a.done) return `${table} ${key} ${String(b.value[key])}: missing from the file`;
+    if (a.done) return `${table} ${key} ${String((b.value as Record<string, unknown>)[key])}: missing from the file`;
     if (b.done) return `${table} ${key} ${String(a.value[key])}: in the file but not in the stream`;
     if (a.value[key] !== b.value[key]) {
       const [low, where] =

@@ -45,7 +45,7 @@ const now = () => performance.timeOrigin + performance.now();
 
 if (!isMainThread) {
   const job = workerData as LoadJob | FanoutJob;
-  (job.kind === 'load' ? runLoad(job) : runFanout(job)).then((result) => parentPort!.postMessage(result));
+  void (job.kind === 'load' ? runLoad(job) : runFanout(job)).then((result) => parentPort!.postMessage(result));
 }
 
 async function runLoad(job: LoadJob): Promise<LoadResult> {
@@ -278,7 +278,7 @@ async function main(): Promise<void> {
     );
 
     const line = { bidsPerSec: peak.answeredPerSec, p50Ms: peak.p50Ms, p99Ms: peak.p99Ms, updateP99Ms: update.p99Ms };
-    saveResult(values.out!, 'gateway', { connections, workers, auctions: auctions.length, steps, peak, update, line });
+    saveResult(values.out, 'gateway', { connections, workers, auctions: auctions.length, steps, peak, update, line });
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } finally {
     await gateway.close();

@@ -41,7 +41,7 @@ const { values } = parseArgs({
     'no-docs': { type: 'boolean', default: false },
   },
 });
-const quick = values.quick!;
+const quick = values.quick;
 const WORKERS = Number(values.workers);
 const CONNECTIONS = Number(values.connections);
 const WARMUP_MS = quick ? 500 : 2_000;
@@ -274,7 +274,7 @@ try {
   scenarios.push(half);
 
   // 4. Rate sweep: the highest rate with p99 <= 5 ms.
-  for (const rate of values['sweep-rates']!.split(',').map(Number)) {
+  for (const rate of values['sweep-rates'].split(',').map(Number)) {
     if (stopping) break;
     const step = await bids(`sweep@${rate}`, auctions, rate, { durationMs: Math.min(MEASURE_MS, 3_000) });
     sweep.push({

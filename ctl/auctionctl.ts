@@ -466,9 +466,9 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
             recent.events.map((e) => [
               String(e.seq),
               String(e.type),
-              `${String(e.status)}${e.reason ? ` (${String(e.reason)})` : ''}${e.detail ? `: ${String(e.detail)}` : ''}${e.leading ? ' leading' : ''}`,
+              `${String(e.status)}${e.reason ? ` (${e.reason})` : ''}${e.detail ? `: ${e.detail}` : ''}${e.leading ? ' leading' : ''}`,
               money(Number(e.price)),
-              e.bidderId ? `bidder ${String(e.bidderId)}` : e.winnerId ? `winner ${String(e.winnerId)}` : '-',
+              e.bidderId ? `bidder ${e.bidderId}` : e.winnerId ? `winner ${e.winnerId}` : '-',
               e.maxBid !== undefined ? money(Number(e.maxBid)) : '-',
               time(Number(e.at)),
             ]),

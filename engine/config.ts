@@ -106,7 +106,7 @@ export function loadConfig(
     strict: true,
   });
   const get = (flag: keyof typeof OPTIONS): string =>
-    (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
+    values[flag] ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
   const shardList = get('shards');
   const shardCountText = get('shard-count');

@@ -199,7 +199,11 @@ export class Primary {
       reply(msg, { results: commands.map(() => commandError('unavailable', why)) });
       return;
     }
-    this.pending.push({ msg, parsed: parseCommands(commands, admin), results: new Array(commands.length) });
+    this.pending.push({
+      msg,
+      parsed: parseCommands(commands, admin),
+      results: new Array<CommandResult>(commands.length),
+    });
     this.pendingCommands += commands.length;
     this.schedule();
   }
@@ -308,9 +312,7 @@ export class Primary {
       }
       const event = this.decide(command, t, text);
       // Bid outcomes carry their seq already (the hot path: no second copy); others get it added.
-      request.results[i] = (
-        event.outcome.type === 'bid' ? event.outcome : { ...event.outcome, seq: event.seq }
-      ) as CommandResult;
+      request.results[i] = event.outcome.type === 'bid' ? event.outcome : { ...event.outcome, seq: event.seq };
       events.push(event);
     });
   }

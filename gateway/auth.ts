@@ -144,7 +144,7 @@ export class UserStore {
     } catch (error) {
       throw new ApiError('unavailable', 'the user store did not answer', { cause: error });
     }
-    const stored: StoredUser | null = entry && entry.operation === 'PUT' ? (entry.json() as StoredUser) : null;
+    const stored: StoredUser | null = entry && entry.operation === 'PUT' ? entry.json<StoredUser>() : null;
     if (!(await this.passwords.verify(password, stored)) || !stored || !entry)
       throw new ApiError('invalid_credentials');
     const userId = stored.userId ?? entry.revision;

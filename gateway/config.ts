@@ -88,8 +88,7 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
     strict: true,
   });
-  const get = (flag: keyof typeof OPTIONS): string =>
-    (values[flag] as string | undefined) ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const get = (flag: keyof typeof OPTIONS): string => values[flag] ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
   const int = (flag: keyof typeof OPTIONS, min = 1) => {
     const value = Number(get(flag));
     if (!Number.isSafeInteger(value) || value < min)

@@ -79,7 +79,7 @@ export class DisabledUsers {
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    void this.follower?.stop();
+    this.follower?.stop();
   }
 
   private apply(userId: number, seq: number, disabled: boolean): void {

@@ -104,8 +104,8 @@ async function main(): Promise<void> {
     server?.close();
     for (const sub of adminSubs) sub.unsubscribe();
     disabled.stop();
-    await live.stop();
-    await notifications.stop();
+    live.stop();
+    notifications.stop();
     await nc.drain();
     process.exit(0);
   };

@@ -68,8 +68,8 @@ export class NotificationCenter {
     this.follower = follower;
   }
 
-  async stop(): Promise<void> {
-    await this.follower?.stop();
+  stop(): void {
+    this.follower?.stop();
   }
 
   /** A user's unacknowledged notifications with ids above `after`, oldest first (a page at most). */

@@ -110,7 +110,7 @@ export class StreamFollower {
       this.timer = setInterval(() => void this.check(), republished ? this.o.checkEveryMs : this.o.pollEveryMs);
       this.timer.unref();
     } catch (error) {
-      await this.stop();
+      this.stop();
       throw error;
     }
     void this.watchReconnects();
@@ -118,7 +118,8 @@ export class StreamFollower {
     return this.position;
   }
 
-  async stop(): Promise<void> {
+  /** Stops at once: nothing of it is left running (its timer, subscription and buffer). */
+  stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.statuses?.stop?.();

@@ -11,8 +11,9 @@ export function encodeCursor(sortValue: number, id: number): string {
 /** The cursor's position; null for none (absent or empty); undefined when it is not a cursor. */
 export function decodeCursor(cursor: unknown): [number, number] | null | undefined {
   if (cursor === undefined || cursor === null || cursor === '') return null;
+  if (typeof cursor !== 'string') return undefined;
   try {
-    const value = JSON.parse(Buffer.from(String(cursor), 'base64url').toString()) as unknown;
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as unknown;
     if (Array.isArray(value) && value.length === 2 && value.every((v) => Number.isSafeInteger(v)))
       return value as [number, number];
   } catch {

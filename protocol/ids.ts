@@ -39,7 +39,7 @@ export function auctionIdOf(auctionNumber: number, shard: number): number {
   if (!Number.isSafeInteger(auctionNumber) || auctionNumber < 1 || auctionNumber > AUCTION_NUMBER_MAX) {
     throw new RangeError(`auction number out of range: ${auctionNumber}`);
   }
-  if (!isShard(shard)) throw new RangeError(`shard out of range: ${shard}`);
+  if (!isShard(shard)) throw new RangeError(`shard out of range: ${String(shard)}`);
   return auctionNumber * SHARDS_MAX + shard;
 }
 

@@ -68,13 +68,16 @@ export type EngineAdminOperations = {
 export type EngineAdminRequest = RequestOf<EngineAdminOperations> | { commands: unknown[] };
 export type { CommandReply, CommandResult };
 
+/** The search of `GET /v1/auctions` on one shard; the audit checks the values (a sort or status it lacks, a bad cursor). */
 export type SearchRequest = {
   op: 'search';
   q?: string;
+  /** scheduled, open, closed or cancelled. */
   status?: string;
   sellerId?: number;
-  sort: 'ending_soon' | 'newest' | 'price';
-  limit: number;
+  /** ending_soon (the default), newest or price. */
+  sort?: 'ending_soon' | 'newest' | 'price';
+  limit?: number;
   cursor?: string;
 };
 export type AuditPosition = {
@@ -109,8 +112,22 @@ export type VerifyResult = {
   /** The first difference, named: "bids seq 42: price_after is 500 in the file, 550 from the stream". */
   difference?: string;
 };
-/** One event of an auction as operators see it (bidders' maxima included). */
-export type AuctionEvent = { seq: number; type: string; at: number } & Record<string, unknown>;
+/** One event of an auction as operators see it (bidders' maxima included); a bid, or a lifecycle event. */
+export type AuctionEvent = {
+  seq: number;
+  /** `bid`, or the lifecycle event's type (created, opened, closed, cancelled...). */
+  type: string;
+  status?: string;
+  reason?: string;
+  price?: number;
+  bidderId?: number;
+  bidId?: number;
+  maxBid?: number;
+  leading?: boolean;
+  winnerId?: number;
+  detail?: string;
+  at: number;
+};
 
 /** Operator actions on a shard's audit (`adminSubjects.audit(shard)`). */
 export type AuditAdminOperations = {
@@ -209,7 +226,7 @@ export const controlParsers: OperationParsers<ControlOperations> = {
     Array.isArray(raw.auctionIds) &&
     raw.auctionIds.length <= WIRE_LIMITS.requestCommandsMax &&
     raw.auctionIds.every(isId)
-      ? { op: 'states', auctionIds: raw.auctionIds as number[] }
+      ? { op: 'states', auctionIds: raw.auctionIds }
       : `auctionIds: an array of at most ${WIRE_LIMITS.requestCommandsMax} ids`,
   hash: () => ({ op: 'hash' }),
 };
@@ -236,7 +253,23 @@ export const auditQueryParsers: OperationParsers<AuditQueryOperations> = {
           viewerId: raw.viewerId ?? undefined,
         }
       : 'auctionId: an auction id; viewerId: a user id',
-  search: (raw) => ({ ...(raw as Omit<SearchRequest, 'op'>), op: 'search' }),
+  search: (raw) => {
+    const texts = ['q', 'status', 'sort', 'cursor'] as const;
+    const wrongText = texts.find((field) => !optional(raw[field], (v): v is string => typeof v === 'string'));
+    if (wrongText) return `${wrongText} must be a string`;
+    if (!optional(raw.sellerId, isUserId)) return 'sellerId: a user id';
+    if (!optional(raw.limit, isCount)) return 'limit must be a number';
+    const field = <K extends keyof SearchRequest>(key: K) => (raw[key] ?? undefined) as SearchRequest[K];
+    return {
+      op: 'search',
+      q: field('q'),
+      status: field('status'),
+      sellerId: field('sellerId'),
+      sort: field('sort'),
+      limit: field('limit'),
+      cursor: field('cursor'),
+    };
+  },
   position: (raw) => ({ op: 'position', resetLag: raw.resetLag === true }),
 };
 

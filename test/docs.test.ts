@@ -12,17 +12,19 @@ const readDoc = (name: string) => readFileSync(new URL(`../../docs/${name}`, imp
 // Error codes are a documented list: this keeps the code and docs in step.
 const doc = readFileSync(new URL('../../docs/engine-core.md', import.meta.url), 'utf8');
 
-t.test('every reason code is documented', async (t) => {
+t.test('every reason code is documented', (t) => {
   for (const code of REASON_CODES) t.match(doc, `\`${code}\``, code);
+  t.end();
 });
 
-t.test("the documented bid check order is the code's", async (t) => {
+t.test("the documented bid check order is the code's", (t) => {
   const table = doc.slice(doc.indexOf('## Reasons, in the order'), doc.indexOf('## Idempotency'));
   const documented = [...table.matchAll(/^\| \d+ \| `(\w+)` \|/gm)].map((m) => m[1]);
   t.same(documented, BID_CHECK_ORDER);
+  t.end();
 });
 
-t.test('every gateway error code is documented with its HTTP status, and in the OpenAPI file', async (t) => {
+t.test('every gateway error code is documented with its HTTP status, and in the OpenAPI file', (t) => {
   const gatewayDoc = readFileSync(new URL('../../docs/gateway.md', import.meta.url), 'utf8');
   const openapi = readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8');
   const table = [...gatewayDoc.slice(gatewayDoc.indexOf('## Error codes')).matchAll(/^\| `(\w+)` \| (\d+) \|/gm)].map(
@@ -37,12 +39,14 @@ t.test('every gateway error code is documented with its HTTP status, and in the 
     .split(',')
     .map((s) => s.trim());
   t.same(enumLine, API_ERROR_CODES);
+  t.end();
 });
 
-t.test('the OpenAPI file lists every HTTP route of the gateway', async (t) => {
+t.test('the OpenAPI file lists every HTTP route of the gateway', (t) => {
   const openapi = readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8');
   const routes = new Set(HTTP_ROUTES.map((route) => route.path.replace(/:id/g, '{id}')));
   for (const route of routes) t.match(openapi, `\n  ${route}:\n`, route);
+  t.end();
 });
 
 // --- flag tables -------------------------------------------------------------------------------------
@@ -103,8 +107,18 @@ function checkFlagTables(t: Test, docs: string[], options: OptionTable): void {
   }
 }
 
-t.test("the flag tables in docs are the processes' option definitions", async (t) => {
-  t.test('engine and replica', async (t) => checkFlagTables(t, ['engine.md', 'replica.md'], ENGINE_OPTIONS));
-  t.test('gateway', async (t) => checkFlagTables(t, ['gateway.md'], GATEWAY_OPTIONS));
-  t.test('audit', async (t) => checkFlagTables(t, ['audit.md'], AUDIT_OPTIONS));
+t.test("the flag tables in docs are the processes' option definitions", (t) => {
+  t.test('engine and replica', (t) => {
+    checkFlagTables(t, ['engine.md', 'replica.md'], ENGINE_OPTIONS);
+    t.end();
+  });
+  t.test('gateway', (t) => {
+    checkFlagTables(t, ['gateway.md'], GATEWAY_OPTIONS);
+    t.end();
+  });
+  t.test('audit', (t) => {
+    checkFlagTables(t, ['audit.md'], AUDIT_OPTIONS);
+    t.end();
+  });
+  t.end();
 });

@@ -1,24 +1,5 @@
 // The process launchers live in launch/ (make up starts the system with them); the kit re-exports them.
-export {
-  NatsServer,
-  NatsCluster,
-  startNats,
-  startNatsCluster,
-  natsServerBinary,
-  type NatsServerOptions,
-  freePort,
-  EngineProcess,
-  type EngineProcessOptions,
-  ManagedProcess,
-  handleSignals,
-  ownProcessGroups,
-  type ProcessExit,
-  type Signal,
-  AuditProcess,
-  type AuditProcessOptions,
-  GatewayProcess,
-  type GatewayProcessOptions,
-} from '../launch/index.js';
+export * from '../launch/index.js';
 export { eventually } from './eventually.js';
 export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';

@@ -189,7 +189,7 @@ export class AuctionCore {
       case 'cancel':
         return this.cancel(command, seq, timestampMs);
       default:
-        throw new InvariantError(`unknown command type: ${(command as { type: unknown }).type}`);
+        throw new InvariantError(`unknown command type: ${String((command as { type: unknown }).type)}`);
     }
   }
 
@@ -273,7 +273,7 @@ export class AuctionCore {
     const slot = this.resolve(command.auctionId);
     const rejected = this.checkLifecycle('open', command.auctionId, slot);
     if (rejected) return rejected;
-    const { f64, u32, u16 } = this.rec;
+    const { f64, u16 } = this.rec;
     const status = u16[(slot << 4) + FLAGS] & STATUS_MASK;
     if (status === OPEN) return this.lifecycleOutcome('open', command.auctionId, slot, 'invalid_request');
     if (t < f64[slot << 2]) return this.lifecycleOutcome('open', command.auctionId, slot, 'not_due');
@@ -289,7 +289,7 @@ export class AuctionCore {
     const slot = this.resolve(command.auctionId);
     const rejected = this.checkLifecycle('close', command.auctionId, slot);
     if (rejected) return rejected;
-    const { f64, u32, u16 } = this.rec;
+    const { f64, u16 } = this.rec;
     const status = u16[(slot << 4) + FLAGS] & STATUS_MASK;
     if (!command.force) {
       if (status === SCHEDULED) return this.lifecycleOutcome('close', command.auctionId, slot, 'auction_not_open');
@@ -454,7 +454,7 @@ export class AuctionCore {
    * timers exactly for live auctions, heap and index structure intact.
    */
   verify(): void {
-    const { f64, u32, u16 } = this.rec;
+    const { u32, u16 } = this.rec;
     let live = 0;
     for (let number = this.firstLiveNumber(); number < this.nextNumber; number++) {
       const slot = this.slotOf(number);
@@ -607,7 +607,7 @@ export class AuctionCore {
       out.version = 0;
       out.reserveMet = false;
     } else {
-      const { f64, u32, u16 } = this.rec;
+      const { u32, u16 } = this.rec;
       out.price = u32[(slot << 3) + PRICE];
       out.leaderId = u32[(slot << 3) + LEADER_ID];
       out.leading = u32[(slot << 3) + LEADER_ID] === bidderId && bidderId !== 0;
@@ -648,7 +648,7 @@ export class AuctionCore {
   }
 
   private end(slot: number, status: typeof CLOSED | typeof CANCELLED): void {
-    const { f64, u32, u16 } = this.rec;
+    const { u16 } = this.rec;
     u16[(slot << 4) + FLAGS] = (u16[(slot << 4) + FLAGS] & ~STATUS_MASK) | status;
     // Side tables hold only live auctions; an ended one keeps its flags.
     this.scheduledEnds.delete(slot);
@@ -755,15 +755,15 @@ function bytesOf(array: TypedArray): Uint8Array {
 function copyRing<T extends TypedArray>(source: T, start: number, count: number): T {
   const target = new (source.constructor as new (length: number) => T)(count);
   const firstPart = Math.min(count, source.length - start);
-  target.set(source.subarray(start, start + firstPart) as never, 0);
-  target.set(source.subarray(0, count - firstPart) as never, firstPart);
+  target.set(source.subarray(start, start + firstPart), 0);
+  target.set(source.subarray(0, count - firstPart), firstPart);
   return target;
 }
 
 function pasteRing(target: TypedArray, start: number, values: TypedArray): void {
   const firstPart = Math.min(values.length, target.length - start);
-  target.set(values.subarray(0, firstPart) as never, start);
-  target.set(values.subarray(firstPart) as never, 0);
+  target.set(values.subarray(0, firstPart), start);
+  target.set(values.subarray(firstPart), 0);
 }
 
 /**

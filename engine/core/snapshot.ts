@@ -30,7 +30,7 @@ export function decodeSnapshot(bytes: Uint8Array, config: Omit<CoreConfig, 'shar
 export function readSnapshotImage(bytes: Uint8Array): CoreImage {
   let envelope: { format?: unknown; version?: unknown; sha256?: unknown; body?: unknown };
   try {
-    envelope = packr.unpack(bytes);
+    envelope = packr.unpack(bytes) as typeof envelope;
   } catch (cause) {
     throw new InvariantError('snapshot is not valid msgpack', { cause });
   }

@@ -130,7 +130,7 @@ async function search(ctx: HttpContext, { ex, query }: HttpCall): Promise<void> 
 }
 
 /** The search of a query string (`?q=&status=&sellerId=&sort=&limit=&cursor=`). */
-function searchRequest(query: URLSearchParams): SearchRequest {
+function searchRequest(query: URLSearchParams): SearchRequest & { limit: number } {
   const sort = query.get('sort') ?? 'ending_soon';
   if (!Object.hasOwn(SORT_FIELDS, sort))
     throw new ApiError('invalid_request', 'sort must be ending_soon, newest or price');

@@ -82,9 +82,9 @@ export class LiveFeed {
     return this.shards.start();
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     this.stopped = true;
-    await this.shards.stop();
+    this.shards.stop();
   }
 
   get watched(): number {

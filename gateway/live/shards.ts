@@ -54,10 +54,10 @@ export class ShardStreams {
     );
   }
 
-  async stop(): Promise<void> {
+  stop(): void {
     this.stopped = true;
     if (this.discoverTimer) clearInterval(this.discoverTimer);
-    await Promise.all([...this.shards.values()].map((s) => s.follower?.stop()));
+    for (const s of this.shards.values()) s.follower?.stop();
   }
 
   /**
@@ -149,7 +149,7 @@ export class ShardStreams {
         throw new ApiError('unavailable', `cannot follow shard ${shard}`, { cause: error });
       }
       if (this.stopped) {
-        await follower.stop();
+        follower.stop();
         return false;
       }
       entry.follower = follower;

@@ -63,8 +63,8 @@ export class AuctionReads {
   }
 
   /** A search scattered over every shard's read model, merged by the same (sort value, id) order each shard used. */
-  async search(request: SearchRequest): Promise<AuctionPage> {
-    const field = SORT_FIELDS[request.sort];
+  async search(request: SearchRequest & { limit: number }): Promise<AuctionPage> {
+    const field = SORT_FIELDS[request.sort ?? 'ending_soon'];
     const pages = await Promise.all(this.d.live.knownShards().map((shard) => this.d.audit.query(shard, request)));
     const descending = request.sort === 'newest';
     const merged = pages

@@ -4,7 +4,7 @@ import { OpenLoopSchedule, pace } from '../../bench/harness/schedule.js';
 import { stateVersion } from '../../bench/harness/worker.js';
 import { renderHtml, renderTable, svgChart, type BenchRun } from '../../bench/harness/report.js';
 
-t.test('latency is measured from the intended send time: a stall shows in every request it delayed', async (t) => {
+t.test('latency is measured from the intended send time: a stall shows in every request it delayed', (t) => {
   // 1,000 requests/s for 10 s; the server answers in 1 ms, except that it stalls from t=2 s to t=3 s.
   const answerAt = (sentAt: number) => (sentAt >= 2_000 && sentAt < 3_000 ? 3_001 : sentAt + 1);
   const openLoop = new Latency();
@@ -37,6 +37,7 @@ t.test('latency is measured from the intended send time: a stall shows in every 
   t.equal(copy.ms(99), openLoop.ms(99));
   copy.add(openLoop);
   t.equal(copy.count, 20_000, 'histograms of several workers add up');
+  t.end();
 });
 
 t.test(
@@ -58,9 +59,10 @@ t.test(
     const schedule = new OpenLoopSchedule(1_000, 0, 3_000);
     const count = await pace(schedule, (i, intendedAt) => sends.push([i, intendedAt, clock]), {
       clock: () => clock,
-      sleep: async (ms) => {
+      sleep: (ms) => {
         sleeps++;
         clock += sleeps === 500 ? 200 : Math.max(ms, 0.25);
+        return Promise.resolve();
       },
     });
     t.equal(count, 3_000, 'every request is sent');
@@ -93,7 +95,10 @@ t.test(
     let now = 0;
     const stopped = await pace(new OpenLoopSchedule(1_000, 0, 1_000), () => stopAfter--, {
       clock: () => now,
-      sleep: async () => void (now += 1),
+      sleep: () => {
+        now += 1;
+        return Promise.resolve();
+      },
       stopped: () => stopAfter <= 0,
     });
     t.ok(stopped < 1_000, 'a stop request ends the run early');
@@ -174,7 +179,7 @@ const run: BenchRun = {
   },
 };
 
-t.test('the terminal table and the HTML report show every scenario, baseline and target', async (t) => {
+t.test('the terminal table and the HTML report show every scenario, baseline and target', (t) => {
   const table = renderTable(run);
   t.match(table, /uniform \(peak\)\s+40,000\s+38,000\s+37,000\s+3 ms\s+40 ms/, 'a scenario row with its figures');
   t.match(table, /postgres-row-lock .*skipped: DATABASE_URL is not set/, 'a skipped baseline says why');
@@ -230,11 +235,12 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
   );
   t.equal(chart.match(/<path /g)?.length, 2, 'one line per series');
   t.match(chart, /M64\.0,/, 'the first point sits on the y axis');
+  t.end();
 });
 
 t.test(
   'a fan-out receiver reads the version of a state frame without parsing it, and nothing from other frames',
-  async (t) => {
+  (t) => {
     const frame = (message: unknown) => Buffer.from(JSON.stringify(message));
     t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7, price: 1200, version: 31, endsAt: 1 })), 31);
     t.equal(stateVersion(frame({ type: 'auction.state', version: 1048576 })), 1048576);
@@ -242,5 +248,6 @@ t.test(
     t.equal(stateVersion(frame({ type: 'auction.state', auctionId: 7 })), -1, 'no version');
     t.equal(stateVersion(Buffer.from('')), -1, 'empty frame');
     t.equal(stateVersion(Buffer.from('{"type":"ok"}')), -1, 'a frame shorter than the state prefix');
+    t.end();
   },
 );

@@ -8,6 +8,11 @@ import { decode, encode, EngineClient, streamName, subjects, type CreateOutcome 
 import { placement } from '../../protocol/placement.js';
 import { loadConfig } from '../../engine/config.js';
 import type { Role } from '../../protocol/names.js';
+import type { AuctionState } from '../../protocol/commands.js';
+import type { Auction } from '../../protocol/public.js';
+import type { AuctionEvent, SnapshotReply, StepDownReply, VerifyResult } from '../../protocol/operations.js';
+import type { ClusterView } from '../../ctl/cluster-view.js';
+import type { ProvisionReport } from '../../ctl/provision.js';
 import {
   AuditProcess,
   BidLoad,
@@ -24,10 +29,40 @@ const CLI = new URL('../../ctl/auctionctl.js', import.meta.url).pathname;
 const LEASE = ['--lease-ttl-ms', '1000', '--lease-renew-ms', '200'];
 const SECRET = 'ctl-test-secret-0123456789';
 
-type Run = { code: number; stdout: string; stderr: string; json: any };
+/** A CLI run; `json` is its --json document, read as the command's output type `T` (null when stdout is not JSON). */
+type Run<T = unknown> = { code: number; stdout: string; stderr: string; json: T };
+
+/** What the commands print with --json (ctl/auctionctl.ts); a failure prints `CliFailure` instead. */
+type CliFailure = { error: { code: string; message: string } };
+type StatusJson = ClusterView;
+type StepDownJson = { shard: number; totalMs: number } & StepDownReply;
+type SnapshotJson = { shard: number } & SnapshotReply;
+type AuctionShowJson = {
+  auctionId: number;
+  shard: number;
+  live: AuctionState | null;
+  details: Auction | null;
+  events: AuctionEvent[];
+};
+type AuditVerifyJson = { ok: boolean; shards: VerifyResult[] };
+type PlacementMove = { shard: number; from: string | null; to: string | null };
+type PlacementJson = {
+  mode: 'static' | 'placement';
+  shardCount: number | null;
+  shards: { shard: number; primary: string | null; replicas: string[] }[];
+  /** Placement mode only. */
+  live: string[];
+  byHashing: Record<string, number[]>;
+  ifJoined: { engine: string; moves: PlacementMove[] };
+  ifLeft: Record<string, PlacementMove[]>;
+};
 
 /** Runs the real CLI as a process, as an operator would, with the credentials of `role`. */
-function cli(nats: Pick<NatsServer, 'url' | 'credentials'>, role: Role | null, ...args: string[]): Promise<Run> {
+function cli<T = unknown>(
+  nats: Pick<NatsServer, 'url' | 'credentials'>,
+  role: Role | null,
+  ...args: string[]
+): Promise<Run<T>> {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
   delete env.NATS_USER;
   delete env.NATS_PASSWORD;
@@ -45,7 +80,7 @@ function cli(nats: Pick<NatsServer, 'url' | 'credentials'>, role: Role | null, .
         } catch {
           // Not a --json run.
         }
-        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr, json });
+        resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr, json: json as T });
       },
     );
   });
@@ -101,7 +136,7 @@ t.test('status tells the truth: a healthy cluster, then a killed replica', async
   const c = await cluster(t);
   const healthy = await eventually(
     async () => {
-      const run = await cli(c.nats, 'admin', 'status', '--json');
+      const run = await cli<StatusJson>(c.nats, 'admin', 'status', '--json');
       if (run.code !== 0) throw new Error(run.stdout + run.stderr);
       return run;
     },
@@ -109,7 +144,7 @@ t.test('status tells the truth: a healthy cluster, then a killed replica', async
   );
   t.equal(healthy.json.healthy, true, 'healthy');
   t.same(
-    healthy.json.engines.map((e: { id: string; role: string }) => [e.id, e.role]),
+    healthy.json.engines.map((e) => [e.id, e.role]),
     [
       ['p', 'primary'],
       ['r', 'replica'],
@@ -136,10 +171,10 @@ t.test('status tells the truth: a healthy cluster, then a killed replica', async
   t.match(text.stdout, /SHARD\s+LOG\s+EVENTS\s+PRIMARY/, 'and shows the shard table');
 
   await c.replica.kill();
-  const degraded = await cli(c.nats, 'admin', 'status', '--json');
+  const degraded = await cli<StatusJson>(c.nats, 'admin', 'status', '--json');
   t.equal(degraded.code, 1, 'exit 1: something is wrong');
   t.same(
-    degraded.json.engines.map((e: { id: string }) => e.id),
+    degraded.json.engines.map((e) => e.id),
     ['p'],
     'the killed replica no longer answers',
   );
@@ -165,12 +200,12 @@ t.test(
     const load = new BidLoad(c.nc, 0, auctions);
     load.start(4);
     await load.untilAnswered(300);
-    const moved = await cli(c.nats, 'admin', 'step-down', '0', '--json');
+    const moved = await cli<StepDownJson>(c.nats, 'admin', 'step-down', '0', '--json');
     t.equal(moved.code, 0, moved.stderr);
     t.match(moved.json, { shard: 0, from: 'p', to: 'r' }, 'p handed shard 0 to r, its only replica');
     await load.untilAnswered(300);
     // And back, naming the target.
-    const back = await cli(c.nats, 'admin', 'step-down', '0', '--to', 'p', '--json');
+    const back = await cli<StepDownJson>(c.nats, 'admin', 'step-down', '0', '--to', 'p', '--json');
     t.match(back.json, { from: 'r', to: 'p' }, 'and r handed it back to p');
     await load.untilAnswered(300);
     await load.stop();
@@ -186,7 +221,7 @@ t.test(
       'no bid id was accepted twice in the stream',
     );
     t.ok(writers.length >= 3, `the log was written by p, then r, then p (${writers.length} writers in turn)`);
-    const status = await cli(c.nats, 'admin', 'status', '--json');
+    const status = await cli<StatusJson>(c.nats, 'admin', 'status', '--json');
     t.match(
       status.json.shards[0],
       { primary: { engineId: 'p' }, replicas: [{ engineId: 'r', status: 'following' }] },
@@ -230,7 +265,7 @@ t.test('close and cancel reach the audit store; auction show, snapshot and audit
   );
   t.match(await audited(toCancel, 1), { status: 'cancelled' }, 'the audit store shows the cancellation');
 
-  const show = await cli(c.nats, 'admin', 'auction', 'show', String(toCancel), '--json');
+  const show = await cli<AuctionShowJson>(c.nats, 'admin', 'auction', 'show', String(toCancel), '--json');
   t.equal(show.code, 0);
   t.match(show.json, { live: { status: 'cancelled', bidCount: 1 }, details: { status: 'cancelled' } });
   t.match(
@@ -245,7 +280,7 @@ t.test('close and cancel reach the audit store; auction show, snapshot and audit
   const showText = await cli(c.nats, 'admin', 'auction', 'show', String(toClose));
   t.match(showText.stdout, /status closed\s+price 1\.00\s+leader 7/);
 
-  const again = await cli(c.nats, 'admin', 'auction', 'close', String(toClose), '--json');
+  const again = await cli<CliFailure>(c.nats, 'admin', 'auction', 'close', String(toClose), '--json');
   t.equal(again.code, 1, 'closing a closed auction fails');
   t.match(again.json, { error: { code: 'auction_closed' } });
   const unknown = await cli(c.nats, 'admin', 'auction', 'show', String(999 * 1024));
@@ -257,12 +292,12 @@ t.test('close and cancel reach the audit store; auction show, snapshot and audit
     'cancel without --reason is a usage error',
   );
 
-  const snap = await cli(c.nats, 'admin', 'snapshot', '0', '--json');
+  const snap = await cli<SnapshotJson>(c.nats, 'admin', 'snapshot', '0', '--json');
   t.equal(snap.code, 0, snap.stderr);
   t.match(snap.json, { shard: 0, engineId: 'p', snapshot: { lastSeq: Number } });
   t.ok(snap.json.snapshot.lastSeq >= 3, 'the snapshot holds the close');
-  const status = await cli(c.nats, 'admin', 'status', '--json');
-  t.ok(status.json.shards[0].snapshot.ageMs < 60_000, 'status shows the fresh snapshot');
+  const status = await cli<StatusJson>(c.nats, 'admin', 'status', '--json');
+  t.ok(status.json.shards[0].snapshot!.ageMs < 60_000, 'status shows the fresh snapshot');
 
   const shardOf = await cli(c.nats, 'admin', 'shard-of', String(toCancel), '--json');
   t.match(shardOf.json, { auctionId: toCancel, shard: 1, stream: 'AUCTION_LOG_1', primary: 'p', replicas: ['r'] });
@@ -275,7 +310,7 @@ t.test('close and cancel reach the audit store; auction show, snapshot and audit
     ],
   });
 
-  const verify = await cli(c.nats, 'admin', 'audit', 'verify', '--json');
+  const verify = await cli<AuditVerifyJson>(c.nats, 'admin', 'audit', 'verify', '--json');
   t.equal(verify.code, 0, verify.stdout);
   t.match(
     verify.json,
@@ -303,7 +338,7 @@ t.test('without admin rights, operator commands are refused and change nothing',
     ['user', 'disable', '5'],
     ['audit', 'verify'],
   ]) {
-    const run = await cli(c.nats, 'gateway', ...args, '--json');
+    const run = await cli<CliFailure>(c.nats, 'gateway', ...args, '--json');
     t.equal(run.code, 4, `${args.join(' ')} with the gateway's credentials: exit 4`);
     t.match(run.json, { error: { code: 'forbidden' } });
   }
@@ -319,7 +354,16 @@ t.test('without admin rights, operator commands are refused and change nothing',
     'even from the admin user, the command subject refuses it',
   );
 
-  const wrong = await cli(c.nats, null, 'status', '--nats-user', 'admin', '--nats-password', 'wrong', '--json');
+  const wrong = await cli<CliFailure>(
+    c.nats,
+    null,
+    'status',
+    '--nats-user',
+    'admin',
+    '--nats-password',
+    'wrong',
+    '--json',
+  );
   t.equal(wrong.code, 4, 'a wrong password: exit 4');
   t.match(wrong.json.error.message, /Authorization Violation/);
   const unreachable = await cli({ url: 'nats://127.0.0.1:1', credentials: () => ({}) }, null, 'status');
@@ -400,7 +444,7 @@ t.test('cluster init provisions what a secured cluster lacks; services name it w
     4,
     'only the admin may provision',
   );
-  const init = await cli(nats, 'admin', 'cluster', 'init', '--shard-count', '2', '--json');
+  const init = await cli<ProvisionReport>(nats, 'admin', 'cluster', 'init', '--shard-count', '2', '--json');
   t.equal(init.code, 0, init.stderr);
   t.match(
     init.json.shards,
@@ -412,7 +456,7 @@ t.test('cluster init provisions what a secured cluster lacks; services name it w
   );
   const defaults = loadConfig([], {});
   t.same(
-    init.json.shards.map((s: { config: unknown }) => s.config),
+    init.json.shards.map((s) => s.config),
     [0, 1].map((shard) => ({
       shard,
       auctionsMax: defaults.auctionsMax,
@@ -421,7 +465,7 @@ t.test('cluster init provisions what a secured cluster lacks; services name it w
     "each records the engine's default shard configuration, as an engine creating it would",
   );
   t.ok(
-    [...init.json.streams, ...init.json.buckets].every((x: { created: boolean }) => !x.created),
+    [...init.json.streams, ...init.json.buckets].every((x) => !x.created),
     'the notifications stream and every bucket existed already',
   );
   const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-1', env: nats.credentials('engine') });
@@ -455,10 +499,10 @@ t.test('placement shows where shards would move when an engine joins or leaves',
   const expected = placement(8, ['alpha', 'beta']);
   const view = await eventually(
     async () => {
-      const run = await cli(nats, null, 'placement', '--json', '--join', 'gamma');
-      const serving = run.json?.shards?.filter((s: { primary: string | null }) => s.primary).length;
+      const run = await cli<PlacementJson | null>(nats, null, 'placement', '--json', '--join', 'gamma');
+      const serving = run.json?.shards?.filter((s) => s.primary).length;
       if (serving !== 8) throw new Error(`${serving} of 8 shards served`);
-      return run.json;
+      return run.json!;
     },
     { timeoutMs: 15_000, intervalMs: 100 },
   );
@@ -478,12 +522,12 @@ t.test('placement shows where shards would move when an engine joins or leaves',
   );
   const withGamma = placement(8, ['alpha', 'beta', 'gamma']);
   t.same(
-    view.ifJoined.moves.map((m: { shard: number }) => m.shard),
+    view.ifJoined.moves.map((m) => m.shard),
     withGamma.get('gamma'),
     'if gamma joined, it would take exactly the shards it scores highest on',
   );
   t.ok(
-    view.ifJoined.moves.every((m: { to: string }) => m.to === 'gamma'),
+    view.ifJoined.moves.every((m) => m.to === 'gamma'),
     'and nothing else moves',
   );
 });

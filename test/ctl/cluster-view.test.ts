@@ -2,7 +2,7 @@ import t from 'tap';
 import { clusterView } from '../../ctl/cluster-view.js';
 import type { ProcessStatus } from '../../protocol/cluster.js';
 
-t.test('a process that counted unhandled promise rejections is a problem of the cluster', async (t) => {
+t.test('a process that counted unhandled promise rejections is a problem of the cluster', (t) => {
   const gateway = (unhandledRejections?: number): ProcessStatus => ({
     kind: 'gateway',
     id: 'g1',
@@ -37,4 +37,5 @@ t.test('a process that counted unhandled promise rejections is a problem of the 
     ),
     'older processes without the field are fine',
   );
+  t.end();
 });

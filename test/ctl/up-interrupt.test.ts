@@ -3,20 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, LauncherProcess, type LauncherChild, type LauncherProcessOptions } from '../../testkit/index.js';
+import { isRunning } from '../../testkit/pids.js';
 
 // Ctrl-C in a terminal sends SIGINT to the whole foreground process group: make, and `node dist/ctl/up.js`
 // under it. `make up` must then stop every process it started, in order, print no error, leave nothing running.
-
-/** True while a process with this pid exists (signal 0 only checks). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw error;
-  }
-}
 
 /** `make up` started the way `via` says, in a temporary DATA_DIR, its gateway and NATS on free ports. */
 async function startMakeUp(t: Test, via: LauncherProcessOptions['via']): Promise<LauncherProcess> {
@@ -56,7 +46,7 @@ function assertCleanStop(t: Test, launcher: LauncherProcess, banner: Record<Laun
   // make says "make: *** [Makefile:..: up] Error 1" when its recipe fails; a stack trace has "    at " lines.
   t.notMatch(output, /Error|make: \*\*\*|^\s+at /m, 'no error, no make complaint, no stack trace');
   t.notMatch(output, /exited unexpectedly|restarting in|starting again/, 'nothing was restarted during the stop');
-  for (const pid of launcher.namedPids()) t.notOk(alive(pid), `pid ${pid} is gone`);
+  for (const pid of launcher.namedPids()) t.notOk(isRunning(pid), `pid ${pid} is gone`);
   t.same(launcher.livePids(), [], 'nothing the launcher started is left running');
 }
 

@@ -5,17 +5,7 @@ import { join } from 'node:path';
 import { Supervisor } from '../../ctl/supervisor.js';
 import { eventually, freePort, LauncherProcess, ManagedProcess } from '../../testkit/index.js';
 import { Waiters } from '../../testkit/waiters.js';
-
-/** True while a process with this pid exists (signal 0 only checks). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw error;
-  }
-}
+import { isRunning } from '../../testkit/pids.js';
 
 /** The launcher's output written after position `from`. */
 function since(launcher: LauncherProcess, from: number): string {
@@ -40,7 +30,7 @@ async function startLauncher(t: Test, env: Record<string, string> = {}): Promise
 function assertAllGone(t: Test, launcher: LauncherProcess, expected: number[]): void {
   const named = launcher.namedPids();
   for (const pid of expected) t.ok(named.includes(pid), `the launcher's output names pid ${pid}`);
-  for (const pid of named) t.notOk(alive(pid), `pid ${pid} is gone`);
+  for (const pid of named) t.notOk(isRunning(pid), `pid ${pid} is gone`);
   t.same(launcher.livePids(), [], 'nothing the launcher started is left running');
 }
 
@@ -63,7 +53,7 @@ t.test(
     t.match(gatewayLog, 'gateway: restarting in 0.5 s', 'the first restart waits the first backoff delay');
     const gateway = Number(/gateway restarted \(pid (\d+)\)/.exec(gatewayLog)![1]);
     t.not(gateway, first.gateway, 'a new gateway process');
-    t.notOk(alive(first.gateway), 'the killed gateway is gone');
+    t.notOk(isRunning(first.gateway), 'the killed gateway is gone');
     t.equal(
       (await fetch(`${launcher.url}/healthz`)).status,
       200,

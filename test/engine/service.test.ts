@@ -93,15 +93,13 @@ t.test('acknowledged means durable: SIGKILL mid-load, restart, every acked bid i
     retries.push(
       ...(await client.send(
         0,
-        acked
-          .slice(i, i + 500)
-          .map((b) => ({
-            type: 'bid',
-            auctionId: b.auctionId,
-            bidderId: b.bidderId,
-            bidId: b.bidId,
-            maxBid: b.maxBid,
-          })),
+        acked.slice(i, i + 500).map((b) => ({
+          type: 'bid',
+          auctionId: b.auctionId,
+          bidderId: b.bidderId,
+          bidId: b.bidId,
+          maxBid: b.maxBid,
+        })),
       )),
     );
   }

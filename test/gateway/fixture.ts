@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Tokens } from '../../gateway/auth.js';
 import { decode, encode, subjects } from '../../protocol/index.js';
+import type { CreatedAuction } from '../../protocol/public.js';
 import { AuditProcess, EngineProcess, GatewayProcess, startNats, type NatsServer } from '../../testkit/index.js';
 
 export const SECRET = 'test-secret-0123456789abcdef';
@@ -8,16 +9,31 @@ export const tokens = new Tokens(SECRET, 3_600_000);
 
 type Teardown = { teardown: (fn: () => unknown) => void };
 
-export type Http = (
+/** An error answer of the API (`requestId` only on an `internal` one). */
+export type ApiError = { error: { code: string; message: string; requestId?: string } };
+
+/** `POST /v1/sessions`. */
+export type Session = { userId: number; token: string; expiresAt: number };
+
+/** An answer: its body parsed as JSON (the text when it is not JSON, null when empty), of the type the caller expects. */
+export type HttpResponse<T = unknown> = { status: number; body: T };
+
+export type Http = <T = unknown>(
   method: string,
   path: string,
   body?: unknown,
   token?: string,
   headers?: Record<string, string>,
-) => Promise<{ status: number; body: any }>;
+) => Promise<HttpResponse<T>>;
 
 export function httpClient(baseUrl: string): Http {
-  return async (method, path, body, token, headers = {}) => {
+  return async <T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+    headers: Record<string, string> = {},
+  ): Promise<HttpResponse<T>> => {
     const response = await fetch(baseUrl + path, {
       method,
       headers: {
@@ -34,7 +50,7 @@ export function httpClient(baseUrl: string): Http {
     } catch {
       // Not JSON (metrics): keep the text.
     }
-    return { status: response.status, body: parsed };
+    return { status: response.status, body: parsed as T };
   };
 }
 
@@ -75,11 +91,11 @@ export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
       const username = `user${++users}_${process.pid}`;
       const created = await http('POST', '/v1/users', { username, password: 'correct horse' });
       if (created.status !== 201) throw new Error(JSON.stringify(created));
-      const session = await http('POST', '/v1/sessions', { username, password: 'correct horse' });
+      const session = await http<Session>('POST', '/v1/sessions', { username, password: 'correct horse' });
       return { userId: session.body.userId, token: session.body.token, username };
     },
-    async auction(token: string, fields: Record<string, unknown> = {}): Promise<Record<string, any>> {
-      const created = await http(
+    async auction(token: string, fields: Record<string, unknown> = {}): Promise<CreatedAuction> {
+      const created = await http<CreatedAuction>(
         'POST',
         '/v1/auctions',
         { title: 'A lamp', startingPrice: 1_000, endsAt: Date.now() + 3_600_000, ...fields },

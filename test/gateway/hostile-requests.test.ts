@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { encode } from '../../protocol/index.js';
 import { auditSubject } from '../../protocol/names.js';
 import { httpRequest, rawHttp, type RawResponse } from '../../testkit/index.js';
-import { startSystem } from './fixture.js';
+import { startSystem, type ApiError } from './fixture.js';
 
 // Requests an attacker would send: none of them may take the gateway down or change any state,
 // and each gets a clear error answer (issue 23).
@@ -85,7 +85,7 @@ t.test('requests that used to kill the gateway are answered, and it keeps servin
   for (const c of cases) {
     const r = await rawHttp(port, c.request);
     t.equal(r.status, c.status, c.what);
-    t.equal(JSON.parse(r.body).error.code, c.code, c.what);
+    t.equal((JSON.parse(r.body) as ApiError).error.code, c.code, c.what);
     await alive(c.what);
   }
   t.same(await s.stateHashes(), hashes, 'nothing refused changed any state');
@@ -266,7 +266,7 @@ t.test('answers carry security headers and a request id; framing and internal de
         true,
       );
       t.equal(r.status, 400, r.raw);
-      t.match(JSON.parse(r.body).error, { code: 'invalid_request', message: /Content-Length/ });
+      t.match((JSON.parse(r.body) as ApiError).error, { code: 'invalid_request', message: /Content-Length/ });
       t.notOk(
         /HTTP\/1\.1 20[01]/.test(r.raw),
         'no other answer on the connection: the smuggled request reached no handler',
@@ -338,7 +338,7 @@ t.test('answers carry security headers and a request id; framing and internal de
       t.teardown(() => sub.unsubscribe());
       await s.nc.flush();
       const logFrom = s.gateway.outputPosition;
-      const r = await s.http('GET', `/v1/auctions/${5 * 1024}`);
+      const r = await s.http<{ error: Required<ApiError['error']> }>('GET', `/v1/auctions/${5 * 1024}`);
       t.equal(r.status, 500, JSON.stringify(r.body));
       t.equal(r.body.error.code, 'internal');
       t.match(r.body.error.message, new RegExp(`request id ${r.body.error.requestId}`));

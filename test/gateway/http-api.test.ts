@@ -1,17 +1,21 @@
 import t from 'tap';
 import { Tokens } from '../../gateway/auth.js';
+import type { Auction, AuctionPage, BidPage, BidResult, Notification } from '../../protocol/public.js';
 import { eventually } from '../../testkit/index.js';
-import { SECRET, startSystem, tokens } from './fixture.js';
+import { SECRET, startSystem, tokens, type ApiError, type HttpResponse, type Session } from './fixture.js';
+
+type Registered = { userId: number; username: string };
+type Notifications = { notifications: Notification[] };
 
 t.test('the HTTP API of v1, every route and its errors', async (t) => {
   const s = await startSystem(t);
   const { http } = s;
 
   await t.test('users and sessions', async (t) => {
-    const created = await http('POST', '/v1/users', { username: 'carol', password: 'long enough' });
+    const created = await http<Registered>('POST', '/v1/users', { username: 'carol', password: 'long enough' });
     t.equal(created.status, 201);
     t.match(created.body, { userId: Number, username: 'carol' });
-    const taken = await http('POST', '/v1/users', { username: 'CAROL', password: 'something else' });
+    const taken = await http<ApiError>('POST', '/v1/users', { username: 'CAROL', password: 'something else' });
     t.equal(taken.status, 409);
     t.equal(taken.body.error.code, 'username_taken');
     for (const bad of [
@@ -22,11 +26,11 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
       [],
       'text',
     ]) {
-      const r = await http('POST', '/v1/users', bad);
+      const r = await http<ApiError>('POST', '/v1/users', bad);
       t.equal(r.status, 400, JSON.stringify(bad));
       t.equal(r.body.error.code, 'invalid_request');
     }
-    const session = await http('POST', '/v1/sessions', { username: 'carol', password: 'long enough' });
+    const session = await http<Session>('POST', '/v1/sessions', { username: 'carol', password: 'long enough' });
     t.equal(session.status, 200);
     t.equal(session.body.userId, created.body.userId);
     t.ok(session.body.expiresAt > Date.now());
@@ -35,7 +39,7 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
       { username: 'carol', password: 'wrong password' },
       { username: 'nobody', password: 'long enough' },
     ]) {
-      const r = await http('POST', '/v1/sessions', wrong);
+      const r = await http<ApiError>('POST', '/v1/sessions', wrong);
       t.equal(r.status, 401);
       t.equal(r.body.error.code, 'invalid_credentials');
     }
@@ -53,15 +57,15 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
       endsAt: Date.now() + 3_600_000,
       sellerId: 999,
     };
-    t.equal((await http('POST', '/v1/auctions', body)).body.error.code, 'unauthenticated');
+    t.equal((await http<ApiError>('POST', '/v1/auctions', body)).body.error.code, 'unauthenticated');
     const forged = `${seller.token.slice(0, -4)}AAAA`;
-    const r1 = await http('POST', '/v1/auctions', body, forged);
+    const r1 = await http<ApiError>('POST', '/v1/auctions', body, forged);
     t.equal(r1.status, 401);
     t.equal(r1.body.error.code, 'unauthenticated');
     const otherSecret = new Tokens('another-secret-0123456789', 60_000).mint(seller.userId).token;
     t.equal((await http('POST', '/v1/auctions', body, otherSecret)).status, 401);
     const expired = tokens.mint(seller.userId, -1).token;
-    const r2 = await http('POST', '/v1/auctions', body, expired);
+    const r2 = await http<ApiError>('POST', '/v1/auctions', body, expired);
     t.equal(r2.status, 401);
     t.match(r2.body.error.message, /expired/);
     const created = await http('POST', '/v1/auctions', body, seller.token);
@@ -85,16 +89,23 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
       { ...body, startingPrice: -5 },
       { ...body, endsAt: Date.now() - 1_000 },
     ]) {
-      const r = await http('POST', '/v1/auctions', bad, seller.token);
+      const r = await http<ApiError>('POST', '/v1/auctions', bad, seller.token);
       t.equal(r.status, 400, JSON.stringify(bad));
       t.equal(r.body.error.code, 'invalid_request');
     }
-    const wrongType = await http('POST', '/v1/auctions', 'title=x', seller.token, { 'content-type': 'text/plain' });
+    const wrongType = await http<ApiError>('POST', '/v1/auctions', 'title=x', seller.token, {
+      'content-type': 'text/plain',
+    });
     t.equal(wrongType.status, 415);
     t.equal(wrongType.body.error.code, 'unsupported_media_type');
-    const notJson = await http('POST', '/v1/auctions', '{"title":', seller.token);
+    const notJson = await http<ApiError>('POST', '/v1/auctions', '{"title":', seller.token);
     t.equal(notJson.body.error.code, 'invalid_request');
-    const huge = await http('POST', '/v1/auctions', { ...body, description: 'x'.repeat(70_000) }, seller.token);
+    const huge = await http<ApiError>(
+      'POST',
+      '/v1/auctions',
+      { ...body, description: 'x'.repeat(70_000) },
+      seller.token,
+    );
     t.equal(huge.status, 413);
     t.equal(huge.body.error.code, 'payload_too_large');
   });
@@ -110,7 +121,7 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
     'bids follow the proxy rules; rejections are 200s with a reason; retries return the original',
     async (t) => {
       const path = `/v1/auctions/${auction.id}/bids`;
-      const first = await http('POST', path, { maxBid: 3_000, bidId: 1 }, alice.token);
+      const first = await http<BidResult>('POST', path, { maxBid: 3_000, bidId: 1 }, alice.token);
       t.equal(first.status, 200);
       t.match(first.body, {
         bidId: 1,
@@ -163,7 +174,7 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
         { maxBid: 5_000, bidId: 1.5 },
         { maxBid: null, bidId: 22 },
       ]) {
-        const r = await http('POST', path, bad, bob.token);
+        const r = await http<ApiError>('POST', path, bad, bob.token);
         t.equal(r.status, 400, JSON.stringify(bad));
         t.equal(r.body.error.code, 'invalid_request');
       }
@@ -175,12 +186,12 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
   await t.test('an auction and its bid history; a maximum is shown only to its bidder', async (t) => {
     await eventually(
       async () => {
-        const r = await http('GET', `/v1/auctions/${auction.id}`);
+        const r = await http<Auction>('GET', `/v1/auctions/${auction.id}`);
         if (r.body.bidCount !== 2) throw new Error(JSON.stringify(r.body));
       },
       { timeoutMs: 10_000, intervalMs: 20 },
     );
-    const details = await http('GET', `/v1/auctions/${auction.id}`);
+    const details = await http<Auction>('GET', `/v1/auctions/${auction.id}`);
     t.match(details.body, {
       id: auction.id,
       title: 'Walnut desk',
@@ -193,21 +204,21 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
     });
     t.notOk('reservePrice' in details.body, 'the reserve itself is never shown');
     t.equal((await http('GET', '/v1/auctions/1048576001')).status, 404);
-    t.equal((await http('GET', '/v1/auctions/0')).body.error.code, 'invalid_request');
-    const asAlice = await http('GET', `/v1/auctions/${auction.id}/bids`, undefined, alice.token);
+    t.equal((await http<ApiError>('GET', '/v1/auctions/0')).body.error.code, 'invalid_request');
+    const asAlice = await http<BidPage>('GET', `/v1/auctions/${auction.id}/bids`, undefined, alice.token);
     t.equal(asAlice.status, 200);
-    const mine = asAlice.body.bids.filter((b: any) => b.bidderId === alice.userId && b.status === 'accepted');
-    t.ok(mine.length > 0 && mine.every((b: any) => b.maxBid === 3_000), 'alice sees her own maximum');
+    const mine = asAlice.body.bids.filter((b) => b.bidderId === alice.userId && b.status === 'accepted');
+    t.ok(mine.length > 0 && mine.every((b) => b.maxBid === 3_000), 'alice sees her own maximum');
     t.ok(
-      asAlice.body.bids.filter((b: any) => b.bidderId !== alice.userId).every((b: any) => !('maxBid' in b)),
+      asAlice.body.bids.filter((b) => b.bidderId !== alice.userId).every((b) => !('maxBid' in b)),
       "and nobody else's",
     );
-    const anonymous = await http('GET', `/v1/auctions/${auction.id}/bids?limit=2`);
-    t.ok(anonymous.body.bids.every((b: any) => !('maxBid' in b)));
+    const anonymous = await http<BidPage>('GET', `/v1/auctions/${auction.id}/bids?limit=2`);
+    t.ok(anonymous.body.bids.every((b) => !('maxBid' in b)));
     t.equal(anonymous.body.bids.length, 2);
-    const rest = await http('GET', `/v1/auctions/${auction.id}/bids?after=${anonymous.body.next}&limit=100`);
+    const rest = await http<BidPage>('GET', `/v1/auctions/${auction.id}/bids?after=${anonymous.body.next}&limit=100`);
     t.ok(
-      rest.body.bids.every((b: any) => b.seq > anonymous.body.next),
+      rest.body.bids.every((b) => b.seq > anonymous.body.next!),
       'paging by seq',
     );
     t.equal((await http('GET', `/v1/auctions/${auction.id}/bids?limit=1000`)).status, 400);
@@ -222,7 +233,7 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
     t.ok(new Set(ids.map((id) => id % 1024)).size === 2, 'created on both shards');
     await eventually(
       async () => {
-        const r = await http('GET', '/v1/auctions?q=zebra&limit=100');
+        const r = await http<AuctionPage>('GET', '/v1/auctions?q=zebra&limit=100');
         if (r.body.auctions.length !== 6) throw new Error(`found ${r.body.auctions.length}`);
       },
       { timeoutMs: 10_000, intervalMs: 20 },
@@ -230,18 +241,21 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
     const seen: number[] = [];
     let cursor: string | null = null;
     do {
-      const page: { status: number; body: any } = await http(
+      const page: HttpResponse<AuctionPage> = await http(
         'GET',
         `/v1/auctions?q=zebra&sort=ending_soon&limit=4${cursor ? `&cursor=${cursor}` : ''}`,
       );
       t.equal(page.status, 200);
-      seen.push(...page.body.auctions.map((a: any) => a.id));
+      seen.push(...page.body.auctions.map((a) => a.id));
       cursor = page.body.next;
     } while (cursor);
     t.same(seen, ids, 'all six, ending soonest first, across pages and shards');
-    const newest = await http('GET', `/v1/auctions?q=zebra&sort=newest&limit=3&sellerId=${seller.userId}&status=open`);
+    const newest = await http<AuctionPage>(
+      'GET',
+      `/v1/auctions?q=zebra&sort=newest&limit=3&sellerId=${seller.userId}&status=open`,
+    );
     t.same(
-      newest.body.auctions.map((a: any) => a.id),
+      newest.body.auctions.map((a) => a.id),
       ids.slice().reverse().slice(0, 3),
     );
     t.equal((await http('GET', '/v1/auctions?sort=cheapest')).status, 400);
@@ -250,26 +264,32 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
   });
 
   await t.test('notifications and acknowledgement', async (t) => {
-    const outbid = await http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 10_000, bidId: 30 }, bob.token);
+    const outbid = await http<BidResult>(
+      'POST',
+      `/v1/auctions/${auction.id}/bids`,
+      { maxBid: 10_000, bidId: 30 },
+      bob.token,
+    );
     t.match(outbid.body, { status: 'accepted', leading: true });
-    let list: any[] = [];
+    let list: Notification[] = [];
     await eventually(
       async () => {
-        list = (await http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications;
+        list = (await http<Notifications>('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications;
         if (!list.some((n) => n.kind === 'outbid')) throw new Error('no outbid yet');
       },
       { timeoutMs: 10_000, intervalMs: 20 },
     );
-    const n = list.find((x) => x.kind === 'outbid');
+    const n = list.find((x) => x.kind === 'outbid')!;
     t.match(n, { id: Number, kind: 'outbid', auctionId: auction.id, price: Number, key: String });
     t.equal(
-      (await http('GET', `/v1/me/notifications?after=${n.id}`, undefined, alice.token)).body.notifications.length,
+      (await http<Notifications>('GET', `/v1/me/notifications?after=${n.id}`, undefined, alice.token)).body
+        .notifications.length,
       0,
       'after skips it',
     );
     t.equal((await http('POST', '/v1/me/notifications/ack', { upTo: n.id }, alice.token)).status, 204);
     t.same(
-      (await http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications,
+      (await http<Notifications>('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications,
       [],
       'acknowledged ones are gone',
     );
@@ -285,8 +305,8 @@ t.test('the HTTP API of v1, every route and its errors', async (t) => {
     t.match(metrics.body, /gateway_bids_total\{outcome="accepted"\} \d+/);
     t.match(metrics.body, /gateway_command_duration_seconds_bucket/);
     t.match(metrics.body, /gateway_websocket_connections/);
-    t.equal((await http('GET', '/v2/nothing')).body.error.code, 'not_found');
-    t.equal((await http('DELETE', `/v1/auctions/${auction.id}`)).body.error.code, 'method_not_allowed');
+    t.equal((await http<ApiError>('GET', '/v2/nothing')).body.error.code, 'not_found');
+    t.equal((await http<ApiError>('DELETE', `/v1/auctions/${auction.id}`)).body.error.code, 'method_not_allowed');
   });
 
   await t.test('nothing refused above changed the engine state', async (t) => {
@@ -319,7 +339,14 @@ t.test('rate limits per user and per address', async (t) => {
   const results = [];
   for (let i = 1; i <= 8; i++)
     results.push(
-      (await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 1_000 + i * 100, bidId: i }, bidder)).body,
+      (
+        await s.http<BidResult>(
+          'POST',
+          `/v1/auctions/${auction.id}/bids`,
+          { maxBid: 1_000 + i * 100, bidId: i },
+          bidder,
+        )
+      ).body,
     );
   t.ok(
     results.some((r) => r.status === 'rejected' && r.reason === 'rate_limited'),

@@ -3,8 +3,11 @@ import { request as httpGet, type IncomingMessage } from 'node:http';
 import { createConnection } from 'node:net';
 import { pack } from 'msgpackr';
 import { decode, EngineClient, subjects, type CreateOutcome } from '../../protocol/index.js';
+import type { Auction, Notification } from '../../protocol/public.js';
 import { eventually, WsClient, type WsMessage } from '../../testkit/index.js';
-import { startSystem, type System } from './fixture.js';
+import { startSystem, type ApiError, type System } from './fixture.js';
+
+type Notifications = { notifications: Notification[] };
 
 // Limits of issue 23: connections per address, per user and in all; a read budget per address;
 // misses answered from a cache; the notification backlog once per connection; acks clamped.
@@ -157,7 +160,7 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     const third = await getFrom(events, '127.0.0.1');
     t.equal(third.statusCode, 429);
     t.equal(third.headers['retry-after'], '10');
-    t.equal(JSON.parse(await bodyOf(third)).error.code, 'rate_limited');
+    t.equal((JSON.parse(await bodyOf(third)) as ApiError).error.code, 'rate_limited');
     const other = await openStream(events, '127.0.0.2');
     t.equal(other.statusCode, 200, 'another address has its own count');
     const overTotal = await getFrom(events, '127.0.0.3');
@@ -223,7 +226,7 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     // The miss would be remembered for a minute: only the creation on the stream can make it found.
     const found = await eventually(
       async () => {
-        const r = await s.http('GET', `/v1/auctions/${next}`);
+        const r = await s.http<Auction>('GET', `/v1/auctions/${next}`);
         if (r.status !== 200) throw new Error(`status ${r.status}`);
         return r.body;
       },
@@ -242,8 +245,8 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
       leading: true,
     });
     const first = await eventually(async () => {
-      const r = await s.http('GET', '/v1/me/notifications', undefined, alice.token);
-      const n = (r.body.notifications as WsMessage[]).find((m) => m.kind === 'outbid' && m.auctionId === auction.id);
+      const r = await s.http<Notifications>('GET', '/v1/me/notifications', undefined, alice.token);
+      const n = r.body.notifications.find((m) => m.kind === 'outbid' && m.auctionId === auction.id);
       if (!n) throw new Error('not yet');
       return n;
     });
@@ -263,7 +266,7 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
 
     t.match(await ws.request({ type: 'notifications.ack', upTo: Number.MAX_SAFE_INTEGER }), { type: 'ok' });
     t.same(
-      (await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications,
+      (await s.http<Notifications>('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications,
       [],
       'everything there is, acknowledged',
     );
@@ -273,9 +276,9 @@ t.test('connection caps, miss caches, the notification backlog and acknowledgeme
     t.match((await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: 9_000, bidId: 2 }, bob.token)).body, {
       leading: true,
     });
-    const live = await ws.waitFor((m) => outbidOn(auction.id)(m) && (m.id as number) > (first.id as number));
-    const pending = (await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body
-      .notifications as WsMessage[];
+    const live = await ws.waitFor((m) => outbidOn(auction.id)(m) && (m.id as number) > first.id);
+    const pending = (await s.http<Notifications>('GET', '/v1/me/notifications', undefined, alice.token)).body
+      .notifications;
     t.same(
       pending.map((n) => n.id),
       [live.id],
@@ -299,7 +302,7 @@ t.test('a read budget per address: reads and searches past it answer 429; health
     const body = await bodyOf(r);
     if (r.statusCode === 429) {
       limited = r;
-      t.equal(JSON.parse(body).error.code, 'rate_limited');
+      t.equal((JSON.parse(body) as ApiError).error.code, 'rate_limited');
     }
   }
   const allowed = 2 + Math.floor((Date.now() - started) / 1_000);

@@ -1,6 +1,11 @@
 import t from 'tap';
+import type { StateFrame } from '../../gateway/public-shapes.js';
+import type { Notification } from '../../protocol/public.js';
 import { WsClient, type WsMessage } from '../../testkit/index.js';
-import { startSystem } from './fixture.js';
+import { startSystem, type ApiError } from './fixture.js';
+
+/** An `event: state` of an SSE stream: its id and its data. */
+type SseEvent = { id: string; data: StateFrame };
 
 const outbidOn = (auctionId: number) => (m: WsMessage) =>
   m.type === 'notification' && m.kind === 'outbid' && m.auctionId === auctionId;
@@ -52,7 +57,11 @@ t.test('outbid while offline: delivered after reconnecting, again until acknowle
     third.messages.some((m) => m.type === 'notification'),
     'nothing acknowledged comes back',
   );
-  t.same((await s.http('GET', '/v1/me/notifications', undefined, alice.token)).body.notifications, []);
+  t.same(
+    (await s.http<{ notifications: Notification[] }>('GET', '/v1/me/notifications', undefined, alice.token)).body
+      .notifications,
+    [],
+  );
 });
 
 t.test('the end of an auction: won, lost and auction_ended, each to the right user', async (t) => {
@@ -80,15 +89,15 @@ t.test('the end of an auction: won, lost and auction_ended, each to the right us
 async function readSse(
   url: string,
   headers: Record<string, string>,
-  until: (events: { id: string; data: any }[]) => boolean,
+  until: (events: SseEvent[]) => boolean,
   onOpen: () => void = () => {},
-) {
+): Promise<{ status: number; events: SseEvent[]; body: ApiError | null }> {
   const controller = new AbortController();
   const response = await fetch(url, { headers, signal: controller.signal });
-  const events: { id: string; data: any }[] = [];
-  if (response.status !== 200) return { status: response.status, events, body: (await response.json()) as any };
+  const events: SseEvent[] = [];
+  if (response.status !== 200) return { status: response.status, events, body: (await response.json()) as ApiError };
   onOpen();
-  const reader = response.body!.getReader();
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
   let buffer = '';
   while (!until(events)) {
     const { value, done } = await reader.read();
@@ -100,11 +109,11 @@ async function readSse(
       buffer = buffer.slice(end + 2);
       const id = /^id: (.*)$/m.exec(block)?.[1];
       const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (id && data && /^event: state$/m.test(block)) events.push({ id, data: JSON.parse(data) });
+      if (id && data && /^event: state$/m.test(block)) events.push({ id, data: JSON.parse(data) as StateFrame });
     }
   }
   controller.abort();
-  return { status: 200, events, body: null as any };
+  return { status: 200, events, body: null };
 }
 
 t.test('SSE: the current state at once, then every newer one; Last-Event-ID resumes', async (t) => {
@@ -143,5 +152,5 @@ t.test('SSE: the current state at once, then every newer one; Last-Event-ID resu
   t.ok(Number(resumed.events[0].id) > Number(lastSeen), 'the first event after resuming is newer than Last-Event-ID');
   const missing = await readSse(`${s.gateway.url}/v1/auctions/${auction.id + 1024 * 1000}/events`, {}, () => true);
   t.equal(missing.status, 404);
-  t.equal(missing.body.error.code, 'not_found');
+  t.equal(missing.body!.error.code, 'not_found');
 });

@@ -3,7 +3,7 @@ import { randomBytes, scryptSync } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { USERS_BUCKET } from '../../protocol/names.js';
-import { startSystem } from './fixture.js';
+import { startSystem, type ApiError, type Session } from './fixture.js';
 
 // Sign-in and names that reach storage (issue 23): names that are not usernames, lookups by name,
 // and password hashes at today's cost with old ones upgraded at the next sign-in.
@@ -16,12 +16,12 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
     'a name that could never be registered is refused like a wrong password, never as unavailable',
     async (t) => {
       for (const username of ['>', 'a b', 'a*', '$KV', 'user.x..y', '.abc', 'abc.']) {
-        const r = await s.http('POST', '/v1/sessions', { username, password: 'long enough' });
+        const r = await s.http<ApiError>('POST', '/v1/sessions', { username, password: 'long enough' });
         t.equal(r.status, 401, username);
         t.equal(r.body.error.code, 'invalid_credentials', username);
       }
       for (const username of ['...', 'a..b', '.abc', 'abc.', 'a>b', 'a b']) {
-        const r = await s.http('POST', '/v1/users', { username, password: 'long enough' });
+        const r = await s.http<ApiError>('POST', '/v1/users', { username, password: 'long enough' });
         t.equal(r.status, 400, `registering ${username}`);
         t.equal(r.body.error.code, 'invalid_request');
       }
@@ -39,7 +39,7 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
 
   await t.test('a sort named like an object property is an unknown sort, not a database error', async (t) => {
     for (const sort of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
-      const r = await s.http('GET', `/v1/auctions?sort=${sort}`);
+      const r = await s.http<ApiError>('GET', `/v1/auctions?sort=${sort}`);
       t.equal(r.status, 400, sort);
       t.same(r.body.error, { code: 'invalid_request', message: 'sort must be ending_soon, newest or price' }, sort);
     }
@@ -67,7 +67,10 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
         401,
       );
       t.equal((await users.get('user.legacy_user'))!.revision, userId, 'a wrong password upgrades nothing');
-      const first = await s.http('POST', '/v1/sessions', { username: 'Legacy_User', password: 'old password' });
+      const first = await s.http<Session>('POST', '/v1/sessions', {
+        username: 'Legacy_User',
+        password: 'old password',
+      });
       t.equal(first.status, 200);
       t.equal(first.body.userId, userId, 'the user id is the revision of the original create');
       const upgraded = await users.get('user.legacy_user');
@@ -82,7 +85,10 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
       t.not(record.hash, legacy.hash);
       t.match(record, { userId, username: 'legacy_user', createdAt: legacy.createdAt });
       t.ok(upgraded!.revision > userId);
-      const second = await s.http('POST', '/v1/sessions', { username: 'legacy_user', password: 'old password' });
+      const second = await s.http<Session>('POST', '/v1/sessions', {
+        username: 'legacy_user',
+        password: 'old password',
+      });
       t.equal(second.status, 200, 'the upgraded hash signs in');
       t.equal(second.body.userId, userId, 'with the same user id');
       t.equal(

@@ -446,26 +446,25 @@ t.test("the live feed reads every watched auction of a shard again when the shar
   const auctionId = auctionIdOf(1, 0);
   let version = 1;
   const asked: unknown[] = [];
-  const state = (id: number): AuctionState =>
-    ({
-      auctionId: id,
-      sellerId: 1,
-      status: 'open',
-      price: 100 * version,
-      leaderId: 0,
-      bidCount: version - 1,
-      startsAt: 0,
-      endsAt: Date.now() + 3_600_000,
-      softCloseSeconds: 0,
-      version,
-      hasReserve: false,
-      reserveMet: false,
-      winnerId: 0,
-    }) as AuctionState;
+  const state = (id: number): AuctionState => ({
+    auctionId: id,
+    sellerId: 1,
+    status: 'open',
+    price: 100 * version,
+    leaderId: 0,
+    bidCount: version - 1,
+    startsAt: 0,
+    endsAt: Date.now() + 3_600_000,
+    softCloseSeconds: 0,
+    version,
+    hasReserve: false,
+    reserveMet: false,
+    winnerId: 0,
+  });
   const engines = {
-    control: async (_shard: number, request: { auctionIds: number[] }) => {
+    control: (_shard: number, request: { auctionIds: number[] }) => {
       asked.push(request.auctionIds);
-      return { states: request.auctionIds.map(state) };
+      return Promise.resolve({ states: request.auctionIds.map(state) });
     },
   } as unknown as EngineClient;
   const waiters = new Waiters();

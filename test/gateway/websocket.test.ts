@@ -1,5 +1,6 @@
 import t from 'tap';
 import { pack } from 'msgpackr';
+import type { Auction, BidResult } from '../../protocol/public.js';
 import { GatewayProcess, WsClient, type WsMessage } from '../../testkit/index.js';
 import { SECRET, startSystem, tokens } from './fixture.js';
 
@@ -29,15 +30,20 @@ t.test(
     }
 
     // Each bidder raises in turn; the expected outcome follows DESIGN.md's proxy rules.
-    let maxima = { alice: 0, bob: 0, carol: 0 };
     const answers: Record<string, unknown>[] = [];
     for (let round = 1; round <= 6; round++) {
-      maxima = { alice: 1_000 + round * 700, bob: 1_100 + round * 650, carol: 1_050 + round * 600 };
+      const maxima = { alice: 1_000 + round * 700, bob: 1_100 + round * 650, carol: 1_050 + round * 600 };
       answers.push(await aliceWs.request({ type: 'bid', auctionId: auction.id, maxBid: maxima.alice, bidId: round }));
       answers.push(await bobWs.request({ type: 'bid', auctionId: auction.id, maxBid: maxima.bob, bidId: round }));
       answers.push(
-        (await s.http('POST', `/v1/auctions/${auction.id}/bids`, { maxBid: maxima.carol, bidId: round }, carol.token))
-          .body,
+        (
+          await s.http<BidResult>(
+            'POST',
+            `/v1/auctions/${auction.id}/bids`,
+            { maxBid: maxima.carol, bidId: round },
+            carol.token,
+          )
+        ).body,
       );
     }
     for (const a of answers) t.match(a, { auctionId: auction.id, status: /accepted|rejected/ });
@@ -50,7 +56,7 @@ t.test(
     t.match(answers[2], { status: 'rejected', reason: 'bid_too_low' }, 'carol (1,650) below 1,750 + 50');
     // In the last round alice (5,200) beats bob (5,000) and carol (4,650): price = 5,000 + 100.
     const last = answers.filter((a) => a.status === 'accepted').at(-1)!;
-    const final = await s.http('GET', `/v1/auctions/${auction.id}`);
+    const final = await s.http<Auction>('GET', `/v1/auctions/${auction.id}`);
     const state = final.body;
     t.equal(state.leaderId, alice.userId);
     t.equal(last.price, 5_100);
@@ -89,13 +95,13 @@ t.test(
     let lastVersion = 0;
     const burst = (async () => {
       for (let i = 1; i <= 60; i++) {
-        const r = await s.http(
+        const r = await s.http<BidResult>(
           'POST',
           `/v1/auctions/${auction.id}/bids`,
           { maxBid: 1_000 + i * 100, bidId: i },
           bidders[i % 2],
         );
-        if (r.body.status === 'accepted') lastVersion = Math.max(lastVersion, r.body.version);
+        if (r.body.status === 'accepted') lastVersion = Math.max(lastVersion, r.body.version!);
       }
     })();
     await watcher.waitFor((m) => isState(auction.id)(m) && (m.version as number) >= 5);
@@ -184,7 +190,7 @@ t.test(
     );
     const afterOwnBid = await s.stateHashes();
     t.notSame(afterOwnBid, before, 'a valid bid does change the state (the check below can fail)');
-    const leaderNow = (await s.http('GET', `/v1/auctions/${auction.id}`)).body;
+    const leaderNow = (await s.http<Auction>('GET', `/v1/auctions/${auction.id}`)).body;
     t.not(leaderNow.leaderId, seller.userId);
     t.match(await bin.request({ type: 'auth', token: user.token }), { type: 'ok' });
     for (const [maxBid, bidId] of [
@@ -255,7 +261,7 @@ t.test('two gateways share users, tokens and live state', async (t) => {
   const other = await WsClient.connect(`${second.wsUrl}?token=${seller.token}`);
   t.teardown(() => other.close());
   await other.request({ type: 'subscribe', auctionIds: [auction.id] });
-  const bid = await s.http(
+  const bid = await s.http<BidResult>(
     'POST',
     `/v1/auctions/${auction.id}/bids`,
     { maxBid: 2_000, bidId: 1 },

@@ -184,7 +184,8 @@ async function refusedCall(
     (error: unknown) => error,
   );
   const refused = violation(outcome);
-  t.ok(refused, `${what}: refused by the server (${outcome === null ? 'it succeeded' : String(outcome)})`);
+  const how = outcome === null ? 'it succeeded' : outcome instanceof Error ? String(outcome) : JSON.stringify(outcome);
+  t.ok(refused, `${what}: refused by the server (${how})`);
   t.match(refused, { operation: 'publish', subject }, `${what}: the refusal names ${subject}`);
   t.same(await snapshot(), before, `${what}: nothing changed`);
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { permissionsTable } from '../../protocol/permissions.js';
 
 // The permission table in docs/operations.md is rendered from the code's one definition: this keeps them in step.
-t.test('docs/operations.md shows the permissions the servers are given', async (t) => {
+t.test('docs/operations.md shows the permissions the servers are given', (t) => {
   const doc = readFileSync(new URL('../../../docs/operations.md', import.meta.url), 'utf8');
   const begin = doc.indexOf('<!-- permissions-table:');
   const end = doc.indexOf('<!-- /permissions-table -->');
@@ -14,4 +14,5 @@ t.test('docs/operations.md shows the permissions the servers are given', async (
     permissionsTable(),
     'the table is the one permissionsTable() renders (paste its output to update the doc)',
   );
+  t.end();
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { EDGES } from '../../shard/roles.js';
 
 // The transition table of docs/replica.md lists exactly the edges shard/roles.ts allows, no more, no fewer.
-t.test('docs/replica.md draws the edges the copy allows', async (t) => {
+t.test('docs/replica.md draws the edges the copy allows', (t) => {
   const doc = readFileSync(new URL('../../../docs/replica.md', import.meta.url), 'utf8');
   const begin = doc.indexOf('<!-- roles-table:');
   t.ok(begin >= 0, 'the doc marks where the table is');
@@ -25,4 +25,5 @@ t.test('docs/replica.md draws the edges the copy allows', async (t) => {
     .flatMap(([from, tos]) => tos.map((to) => `${from} -> ${to}`))
     .sort();
   t.same(documented, allowed);
+  t.end();
 });

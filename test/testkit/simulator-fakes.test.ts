@@ -53,7 +53,7 @@ function makeLog(scheduler: Scheduler, latencyMs = () => 1) {
   return { log, appendFaults, readFaults };
 }
 
-t.test('random: the same seed draws the same sequence, forks included', async (t) => {
+t.test('random: the same seed draws the same sequence, forks included', (t) => {
   const draw = (random: Random) => Array.from({ length: 50 }, () => random.int(-1_000, 1_000_000));
   const a = new Random(42);
   const b = new Random(42);
@@ -80,6 +80,7 @@ t.test('random: the same seed draws the same sequence, forks included', async (t
   t.ok(heads > 850 && heads < 1_150, `chance(0.5) about half the time (${heads} of 2000)`);
   t.equal(new Random(9).pick(['a', 'b', 'c']), new Random(9).pick(['a', 'b', 'c']), 'pick is deterministic');
   t.throws(() => r.pick([]), 'pick from nothing throws');
+  t.end();
 });
 
 t.test('scheduler: time then insertion order; microtasks settle between events', async (t) => {
@@ -182,13 +183,14 @@ t.test('scheduler: a paused node waits and resumes in order; kill drops its even
   t.ok(c.dead, 'the old one stays dead');
 });
 
-t.test('scheduler: the queue is bounded; cancelled events make room', async (t) => {
+t.test('scheduler: the queue is bounded; cancelled events make room', (t) => {
   const s = new Scheduler(0, 10);
   const cancels = Array.from({ length: 10 }, () => s.schedule(null, 1, () => {}));
   t.throws(() => s.schedule(null, 1, () => {}), /event queue is full \(10 events\)/);
   cancels[0]();
   t.doesNotThrow(() => s.schedule(null, 1, () => {}), 'a cancelled event no longer counts');
   t.equal(s.pending(), 10);
+  t.end();
 });
 
 t.test('scheduler: an exception in an event propagates out of step', async (t) => {

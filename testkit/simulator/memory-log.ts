@@ -259,8 +259,7 @@ class FollowerStream implements AsyncIterator<LoggedBatch & { pending: number }>
   }
 
   handle(): LogFollower {
-    const iterator = this;
-    return { messages: { [Symbol.asyncIterator]: () => iterator }, stop: () => this.stop() };
+    return { messages: { [Symbol.asyncIterator]: () => this }, stop: () => this.stop() };
   }
 
   /** Server side: pushes what is stored and fits in the window. */

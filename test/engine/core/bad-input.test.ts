@@ -1,10 +1,10 @@
 import t from 'tap';
-import { SHARDS_MAX } from '../../../protocol/index.js';
+import { SHARDS_MAX, type CreateAuction } from '../../../protocol/index.js';
 import { Driver } from './driver.js';
 
 const ALICE = 2;
 
-t.test('bad bid amounts: invalid_amount and the state is unchanged', async (t) => {
+t.test('bad bid amounts: invalid_amount and the state is unchanged', (t) => {
   const d = new Driver();
   const id = d.create({ startingPrice: 100 });
   d.bid(id, 3, 1_000);
@@ -34,9 +34,10 @@ t.test('bad bid amounts: invalid_amount and the state is unchanged', async (t) =
   }
   t.equal(d.core.stateHash(), before);
   t.equal(d.core.lastSeq, 2 + amounts.length, 'every rejection is still a logged event');
+  t.end();
 });
 
-t.test('bad bidder or bid ids: invalid_request', async (t) => {
+t.test('bad bidder or bid ids: invalid_request', (t) => {
   const d = new Driver();
   const id = d.create();
   const before = d.core.stateHash();
@@ -60,9 +61,10 @@ t.test('bad bidder or bid ids: invalid_request', async (t) => {
     );
   }
   t.equal(d.core.stateHash(), before);
+  t.end();
 });
 
-t.test('unknown auctions, other shards, garbage ids: auction_not_found', async (t) => {
+t.test('unknown auctions, other shards, garbage ids: auction_not_found', (t) => {
   const d = new Driver({ shard: 7 });
   const id = d.create();
   const before = d.core.stateHash();
@@ -74,9 +76,10 @@ t.test('unknown auctions, other shards, garbage ids: auction_not_found', async (
     );
   }
   t.equal(d.core.stateHash(), before);
+  t.end();
 });
 
-t.test('bids before the start and after the close: a reason and no change', async (t) => {
+t.test('bids before the start and after the close: a reason and no change', (t) => {
   const d = new Driver();
   const scheduled = d.create({ startsAt: d.now + 60_000, endsAt: d.now + 120_000 });
   const ending = d.create({ endsAt: d.now + 1_000 });
@@ -85,9 +88,10 @@ t.test('bids before the start and after the close: a reason and no change', asyn
   t.match(d.bid(scheduled, ALICE, 5_000), { status: 'rejected', reason: 'auction_not_open' });
   t.match(d.bid(ending, ALICE, 5_000), { status: 'rejected', reason: 'auction_closed' });
   t.equal(d.core.stateHash(), before);
+  t.end();
 });
 
-t.test('bad create commands: a reason and no auction', async (t) => {
+t.test('bad create commands: a reason and no auction', (t) => {
   const d = new Driver();
   const base = {
     type: 'create' as const,
@@ -99,7 +103,8 @@ t.test('bad create commands: a reason and no auction', async (t) => {
     softCloseSeconds: 0,
   };
   const before = d.core.stateHash();
-  const cases: [Record<string, unknown>, string][] = [
+  // Fields of a create, each given a value that may not fit it: the command is invalid on purpose.
+  const cases: [{ [K in keyof typeof base]?: unknown }, string][] = [
     [{ sellerId: 0 }, 'invalid_request'],
     [{ startingPrice: 0 }, 'invalid_amount'],
     [{ startingPrice: 99.5 }, 'invalid_amount'],
@@ -116,16 +121,17 @@ t.test('bad create commands: a reason and no auction', async (t) => {
   ];
   for (const [override, reason] of cases) {
     t.match(
-      d.apply({ ...base, ...override } as never),
+      d.apply({ ...base, ...override } as CreateAuction),
       { status: 'rejected', reason, auctionId: 0 },
       JSON.stringify(override),
     );
   }
   t.equal(d.core.stateHash(), before);
   t.equal(d.core.auctionsCreated, 0);
+  t.end();
 });
 
-t.test('lifecycle commands on unknown or ended auctions are refused', async (t) => {
+t.test('lifecycle commands on unknown or ended auctions are refused', (t) => {
   const d = new Driver();
   const id = d.create({ endsAt: d.now + 1_000 });
   t.match(d.apply({ type: 'cancel', auctionId: id + SHARDS_MAX }), { status: 'rejected', reason: 'auction_not_found' });
@@ -134,9 +140,10 @@ t.test('lifecycle commands on unknown or ended auctions are refused', async (t) 
   const before = d.core.stateHash();
   t.match(d.apply({ type: 'close', auctionId: id, force: true }), { status: 'rejected', reason: 'auction_closed' });
   t.equal(d.core.stateHash(), before);
+  t.end();
 });
 
-t.test('contract violations by the caller throw: a sequence gap or time going back', async (t) => {
+t.test('contract violations by the caller throw: a sequence gap or time going back', (t) => {
   const d = new Driver();
   d.create();
   t.throws(() => d.core.apply({ type: 'cancel', auctionId: 1 }, d.core.lastSeq + 2, d.now), { name: 'InvariantError' });
@@ -144,4 +151,5 @@ t.test('contract violations by the caller throw: a sequence gap or time going ba
     name: 'InvariantError',
   });
   t.throws(() => d.core.apply({ type: 'nope' } as never, d.core.lastSeq + 1, d.now), { name: 'InvariantError' });
+  t.end();
 });

@@ -6,7 +6,7 @@ const ALICE = 2;
 const BOB = 3;
 const MINUTE = 60_000;
 
-t.test('soft close: a bid that moves the price in the last N seconds extends the end to t + N', async (t) => {
+t.test('soft close: a bid that moves the price in the last N seconds extends the end to t + N', (t) => {
   const d = new Driver();
   const endsAt = d.now + 10 * MINUTE;
   const id = d.create({ endsAt, softCloseSeconds: 120 });
@@ -17,9 +17,10 @@ t.test('soft close: a bid that moves the price in the last N seconds extends the
   t.equal(d.core.auctionState(id)!.endsAt, endsAt + 90_000);
   t.equal(d.core.nextDueAt(), endsAt + 90_000, 'the close timer moved with it');
   t.same(d.advanceTo(endsAt + 1), [], 'nothing closes at the original end');
+  t.end();
 });
 
-t.test('soft close: early bids and rejected late bids never extend', async (t) => {
+t.test('soft close: early bids and rejected late bids never extend', (t) => {
   const d = new Driver();
   const endsAt = d.now + 10 * MINUTE;
   const id = d.create({ endsAt, softCloseSeconds: 60 });
@@ -29,9 +30,10 @@ t.test('soft close: early bids and rejected late bids never extend', async (t) =
   t.match(d.bid(id, SELLER, 9_000), { status: 'rejected', endsAt });
   t.match(d.bid(id, ALICE, 9_000), { status: 'accepted', price: 1_000, endsAt }, 'the leader raising silently');
   t.equal(d.core.auctionState(id)!.endsAt, endsAt);
+  t.end();
 });
 
-t.test('soft close: repeated sniping keeps extending, and the auction closes after the last one', async (t) => {
+t.test('soft close: repeated sniping keeps extending, and the auction closes after the last one', (t) => {
   const d = new Driver();
   const endsAt = d.now + MINUTE;
   const id = d.create({ endsAt, softCloseSeconds: 30 });
@@ -50,17 +52,19 @@ t.test('soft close: repeated sniping keeps extending, and the auction closes aft
     { type: 'close', status: 'accepted', winnerId: BOB, auctionStatus: 'closed' },
     'the last sniper (round 4) wins',
   );
+  t.end();
 });
 
-t.test('a bid at or after endsAt is rejected even before the close timer ran', async (t) => {
+t.test('a bid at or after endsAt is rejected even before the close timer ran', (t) => {
   const d = new Driver();
   const endsAt = d.now + MINUTE;
   const id = d.create({ endsAt });
   d.now = endsAt; // time moved, timers not fired yet
   t.match(d.bid(id, ALICE, 5_000), { status: 'rejected', reason: 'auction_closed' });
+  t.end();
 });
 
-t.test('closing picks the leader as winner at the current price', async (t) => {
+t.test('closing picks the leader as winner at the current price', (t) => {
   const d = new Driver();
   const endsAt = d.now + MINUTE;
   const id = d.create({ endsAt, startingPrice: 1_000 });
@@ -72,17 +76,19 @@ t.test('closing picks the leader as winner at the current price', async (t) => {
   t.match(d.core.auctionState(id), { status: 'closed', winnerId: ALICE, price: 3_100, leaderId: ALICE });
   t.match(d.bid(id, BOB, 9_000), { status: 'rejected', reason: 'auction_closed' });
   t.equal(d.core.auctionsLive, 0, 'no timer left');
+  t.end();
 });
 
-t.test('closing with no bids: no winner', async (t) => {
+t.test('closing with no bids: no winner', (t) => {
   const d = new Driver();
   const id = d.create({ endsAt: d.now + MINUTE });
   const [closed] = d.advanceBy(MINUTE);
   t.match(closed, { status: 'accepted', winnerId: 0, auctionStatus: 'closed' });
   t.equal(d.core.auctionState(id)!.winnerId, 0);
+  t.end();
 });
 
-t.test('reserve not met: closed without a winner', async (t) => {
+t.test('reserve not met: closed without a winner', (t) => {
   const d = new Driver();
   const id = d.create({ endsAt: d.now + MINUTE, reservePrice: 10_000 });
   d.bid(id, ALICE, 9_999);
@@ -95,9 +101,10 @@ t.test('reserve not met: closed without a winner', async (t) => {
     winnerId: 0,
     leaderId: ALICE,
   });
+  t.end();
 });
 
-t.test('reserve met: the leader wins', async (t) => {
+t.test('reserve met: the leader wins', (t) => {
   const d = new Driver();
   d.create({ endsAt: d.now + MINUTE, reservePrice: 10_000 });
   const id = d.create({ endsAt: d.now + MINUTE, reservePrice: 10_000 });
@@ -105,9 +112,10 @@ t.test('reserve met: the leader wins', async (t) => {
   const fired = d.advanceBy(MINUTE);
   t.equal(fired.length, 2, 'both auctions close');
   t.match(fired[1], { auctionId: id, winnerId: ALICE, reserveMet: true, price: 10_000 });
+  t.end();
 });
 
-t.test('cancel: ends an open auction with no winner, and is logged once', async (t) => {
+t.test('cancel: ends an open auction with no winner, and is logged once', (t) => {
   const d = new Driver();
   const id = d.create({ endsAt: d.now + MINUTE });
   d.bid(id, ALICE, 5_000);
@@ -117,18 +125,20 @@ t.test('cancel: ends an open auction with no winner, and is logged once', async 
   t.match(d.apply({ type: 'cancel', auctionId: id }), { status: 'rejected', reason: 'auction_closed' });
   t.match(d.bid(id, BOB, 9_000), { status: 'rejected', reason: 'auction_closed' });
   t.same(d.advanceBy(MINUTE), [], 'no close for a cancelled auction');
+  t.end();
 });
 
-t.test('an operator close ends an auction now; a timer close before its time is refused', async (t) => {
+t.test('an operator close ends an auction now; a timer close before its time is refused', (t) => {
   const d = new Driver();
   const id = d.create({ endsAt: d.now + MINUTE });
   d.bid(id, ALICE, 5_000);
   t.match(d.apply({ type: 'close', auctionId: id, force: false }), { status: 'rejected', reason: 'not_due' });
   t.match(d.apply({ type: 'close', auctionId: id, force: true }), { status: 'accepted', winnerId: ALICE });
   t.match(d.core.auctionState(id), { status: 'closed', endsAt: d.now });
+  t.end();
 });
 
-t.test('scheduled start: bids before it are refused; the timer opens it on time', async (t) => {
+t.test('scheduled start: bids before it are refused; the timer opens it on time', (t) => {
   const d = new Driver();
   const startsAt = d.now + MINUTE;
   const endsAt = startsAt + MINUTE;
@@ -145,9 +155,10 @@ t.test('scheduled start: bids before it are refused; the timer opens it on time'
   t.equal(d.core.nextDueAt(), endsAt, 'the next timer is the close');
   const [closed] = d.advanceTo(endsAt);
   t.match(closed, { type: 'close', winnerId: ALICE });
+  t.end();
 });
 
-t.test('timers fire in (due time, auction number) order', async (t) => {
+t.test('timers fire in (due time, auction number) order', (t) => {
   const d = new Driver();
   const end = d.now + MINUTE;
   const a = d.create({ endsAt: end + 2 });
@@ -162,9 +173,10 @@ t.test('timers fire in (due time, auction number) order', async (t) => {
     ['close', s],
     ['close', a],
   ]);
+  t.end();
 });
 
-t.test('versions grow with every change of an auction', async (t) => {
+t.test('versions grow with every change of an auction', (t) => {
   const d = new Driver();
   const id = d.create({ startsAt: d.now + 10, endsAt: d.now + MINUTE });
   const versions = [d.core.auctionState(id)!.version];
@@ -176,9 +188,10 @@ t.test('versions grow with every change of an auction', async (t) => {
   d.advanceBy(MINUTE);
   versions.push(d.core.auctionState(id)!.version);
   t.same(versions, [1, 2, 3, 4, 5, 6]);
+  t.end();
 });
 
-t.test('a full shard refuses creation until the oldest slot has ended; ended auctions are archived', async (t) => {
+t.test('a full shard refuses creation until the oldest slot has ended; ended auctions are archived', (t) => {
   const d = new Driver({ auctionsMax: 2 });
   const first = d.create({ endsAt: d.now + MINUTE });
   d.create({ endsAt: d.now + 2 * MINUTE });
@@ -202,4 +215,5 @@ t.test('a full shard refuses creation until the oldest slot has ended; ended auc
   t.match(d.bid(first, BOB, 9_000), { status: 'rejected', reason: 'auction_closed' });
   t.match(d.bid(third, BOB, 1_000), { status: 'accepted' });
   d.core.verify();
+  t.end();
 });

@@ -163,7 +163,7 @@ function compareState(
   }
 }
 
-t.test('the fast core and the naive reference agree on every command of random streams', async (t) => {
+t.test('the fast core and the naive reference agree on every command of random streams', (t) => {
   let commands = 0;
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 250, size: 'max' }), config, (steps, cfg) => {
@@ -174,9 +174,10 @@ t.test('the fast core and the naive reference agree on every command of random s
     { numRuns: 300 },
   );
   t.ok(commands > 10_000, `compared ${commands} commands`);
+  t.end();
 });
 
-t.test('snapshot at any point + replay of the rest = the uninterrupted run', async (t) => {
+t.test('snapshot at any point + replay of the rest = the uninterrupted run', (t) => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 200, size: 'max' }), config, fc.nat(), (steps, cfg, cut) => {
       const whole = run(steps, cfg, false);
@@ -204,9 +205,10 @@ t.test('snapshot at any point + replay of the rest = the uninterrupted run', asy
     { numRuns: 200 },
   );
   t.pass('200 random cuts matched');
+  t.end();
 });
 
-t.test('the state hash tells different states apart', async (t) => {
+t.test('the state hash tells different states apart', (t) => {
   const a = run([{ kind: 'create', seller: 1, start: 100, reserve: 0, startIn: 0, duration: 1_000, soft: 0 }], {
     auctionsMax: 8,
     rememberMax: 8,
@@ -216,4 +218,5 @@ t.test('the state hash tells different states apart', async (t) => {
     rememberMax: 8,
   });
   t.not(a.core.stateHash(), b.core.stateHash());
+  t.end();
 });

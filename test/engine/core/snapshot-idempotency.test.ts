@@ -7,7 +7,7 @@ import { AuctionCore } from '../../../engine/core/index.js';
 const ALICE = 2;
 const BOB = 3;
 
-t.test('a retried (bidder, bidId) gets the original answer and never counts twice', async (t) => {
+t.test('a retried (bidder, bidId) gets the original answer and never counts twice', (t) => {
   const d = new Driver();
   const id = d.create({ startingPrice: 1_000 });
   const original = d.bid(id, ALICE, 5_000, 77);
@@ -33,9 +33,10 @@ t.test('a retried (bidder, bidId) gets the original answer and never counts twic
     'the engine can answer a retry without logging it',
   );
   t.equal(d.core.lookupBid(BOB, 77, id), null, 'keys are per bidder');
+  t.end();
 });
 
-t.test('a remembered bid id reused for another auction is refused, not answered with the other auction', async (t) => {
+t.test('a remembered bid id reused for another auction is refused, not answered with the other auction', (t) => {
   const d = new Driver();
   const first = d.create();
   const second = d.create();
@@ -50,17 +51,19 @@ t.test('a remembered bid id reused for another auction is refused, not answered 
   t.equal(d.core.lookupBid(ALICE, 42, second), null);
   t.equal(d.core.stateHash(), hashBefore);
   t.equal(d.core.auctionState(second)!.bidCount, 0);
+  t.end();
 });
 
-t.test('a rejected bid is not remembered: its retry is decided again', async (t) => {
+t.test('a rejected bid is not remembered: its retry is decided again', (t) => {
   const d = new Driver();
   const id = d.create({ startsAt: d.now + 1_000, endsAt: d.now + 60_000 });
   t.match(d.bid(id, ALICE, 5_000, 9), { status: 'rejected', reason: 'auction_not_open' });
   d.advanceBy(1_000);
   t.match(d.bid(id, ALICE, 5_000, 9), { status: 'accepted', duplicate: false }, 'after the auction opened');
+  t.end();
 });
 
-t.test('idempotency survives snapshot and restore, and replay rebuilds it', async (t) => {
+t.test('idempotency survives snapshot and restore, and replay rebuilds it', (t) => {
   const d = new Driver({ idempotencyEntriesMax: 16 });
   const id = d.create();
   const original = d.bid(id, ALICE, 5_000, 1234);
@@ -69,9 +72,10 @@ t.test('idempotency survives snapshot and restore, and replay rebuilds it', asyn
   const replayed = replay(d.log, new AuctionCore({ shard: 7, auctionsMax: 1024, idempotencyEntriesMax: 16 }));
   t.match(replayed.lookupBid(ALICE, 1234, id), { seq: original.seq });
   t.equal(replayed.stateHash(), d.core.stateHash());
+  t.end();
 });
 
-t.test('a forgotten bid id still never counts twice', async (t) => {
+t.test('a forgotten bid id still never counts twice', (t) => {
   // Capacity 2: two generations of one bid each.
   const d = new Driver({ idempotencyEntriesMax: 2 });
   const id = d.create();
@@ -83,9 +87,10 @@ t.test('a forgotten bid id still never counts twice', async (t) => {
   const count = d.core.auctionState(id)!.bidCount;
   t.match(d.bid(id, ALICE, 5_000, 1), { status: 'rejected', reason: 'bid_too_low', leading: true });
   t.equal(d.core.auctionState(id)!.bidCount, count);
+  t.end();
 });
 
-t.test('the idempotency table remembers like two generations of maps, and exports exactly', async (t) => {
+t.test('the idempotency table remembers like two generations of maps, and exports exactly', (t) => {
   fc.assert(
     fc.property(
       fc.integer({ min: 2, max: 40 }),
@@ -108,7 +113,7 @@ t.test('the idempotency table remembers like two generations of maps, and export
             continue;
           }
           table.remember(user, bidId, { auctionKey: 1, price: 1, endsAt: 1, leading: false, seq: ++seq });
-          if (newer.size === Math.floor(capacity / 2)) [older, newer] = [newer, new Map()];
+          if (newer.size === Math.floor(capacity / 2)) [older, newer] = [newer, new Map<string, number>()];
           newer.set(key, seq);
           table.verify();
         }
@@ -123,9 +128,10 @@ t.test('the idempotency table remembers like two generations of maps, and export
     { numRuns: 300 },
   );
   t.pass('300 random sequences agreed');
+  t.end();
 });
 
-t.test('the due heap pops in (time, rank) order through updates and removals', async (t) => {
+t.test('the due heap pops in (time, rank) order through updates and removals', (t) => {
   fc.assert(
     fc.property(
       fc.array(fc.tuple(fc.constantFrom('push', 'update', 'remove'), fc.nat(31), fc.integer({ min: 0, max: 50 })), {
@@ -159,9 +165,10 @@ t.test('the due heap pops in (time, rank) order through updates and removals', a
     { numRuns: 300 },
   );
   t.pass('300 random operation sequences agreed');
+  t.end();
 });
 
-t.test('snapshots refuse corruption, truncation and a different capacity', async (t) => {
+t.test('snapshots refuse corruption, truncation and a different capacity', (t) => {
   const d = new Driver({ auctionsMax: 64 });
   const id = d.create({ reservePrice: 5_000, startsAt: d.now + 10, endsAt: d.now + 60_000 });
   d.create();
@@ -180,9 +187,10 @@ t.test('snapshots refuse corruption, truncation and a different capacity', async
     name: 'InvariantError',
   });
   t.throws(() => decodeSnapshot(bytes, { auctionsMax: 128 }), /auctionsMax 64, not 128/);
+  t.end();
 });
 
-t.test('snapshots of a wrapped ring restore every live auction', async (t) => {
+t.test('snapshots of a wrapped ring restore every live auction', (t) => {
   const d = new Driver({ auctionsMax: 4 });
   const ids: number[] = [];
   for (let round = 0; round < 3; round++) {
@@ -195,4 +203,5 @@ t.test('snapshots of a wrapped ring restore every live auction', async (t) => {
   restored.verify();
   t.equal(restored.stateHash(), d.core.stateHash());
   for (const id of ids) t.same(restored.auctionState(id), d.core.auctionState(id), `auction ${id}`);
+  t.end();
 });
