@@ -8,7 +8,16 @@ import { AuditProcess, EngineProcess, GatewayProcess, startNats } from '../testk
 import { Tokens } from '../gateway/auth.js';
 import { saveResult } from './results.js';
 import { CURVE_PERCENTILES, Latency, REPORTED_PERCENTILES } from './harness/latency.js';
-import { startJob, type BidJob, type BidResult, type Progress, type WatchResult } from './harness/worker.js';
+import {
+  startJob,
+  type BidJob,
+  type BidResult,
+  type MeasuredWindow,
+  type Progress,
+  type WatchResult,
+} from './harness/worker.js';
+import { cpuPerBid, cpuSnapshot, type CpuSnapshot, type MeteredProcesses } from './harness/cpu.js';
+import { ListedRates, PeakSearch } from './harness/peak-search.js';
 import { jetstreamPerBid, postgresRowLock } from './harness/baselines.js';
 import {
   renderHtml,
@@ -136,6 +145,42 @@ async function settle(): Promise<void> {
   );
 }
 
+/** Whose CPU a bid costs: the system's processes, and this one (the load generator's worker threads). */
+const GENERATOR = 'generator';
+const metered = (): MeteredProcesses => ({
+  gateway: gateway.pid,
+  engine: engine.pid,
+  audit: audit.pid,
+  'nats-server': nats.pid,
+  [GENERATOR]: process.pid,
+});
+
+/**
+ * CPU snapshots at the start and the end of a job's measured window: the
+ * first worker to say where its window lies sets it (every worker's starts
+ * within a few milliseconds of the others').
+ */
+function meterWindow(): { onWindow: (w: MeasuredWindow) => void; done: Promise<[CpuSnapshot, CpuSnapshot]> } {
+  let set = false;
+  let resolve: (snapshots: [CpuSnapshot, CpuSnapshot]) => void = () => undefined;
+  const done = new Promise<[CpuSnapshot, CpuSnapshot]>((r) => (resolve = r));
+  const wallNow = () => performance.timeOrigin + performance.now();
+  return {
+    onWindow: (w) => {
+      if (set) return;
+      set = true;
+      setTimeout(
+        () => {
+          const before = cpuSnapshot(metered());
+          setTimeout(() => resolve([before, cpuSnapshot(metered())]), w.to - wallNow());
+        },
+        Math.max(0, w.from - wallNow()),
+      );
+    },
+    done,
+  };
+}
+
 let nextBidId = 1;
 let scenarioCount = 0;
 let nextUser = 10_000;
@@ -173,8 +218,12 @@ async function bids(
     tokens: Array.from({ length: perWorker }, () => tokens.mint(nextUser++).token),
   }));
   nextBidId += WORKERS * 50_000_000;
-  const results = await Promise.all(jobs.map((job, w) => startJob<BidResult>(job, (p) => progress.set(w, p)).result));
+  const window = meterWindow();
+  const results = await Promise.all(
+    jobs.map((job, w) => startJob<BidResult>(job, (p) => progress.set(w, p), window.onWindow).result),
+  );
   clearInterval(ticker);
+  const [cpuBefore, cpuAfter] = await window.done;
   progressLine('');
   const latency = new Latency();
   for (const r of results) latency.add(Latency.decode(r.latency));
@@ -184,11 +233,13 @@ async function bids(
   const samples: Record<string, string> = {};
   for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
   for (const r of results) Object.assign(samples, r.errorSamples);
+  const decidedInWindow = results.reduce((a, r) => a + r.answeredInWindow, 0);
   const result: ScenarioResult = {
     name,
     description: options.description ?? '',
     offeredPerSec: ratePerSec,
-    answeredPerSec: Math.round((results.reduce((a, r) => a + r.answeredInWindow, 0) * 1_000) / durationMs),
+    answeredPerSec: Math.round((decidedInWindow * 1_000) / durationMs),
+    cpuUsPerBid: cpuPerBid(cpuBefore, cpuAfter, decidedInWindow, GENERATOR),
     acceptedPerSec: Math.round((results.reduce((a, r) => a + r.accepted, 0) * 1_000) / durationMs),
     percentiles: latency.percentiles(REPORTED_PERCENTILES),
     curve: latency.percentiles(CURVE_PERCENTILES),
@@ -200,7 +251,7 @@ async function bids(
     ],
   };
   say(
-    `  ${name}: offered ${ratePerSec}/s -> answered ${result.answeredPerSec}/s (accepted ${result.acceptedPerSec}/s), p50 ${latency.ms(50)} ms, p99 ${latency.ms(99)} ms, max ${latency.ms(100)} ms${Object.keys(errors).length ? `, errors ${JSON.stringify(errors)} ${JSON.stringify(samples)}` : ''}`,
+    `  ${name}: offered ${ratePerSec}/s -> answered ${result.answeredPerSec}/s (accepted ${result.acceptedPerSec}/s), p50 ${latency.ms(50)} ms, p99 ${latency.ms(99)} ms, max ${latency.ms(100)} ms, CPU ${result.cpuUsPerBid?.system ?? '?'} us/bid (+ generator ${result.cpuUsPerBid?.[GENERATOR] ?? '?'})${Object.keys(errors).length ? `, errors ${JSON.stringify(errors)} ${JSON.stringify(samples)}` : ''}`,
   );
   return result;
 }
@@ -232,30 +283,42 @@ try {
     `make bench: ${auctions.length} auctions on 4 shards; ${CONNECTIONS} WebSocket connections over ${WORKERS} worker threads; warm-up ${WARMUP_MS} ms, measure ${MEASURE_MS} ms per step`,
   );
 
-  // 1. Uniform: step the offered rate up until a step is not sustained; the peak is the best sustained answered rate.
-  const peakRates = values['peak-rates']
-    ? values['peak-rates'].split(',').map(Number)
-    : Array.from({ length: 15 }, (_, i) => Math.round((6_000 * 1.25 ** i) / 250) * 250);
+  // 1. Uniform: the highest sustained rate. Doubling from 6,000/s until a step is not sustained, then
+  // bisecting to within 10% (or the rates of --peak-rates in order); the peak is the best sustained step.
+  const search = values['peak-rates']
+    ? new ListedRates(values['peak-rates'].split(',').map(Number))
+    : new PeakSearch({ firstRate: 6_000, maxRate: 400_000, precision: 1.1 });
   let peak: ScenarioResult | null = null;
   let first: ScenarioResult | null = null;
-  for (const rate of peakRates) {
-    if (stopping) break;
+  for (let rate = search.next(); rate !== null && !stopping; rate = search.next()) {
     if (Date.now() - runStarted > PEAK_SEARCH_MS) {
       say(`  peak search stopped at its time budget (${PEAK_SEARCH_MS / 1_000} s) before ${rate}/s`);
+      search.outOfTime();
       break;
     }
     let step = await bids(`uniform@${rate}`, auctions, rate, { description: 'bids spread over every auction' });
     first ??= step;
-    // One more try before the search ends: a hiccup of the shared VM should not decide the peak.
+    // One more try before the step counts as failed: a hiccup of the shared VM should not decide the peak.
     if (!sustained(step) && !stopping)
       step = await bids(`uniform@${rate} (again)`, auctions, rate, { description: 'bids spread over every auction' });
-    if (!sustained(step)) break;
-    if (!peak || step.answeredPerSec > peak.answeredPerSec) peak = step;
+    search.record(rate, sustained(step));
+    if (sustained(step) && (!peak || step.answeredPerSec > peak.answeredPerSec)) peak = step;
   }
+  const peakSearch = { ...search.outcome, budgetMs: PEAK_SEARCH_MS, elapsedMs: Date.now() - runStarted };
+  say(
+    `  peak search: ${peakSearch.end === 'saturated' ? `saturated (sustained ${peakSearch.sustainedRate}/s, not ${peakSearch.failedRate}/s)` : peakSearch.end === 'budget' ? 'ran out of time before it saturated' : 'reached the highest rate it offers'} in ${Math.round(peakSearch.elapsedMs / 1_000)} s`,
+  );
   if (!peak) {
     peak = first!;
     peak.notes.push('not sustained at the lowest offered rate: figures of that step');
   }
+  peak.notes.push(
+    peakSearch.end === 'saturated'
+      ? `the search saturated: ${peakSearch.sustainedRate ?? 'no rate'}/s sustained, ${peakSearch.failedRate}/s not`
+      : peakSearch.end === 'budget'
+        ? `the search ran out of its ${PEAK_SEARCH_MS / 1_000} s budget: the peak may be higher`
+        : 'the search reached the highest rate it offers: the peak may be higher',
+  );
   peak.name = 'uniform (peak)';
   scenarios.push(peak);
   const peakRate = peak.answeredPerSec;
@@ -383,6 +446,9 @@ try {
     fanoutP99Ms: fanLatency.ms(99),
     vsJetstreamPerBid: ratio(baselines[0]),
     vsPostgres: ratio(baselines[1]),
+    peakSearch: peakSearch.end,
+    cpuUsPerBid: peak.cpuUsPerBid?.system ?? null,
+    generatorCpuUsPerBid: peak.cpuUsPerBid?.[GENERATOR] ?? null,
   };
   const best = sweep.filter((s) => s.ok).pop();
   const targets: Target[] = [
@@ -442,6 +508,7 @@ try {
     warnings,
     scenarios,
     sweep,
+    peakSearch,
     baselines: baselines.map((b) => ('latency' in b ? { ...b, latency: undefined } : b)),
     targets,
     line,

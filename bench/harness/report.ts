@@ -1,4 +1,6 @@
 import type { PercentilePoint } from './latency.js';
+import type { CpuPerBid } from './cpu.js';
+import type { PeakSearchEnd } from './peak-search.js';
 
 export type ScenarioResult = {
   name: string;
@@ -13,6 +15,8 @@ export type ScenarioResult = {
   timeline: number[];
   errors: Record<string, number>;
   notes: string[];
+  /** CPU microseconds per decided bid in the measured window, by process; `system` without the generator. */
+  cpuUsPerBid?: CpuPerBid;
 };
 
 export type SweepStep = { offeredPerSec: number; answeredPerSec: number; p99Ms: number; ok: boolean };
@@ -31,6 +35,14 @@ export type BenchRun = {
   setup: Record<string, unknown>;
   scenarios: ScenarioResult[];
   sweep: SweepStep[];
+  /** How the peak search ended: saturated (bracketed within 10%), out of its budget, or out of rates. */
+  peakSearch?: {
+    end: PeakSearchEnd | null;
+    sustainedRate: number | null;
+    failedRate: number | null;
+    budgetMs: number;
+    elapsedMs: number;
+  };
   baselines: (
     { name: string; bidsPerSec: number; p50Ms: number; p99Ms: number; note: string } | { name: string; skipped: string }
   )[];
@@ -42,6 +54,11 @@ export type BenchRun = {
     fanoutP99Ms: number;
     vsJetstreamPerBid: number | null;
     vsPostgres: number | null;
+    /** How the peak search ended (older runs lack it). */
+    peakSearch?: PeakSearchEnd | null;
+    /** CPU microseconds per decided bid at the peak: the system's (no generator), and the generator's. */
+    cpuUsPerBid?: number | null;
+    generatorCpuUsPerBid?: number | null;
   };
 };
 
@@ -56,7 +73,29 @@ function textTable(headers: string[], rows: string[][]): string {
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-/** The terminal summary: scenarios, sweep, baselines, targets. */
+/** The processes whose CPU a bid costs, in the order the tables show them. */
+const CPU_COLUMNS = ['gateway', 'engine', 'audit', 'nats-server', 'system', 'generator'];
+const us = (n: number | null | undefined) => (n === null || n === undefined ? '-' : n.toFixed(1));
+
+/** Rows of the CPU table: each scenario measured with a rate, CPU us per decided bid by process. */
+function cpuRows(run: BenchRun): string[][] {
+  return run.scenarios
+    .filter((s) => s.cpuUsPerBid)
+    .map((s) => [s.name, ...CPU_COLUMNS.map((column) => us(s.cpuUsPerBid![column]))]);
+}
+
+/** One sentence on how the peak search ended. */
+export function peakSearchSentence(run: BenchRun): string | null {
+  const p = run.peakSearch;
+  if (!p) return null;
+  const took = `${Math.round(p.elapsedMs / 1_000)} s of its ${Math.round(p.budgetMs / 1_000)} s budget`;
+  if (p.end === 'saturated')
+    return `peak search saturated: ${p.sustainedRate === null ? 'no rate' : `${fmt(p.sustainedRate)}/s`} sustained, ${p.failedRate === null ? '-' : `${fmt(p.failedRate)}/s`} not (${took})`;
+  if (p.end === 'budget') return `peak search ran out of time before it saturated (${took}): the peak may be higher`;
+  return `peak search reached the highest rate it offers (${took}): the peak may be higher`;
+}
+
+/** The terminal summary: scenarios, CPU per bid, the peak search, sweep, baselines, targets. */
 export function renderTable(run: BenchRun): string {
   const out: string[] = [];
   out.push(
@@ -75,6 +114,13 @@ export function renderTable(run: BenchRun): string {
       ]),
     ),
   );
+  const search = peakSearchSentence(run);
+  if (search) out.push('', search);
+  const cpu = cpuRows(run);
+  if (cpu.length) {
+    out.push('', 'CPU per decided bid (us, measured window; system = every process but the generator):');
+    out.push(textTable(['scenario', ...CPU_COLUMNS], cpu));
+  }
   if (run.sweep.length) {
     out.push('', 'rate sweep (uniform, p99 <= 5 ms?):');
     out.push(
@@ -218,6 +264,8 @@ export function renderHtml(run: BenchRun): string {
         },
       )
     : '';
+  const search = peakSearchSentence(run);
+  const cpu = cpuRows(run);
   const table = (headers: string[], rows: string[][]) =>
     `<table><tr>${headers.map((h) => `<th>${escape(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`).join('')}</table>`;
   return `<!doctype html>
@@ -248,6 +296,12 @@ ${table(
     s.notes.join(' '),
   ]),
 )}
+${search ? `<p>${escape(search)}</p>` : ''}
+${
+  cpu.length
+    ? `<h2>CPU per decided bid</h2><p>Microseconds of CPU (user + system, every thread, from /proc) per bid decided in the measured window; system is every process but the load generator.</p>${table(['scenario', ...CPU_COLUMNS], cpu)}`
+    : ''
+}
 ${latencyChart}
 ${throughputChart}
 ${

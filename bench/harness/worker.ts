@@ -31,6 +31,8 @@ export type WatchJob = { kind: 'watch'; url: string; connections: number; auctio
 export type Job = BidJob | WatchJob;
 
 export type Progress = { type: 'progress'; sent: number; answered: number };
+/** Where a bid job's measured phase lies (epoch ms), sent as soon as its schedule is fixed. */
+export type MeasuredWindow = { type: 'window'; from: number; to: number };
 export type BidResult = {
   type: 'result';
   latency: string;
@@ -59,6 +61,11 @@ async function runBids(job: BidJob): Promise<BidResult> {
   const start = now() + 20;
   const schedule = new OpenLoopSchedule(job.ratePerSec, start, total);
   const measureFrom = start + job.warmupMs;
+  parentPort!.postMessage({
+    type: 'window',
+    from: measureFrom,
+    to: measureFrom + job.durationMs,
+  } satisfies MeasuredWindow);
   const intended = new Float64Array(total);
   const latency = new Latency();
   const timeline = new Array<number>(Math.ceil(job.durationMs / SLOT_MS)).fill(0);
@@ -224,14 +231,19 @@ if (parentPort && workerData) {
   );
 }
 
-/** Starts a job on a worker thread: progress and readiness as they come, then its result. */
-export function startJob<R>(job: Job, onProgress: (p: Progress) => void = () => undefined) {
+/** Starts a job on a worker thread: progress, its measured window and readiness as they come, then its result. */
+export function startJob<R>(
+  job: Job,
+  onProgress: (p: Progress) => void = () => undefined,
+  onWindow: (w: MeasuredWindow) => void = () => undefined,
+) {
   const worker = new Worker(new URL(import.meta.url), { workerData: job });
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const result = new Promise<R>((resolve, reject) => {
     worker.on('message', (m: { type: string; message?: string }) => {
       if (m.type === 'progress') onProgress(m as Progress);
+      else if (m.type === 'window') onWindow(m as MeasuredWindow);
       else if (m.type === 'ready') markReady();
       else if (m.type === 'failed') reject(new Error(m.message));
       else resolve(m as R);
