@@ -1,8 +1,9 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuctionCore, decodeSnapshot, encodeSnapshot, type CoreConfig } from '../engine/core/index.js';
-import { decode, encode } from '../protocol/index.js';
+import { AuctionCore, decodeSnapshot, type CoreConfig } from '../engine/core/index.js';
+import { decode } from '../protocol/index.js';
+import { encodeSnapshotFile } from './snapshot-encoder.js';
 import { PRIVATE_FILE_MODE, privateDir } from '../service/private-files.js';
 import type { SnapshotMeta, SnapshotPort } from './ports.js';
 
@@ -24,15 +25,17 @@ export class SnapshotStore implements SnapshotPort {
   }
 
   /**
-   * Saves the core as it is now. The image is taken synchronously (the state
-   * may change as soon as this returns); writing, fsync and rename happen off
-   * the event loop, so a shard of many megabytes stalls nothing. One write at
-   * a time per store: the caller awaits it before starting the next.
+   * Saves the core as it is now. The image (a copy) is taken synchronously,
+   * since the state may change as soon as this returns; encoding it runs on
+   * a worker thread (shard/snapshot-encoder.ts), and writing, fsync and
+   * rename off the event loop. One write at a time per store: the caller
+   * awaits it before starting the next.
    */
-  save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
+  async save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
     const meta = { lastSeq: core.lastSeq, streamSeq };
-    const bytes = encode({ ...meta, core: encodeSnapshot(core) });
-    return this.write(meta, bytes).then(() => meta);
+    const bytes = await encodeSnapshotFile(meta, core.image());
+    await this.write(meta, bytes);
+    return meta;
   }
 
   private async write(meta: SnapshotMeta, bytes: Uint8Array): Promise<void> {

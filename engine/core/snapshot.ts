@@ -17,7 +17,16 @@ type TypedArray = Float64Array | Uint32Array | Uint16Array | Uint8Array;
 type Tagged = { kind: 'f64' | 'u32' | 'u16' | 'u8'; bytes: Uint8Array };
 
 export function encodeSnapshot(core: AuctionCore): Uint8Array {
-  const body = packr.pack(toPlain(core.image()));
+  return encodeImage(core.image());
+}
+
+/**
+ * The snapshot bytes of an image. The image is a copy (AuctionCore.image),
+ * so this may run later or on another thread while the core goes on
+ * deciding (shard/snapshot-encoder.ts).
+ */
+export function encodeImage(image: CoreImage): Uint8Array {
+  const body = packr.pack(toPlain(image));
   const sha256 = createHash('sha256').update(body).digest('hex');
   return packr.pack({ format: FORMAT, version: VERSION, sha256, body });
 }
