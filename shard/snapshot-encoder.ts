@@ -10,11 +10,30 @@ import type { SnapshotMeta } from './ports.js';
  * behind it (p99 at half the peak of `make bench-engine` 332 ms against 13 ms
  * with snapshots off). The image is already a copy of the core, taken at
  * one point of the sequence; only handing it over (a structured clone) and
- * the worker's start remain on the event loop.
+ * the worker's start remain on the event loop. Small images are encoded at
+ * once (WORKER_IMAGE_BYTES_MIN).
  */
 type EncodeJob = { kind: 'snapshot-encode'; meta: SnapshotMeta; image: CoreImage };
 
+/**
+ * Images smaller than this are encoded at once on the event loop: a few
+ * milliseconds at most (~5 ms per MiB measured), less than starting a worker,
+ * which would also delay every stop and placement hand-over (each writes a
+ * final snapshot) for shards with little in them.
+ */
+export const WORKER_IMAGE_BYTES_MIN = 1 << 20;
+
+/** The bytes of the typed arrays an image holds (what encoding it costs). */
+export function imageByteLength(value: unknown): number {
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  if (!value || typeof value !== 'object') return 0;
+  let total = 0;
+  for (const part of Object.values(value)) total += imageByteLength(part);
+  return total;
+}
+
 export function encodeSnapshotFile(meta: SnapshotMeta, image: CoreImage): Promise<Uint8Array> {
+  if (imageByteLength(image) < WORKER_IMAGE_BYTES_MIN) return Promise.resolve(snapshotFileBytes(meta, image));
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), { workerData: { kind: 'snapshot-encode', meta, image } });
     worker.once('message', (bytes: Uint8Array) => resolve(bytes));

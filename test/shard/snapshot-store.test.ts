@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuctionCore } from '../../engine/core/index.js';
 import { SnapshotStore } from '../../shard/snapshot-store.js';
-import { snapshotFileBytes } from '../../shard/snapshot-encoder.js';
+import {
+  encodeSnapshotFile,
+  imageByteLength,
+  snapshotFileBytes,
+  WORKER_IMAGE_BYTES_MIN,
+} from '../../shard/snapshot-encoder.js';
 
 const config = { auctionsMax: 4_096, idempotencyEntriesMax: 8_192 };
 
@@ -40,32 +45,47 @@ function busyCore(): { core: AuctionCore; ids: number[] } {
   return { core, ids };
 }
 
-t.test(
-  'a snapshot encoded on a worker thread is the file the event loop would have written, and restores',
-  async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'snapshot-store-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const { core, ids } = busyCore();
-    const store = new SnapshotStore(dir);
-    const expected = snapshotFileBytes({ lastSeq: core.lastSeq, streamSeq: 42 }, core.image());
-    const saving = store.save(core, 42);
-    // The image was taken when save was called: what the core decides next is not in this snapshot.
-    const lastSeqAtSave = core.lastSeq;
-    const hashAtSave = core.stateHash();
-    core.apply(
-      { type: 'bid', auctionId: ids[1], bidderId: 9, bidId: 99_999, maxBid: 10_000_000 },
-      core.lastSeq + 1,
-      1_800_000_000_002,
-    );
-    t.not(core.stateHash(), hashAtSave, 'the core moved on while the snapshot was being written');
-    const meta = await saving;
-    t.same(meta, { lastSeq: lastSeqAtSave, streamSeq: 42 });
-    const [file] = store.files();
-    t.ok(file, 'one file written');
-    t.same(Buffer.from(readFileSync(join(dir, file))), Buffer.from(expected), 'byte for byte the format of before');
-    const loaded = store.loadNewest(config, () => t.fail('no file may be skipped'));
-    t.ok(loaded);
-    t.equal(loaded!.core.lastSeq, lastSeqAtSave);
-    t.equal(loaded!.core.stateHash(), hashAtSave, 'the restored state is the state at the save');
-  },
-);
+t.test('a snapshot the store writes is the file the event loop would have written, and restores', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'snapshot-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { core, ids } = busyCore();
+  const store = new SnapshotStore(dir);
+  const expected = snapshotFileBytes({ lastSeq: core.lastSeq, streamSeq: 42 }, core.image());
+  const saving = store.save(core, 42);
+  // The image was taken when save was called: what the core decides next is not in this snapshot.
+  const lastSeqAtSave = core.lastSeq;
+  const hashAtSave = core.stateHash();
+  core.apply(
+    { type: 'bid', auctionId: ids[1], bidderId: 9, bidId: 99_999, maxBid: 10_000_000 },
+    core.lastSeq + 1,
+    1_800_000_000_002,
+  );
+  t.not(core.stateHash(), hashAtSave, 'the core moved on while the snapshot was being written');
+  const meta = await saving;
+  t.same(meta, { lastSeq: lastSeqAtSave, streamSeq: 42 });
+  const [file] = store.files();
+  t.ok(file, 'one file written');
+  t.same(Buffer.from(readFileSync(join(dir, file))), Buffer.from(expected), 'byte for byte the format of before');
+  const loaded = store.loadNewest(config, () => t.fail('no file may be skipped'));
+  t.ok(loaded);
+  t.equal(loaded!.core.lastSeq, lastSeqAtSave);
+  t.equal(loaded!.core.stateHash(), hashAtSave, 'the restored state is the state at the save');
+});
+
+t.test('a large image is encoded on a worker thread, a small one at once, to the same bytes', async (t) => {
+  const { core } = busyCore();
+  const image = core.image();
+  t.ok(imageByteLength(image) < WORKER_IMAGE_BYTES_MIN, `the busy core's image is small (${imageByteLength(image)} B)`);
+  const meta = { lastSeq: core.lastSeq, streamSeq: 7 };
+  t.same(Buffer.from(await encodeSnapshotFile(meta, image)), Buffer.from(snapshotFileBytes(meta, image)));
+  // A million-auction shard's records alone are 32 MiB: padded out here to cross the threshold.
+  const large = { ...image, records: new Uint8Array(WORKER_IMAGE_BYTES_MIN + 32 * 7).fill(3) };
+  t.ok(imageByteLength(large) >= WORKER_IMAGE_BYTES_MIN);
+  const threadsBefore = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+  const encoding = encodeSnapshotFile(meta, large);
+  t.ok(
+    process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length > threadsBefore,
+    'a worker thread is encoding it',
+  );
+  t.same(Buffer.from(await encoding), Buffer.from(snapshotFileBytes(meta, large)), 'the same bytes as at once');
+});
