@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { ConfigError, parseShards } from '../protocol/config-error.js';
+import { flagUsage, positiveInteger, readFlags } from '../service/flags.js';
 
 export type AuditConfig = {
   command: 'run' | 'verify';
@@ -14,7 +14,7 @@ export type AuditConfig = {
   json: boolean;
 };
 
-/** Flag name -> [environment variable or null, default]. Flags win over the environment (docs/audit.md). */
+/** Flag name -> [environment variable or null, default] (service/flags.ts; docs/audit.md). */
 export const OPTIONS = {
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
   shards: ['SHARDS', '0'],
@@ -27,40 +27,17 @@ export const OPTIONS = {
 export const USAGE = `usage: audit [verify] [--flag value]... [--json]
   audit          follow the shards' streams into one SQLite file per shard and answer queries
   audit verify   prove each file matches its stream; exit 1 naming the first difference (--json: one line per shard)
-${Object.entries(OPTIONS)
-  .map(
-    ([flag, [env, fallback]]) =>
-      `  --${flag.padEnd(18)} ${env ? `env ${env.padEnd(10)}` : ''.padEnd(14)} default ${fallback}`,
-  )
-  .join('\n')}`;
-
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
-  return value;
-}
+${flagUsage(OPTIONS)}`;
 
 /** The audit's configuration from its arguments and environment; a ConfigError names what is wrong. */
 export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): AuditConfig {
-  let parsed;
+  let flags;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        ...Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
-        json: { type: 'boolean' },
-      },
-    });
+    flags = readFlags(OPTIONS, argv, env, { booleans: ['json'], positionals: true });
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
-  const { values, positionals } = parsed;
-  const get = (flag: keyof typeof OPTIONS): string => {
-    const [name, fallback] = OPTIONS[flag];
-    return (values as Record<string, string | undefined>)[flag] ?? (name ? env[name] : undefined) ?? fallback;
-  };
+  const { get, isSet, positionals } = flags;
   const command = positionals[0] ?? 'run';
   if (command !== 'run' && command !== 'verify') throw new ConfigError(`unknown command ${command}`);
   return {
@@ -71,6 +48,6 @@ export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process
     logLevel: get('log-level'),
     fetchMax: positiveInteger('fetch-max', get('fetch-max')),
     chunkBytesMax: positiveInteger('chunk-bytes-max', get('chunk-bytes-max')),
-    json: values.json === true,
+    json: isSet('json'),
   };
 }

@@ -11,7 +11,7 @@ import {
   NatsServer,
   ownProcessGroups,
 } from '../launch/index.js';
-import { ROLES, type Role } from '../protocol/cluster.js';
+import { ROLES, type Role } from '../protocol/names.js';
 import { constants } from 'node:os';
 import { Supervisor } from './supervisor.js';
 import { privateDir } from '../service/private-files.js';
@@ -66,7 +66,7 @@ function portInUse(port: number): Promise<boolean> {
 }
 
 /**
- * One NATS user per role (protocol/cluster.ts has their permissions), with
+ * One NATS user per role (protocol/permissions.ts has their permissions), with
  * random passwords kept in .data/auth/users.json (mode 600) across runs; the
  * admin's are also written, with this server's URL, as .data/auth/admin.json,
  * which auctionctl reads by default.

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { SHARDS_MAX } from '../protocol/index.js';
 import { ConfigError, parseShards } from '../protocol/config-error.js';
 import { SHARD_DEFAULTS } from '../protocol/shard-stream.js';
+import { isEngineId } from '../protocol/operations.js';
+import { flagUsage, positiveInteger, readFlags } from '../service/flags.js';
 
 export type EngineConfig = {
   natsUrl: string;
@@ -35,7 +36,7 @@ export type EngineConfig = {
   metricsPort: number | null;
 };
 
-/** Flag name -> [environment variable, default]. Flags win over the environment. */
+/** Flag name -> [environment variable, default] (service/flags.ts). */
 export const OPTIONS = {
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
   shards: ['SHARDS', ''],
@@ -61,19 +62,10 @@ export const OPTIONS = {
 } as const;
 
 export const USAGE = `usage: engine [--flag value]...
-${Object.entries(OPTIONS)
-  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(24)} env ${env.padEnd(22)} default ${fallback}`)
-  .join('\n')}
+${flagUsage(OPTIONS)}
   --shards takes a list such as 0,1,2 or 0-7 and serves exactly those. Without it,
   --shard-count N shares shards 0..N-1 among the live engines (rendezvous hashing);
   with neither the engine serves shard 0. --engine-id defaults to host-<hash of the data dir>.`;
-
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1)
-    throw new ConfigError(`--${flag} must be a positive integer, got ${text}`);
-  return value;
-}
 
 function portNumber(text: string): number {
   const port = Number(text);
@@ -85,8 +77,7 @@ function portNumber(text: string): number {
 /** Engine ids appear in subjects: letters, digits, '-' and '_' only. */
 function engineIdOf(given: string, dataDir: string): string {
   if (given) {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(given))
-      throw new ConfigError(`--engine-id takes 1..64 of [A-Za-z0-9_-], got ${given}`);
+    if (!isEngineId(given)) throw new ConfigError(`--engine-id takes 1..64 of [A-Za-z0-9_-], got ${given as string}`);
     return given;
   }
   const host = hostname()
@@ -100,13 +91,7 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   defaults: Partial<Record<keyof typeof OPTIONS, string>> = {},
 ): EngineConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
-    strict: true,
-  });
-  const get = (flag: keyof typeof OPTIONS): string =>
-    values[flag] ?? env[OPTIONS[flag][0]] ?? defaults[flag] ?? OPTIONS[flag][1];
+  const { get } = readFlags(OPTIONS, argv, env, { defaults });
   const int = (flag: keyof typeof OPTIONS) => positiveInteger(flag, get(flag));
   const shardList = get('shards');
   const shardCountText = get('shard-count');

@@ -1,8 +1,9 @@
 import { reply, type Parsed } from './answers.js';
 import { commandError, decode, parseCommand, WIRE_LIMITS } from '../protocol/index.js';
 import {
+  decodeRequest,
   engineAdminParsers,
-  readOperation,
+  parseOperation,
   type EngineAdminOperations,
   type RequestOf,
 } from '../protocol/operations.js';
@@ -54,12 +55,7 @@ export function parseCommands(commands: unknown[], admin: boolean): Parsed[] {
  * answered here and null returned.
  */
 export function readAdminRequest(msg: BusRequest): RequestOf<EngineAdminOperations> | 'commands' | null {
-  let body: { commands?: unknown } | undefined;
-  try {
-    body = decode(msg.data) as typeof body;
-  } catch {
-    body = undefined; // readOperation answers it
-  }
-  if (Array.isArray(body?.commands)) return 'commands';
-  return readOperation<EngineAdminOperations>(msg, engineAdminParsers, 'admin');
+  const body = decodeRequest(msg);
+  if (Array.isArray((body as { commands?: unknown } | undefined)?.commands)) return 'commands';
+  return parseOperation<EngineAdminOperations>(msg, body, engineAdminParsers, 'admin');
 }

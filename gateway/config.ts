@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../protocol/config-error.js';
+import { flagUsage, readFlags } from '../service/flags.js';
 
 export type GatewayConfig = {
   host: string;
@@ -68,9 +68,7 @@ export const OPTIONS = {
 } as const;
 
 export const USAGE = `usage: gateway [--flag value]...
-${Object.entries(OPTIONS)
-  .map(([flag, [env, fallback]]) => `  --${flag.padEnd(34)} env ${env.padEnd(34)} default ${fallback}`)
-  .join('\n')}
+${flagUsage(OPTIONS)}
   The token secret is GATEWAY_SECRET when set; otherwise it is read from the secret
   file, which is created with a random secret if missing. Every gateway of a
   cluster must share it.`;
@@ -83,12 +81,7 @@ function hashCost(n: number): number {
 }
 
 export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(Object.keys(OPTIONS).map((flag) => [flag, { type: 'string' as const }])),
-    strict: true,
-  });
-  const get = (flag: keyof typeof OPTIONS): string => values[flag] ?? env[OPTIONS[flag][0]] ?? OPTIONS[flag][1];
+  const { get } = readFlags(OPTIONS, argv, env);
   const int = (flag: keyof typeof OPTIONS, min = 1) => {
     const value = Number(get(flag));
     if (!Number.isSafeInteger(value) || value < min)

@@ -115,6 +115,3 @@ export function roleConnectOptions(
 ): { inboxPrefix: string; user?: string; pass?: string } {
   return { inboxPrefix: inboxPrefix(role), ...natsCredentials(env) };
 }
-
-// TEMPORARY until ctl/up.ts imports them from names.js.
-export { ROLES, type Role } from './names.js';

@@ -2,7 +2,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { shardOfAuction } from './ids.js';
 import { commandError, decode, encode, type CommandReply, type CommandResult } from './wire.js';
 import { adminSubjects, subjects } from './names.js';
-import type { ControlOperations, ErrorReply, ReplyOf, RequestFor } from './operations.js';
 
 /**
  * Sends commands to the engine that owns each shard. A timeout, a missing
@@ -44,15 +43,7 @@ export class EngineClient {
     return this.sendOne(shardOfAuction(auctionId), { type: 'bid', auctionId, bidderId, bidId, maxBid });
   }
 
-  /** A control operation of a shard's primary, its reply typed by the op (`{error}` instead when it cannot answer). */
-  query<Op extends keyof ControlOperations>(
-    shard: number,
-    request: RequestFor<ControlOperations, Op>,
-  ): Promise<ReplyOf<ControlOperations, Op> | ErrorReply> {
-    return this.control<ReplyOf<ControlOperations, Op> | ErrorReply>(shard, request);
-  }
-
-  /** Raw control request (`{op, ...}`) to a shard's engine: tests send malformed ones through it. */
+  /** A control request (`{op, ...}`, protocol/operations.ts ControlOperations) to a shard's primary; tests send malformed ones. */
   async control<T>(shard: number, request: Record<string, unknown>): Promise<T> {
     const reply = await this.nc.request(subjects.control(shard), encode(request), { timeout: this.timeoutMs });
     return decode(reply.data) as T;

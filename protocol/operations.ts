@@ -175,12 +175,25 @@ export function readOperation<Ops extends Operations>(
   parsers: OperationParsers<Ops>,
   what: string,
 ): RequestOf<Ops> | null {
-  let raw: unknown;
+  return parseOperation(msg, decodeRequest(msg), parsers, what);
+}
+
+/** A request's decoded body; undefined when it is not msgpack (parseOperation answers that). */
+export function decodeRequest(msg: OperationMessage): unknown {
   try {
-    raw = decode(msg.data);
+    return decode(msg.data);
   } catch {
-    raw = undefined;
+    return undefined;
   }
+}
+
+/** `readOperation` of a body already decoded (`decodeRequest`), for a subject that also takes other requests. */
+export function parseOperation<Ops extends Operations>(
+  msg: OperationMessage,
+  raw: unknown,
+  parsers: OperationParsers<Ops>,
+  what: string,
+): RequestOf<Ops> | null {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     answerError(msg, commandError('invalid_request', `malformed ${what} request`));
     return null;
