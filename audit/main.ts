@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   if (command === 'verify') {
     let failed = 0;
     for (const shard of shards) {
-      const result = await verifyShard(js, jsm, shard, shardFile(dataDir, shard));
+      const result = await verifyShard(nc, js, jsm, shard, shardFile(dataDir, shard));
       if (!result.ok) failed++;
       process.stdout.write(
         config.json

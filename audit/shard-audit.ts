@@ -255,7 +255,13 @@ export class ShardAudit {
       answerError(msg, commandError('rate_limited', 'a verification of this shard is running'));
       return;
     }
-    this.verifying = verifyShard(this.o.js, this.o.jsm, this.o.shard, shardFile(this.o.dataDir, this.o.shard))
+    this.verifying = verifyShard(
+      this.o.nc,
+      this.o.js,
+      this.o.jsm,
+      this.o.shard,
+      shardFile(this.o.dataDir, this.o.shard),
+    )
       .then((result) => answer(msg, result satisfies ReplyOf<AuditAdminOperations, 'verify'>))
       .catch((error: unknown) =>
         answerError(msg, commandError('unavailable', `verification failed to run: ${(error as Error).message}`)),

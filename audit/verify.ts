@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { ShardLog } from '../shard/nats-log.js';
 import { Projection, VERIFIED_TABLES } from './projection.js';
 import { openShardDb } from './shard-db.js';
@@ -14,12 +15,13 @@ import type { VerifyResult } from '../protocol/operations.js';
  * stream (the audit is asynchronous); it may not differ from it.
  */
 export async function verifyShard(
+  nc: NatsConnection,
   js: JetStreamClient,
   jsm: JetStreamManager,
   shard: number,
   file: string,
 ): Promise<VerifyResult> {
-  const log = new ShardLog(js, jsm, shard);
+  const log = new ShardLog(nc, js, jsm, shard);
   const streamLastSeq = await log.lastStreamSeq();
   if (!existsSync(file)) {
     return {

@@ -120,7 +120,7 @@ const nats = await startNats();
 const nc = await connect({ servers: nats.url });
 let audit: AuditProcess | null = null;
 try {
-  const log = new ShardLog(jetstream(nc), await jetstreamManager(nc), 0);
+  const log = new ShardLog(nc, jetstream(nc), await jetstreamManager(nc), 0);
   await log.ensure({ shard: 0, auctionsMax: 1 << 20, idempotencyEntriesMax: 1 << 20 }, 1);
   const feeder = new Feeder(log);
   say(`bench-audit: filling the stream with ${EVENTS.toLocaleString('en')} events in batches of ${BATCH}`);

@@ -4,6 +4,7 @@ import * as hdr from 'hdr-histogram-js';
 import { pack, unpack } from 'msgpackr';
 import type WebSocket from 'ws';
 import { openSocket as open } from './harness/ws.js';
+import { BidSocket, readAnswer } from './harness/bid-socket.js';
 import { Tokens } from '../gateway/auth.js';
 import { EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
 import { saveResult } from './results.js';
@@ -49,7 +50,10 @@ if (!isMainThread) {
 }
 
 async function runLoad(job: LoadJob): Promise<LoadResult> {
-  const sockets = await Promise.all(job.tokens.map((token) => open(`${job.url}?token=${token}&format=msgpack`)));
+  // Bids go over BidSocket, not `ws`: the generator's cost per bid must stay well below the gateway's.
+  const sockets = await Promise.all(
+    job.tokens.map((token) => BidSocket.open(`${job.url}?token=${token}&format=msgpack`)),
+  );
   const intended = new Float64Array(Math.ceil(job.ratePerSec * job.seconds) + 1);
   const latenciesMs: number[] = [];
   let sent = 0;
@@ -60,9 +64,9 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   let done: () => void = () => {};
   const finished = new Promise<void>((resolve) => (done = resolve));
   const total = intended.length - 1;
-  for (const ws of sockets) {
-    ws.on('message', (data: Buffer) => {
-      const m = unpack(data) as { type: string; rid?: number; status?: string; reason?: string };
+  for (const socket of sockets) {
+    socket.onAnswer = (data: Buffer) => {
+      const m = readAnswer(data);
       if (m.type !== 'bid.result' || typeof m.rid !== 'number') return;
       latenciesMs.push(now() - intended[m.rid]);
       answered++;
@@ -70,25 +74,37 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
       else if (m.reason === 'unavailable') unavailable++;
       else if (m.reason === 'rate_limited') limited++;
       if (answered === total) done();
-    });
+    };
   }
   const start = now() + 20;
   const perMs = job.ratePerSec / 1000;
   const maxBids = new Map<number, number>();
+  // Each tick queues what is due per connection, then each connection that got bids writes them at once.
+  const touched: number[] = [];
+  const isTouched = new Uint8Array(sockets.length);
   await new Promise<void>((resolve) => {
     const tick = () => {
       const due = Math.min(total, Math.floor((now() - start) * perMs));
       while (sent < due) {
         const i = sent++;
         intended[i] = start + i / perMs;
-        const ws = sockets[i % sockets.length];
+        const c = i % sockets.length;
         const auctionId = job.auctions[(i * 7919) % job.auctions.length];
         // Each (connection, auction) raises its own maximum, so most bids are accepted and move the price.
-        const key = (i % sockets.length) * 1_000_003 + auctionId;
-        const maxBid = (maxBids.get(key) ?? 1_000 + (i % sockets.length) * 7) + 500;
+        const key = c * 1_000_003 + auctionId;
+        const maxBid = (maxBids.get(key) ?? 1_000 + c * 7) + 500;
         maxBids.set(key, maxBid);
-        ws.send(pack({ type: 'bid', auctionId, maxBid, bidId: job.firstBidId + i, rid: i }));
+        sockets[c].queueBid(auctionId, maxBid, job.firstBidId + i, i);
+        if (!isTouched[c]) {
+          isTouched[c] = 1;
+          touched.push(c);
+        }
       }
+      for (const c of touched) {
+        isTouched[c] = 0;
+        sockets[c].flush();
+      }
+      touched.length = 0;
       // Sleep to the next millisecond rather than spin: the generator shares 2 cores with what it measures.
       if (sent < total) setTimeout(tick, 1);
       else resolve();
@@ -97,7 +113,7 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   });
   await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 10_000))]);
   const elapsedMs = now() - start;
-  for (const ws of sockets) ws.terminate();
+  for (const socket of sockets) socket.terminate();
   return { latenciesMs, sent, answered, accepted, unavailable, limited, elapsedMs };
 }
 

@@ -1,6 +1,8 @@
-import { commandError, parseCommand, type CommandResult } from '../protocol/index.js';
+import { commandError, parseCommand, type CommandReply, type CommandResult } from '../protocol/index.js';
 import { answer as answerOperation } from '../protocol/operations.js';
 import type { BusRequest } from '../shard/ports.js';
+import { isBinaryBatch } from '../protocol/binary/header.js';
+import { encodeResultBatch } from '../protocol/binary/command-format.js';
 
 export type Parsed = ReturnType<typeof parseCommand>;
 
@@ -13,8 +15,15 @@ export type PendingRequest = {
   body?: unknown;
 };
 
-/** Answers a request that has a reply subject (protocol/operations.ts `answer`). */
-export const reply: (msg: BusRequest, body: unknown) => void = answerOperation;
+/**
+ * Answers a request that has a reply subject in the format it came in: a
+ * binary commands batch gets a binary results batch (the body is then
+ * `{results, error?}`), anything else msgpack (protocol/operations.ts `answer`).
+ */
+export function reply(msg: BusRequest, body: unknown): void {
+  if (!isBinaryBatch(msg.data)) answerOperation(msg, body);
+  else if (msg.reply) msg.respond(encodeResultBatch(body as CommandReply));
+}
 
 export function answer(request: PendingRequest): void {
   reply(request.msg, request.body ?? { results: request.results });

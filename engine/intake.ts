@@ -8,14 +8,23 @@ import {
   type RequestOf,
 } from '../protocol/operations.js';
 import type { BusRequest } from '../shard/ports.js';
+import { isBinaryBatch } from '../protocol/binary/header.js';
+import { decodeCommandBatch } from '../protocol/binary/command-format.js';
 
-/** The commands of a request `{commands: [...]}`, or null once a malformed request has been answered. */
+/**
+ * The commands of a request, or null once a malformed request has been
+ * answered: a binary commands batch (protocol/binary/command-format.ts, what
+ * gateways send), or msgpack `{commands: [...]}` (operators, older clients).
+ */
 export function readCommands(msg: BusRequest): unknown[] | null {
   let commands: unknown[];
   try {
-    const body = decode(msg.data) as { commands?: unknown };
-    if (!Array.isArray(body?.commands)) throw new Error('expected {commands: [...]}');
-    commands = body.commands;
+    if (isBinaryBatch(msg.data)) commands = decodeCommandBatch(msg.data);
+    else {
+      const body = decode(msg.data) as { commands?: unknown };
+      if (!Array.isArray(body?.commands)) throw new Error('expected {commands: [...]}');
+      commands = body.commands;
+    }
   } catch (error) {
     reply(msg, {
       results: [],

@@ -63,7 +63,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       logger,
       writer,
       bus,
-      log: new ShardLog(js, jsm, shard),
+      log: new ShardLog(nc, js, jsm, shard),
       snapshots: new SnapshotStore(join(config.dataDir, `shard-${shard}`)),
       clock: nodeClock,
       engineId: config.engineId,

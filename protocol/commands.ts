@@ -105,3 +105,63 @@ export type AuctionState = {
   /** Set once closed with a winner. */
   winnerId: number;
 };
+
+/**
+ * A bid outcome as one of two literal shapes (with and without `reason`),
+ * never built with `delete`, which turns an object into a slow dictionary
+ * (msgpackr then took twice as long to write it). The core's answers and
+ * the binary batches' readers both build them here, so every copy of a bid
+ * outcome has the same hidden class and key order.
+ */
+export function bidOutcome(
+  status: BidOutcome['status'],
+  reason: Reason | undefined,
+  auctionId: number,
+  bidId: number,
+  price: number,
+  leading: boolean,
+  leaderId: number,
+  outbidUserId: number,
+  endsAt: number,
+  bidCount: number,
+  version: number,
+  reserveMet: boolean,
+  duplicate: boolean,
+  seq: number,
+): BidOutcome {
+  if (reason === undefined) {
+    return {
+      type: 'bid',
+      status,
+      auctionId,
+      bidId,
+      price,
+      leading,
+      leaderId,
+      outbidUserId,
+      endsAt,
+      bidCount,
+      version,
+      reserveMet,
+      duplicate,
+      seq,
+    };
+  }
+  return {
+    type: 'bid',
+    status,
+    reason,
+    auctionId,
+    bidId,
+    price,
+    leading,
+    leaderId,
+    outbidUserId,
+    endsAt,
+    bidCount,
+    version,
+    reserveMet,
+    duplicate,
+    seq,
+  };
+}

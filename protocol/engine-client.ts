@@ -2,6 +2,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { shardOfAuction } from './ids.js';
 import { commandError, decode, encode, type CommandReply, type CommandResult } from './wire.js';
 import { adminSubjects, subjects } from './names.js';
+import { ReplyInbox } from './reply-inbox.js';
+import { isBinaryBatch } from './binary/header.js';
+import { decodeResultBatch, encodeCommandBatch } from './binary/command-format.js';
 
 /**
  * Sends commands to the engine that owns each shard. A timeout, a missing
@@ -9,6 +12,9 @@ import { adminSubjects, subjects } from './names.js';
  * request: the outcome is unknown, and a retry with the same bidId is safe.
  */
 export class EngineClient {
+  /** Made on the first command: one reply subscription for all of them. */
+  private inbox: ReplyInbox | null = null;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly timeoutMs = 2_000,
@@ -17,12 +23,21 @@ export class EngineClient {
   /** `admin`: the operators' subject, the only one where close and cancel are taken (NATS admin rights). */
   async send(shard: number, commands: unknown[], admin = false): Promise<CommandResult[]> {
     try {
-      const reply = await this.nc.request(
-        admin ? adminSubjects.engine(shard) : subjects.commands(shard),
-        encode({ commands }),
-        { timeout: this.timeoutMs },
-      );
-      const body = decode(reply.data) as Partial<CommandReply> & { error?: CommandResult };
+      // The operators' subject is rare: nats.js's request, which also reports a publish refused by
+      // permissions at once (the reply inbox would only time out).
+      const reply = admin
+        ? await this.nc.request(adminSubjects.engine(shard), encode({ commands }), { timeout: this.timeoutMs })
+        : await (this.inbox ??= new ReplyInbox(this.nc)).request(
+            subjects.commands(shard),
+            encodeCommandBatch(commands),
+            this.timeoutMs,
+          );
+      // Binary batches on the command subject (protocol/binary/command-format.ts); msgpack on the operators'.
+      const body = (
+        isBinaryBatch(reply.data) ? decodeResultBatch(reply.data) : decode(reply.data)
+      ) as Partial<CommandReply> & {
+        error?: CommandResult;
+      };
       if (body?.error) return commands.map(() => body.error!);
       if (!Array.isArray(body?.results) || body.results.length !== commands.length) {
         return commands.map(() => commandError('unavailable', 'malformed reply from the engine'));

@@ -1,6 +1,8 @@
 import { Packr } from 'msgpackr';
-import type { Command, Outcome } from './commands.js';
+import type { Command } from './commands.js';
 import { REASONS, type Reason } from './reasons.js';
+import { isBinaryBatch } from './binary/header.js';
+import { decodeLogBatch, encodeLogBatch } from './binary/log-format.js';
 
 /**
  * The NATS wire protocol between gateways, engines, replicas and the audit
@@ -15,12 +17,13 @@ export const encode = (value: unknown): Uint8Array => packr.pack(value);
 export const decode = (bytes: Uint8Array): unknown => packr.unpack(bytes);
 
 /**
- * Log batches (the shard streams). Records measured on a 500-event batch: 4x
- * smaller, 7x faster to decode and 2x faster to encode than plain maps; each
- * message carries its own definitions, so a reader can start anywhere.
+ * Log batches (the shard streams): binary, version 1 (protocol/binary/log-format.ts,
+ * docs/wire-format.md). Streams written before it hold msgpack batches with
+ * records; a reader tells them apart by the first byte and reads both.
  */
-export const encodeLog = (batch: LogBatch): Uint8Array => packr.pack(batch);
-export const decodeLog = (bytes: Uint8Array): LogBatch => packr.unpack(bytes) as LogBatch;
+export const encodeLog = (batch: LogBatch): Uint8Array => encodeLogBatch(batch);
+export const decodeLog = (bytes: Uint8Array): LogBatch =>
+  isBinaryBatch(bytes) ? decodeLogBatch(bytes) : (packr.unpack(bytes) as LogBatch);
 
 /** Bounds of the wire, enforced by engines (and gateways before them). */
 export const WIRE_LIMITS = {
@@ -32,32 +35,16 @@ export const WIRE_LIMITS = {
   cancelReasonCharsMax: 500,
 };
 
-/** Text that travels with a command into its event, never into engine memory. */
-export type CommandText = { title?: string; description?: string; imageUrl?: string; reason?: string };
-
-/** A request to a shard's command subject: `{commands: [...]}` (msgpack). */
-export type CommandRequest = { commands: unknown[] };
-
-/** The answer to one command: its outcome, or an error that was never logged. */
-export type CommandResult = (Outcome & { seq?: number }) | CommandError;
-export type CommandError = { status: 'error'; code: Reason; message: string };
-export type CommandReply = { results: CommandResult[] };
-
-/** One event of the log: the command as decided, its outcome, and any text. */
-export type LogEvent = { seq: number; command: Command; outcome: Outcome; text?: CommandText };
-
-/** One JetStream message of a shard's log. */
-export type LogBatch = {
-  v: 1;
-  shard: number;
-  /** Instance id of the engine that wrote it (fencing diagnostics, resync). */
-  writer: string;
-  /** Engine time of every event in the batch. */
-  t: number;
-  events: LogEvent[];
-  /** Present on the fence a new primary appends when it takes the shard (no events). */
-  leader?: { engineId: string; writer: string };
-};
+export type {
+  CommandText,
+  CommandRequest,
+  CommandResult,
+  CommandError,
+  CommandReply,
+  LogEvent,
+  LogBatch,
+} from './batches.js';
+import type { CommandError, CommandText, LogBatch } from './batches.js';
 
 export function commandError(code: Reason, message: string = REASONS[code]): CommandError {
   return { status: 'error', code, message };

@@ -125,7 +125,7 @@ export async function replayShard(
   auctionsMax = 1 << 20,
   idempotencyEntriesMax = 1 << 20,
 ) {
-  const log = new ShardLog(jetstream(nc), await jetstreamManager(nc), shard);
+  const log = new ShardLog(nc, jetstream(nc), await jetstreamManager(nc), shard);
   const core = new AuctionCore({ shard, auctionsMax, idempotencyEntriesMax });
   const acceptedBids = new Map<string, number[]>();
   const writers: string[] = [];

@@ -39,11 +39,18 @@ export type PaceOptions = {
   sleep?: (ms: number) => Promise<void>;
   /** Stops early when it turns true. */
   stopped?: () => boolean;
+  /**
+   * Called after each group of sends that fell due together, before sleeping:
+   * a sender that only queues in `send` writes the group here (one write per
+   * connection for all it got, not one per request).
+   */
+  afterBatch?: () => void;
 };
 
 /**
  * Sends every request of the schedule, each as soon as it is due: `send(i,
- * intendedAt)` is called in order. Resolves when all are sent.
+ * intendedAt)` is called in order, `afterBatch` after each group of them.
+ * Resolves when all are sent.
  */
 export async function pace(
   schedule: OpenLoopSchedule,
@@ -55,10 +62,12 @@ export async function pace(
   let sent = 0;
   while (sent < schedule.total && !options.stopped?.()) {
     const due = schedule.dueBy(clock());
+    const before = sent;
     while (sent < due) {
       send(sent, schedule.intendedAt(sent));
       sent++;
     }
+    if (sent > before) options.afterBatch?.();
     if (sent < schedule.total) await sleep(Math.max(0, Math.min(1, schedule.intendedAt(sent) - clock())));
   }
   return sent;

@@ -22,7 +22,7 @@ t.test("a pipelined append after another writer's fence is refused when it names
   t.teardown(() => nats.close());
   const nc = await connect({ servers: nats.url });
   t.teardown(() => nc.close());
-  const log = new ShardLog(jetstream(nc), await jetstreamManager(nc), 0);
+  const log = new ShardLog(nc, jetstream(nc), await jetstreamManager(nc), 0);
   await log.ensure({ shard: 0, auctionsMax: 8, idempotencyEntriesMax: 8 }, 1);
 
   // The old primary A: its fence at 1, a batch at 2; it has two more in flight, expecting 2 and 3.

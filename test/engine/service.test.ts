@@ -12,6 +12,7 @@ import {
   type CommandResult,
   type LogBatch,
 } from '../../protocol/index.js';
+import { decodeResultBatch, encodeCommandBatch } from '../../protocol/binary/command-format.js';
 import { EngineProcess, replayShard, startNats, TcpProxy } from '../../testkit/index.js';
 
 type Status = { status: string; lastSeq: number; durableSeq: number; streamSeq: number };
@@ -231,6 +232,22 @@ t.test('malformed, truncated and oversized requests get an error; the engine and
   const valid = encode({ commands: [{ type: 'bid', auctionId, bidderId: 3, bidId: 1, maxBid: 900 }] });
   t.match(await raw(valid.subarray(0, valid.length - 5)), { error: { code: 'invalid_request' } }, 'truncated msgpack');
   t.match(await raw(encode({ nope: 1 })), { error: { code: 'invalid_request' } }, 'no commands field');
+  // Binary commands batches (what gateways send) are answered in binary, malformed ones too.
+  const rawBinary = async (data: Uint8Array) =>
+    decodeResultBatch((await nc.request(subjects.commands(0), data, { timeout: 2_000 })).data);
+  const batch = encodeCommandBatch([{ type: 'bid', auctionId, bidderId: 3, bidId: 1, maxBid: 900 }]);
+  const v2 = batch.slice();
+  v2[2] = 2;
+  t.match(
+    await rawBinary(v2),
+    { results: [], error: { code: 'invalid_request', message: /version 2: this reader knows version 1/ } },
+    'a binary batch of an unknown version',
+  );
+  t.match(
+    await rawBinary(batch.subarray(0, batch.length - 1)),
+    { results: [], error: { code: 'invalid_request' } },
+    'a truncated binary batch',
+  );
   t.match(
     await raw(encode({ commands: new Array(2_000).fill({ type: 'bid' }) })),
     { error: { code: 'invalid_request' } },
