@@ -37,6 +37,8 @@ export type GatewayConfig = {
   passwordHashCost: number;
   /** Commands waiting for the engines in this gateway at most. */
   pendingCommandsMax: number;
+  /** Command requests to one shard awaiting answers; commands arriving meanwhile wait and leave together. */
+  shardRequestsInFlightMax: number;
 };
 
 export const OPTIONS = {
@@ -65,6 +67,7 @@ export const OPTIONS = {
   'miss-ttl-ms': ['MISS_TTL_MS', '1000'],
   'password-hash-cost': ['PASSWORD_HASH_COST', String(2 ** 17)],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
+  'shard-requests-in-flight-max': ['SHARD_REQUESTS_IN_FLIGHT_MAX', '2'],
 } as const;
 
 export const USAGE = `usage: gateway [--flag value]...
@@ -119,5 +122,6 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     missTtlMs: int('miss-ttl-ms', 0),
     passwordHashCost: hashCost(int('password-hash-cost')),
     pendingCommandsMax: int('pending-commands-max'),
+    shardRequestsInFlightMax: int('shard-requests-in-flight-max'),
   };
 }

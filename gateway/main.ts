@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     live,
     notifications,
     metrics,
-    router: new CommandRouter(engines, config.pendingCommandsMax),
+    router: new CommandRouter(engines, config.pendingCommandsMax, config.shardRequestsInFlightMax),
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
   });

@@ -61,19 +61,23 @@ export function liveFromAuction(auctionId: number, a: Auction): LiveState {
 }
 
 /** What an accepted event of the log changes in an auction's live state (null: nothing public). */
+/** What an accepted bid changes (from its outcome, or from a log batch's bid record). */
+export function livePatchOfBid(
+  price: number,
+  leaderId: number,
+  bidCount: number,
+  endsAt: number,
+  version: number,
+  reserveMet: boolean,
+): LivePatch {
+  return { price, leaderId, bidCount, endsAt, version, reserveMet, status: 'open' };
+}
+
 export function livePatch(type: string, outcome: BidOutcome | LifecycleOutcome): LivePatch | null {
   if (type === 'bid') {
     const o = outcome as BidOutcome;
     if (o.duplicate) return null;
-    return {
-      price: o.price,
-      leaderId: o.leaderId,
-      bidCount: o.bidCount,
-      endsAt: o.endsAt,
-      version: o.version,
-      reserveMet: o.reserveMet,
-      status: 'open',
-    };
+    return livePatchOfBid(o.price, o.leaderId, o.bidCount, o.endsAt, o.version, o.reserveMet);
   }
   const o = outcome as LifecycleOutcome;
   if (type === 'open') return { status: 'open', version: o.version };

@@ -7,13 +7,16 @@ import {
   type AuctionState,
   type BidOutcome,
   type EngineClient,
+  decodeLog,
   type LifecycleOutcome,
-  type LogBatch,
+  type LogEvent,
 } from '../../protocol/index.js';
+import { isBinaryBatch } from '../../protocol/binary/header.js';
+import { LogBatchView } from '../../protocol/binary/log-format.js';
 import type { Auction, LiveState } from '../../protocol/public.js';
 import { ApiError } from '../errors.js';
 import { MissCache } from '../miss-cache.js';
-import { liveFromAuction, liveFromEngine, livePatch, type LivePatch } from '../public-shapes.js';
+import { liveFromAuction, liveFromEngine, livePatch, livePatchOfBid, type LivePatch } from '../public-shapes.js';
 import { AuditClient } from '../read-model/audit-client.js';
 import { EngineStates } from '../read-model/engine-states.js';
 import { ShardStreams } from './shards.js';
@@ -265,23 +268,57 @@ export class LiveFeed {
 
   // --- the hot path: batches of the log ------------------------------------------------
 
-  private onBatch(batch: LogBatch): void {
-    for (const event of batch.events) {
-      const auctionId = event.outcome.auctionId;
-      // A new auction may have an id someone asked about before it existed.
-      if (event.command.type === 'create') this.missingAuctions.forget(auctionId);
-      const entry = this.entries.get(auctionId);
-      if (!entry || event.outcome.status !== 'accepted') continue;
-      const patch = livePatch(event.command.type, event.outcome as BidOutcome | LifecycleOutcome);
-      if (!patch) continue;
-      if (!entry.state) {
-        entry.early.push(patch);
-        continue;
-      }
-      if (patch.version <= entry.state.version) continue;
-      entry.state = { ...entry.state, ...patch };
-      this.markDirty(auctionId);
+  /**
+   * A binary batch is read in place: for each bid record only its auction id
+   * until the auction is one somebody watches, so a gateway pays next to
+   * nothing for the bids on auctions nobody here looks at.
+   */
+  private onBatch(bytes: Uint8Array): void {
+    if (!isBinaryBatch(bytes)) {
+      for (const event of decodeLog(bytes).events) this.onEvent(event);
+      return;
     }
+    const view = new LogBatchView(bytes);
+    view.visit(
+      (r) => {
+        const auctionId = view.auctionId(r);
+        const entry = this.entries.get(auctionId);
+        if (!entry || !view.accepted(r)) return;
+        this.apply(
+          auctionId,
+          entry,
+          livePatchOfBid(
+            view.price(r),
+            view.leaderId(r),
+            view.bidCount(r),
+            view.endsAt(r),
+            view.version(r),
+            view.reserveMet(r),
+          ),
+        );
+      },
+      (event) => this.onEvent(event),
+    );
+  }
+
+  private onEvent(event: LogEvent): void {
+    const auctionId = event.outcome.auctionId;
+    // A new auction may have an id someone asked about before it existed.
+    if (event.command.type === 'create') this.missingAuctions.forget(auctionId);
+    const entry = this.entries.get(auctionId);
+    if (!entry || event.outcome.status !== 'accepted') return;
+    const patch = livePatch(event.command.type, event.outcome as BidOutcome | LifecycleOutcome);
+    if (patch) this.apply(auctionId, entry, patch);
+  }
+
+  private apply(auctionId: number, entry: Entry, patch: LivePatch): void {
+    if (!entry.state) {
+      entry.early.push(patch);
+      return;
+    }
+    if (patch.version <= entry.state.version) return;
+    entry.state = { ...entry.state, ...patch };
+    this.markDirty(auctionId);
   }
 
   private markDirty(auctionId: number): void {

@@ -1,7 +1,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { decodeLog, shardOfStream, streamName, subjects, type LogBatch } from '../../protocol/index.js';
+import { shardOfStream, streamName, subjects } from '../../protocol/index.js';
 import { shardFollowSettings } from '../../protocol/shard-stream.js';
 import { isStreamNotFound } from '../../protocol/nats-errors.js';
 import { ApiError } from '../errors.js';
@@ -15,7 +15,8 @@ export type ShardStreamsOptions = {
   jsm: JetStreamManager;
   logger: Logger;
   /** Every batch a followed shard stores, in stream order, once. */
-  onBatch: (batch: LogBatch) => void;
+  /** Each stream message's bytes (a log batch: protocol/binary/log-format.ts, or msgpack from before it). */
+  onBatch: (bytes: Uint8Array) => void;
   /** A shard's follower skipped a gap too large to read back: what is derived from that shard must be read again. */
   onReset: (shard: number) => void;
   /** How long a shard found missing is answered as missing without asking again. */
@@ -135,7 +136,7 @@ export class ShardStreams {
         stream: streamName(shard),
         republish: shardFollowSettings(shard).republish,
         logger: this.o.logger,
-        onMessage: (message) => this.o.onBatch(decodeLog(message.data)),
+        onMessage: (message) => this.o.onBatch(message.data),
         onReset: () => this.o.onReset(shard),
       });
       try {
