@@ -3,7 +3,9 @@ import { saveResult } from './results.js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import * as hdr from 'hdr-histogram-js';
-import { decode, encode, EngineClient, subjects, type CommandReply } from '../protocol/index.js';
+import { encode, EngineClient, subjects } from '../protocol/index.js';
+import { decodeResultBatch, encodeCommandBatch } from '../protocol/binary/command-format.js';
+import { ReplyInbox } from '../protocol/reply-inbox.js';
 import { EngineProcess, startNats } from '../testkit/index.js';
 
 /**
@@ -11,7 +13,8 @@ import { EngineProcess, startNats } from '../testkit/index.js';
  * gateway. Phases, each on a fresh nats-server + engine pair:
  *   1. naive ceiling: one JetStream publish per bid (what the design avoids);
  *   2. peak: many concurrent requesters, closed loop, bids batched per request
- *      as a gateway batches per event-loop tick;
+ *      as a gateway batches per event-loop tick, sent as a gateway sends them
+ *      (binary commands batches through one reply inbox);
  *   3. latency at half the peak: open loop at a constant rate, latency from
  *      each request's intended send time (no coordinated omission).
  * Last line: {"bidsPerSec","p50Ms","p99Ms","eventsPerAppend","jetstreamPerBidCeiling"}.
@@ -80,7 +83,7 @@ function bidBatch(auctions: number[], size: number): Uint8Array {
       maxBid: 100 + (bidId >>> 3),
     };
   }
-  return encode({ commands });
+  return encodeCommandBatch(commands);
 }
 
 async function createAuctions(client: EngineClient): Promise<number[]> {
@@ -103,6 +106,14 @@ async function createAuctions(client: EngineClient): Promise<number[]> {
 
 type Status = { appendsAcked: number; eventsAcked: number };
 
+const inboxes = new WeakMap<NatsConnection, ReplyInbox>();
+/** One reply inbox per connection, as a gateway has. */
+function inboxOf(nc: NatsConnection): ReplyInbox {
+  let inbox = inboxes.get(nc);
+  if (!inbox) inboxes.set(nc, (inbox = new ReplyInbox(nc)));
+  return inbox;
+}
+
 async function peak(
   nc: NatsConnection,
   client: EngineClient,
@@ -116,9 +127,9 @@ async function peak(
   await Promise.all(
     Array.from({ length: REQUESTERS }, async () => {
       while (Date.now() < deadline) {
-        const reply = decode(
-          (await nc.request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), { timeout: 10_000 })).data,
-        ) as CommandReply;
+        const reply = decodeResultBatch(
+          (await inboxOf(nc).request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), 10_000)).data,
+        );
         answered += reply.results.length;
         for (const r of reply.results) if (r.status === 'accepted') accepted++;
       }
@@ -163,13 +174,15 @@ async function latencyAt(
       );
       for (; sent < due; sent++) {
         const intended = started + (sent / requestsPerSec) * 1000;
-        const p = nc.request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), { timeout: 10_000 }).then(
-          () => {
-            histogram.recordValue(Math.max(1, Math.round((performance.now() - intended) * 1000)));
-            done++;
-          },
-          () => undefined,
-        );
+        const p = inboxOf(nc)
+          .request(subjects.commands(0), bidBatch(auctions, PER_REQUEST), 10_000)
+          .then(
+            () => {
+              histogram.recordValue(Math.max(1, Math.round((performance.now() - intended) * 1000)));
+              done++;
+            },
+            () => undefined,
+          );
         inflight.add(p);
         void p.finally(() => inflight.delete(p));
       }

@@ -9,9 +9,11 @@ import type { SnapshotMeta } from './ports.js';
  * event loop and more to wrap it in the file's envelope: every command waited
  * behind it (p99 at half the peak of `make bench-engine` 332 ms against 13 ms
  * with snapshots off). The image is already a copy of the core, taken at
- * one point of the sequence; only handing it over (a structured clone) and
- * the worker's start remain on the event loop. Small images are encoded at
- * once (WORKER_IMAGE_BYTES_MIN).
+ * one point of the sequence, and its buffers are the image's own (every
+ * array in a CoreImage is a fresh copy): they are transferred to the worker,
+ * not cloned, which took another ~45 ms of the event loop per snapshot of
+ * `make bench-engine`. Only the worker's start remains on it. Small images
+ * are encoded at once (WORKER_IMAGE_BYTES_MIN).
  */
 type EncodeJob = { kind: 'snapshot-encode'; meta: SnapshotMeta; image: CoreImage };
 
@@ -32,10 +34,24 @@ export function imageByteLength(value: unknown): number {
   return total;
 }
 
+/** The distinct buffers behind an image's typed arrays. */
+function imageBuffers(value: unknown, into = new Set<ArrayBuffer>()): Set<ArrayBuffer> {
+  if (ArrayBuffer.isView(value)) into.add(value.buffer as ArrayBuffer);
+  else if (value && typeof value === 'object') for (const part of Object.values(value)) imageBuffers(part, into);
+  return into;
+}
+
+/**
+ * Takes ownership of `image` (from `core.image()`, used for nothing else):
+ * encoded on a worker, its buffers move there and are unusable here after.
+ */
 export function encodeSnapshotFile(meta: SnapshotMeta, image: CoreImage): Promise<Uint8Array> {
   if (imageByteLength(image) < WORKER_IMAGE_BYTES_MIN) return Promise.resolve(snapshotFileBytes(meta, image));
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(import.meta.url), { workerData: { kind: 'snapshot-encode', meta, image } });
+    const worker = new Worker(new URL(import.meta.url), {
+      workerData: { kind: 'snapshot-encode', meta, image },
+      transferList: [...imageBuffers(image)],
+    });
     worker.once('message', (bytes: Uint8Array) => resolve(bytes));
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`snapshot encoder exited with ${code} before answering`)));
