@@ -59,6 +59,9 @@ export type BenchRun = {
     /** CPU microseconds per decided bid at the peak: the system's (no generator), and the generator's. */
     cpuUsPerBid?: number | null;
     generatorCpuUsPerBid?: number | null;
+    /** The same as cpuUsPerBid; and the highest swept rate with p99 <= 5 ms, 0 if none. */
+    systemCpuUsPerBid?: number | null;
+    sweepP99Under5msRate?: number;
   };
 };
 
