@@ -1,17 +1,21 @@
 import type { Database, Statement } from 'better-sqlite3';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { encode, notificationSubject, type NotificationBody } from '../protocol/index.js';
+import { JetStreamPublisher } from '../protocol/jetstream-publisher.js';
 
 /** Rows published per round at most (one round's publishes are pipelined). */
 const OUTBOX_ROUND_MAX = 256;
 const RETRY_MS = 500;
+/** A publish unanswered this long is retried with the rest of its round (the msg id drops a duplicate). */
+const PUBLISH_TIMEOUT_MS = 5_000;
 
 /**
  * Publishes the outbox rows the projection wrote, in order, to the
  * NOTIFICATIONS stream and deletes them once acknowledged. Each publish
  * carries the notification's key as its msg id, so a republish after a
  * crash (within the stream's duplicate window) is dropped by JetStream.
+ * Publishes go through one reply inbox (protocol/jetstream-publisher.ts).
  */
 export class OutboxPublisher {
   private readonly next: Statement;
@@ -20,13 +24,15 @@ export class OutboxPublisher {
   private again = false;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
+  private readonly publisher: JetStreamPublisher;
   published = 0;
 
   constructor(
     db: Database,
-    private readonly js: JetStreamClient,
+    nc: NatsConnection,
     private readonly logger: Logger,
   ) {
+    this.publisher = new JetStreamPublisher(nc);
     this.next = db.prepare('SELECT id, user_id AS userId, body FROM outbox ORDER BY id LIMIT ?');
     this.done = db.prepare('DELETE FROM outbox WHERE id <= ?');
   }
@@ -61,7 +67,10 @@ export class OutboxPublisher {
         await Promise.all(
           rows.map((row) => {
             const body = JSON.parse(row.body) as NotificationBody;
-            return this.js.publish(notificationSubject(row.userId), encode(body), { msgID: body.key });
+            return this.publisher.publish(notificationSubject(row.userId), encode(body), {
+              msgID: body.key,
+              timeoutMs: PUBLISH_TIMEOUT_MS,
+            });
           }),
         );
       } catch (error) {

@@ -85,7 +85,7 @@ export class ShardAudit {
     this.projection = new Projection(this.db);
     this.queries = new AuditQueries(this.db);
     this.logger = o.logger.child({ shard: o.shard });
-    this.outbox = new OutboxPublisher(this.db, o.js, this.logger);
+    this.outbox = new OutboxPublisher(this.db, o.nc, this.logger);
   }
 
   async start(): Promise<void> {
