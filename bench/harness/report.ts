@@ -59,6 +59,8 @@ export type BenchRun = {
     /** CPU microseconds per decided bid at the peak: the system's (no generator), and the generator's. */
     cpuUsPerBid?: number | null;
     generatorCpuUsPerBid?: number | null;
+    /** p99 of one loopback write per subscriber (bench/harness/fanout-floor.ts; older runs lack it). */
+    fanoutFloorP99Ms?: number;
     /** The same as cpuUsPerBid; and the highest swept rate with p99 <= 5 ms, 0 if none. */
     systemCpuUsPerBid?: number | null;
     sweepP99Under5msRate?: number;

@@ -4,6 +4,7 @@ import { openSocket as open } from './ws.js';
 import { BidSocket, readAnswer } from './bid-socket.js';
 import { Latency } from './latency.js';
 import { OpenLoopSchedule, pace } from './schedule.js';
+import { runFloorReceivers, type FloorJob } from './fanout-floor.js';
 
 /**
  * The load generator's worker threads: each holds many WebSocket connections
@@ -28,7 +29,7 @@ export type BidJob = {
   drainMs: number;
 };
 export type WatchJob = { kind: 'watch'; url: string; connections: number; auctionId: number };
-export type Job = BidJob | WatchJob;
+export type Job = BidJob | WatchJob | FloorJob;
 
 export type Progress = { type: 'progress'; sent: number; answered: number };
 /** Where a bid job's measured phase lies (epoch ms), sent as soon as its schedule is fixed. */
@@ -244,7 +245,7 @@ async function runWatch(job: WatchJob): Promise<WatchResult> {
 
 if (parentPort && workerData) {
   const job = workerData as Job;
-  (job.kind === 'bids' ? runBids(job) : runWatch(job)).then(
+  (job.kind === 'bids' ? runBids(job) : job.kind === 'watch' ? runWatch(job) : runFloorReceivers(job)).then(
     (result) => parentPort!.postMessage(result),
     (error: unknown) =>
       parentPort!.postMessage({ type: 'failed', message: error instanceof Error ? error.stack : String(error) }),
