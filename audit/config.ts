@@ -10,6 +10,7 @@ export type AuditConfig = {
   /** Messages, and bytes, applied in one transaction at most. */
   fetchMax: number;
   chunkBytesMax: number;
+  commitIntervalMs: number;
   /** verify: one JSON line per shard instead of text. */
   json: boolean;
 };
@@ -22,6 +23,7 @@ export const OPTIONS = {
   'log-level': ['LOG_LEVEL', 'info'],
   'fetch-max': [null, '256'],
   'chunk-bytes-max': [null, String(1 << 20)],
+  'commit-interval-ms': [null, '20'],
 } as const;
 
 export const USAGE = `usage: audit [verify] [--flag value]... [--json]
@@ -48,6 +50,7 @@ export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process
     logLevel: get('log-level'),
     fetchMax: positiveInteger('fetch-max', get('fetch-max')),
     chunkBytesMax: positiveInteger('chunk-bytes-max', get('chunk-bytes-max')),
+    commitIntervalMs: positiveInteger('commit-interval-ms', get('commit-interval-ms')),
     json: isSet('json'),
   };
 }

@@ -63,6 +63,7 @@ async function main(): Promise<void> {
         logger,
         fetchMax: config.fetchMax,
         chunkBytesMax: config.chunkBytesMax,
+        commitIntervalMs: config.commitIntervalMs,
       }),
   );
   const startedAt = Date.now();
