@@ -1,15 +1,13 @@
-import { bidOutcome, type BidOutcome } from '../commands.js';
-import type { CommandReply, CommandResult } from '../batches.js';
+import type { BidOutcome } from '../commands.js';
 import {
-  BatchFormatError,
-  checkCount,
-  isU32,
-  openBatch,
-  reasonByte,
-  reasonOfByte,
-  trailerPackr,
-  writeHeaderStart,
-} from './header.js';
+  BID_OUTCOME_RECORD_BYTES,
+  fitsOutcomeRecord,
+  OUTCOME,
+  readOutcomeRecord,
+  writeOutcomeRecord,
+} from './bid-outcome-record.js';
+import type { CommandReply, CommandResult } from '../batches.js';
+import { BatchFormatError, checkCount, openBatch, trailerPackr, writeHeaderStart } from './header.js';
 
 /**
  * A gateway's request to a shard's command subject and the engine's reply,
@@ -21,12 +19,7 @@ import {
  */
 export const COMMANDS_HEADER_BYTES = 16;
 export const COMMAND_BID_RECORD_BYTES = 40;
-export const RESULT_BID_RECORD_BYTES = 64;
-
-const STATUS_REJECTED = 1;
-const FLAG_LEADING = 1;
-const FLAG_RESERVE_MET = 2;
-const FLAG_DUPLICATE = 4;
+export const RESULT_BID_RECORD_BYTES = BID_OUTCOME_RECORD_BYTES;
 
 type Indexed = [index: number, value: unknown][];
 type ResultTrailer = { results: [index: number, result: CommandResult][]; error?: CommandResult };
@@ -128,18 +121,7 @@ export function decodeCommandBatch(bytes: Uint8Array): unknown[] {
 
 /** A bid outcome the fixed record holds exactly (with the seq the engine adds to answers). */
 function isRecordOutcome(r: CommandResult): r is BidOutcome {
-  if (r.status === 'error' || r.type !== 'bid') return false;
-  const o = r;
-  return (
-    isNumber(o.seq) &&
-    (o.status === 'accepted' || o.status === 'rejected') &&
-    reasonByte(o.reason) >= 0 &&
-    isU32(o.price) &&
-    isU32(o.leaderId) &&
-    isU32(o.outbidUserId) &&
-    isU32(o.bidCount) &&
-    isU32(o.version)
-  );
+  return r.status !== 'error' && r.type === 'bid' && fitsOutcomeRecord(r);
 }
 
 /** `{error}` alone (a request refused whole) is a batch of no results with the error in the trailer. */
@@ -161,22 +143,7 @@ export function encodeResultBatch(reply: Partial<CommandReply> & { error?: Comma
   for (let i = 0; i < results.length; i++) {
     const o = results[i];
     if (!isRecordOutcome(o)) continue;
-    view.setFloat64(at, o.seq, true);
-    view.setFloat64(at + 8, o.auctionId, true);
-    view.setFloat64(at + 16, o.bidId, true);
-    view.setFloat64(at + 24, o.endsAt, true);
-    view.setUint32(at + 32, o.price, true);
-    view.setUint32(at + 36, o.leaderId, true);
-    view.setUint32(at + 40, o.outbidUserId, true);
-    view.setUint32(at + 44, o.bidCount, true);
-    view.setUint32(at + 48, o.version, true);
-    view.setUint32(at + 52, i, true);
-    view.setUint8(at + 56, o.status === 'rejected' ? STATUS_REJECTED : 0);
-    view.setUint8(at + 57, reasonByte(o.reason));
-    view.setUint8(
-      at + 58,
-      (o.leading ? FLAG_LEADING : 0) | (o.reserveMet ? FLAG_RESERVE_MET : 0) | (o.duplicate ? FLAG_DUPLICATE : 0),
-    );
+    writeOutcomeRecord(view, at, o, i);
     at += RESULT_BID_RECORD_BYTES;
   }
   out.set(trailer, trailerAt);
@@ -191,26 +158,8 @@ export function decodeResultBatch(bytes: Uint8Array): CommandReply & { error?: C
   const results = new Array<CommandResult>(count);
   const taken = new Uint8Array(count);
   let at = COMMANDS_HEADER_BYTES;
-  for (let r = 0; r < records; r++, at += RESULT_BID_RECORD_BYTES) {
-    const flags = view.getUint8(at + 58);
-    const outcome = bidOutcome(
-      view.getUint8(at + 56) === STATUS_REJECTED ? 'rejected' : 'accepted',
-      reasonOfByte(view.getUint8(at + 57), 'results'),
-      view.getFloat64(at + 8, true),
-      view.getFloat64(at + 16, true),
-      view.getUint32(at + 32, true),
-      (flags & FLAG_LEADING) !== 0,
-      view.getUint32(at + 36, true),
-      view.getUint32(at + 40, true),
-      view.getFloat64(at + 24, true),
-      view.getUint32(at + 44, true),
-      view.getUint32(at + 48, true),
-      (flags & FLAG_RESERVE_MET) !== 0,
-      (flags & FLAG_DUPLICATE) !== 0,
-      view.getFloat64(at, true),
-    );
-    place(results, taken, view.getUint32(at + 52, true), outcome, 'results');
-  }
+  for (let r = 0; r < records; r++, at += RESULT_BID_RECORD_BYTES)
+    place(results, taken, view.getUint32(at + OUTCOME.index, true), readOutcomeRecord(view, at, 'results'), 'results');
   for (const entry of t.results) {
     if (!Array.isArray(entry)) throw new BatchFormatError('results batch: a trailer entry is not [index, result]');
     place(results, taken, entry[0], entry[1], 'results');

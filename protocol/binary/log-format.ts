@@ -1,20 +1,20 @@
-import { bidOutcome, type BidOutcome, type PlaceBid } from '../commands.js';
+import type { BidOutcome, PlaceBid } from '../commands.js';
 import type { LogBatch, LogEvent } from '../batches.js';
+import { BatchFormatError, checkCount, openBatch, trailerPackr, writeHeaderStart } from './header.js';
 import {
-  BatchFormatError,
-  checkCount,
-  isU32,
-  openBatch,
-  reasonByte,
-  reasonOfByte,
-  trailerPackr,
-  writeHeaderStart,
-} from './header.js';
+  FLAG_RESERVE_MET,
+  fitsOutcomeRecord,
+  isAccepted,
+  OUTCOME,
+  readOutcomeRecord,
+  writeOutcomeRecord,
+} from './bid-outcome-record.js';
 
 /**
  * The shard log's batches (one JetStream message each), version 1, byte by
  * byte in docs/wire-format.md: a 40-byte header, one 80-byte record per bid
- * event, and a trailing msgpack section with the writer, the fence's leader
+ * event (the bidder and the maximum, then the bid outcome record of a results
+ * batch: protocol/binary/bid-outcome-record.ts), and a trailing msgpack section with the writer, the fence's leader
  * and every other event (creations, closes, text: the rare, variable parts).
  * A bid record is decoded with no lookup of field names and no record
  * definitions to read first, which is what made msgpack batches of a few
@@ -22,10 +22,8 @@ import {
  */
 export const LOG_HEADER_BYTES = 40;
 export const LOG_BID_RECORD_BYTES = 80;
-
-const STATUS_REJECTED = 1;
-const FLAG_LEADING = 1;
-const FLAG_RESERVE_MET = 2;
+/** Where a bid event record's outcome record starts (after bidderId and maxBid). */
+const OUTCOME_AT = 16;
 
 type Trailer = { writer: string; leader?: LogBatch['leader']; events: [index: number, event: LogEvent][] };
 
@@ -38,13 +36,7 @@ function isRecordBid(event: LogEvent): boolean {
     outcome.bidId === command.bidId &&
     outcome.seq === event.seq &&
     !outcome.duplicate &&
-    (outcome.status === 'accepted' || outcome.status === 'rejected') &&
-    reasonByte(outcome.reason) >= 0 &&
-    isU32(outcome.price) &&
-    isU32(outcome.leaderId) &&
-    isU32(outcome.outbidUserId) &&
-    isU32(outcome.bidCount) &&
-    isU32(outcome.version)
+    fitsOutcomeRecord(outcome)
   );
 }
 
@@ -77,21 +69,9 @@ export function encodeLogBatch(batch: LogBatch): Uint8Array {
     const event = events[i];
     const command = event.command as PlaceBid;
     const o = event.outcome as BidOutcome;
-    view.setFloat64(at, event.seq, true);
-    view.setFloat64(at + 8, command.auctionId, true);
-    view.setFloat64(at + 16, command.bidderId, true);
-    view.setFloat64(at + 24, command.bidId, true);
-    view.setFloat64(at + 32, command.maxBid, true);
-    view.setFloat64(at + 40, o.endsAt, true);
-    view.setUint32(at + 48, o.price, true);
-    view.setUint32(at + 52, o.leaderId, true);
-    view.setUint32(at + 56, o.outbidUserId, true);
-    view.setUint32(at + 60, o.bidCount, true);
-    view.setUint32(at + 64, o.version, true);
-    view.setUint32(at + 68, i, true);
-    view.setUint8(at + 72, o.status === 'rejected' ? STATUS_REJECTED : 0);
-    view.setUint8(at + 73, reasonByte(o.reason));
-    view.setUint8(at + 74, (o.leading ? FLAG_LEADING : 0) | (o.reserveMet ? FLAG_RESERVE_MET : 0));
+    view.setFloat64(at, command.bidderId, true);
+    view.setFloat64(at + 8, command.maxBid, true);
+    writeOutcomeRecord(view, at + OUTCOME_AT, o, i);
     at += LOG_BID_RECORD_BYTES;
   }
   out.set(trailerBytes, trailerAt);
@@ -144,7 +124,7 @@ export class LogBatchView {
     let r = 0;
     let o = 0;
     for (let i = 0; i < this.count; i++) {
-      if (r < this.bids && view.getUint32(LOG_HEADER_BYTES + r * LOG_BID_RECORD_BYTES + 68, true) === i) r++;
+      if (r < this.bids && this.index(r) === i) r++;
       else if (o < trailer.events.length && Array.isArray(trailer.events[o]) && trailer.events[o][0] === i) o++;
       else throw new BatchFormatError(`log batch: no event, or more than one, at index ${i} of ${this.count}`);
     }
@@ -153,73 +133,54 @@ export class LogBatchView {
     this.others = trailer.events;
   }
 
+  /** Where record r's outcome record starts. */
   private at(r: number): number {
-    return LOG_HEADER_BYTES + r * LOG_BID_RECORD_BYTES;
+    return LOG_HEADER_BYTES + r * LOG_BID_RECORD_BYTES + OUTCOME_AT;
   }
 
   index(r: number): number {
-    return this.view.getUint32(this.at(r) + 68, true);
+    return this.view.getUint32(this.at(r) + OUTCOME.index, true);
   }
   seq(r: number): number {
-    return this.view.getFloat64(this.at(r), true);
+    return this.view.getFloat64(this.at(r) + OUTCOME.seq, true);
   }
   auctionId(r: number): number {
-    return this.view.getFloat64(this.at(r) + 8, true);
+    return this.view.getFloat64(this.at(r) + OUTCOME.auctionId, true);
   }
   accepted(r: number): boolean {
-    return this.view.getUint8(this.at(r) + 72) !== STATUS_REJECTED;
+    return isAccepted(this.view, this.at(r));
   }
   price(r: number): number {
-    return this.view.getUint32(this.at(r) + 48, true);
+    return this.view.getUint32(this.at(r) + OUTCOME.price, true);
   }
   leaderId(r: number): number {
-    return this.view.getUint32(this.at(r) + 52, true);
+    return this.view.getUint32(this.at(r) + OUTCOME.leaderId, true);
   }
   bidCount(r: number): number {
-    return this.view.getUint32(this.at(r) + 60, true);
+    return this.view.getUint32(this.at(r) + OUTCOME.bidCount, true);
   }
   version(r: number): number {
-    return this.view.getUint32(this.at(r) + 64, true);
+    return this.view.getUint32(this.at(r) + OUTCOME.version, true);
   }
   endsAt(r: number): number {
-    return this.view.getFloat64(this.at(r) + 40, true);
+    return this.view.getFloat64(this.at(r) + OUTCOME.endsAt, true);
   }
   reserveMet(r: number): boolean {
-    return (this.view.getUint8(this.at(r) + 74) & FLAG_RESERVE_MET) !== 0;
+    return (this.view.getUint8(this.at(r) + OUTCOME.flags) & FLAG_RESERVE_MET) !== 0;
   }
 
   /** Bid record r as the event it stands for. */
   event(r: number): LogEvent {
-    const { view } = this;
     const at = this.at(r);
-    const seq = view.getFloat64(at, true);
-    const auctionId = view.getFloat64(at + 8, true);
-    const bidId = view.getFloat64(at + 24, true);
-    const flags = view.getUint8(at + 74);
+    const outcome = readOutcomeRecord(this.view, at, 'log');
     const command: PlaceBid = {
       type: 'bid',
-      auctionId,
-      bidderId: view.getFloat64(at + 16, true),
-      bidId,
-      maxBid: view.getFloat64(at + 32, true),
+      auctionId: outcome.auctionId,
+      bidderId: this.view.getFloat64(at - OUTCOME_AT, true),
+      bidId: outcome.bidId,
+      maxBid: this.view.getFloat64(at - OUTCOME_AT + 8, true),
     };
-    const outcome = bidOutcome(
-      view.getUint8(at + 72) === STATUS_REJECTED ? 'rejected' : 'accepted',
-      reasonOfByte(view.getUint8(at + 73), 'log'),
-      auctionId,
-      bidId,
-      view.getUint32(at + 48, true),
-      (flags & FLAG_LEADING) !== 0,
-      view.getUint32(at + 52, true),
-      view.getUint32(at + 56, true),
-      view.getFloat64(at + 40, true),
-      view.getUint32(at + 60, true),
-      view.getUint32(at + 64, true),
-      (flags & FLAG_RESERVE_MET) !== 0,
-      false,
-      seq,
-    );
-    return { seq, command, outcome };
+    return { seq: outcome.seq, command, outcome };
   }
 
   /** Every event in batch order: bid records by number, the others as decoded. */
