@@ -4,7 +4,7 @@ import * as hdr from 'hdr-histogram-js';
 import { pack, unpack } from 'msgpackr';
 import type WebSocket from 'ws';
 import { openSocket as open } from './harness/ws.js';
-import { BidSocket, readAnswer } from './harness/bid-socket.js';
+import { BidSocket, BidSocketGroup, readAnswer } from './harness/bid-socket.js';
 import { Tokens } from '../gateway/auth.js';
 import { EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
 import { saveResult } from './results.js';
@@ -80,8 +80,7 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
   const perMs = job.ratePerSec / 1000;
   const maxBids = new Map<number, number>();
   // Each tick queues what is due per connection, then each connection that got bids writes them at once.
-  const touched: number[] = [];
-  const isTouched = new Uint8Array(sockets.length);
+  const group = new BidSocketGroup(sockets);
   await new Promise<void>((resolve) => {
     const tick = () => {
       const due = Math.min(total, Math.floor((now() - start) * perMs));
@@ -94,17 +93,9 @@ async function runLoad(job: LoadJob): Promise<LoadResult> {
         const key = c * 1_000_003 + auctionId;
         const maxBid = (maxBids.get(key) ?? 1_000 + c * 7) + 500;
         maxBids.set(key, maxBid);
-        sockets[c].queueBid(auctionId, maxBid, job.firstBidId + i, i);
-        if (!isTouched[c]) {
-          isTouched[c] = 1;
-          touched.push(c);
-        }
+        group.queueBid(c, auctionId, maxBid, job.firstBidId + i, i);
       }
-      for (const c of touched) {
-        isTouched[c] = 0;
-        sockets[c].flush();
-      }
-      touched.length = 0;
+      group.flush();
       // Sleep to the next millisecond rather than spin: the generator shares 2 cores with what it measures.
       if (sent < total) setTimeout(tick, 1);
       else resolve();

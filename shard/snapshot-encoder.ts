@@ -25,20 +25,16 @@ type EncodeJob = { kind: 'snapshot-encode'; meta: SnapshotMeta; image: CoreImage
  */
 export const WORKER_IMAGE_BYTES_MIN = 1 << 20;
 
-/** The bytes of the typed arrays an image holds (what encoding it costs). */
-export function imageByteLength(value: unknown): number {
-  if (ArrayBuffer.isView(value)) return value.byteLength;
-  if (!value || typeof value !== 'object') return 0;
-  let total = 0;
-  for (const part of Object.values(value)) total += imageByteLength(part);
-  return total;
+/** The typed arrays an image holds, wherever they sit in it. */
+function imageArrays(value: unknown, into: ArrayBufferView[] = []): ArrayBufferView[] {
+  if (ArrayBuffer.isView(value)) into.push(value);
+  else if (value && typeof value === 'object') for (const part of Object.values(value)) imageArrays(part, into);
+  return into;
 }
 
-/** The distinct buffers behind an image's typed arrays. */
-function imageBuffers(value: unknown, into = new Set<ArrayBuffer>()): Set<ArrayBuffer> {
-  if (ArrayBuffer.isView(value)) into.add(value.buffer as ArrayBuffer);
-  else if (value && typeof value === 'object') for (const part of Object.values(value)) imageBuffers(part, into);
-  return into;
+/** The bytes of the typed arrays an image holds (what encoding it costs). */
+export function imageByteLength(value: unknown): number {
+  return imageArrays(value).reduce((total, array) => total + array.byteLength, 0);
 }
 
 /**
@@ -46,11 +42,13 @@ function imageBuffers(value: unknown, into = new Set<ArrayBuffer>()): Set<ArrayB
  * encoded on a worker, its buffers move there and are unusable here after.
  */
 export function encodeSnapshotFile(meta: SnapshotMeta, image: CoreImage): Promise<Uint8Array> {
-  if (imageByteLength(image) < WORKER_IMAGE_BYTES_MIN) return Promise.resolve(snapshotFileBytes(meta, image));
+  const arrays = imageArrays(image);
+  const bytes = arrays.reduce((total, array) => total + array.byteLength, 0);
+  if (bytes < WORKER_IMAGE_BYTES_MIN) return Promise.resolve(snapshotFileBytes(meta, image));
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), {
       workerData: { kind: 'snapshot-encode', meta, image },
-      transferList: [...imageBuffers(image)],
+      transferList: [...new Set(arrays.map((array) => array.buffer as ArrayBuffer))],
     });
     worker.once('message', (bytes: Uint8Array) => resolve(bytes));
     worker.once('error', reject);

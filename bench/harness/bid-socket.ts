@@ -442,6 +442,35 @@ export class BidSocket {
 
 // --- answers --------------------------------------------------------------------------------------
 
+/**
+ * One generator thread's connections: bids are queued per connection as
+ * they fall due, and `flush` makes each connection that got some write them
+ * in one go (several due at once on one connection: one write, not one per bid).
+ */
+export class BidSocketGroup {
+  private readonly touched: number[] = [];
+  private readonly isTouched: Uint8Array;
+
+  constructor(readonly sockets: BidSocket[]) {
+    this.isTouched = new Uint8Array(sockets.length);
+  }
+
+  queueBid(connection: number, auctionId: number, maxBid: number, bidId: number, rid: number): void {
+    this.sockets[connection].queueBid(auctionId, maxBid, bidId, rid);
+    if (this.isTouched[connection]) return;
+    this.isTouched[connection] = 1;
+    this.touched.push(connection);
+  }
+
+  flush(): void {
+    for (const c of this.touched) {
+      this.isTouched[c] = 0;
+      this.sockets[c].flush();
+    }
+    this.touched.length = 0;
+  }
+}
+
 export type Answer = {
   type: string;
   rid: number;

@@ -1,7 +1,7 @@
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import type WebSocket from 'ws';
 import { openSocket as open } from './ws.js';
-import { BidSocket, readAnswer } from './bid-socket.js';
+import { BidSocket, BidSocketGroup, readAnswer } from './bid-socket.js';
 import { Latency } from './latency.js';
 import { OpenLoopSchedule, pace } from './schedule.js';
 import { runFloorReceivers, type FloorJob } from './fanout-floor.js';
@@ -122,17 +122,8 @@ async function runBids(job: BidJob): Promise<BidResult> {
   );
   // Each (connection, auction) raises its own maximum, so most bids move the price and are accepted.
   const maxima = new Map<number, number>();
-  // Bids are queued per connection as they fall due, and each connection that got some writes them
-  // in one go after the group (several due at once: one write, not one per bid).
-  const touched: number[] = [];
-  const isTouched = new Uint8Array(sockets.length);
-  const flushTouched = () => {
-    for (const c of touched) {
-      isTouched[c] = 0;
-      sockets[c].flush();
-    }
-    touched.length = 0;
-  };
+  // Bids are queued per connection as they fall due and written after each group of them.
+  const group = new BidSocketGroup(sockets);
   await pace(
     schedule,
     (i, intendedAt) => {
@@ -142,14 +133,10 @@ async function runBids(job: BidJob): Promise<BidResult> {
       const key = c * 1_000_003 + auctionId;
       const maxBid = (maxima.get(key) ?? job.maxBidBase + c * 7) + 500;
       maxima.set(key, maxBid);
-      sockets[c].queueBid(auctionId, maxBid, job.firstBidId + i, i);
-      if (!isTouched[c]) {
-        isTouched[c] = 1;
-        touched.push(c);
-      }
+      group.queueBid(c, auctionId, maxBid, job.firstBidId + i, i);
       sent = i + 1;
     },
-    { afterBatch: flushTouched },
+    { afterBatch: () => group.flush() },
   );
   await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, job.drainMs))]);
   clearInterval(progress);

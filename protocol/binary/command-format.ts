@@ -70,10 +70,14 @@ function place<T>(into: T[], taken: Uint8Array, index: unknown, value: T, kind: 
 
 export function encodeCommandBatch(commands: readonly unknown[]): Uint8Array {
   const rest: Indexed = [];
+  // Which commands are records, decided once: the writing loop below only reads it.
+  const record = new Uint8Array(commands.length);
   let bids = 0;
   for (let i = 0; i < commands.length; i++) {
-    if (isRecordBid(commands[i])) bids++;
-    else rest.push([i, commands[i]]);
+    if (isRecordBid(commands[i])) {
+      record[i] = 1;
+      bids++;
+    } else rest.push([i, commands[i]]);
   }
   const trailer = trailerPackr.pack(rest);
   const trailerAt = COMMANDS_HEADER_BYTES + bids * COMMAND_BID_RECORD_BYTES;
@@ -82,8 +86,8 @@ export function encodeCommandBatch(commands: readonly unknown[]): Uint8Array {
   writeHeader(view, 'commands', commands.length, bids, trailer.length);
   let at = COMMANDS_HEADER_BYTES;
   for (let i = 0; i < commands.length; i++) {
-    const c = commands[i];
-    if (!isRecordBid(c)) continue;
+    if (record[i] === 0) continue;
+    const c = commands[i] as { auctionId: number; bidderId: number; bidId: number; maxBid: number };
     view.setFloat64(at, c.auctionId, true);
     view.setFloat64(at + 8, c.bidderId, true);
     view.setFloat64(at + 16, c.bidId, true);
@@ -129,10 +133,13 @@ export function encodeResultBatch(reply: Partial<CommandReply> & { error?: Comma
   const results = reply.results ?? [];
   const rest: ResultTrailer = { results: [] };
   if (reply.error) rest.error = reply.error;
+  const record = new Uint8Array(results.length);
   let bids = 0;
   for (let i = 0; i < results.length; i++) {
-    if (isRecordOutcome(results[i])) bids++;
-    else rest.results.push([i, results[i]]);
+    if (isRecordOutcome(results[i])) {
+      record[i] = 1;
+      bids++;
+    } else rest.results.push([i, results[i]]);
   }
   const trailer = trailerPackr.pack(rest);
   const trailerAt = COMMANDS_HEADER_BYTES + bids * RESULT_BID_RECORD_BYTES;
@@ -141,8 +148,8 @@ export function encodeResultBatch(reply: Partial<CommandReply> & { error?: Comma
   writeHeader(view, 'results', results.length, bids, trailer.length);
   let at = COMMANDS_HEADER_BYTES;
   for (let i = 0; i < results.length; i++) {
-    const o = results[i];
-    if (!isRecordOutcome(o)) continue;
+    if (record[i] === 0) continue;
+    const o = results[i] as BidOutcome;
     writeOutcomeRecord(view, at, o, i);
     at += RESULT_BID_RECORD_BYTES;
   }

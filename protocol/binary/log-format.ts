@@ -141,9 +141,6 @@ export class LogBatchView {
   index(r: number): number {
     return this.view.getUint32(this.at(r) + OUTCOME.index, true);
   }
-  seq(r: number): number {
-    return this.view.getFloat64(this.at(r) + OUTCOME.seq, true);
-  }
   auctionId(r: number): number {
     return this.view.getFloat64(this.at(r) + OUTCOME.auctionId, true);
   }

@@ -6,6 +6,7 @@ import {
   acceptFor,
   BidFrames,
   BidSocket,
+  BidSocketGroup,
   FrameError,
   FrameReader,
   PENDING_BYTES_MAX,
@@ -370,4 +371,27 @@ t.test('against a real gateway: three bids flushed at once are answered, and a b
     /refused by 127\.0\.0\.1:\d+\/v1\/ws: HTTP 401/,
     'a bad token: the 401 of the upgrade, named',
   );
+});
+
+t.test('a group writes once per connection that got bids, and only those', (t) => {
+  const calls: string[] = [];
+  const fake = (name: string) =>
+    ({
+      queueBid: (_auctionId: number, _maxBid: number, _bidId: number, rid: number) =>
+        calls.push(`${name} queue ${rid}`),
+      flush: () => calls.push(`${name} flush`),
+    }) as unknown as BidSocket;
+  const group = new BidSocketGroup([fake('a'), fake('b'), fake('c')]);
+  group.queueBid(0, 1, 100, 1, 0);
+  group.queueBid(2, 1, 100, 2, 1);
+  group.queueBid(0, 1, 200, 3, 2);
+  group.flush();
+  t.same(calls, ['a queue 0', 'c queue 1', 'a queue 2', 'a flush', 'c flush']);
+  calls.length = 0;
+  group.flush();
+  t.same(calls, [], 'nothing queued since: no write');
+  group.queueBid(1, 1, 100, 4, 3);
+  group.flush();
+  t.same(calls, ['b queue 3', 'b flush']);
+  t.end();
 });
