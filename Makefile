@@ -54,13 +54,13 @@ nats:
 
 # VERIFY=1: every engine and replica the tests start sweeps all core invariants after each batch.
 test: lint build nats
-	VERIFY=1 NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" npx tap $(TAP_FLAGS) $(TESTS)
+	VERIFY=1 NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" REDIS_SERVER_BIN="$$(scripts/ensure-redis.sh)" npx tap $(TAP_FLAGS) $(TESTS)
 
 up: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/ctl/up.js
 
 bench: build nats
-	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node --max-old-space-size=4096 dist/bench/run.js
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" REDIS_SERVER_BIN="$$(scripts/ensure-redis.sh)" node --max-old-space-size=4096 dist/bench/run.js
 
 bench-core: build
 	node --expose-gc --max-old-space-size=8192 dist/bench/core.js

@@ -16,14 +16,17 @@ import {
   type Progress,
   type WatchResult,
 } from './harness/worker.js';
-import { cpuPerBid, cpuSnapshot, type CpuSnapshot, type MeteredProcesses } from './harness/cpu.js';
-import { ListedRates, PeakSearch } from './harness/peak-search.js';
+import { cpuPerBid, cpuSnapshot, pidsNamed, type CpuSnapshot, type MeteredProcesses } from './harness/cpu.js';
+import { ListedRates, PeakSearch, runPeakSearch } from './harness/peak-search.js';
 import { FLOOR_FRAME_BYTES, measureFanoutFloor, type FloorResult } from './harness/fanout-floor.js';
-import { jetstreamPerBid, postgresRowLock } from './harness/baselines.js';
+import { startPeer, type RunningPeer } from './harness/peers.js';
+import { PEER_DESIGNS, type PeerDesignName } from './peers/design.js';
 import {
   renderHtml,
   renderTable,
   type BenchRun,
+  type PeerRun,
+  type PeerStep,
   type ScenarioResult,
   type SweepStep,
   type Target,
@@ -34,7 +37,9 @@ import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
  * `make bench`: the standard set, end to end through the gateway, in one run
  * on one machine (load generator included): peak uniform throughput, one hot
  * auction, sniping with soft close, fan-out to 10,000 subscribers, a rate
- * sweep for p99 <= 5 ms, p99 at half the peak, and the two baselines. Writes
+ * sweep for p99 <= 5 ms, p99 at half the peak, and the classic designs
+ * (Postgres, Redis twice, JetStream-first) behind the same front door,
+ * driven by the same generator (bench/peers/). Writes
  * bench/results/bench-<time>.json (+ latest.json), bench/results/report.html,
  * the latest section of docs/BENCHMARKS.md, and ends with the JSON line.
  */
@@ -161,7 +166,10 @@ const metered = (): MeteredProcesses => ({
  * first worker to say where its window lies sets it (every worker's starts
  * within a few milliseconds of the others').
  */
-function meterWindow(): { onWindow: (w: MeasuredWindow) => void; done: Promise<[CpuSnapshot, CpuSnapshot]> } {
+function meterWindow(processes: () => MeteredProcesses): {
+  onWindow: (w: MeasuredWindow) => void;
+  done: Promise<[CpuSnapshot, CpuSnapshot]>;
+} {
   let set = false;
   let resolve: (snapshots: [CpuSnapshot, CpuSnapshot]) => void = () => undefined;
   const done = new Promise<[CpuSnapshot, CpuSnapshot]>((r) => (resolve = r));
@@ -172,8 +180,8 @@ function meterWindow(): { onWindow: (w: MeasuredWindow) => void; done: Promise<[
       set = true;
       setTimeout(
         () => {
-          const before = cpuSnapshot(metered());
-          setTimeout(() => resolve([before, cpuSnapshot(metered())]), w.to - wallNow());
+          const before = cpuSnapshot(processes());
+          setTimeout(() => resolve([before, cpuSnapshot(processes())]), w.to - wallNow());
         },
         Math.max(0, w.from - wallNow()),
       );
@@ -186,14 +194,25 @@ let nextBidId = 1;
 let scenarioCount = 0;
 let nextUser = 10_000;
 
+/** What a bid scenario drives: where the generator connects, how to wait for quiet, whose CPU a bid costs. */
+type BidTarget = { wsUrl: string; settle: () => Promise<void>; metered: () => MeteredProcesses };
+const system: BidTarget = {
+  get wsUrl() {
+    return gateway.wsUrl;
+  },
+  settle,
+  metered,
+};
+
 /** One open-loop bid scenario over the worker threads; merged histogram and timeline. */
 async function bids(
   name: string,
   auctions: number[],
   ratePerSec: number,
-  options: { warmupMs?: number; durationMs?: number; description?: string } = {},
+  options: { warmupMs?: number; durationMs?: number; description?: string; target?: BidTarget } = {},
 ): Promise<ScenarioResult> {
-  await settle();
+  const target = options.target ?? system;
+  await target.settle();
   const warmupMs = options.warmupMs ?? WARMUP_MS;
   const durationMs = options.durationMs ?? MEASURE_MS;
   const perWorker = Math.max(1, Math.floor(CONNECTIONS / WORKERS));
@@ -208,7 +227,7 @@ async function bids(
   }, 500);
   const jobs = Array.from({ length: WORKERS }, (_, w): BidJob => ({
     kind: 'bids',
-    url: gateway.wsUrl,
+    url: target.wsUrl,
     auctions,
     ratePerSec: ratePerSec / WORKERS,
     warmupMs,
@@ -219,7 +238,7 @@ async function bids(
     tokens: Array.from({ length: perWorker }, () => tokens.mint(nextUser++).token),
   }));
   nextBidId += WORKERS * 50_000_000;
-  const window = meterWindow();
+  const window = meterWindow(target.metered);
   const results = await Promise.all(
     jobs.map((job, w) => startJob<BidResult>(job, (p) => progress.set(w, p), window.onWindow).result),
   );
@@ -276,6 +295,25 @@ function sustained(step: ScenarioResult): boolean {
   );
 }
 
+/** What an acknowledged bid survives in each peer design (ours: a process crash, as jetstream-first). */
+const PEER_DURABILITY: Record<PeerDesignName, string> = {
+  'postgres-row-lock': 'a power loss (WAL fsync at every commit, group-committed)',
+  'redis-always': 'a power loss (AOF fsync before the reply)',
+  'redis-everysec': 'a process crash (AOF written before the reply, fsync once a second)',
+  'jetstream-first': 'a process crash (the same nats-server as the engine log; no fsync option in 2.9)',
+};
+/** Each peer's search starts near where the classic designs run on this machine, doubling from there. */
+const PEER_FIRST_RATE: Record<PeerDesignName, number> = {
+  'postgres-row-lock': 1_000,
+  'redis-always': 4_000,
+  'redis-everysec': 4_000,
+  'jetstream-first': 4_000,
+};
+const PEER_AUCTIONS = 2_000;
+const PEER_SEARCH_MS = quick ? 15_000 : 40_000;
+const PEER_WARMUP_MS = quick ? 300 : 1_000;
+const PEER_MEASURE_MS = quick ? 1_000 : 3_000;
+
 const scenarios: ScenarioResult[] = [];
 const sweep: SweepStep[] = [];
 try {
@@ -289,29 +327,21 @@ try {
   const search = values['peak-rates']
     ? new ListedRates(values['peak-rates'].split(',').map(Number))
     : new PeakSearch({ firstRate: 6_000, maxRate: 400_000, precision: 1.1 });
-  let peak: ScenarioResult | null = null;
-  let first: ScenarioResult | null = null;
-  // The budget is checked before every step, retries included: a step takes warm-up + measure + settling.
-  const outOfTime = (before: string) => {
-    if (Date.now() - runStarted <= PEAK_SEARCH_MS) return false;
-    say(`  peak search stopped at its time budget (${PEAK_SEARCH_MS / 1_000} s) before ${before}`);
-    search.outOfTime();
-    return true;
-  };
-  for (let rate = search.next(); rate !== null && !stopping; rate = search.next()) {
-    if (outOfTime(`${rate}/s`)) break;
-    let step = await bids(`uniform@${rate}`, auctions, rate, { description: 'bids spread over every auction' });
-    first ??= step;
-    // One more try before the step counts as failed: a hiccup of the shared VM should not decide the peak. Out of
-    // time before it, the step decides nothing: the search ended by its budget.
-    if (!sustained(step) && !stopping) {
-      if (outOfTime(`retrying ${rate}/s`)) break;
-      step = await bids(`uniform@${rate} (again)`, auctions, rate, { description: 'bids spread over every auction' });
-    }
-    search.record(rate, sustained(step));
-    if (sustained(step) && (!peak || step.answeredPerSec > peak.answeredPerSec)) peak = step;
-  }
-  const peakSearch = { ...search.outcome, budgetMs: PEAK_SEARCH_MS, elapsedMs: Date.now() - runStarted };
+  const found = await runPeakSearch(search, {
+    step: (rate, again) =>
+      bids(`uniform@${rate}${again ? ' (again)' : ''}`, auctions, rate, {
+        description: 'bids spread over every auction',
+      }),
+    sustained,
+    answeredPerSec: (step) => step.answeredPerSec,
+    startedAt: runStarted,
+    budgetMs: PEAK_SEARCH_MS,
+    stopping: () => stopping,
+    say,
+  });
+  let peak = found.peak;
+  const first = found.first;
+  const peakSearch = { ...found.outcome, budgetMs: PEAK_SEARCH_MS, elapsedMs: Date.now() - runStarted };
   say(
     `  peak search: ${peakSearch.end === 'saturated' ? `saturated (sustained ${peakSearch.sustainedRate}/s, not ${peakSearch.failedRate}/s)` : peakSearch.end === 'budget' ? 'ran out of time before it saturated' : 'reached the highest rate it offers'} in ${Math.round(peakSearch.elapsedMs / 1_000)} s`,
   );
@@ -451,28 +481,26 @@ try {
     notes: ['latency from the write loop start to each frame arriving: what no fan-out on this machine can beat'],
   });
 
-  // 7. Baselines, with the system idle.
-  const seconds = quick ? 2 : 5;
-  const baselines = [
-    await jetstreamPerBid(nats.url, { user: 'admin', pass: nats.passwords!.admin }, seconds),
-    await postgresRowLock(process.env.DATABASE_URL, seconds),
-  ];
-  for (const b of baselines)
-    say(
-      `  baseline ${b.name}: ${'skipped' in b ? `skipped (${b.skipped})` : `${b.bidsPerSec} bids/s, p99 ${b.p99Ms} ms`}`,
-    );
+  // 7. Peers: the classic designs behind the same front door, same generator, same frames, the system idle.
+  const peers: PeerRun[] = [];
+  for (const name of PEER_DESIGNS) if (!stopping) peers.push(await measurePeer(name, peakRate, half.offeredPerSec!));
 
   const p99 = (s: ScenarioResult) => s.percentiles.find((p) => p.percentile === 99)!.ms;
-  const ratio = (b: (typeof baselines)[number]) =>
-    'skipped' in b || b.bidsPerSec === 0 ? null : Math.round((peakRate / b.bidsPerSec) * 100) / 100;
+  const ours = (name: PeerDesignName) => {
+    const p = peers.find((x) => x.name === name);
+    return !p || 'skipped' in p ? null : p.ours;
+  };
   const line = {
     bidsPerSec: peakRate,
     p99Ms: p99(half),
     hotBidsPerSec: hot.answeredPerSec,
     fanoutP99Ms: fanLatency.ms(99),
     fanoutFloorP99Ms: floor.latency.ms(99),
-    vsJetstreamPerBid: ratio(baselines[0]),
-    vsPostgres: ratio(baselines[1]),
+    // Our peak over each peer's, all behind the same front door (bench/peers/).
+    vsJetstreamPerBid: ours('jetstream-first'),
+    vsPostgres: ours('postgres-row-lock'),
+    vsRedisAlways: ours('redis-always'),
+    vsRedisEverysec: ours('redis-everysec'),
     peakSearch: peakSearch.end,
     cpuUsPerBid: peak.cpuUsPerBid?.system ?? null,
     generatorCpuUsPerBid: peak.cpuUsPerBid?.[GENERATOR] ?? null,
@@ -513,24 +541,10 @@ try {
       got: `${fanLatency.ms(99)} ms (floor ${floor.latency.ms(99)} ms)`,
       met: fanLatency.ms(99) <= Math.max(50, floor.latency.ms(99)) && missing === 0,
     },
-    {
-      name: 'vs JetStream-per-bid baseline',
-      want: '>= 3x',
-      got: line.vsJetstreamPerBid === null ? 'skipped' : `${line.vsJetstreamPerBid}x`,
-      met: line.vsJetstreamPerBid === null ? null : line.vsJetstreamPerBid >= 3,
-    },
-    {
-      name: 'vs Postgres row-lock baseline',
-      want: '>= 20x',
-      got: line.vsPostgres === null ? 'skipped' : `${line.vsPostgres}x`,
-      met: line.vsPostgres === null ? null : line.vsPostgres >= 20,
-    },
-    {
-      name: 'vs Redis (appendfsync always), same front door',
-      want: '>= 1.5x',
-      got: 'not measured: no Redis peer yet (issue 16, item 9)',
-      met: null,
-    },
+    ratioTarget('vs JetStream publish per bid (jetstream-first peer)', line.vsJetstreamPerBid, 3),
+    ratioTarget('vs Postgres row lock per bid (postgres-row-lock peer)', line.vsPostgres, 20),
+    ratioTarget('vs Redis Lua, appendfsync always (redis-always peer)', line.vsRedisAlways, 1.5),
+    ratioTarget('vs Redis Lua, appendfsync everysec (equal durability; no target)', line.vsRedisEverysec, null),
   ];
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const setup = {
@@ -557,7 +571,7 @@ try {
     scenarios,
     sweep,
     peakSearch,
-    baselines: baselines.map((b) => ('latency' in b ? { ...b, latency: undefined } : b)),
+    peers,
     targets,
     line,
   });
@@ -571,6 +585,115 @@ try {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 } finally {
   await shutdown();
+}
+
+/** A target on our peak over a peer's, all behind the same front door; `want` null: shown, no target. */
+function ratioTarget(name: string, got: number | null, want: number | null): Target {
+  return {
+    name,
+    want: want === null ? 'shown' : `>= ${want}x`,
+    got: got === null ? 'not measured' : `${got}x`,
+    met: got === null || want === null ? null : got >= want,
+  };
+}
+
+/** A peer step's figures for the report. */
+function peerStep(step: ScenarioResult): PeerStep {
+  const at = (percentile: number) => step.percentiles.find((p) => p.percentile === percentile)!.ms;
+  return {
+    offeredPerSec: step.offeredPerSec ?? 0,
+    answeredPerSec: step.answeredPerSec,
+    p50Ms: at(50),
+    p99Ms: at(99),
+    errors: step.errors,
+    cpuUsPerBid: step.cpuUsPerBid ?? null,
+  };
+}
+
+/**
+ * One peer design: its processes started, its peak searched as ours was
+ * (same sustained rule, shorter steps: it holds no backlog worth settling),
+ * then one step at the rate of our half-peak step, then stopped. The CPU a
+ * bid costs counts the peer's own processes and the servers it uses.
+ */
+async function measurePeer(name: PeerDesignName, ourPeak: number, ourHalf: number): Promise<PeerRun> {
+  const databaseUrl = process.env.DATABASE_URL;
+  if (name === 'postgres-row-lock' && !databaseUrl)
+    return { name, skipped: 'DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)' };
+  let peer: RunningPeer;
+  try {
+    peer = await startPeer(name, {
+      secret,
+      auctions: PEER_AUCTIONS,
+      databaseUrl,
+      nats: { url: nats.url, user: 'admin', pass: nats.passwords!.admin },
+    });
+  } catch (error) {
+    say(`  peer ${name}: could not start: ${(error as Error).message.split('\n')[0]}`);
+    return { name, skipped: `could not start: ${(error as Error).message.split('\n')[0]}` };
+  }
+  try {
+    say(`  peer ${name}: ${peer.description}`);
+    const ids = Array.from({ length: PEER_AUCTIONS }, (_, i) => i + 1);
+    const target: BidTarget = {
+      wsUrl: peer.wsUrl,
+      settle: () => settlePeer(peer),
+      metered: () => ({
+        ...peer.pids,
+        ...(name === 'jetstream-first' ? { 'nats-server': nats.pid } : {}),
+        ...(name === 'postgres-row-lock' ? { postgres: pidsNamed('postgres') } : {}),
+        [GENERATOR]: process.pid,
+      }),
+    };
+    const startedAt = Date.now();
+    const found = await runPeakSearch(
+      new PeakSearch({ firstRate: PEER_FIRST_RATE[name], maxRate: 400_000, precision: 1.2 }),
+      {
+        step: (rate, again) =>
+          bids(`${name}@${rate}${again ? ' (again)' : ''}`, ids, rate, {
+            warmupMs: PEER_WARMUP_MS,
+            durationMs: PEER_MEASURE_MS,
+            target,
+          }),
+        sustained,
+        answeredPerSec: (step) => step.answeredPerSec,
+        startedAt,
+        budgetMs: PEER_SEARCH_MS,
+        stopping: () => stopping,
+        say,
+      },
+    );
+    const elapsedMs = Date.now() - startedAt;
+    const same = await bids(`${name}@our-half-peak`, ids, ourHalf, {
+      warmupMs: PEER_WARMUP_MS,
+      durationMs: PEER_MEASURE_MS,
+      target,
+    });
+    const peak = found.peak ? peerStep(found.peak) : null;
+    say(
+      `  peer ${name}: peak ${peak ? `${peak.answeredPerSec}/s (p99 ${peak.p99Ms} ms)` : 'none sustained'}, search ${found.outcome.end} in ${Math.round(elapsedMs / 1_000)} s; at ${ourHalf}/s p99 ${peerStep(same).p99Ms} ms`,
+    );
+    return {
+      name,
+      description: peer.description,
+      durability: PEER_DURABILITY[name],
+      peak,
+      search: { ...found.outcome, elapsedMs },
+      atOurHalfPeak: peerStep(same),
+      ours: peak && peak.answeredPerSec > 0 ? Math.round((ourPeak / peak.answeredPerSec) * 100) / 100 : null,
+    };
+  } finally {
+    await peer.close();
+  }
+}
+
+/** Between a peer's steps: nothing waiting for its design (up to 30 s). */
+async function settlePeer(peer: RunningPeer): Promise<void> {
+  for (let i = 0; i < 300 && !stopping; i++) {
+    if ((await peer.door.status()).pending === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  say(`  peer ${peer.name}: still busy after 30 s`);
 }
 
 /** Replaces the "latest make bench" section of docs/BENCHMARKS.md with this run. */

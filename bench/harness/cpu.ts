@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * The CPU a bid costs each process: user + system time from
@@ -24,8 +24,27 @@ export function processCpuUs(pid: number): number | null {
   return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
 }
 
-/** The processes whose CPU is counted, by the name the report gives them. */
-export type MeteredProcesses = Record<string, number | undefined>;
+/**
+ * The processes whose CPU is counted, by the name the report gives them: a
+ * pid, or the pids of a server made of many processes (Postgres), summed.
+ * A group is read afresh at every snapshot, so a process of it that exits
+ * inside a window takes its CPU with it (Postgres's pooled backends stay).
+ */
+export type MeteredProcesses = Record<string, number | number[] | undefined>;
+
+/** The pids of every process whose command name (/proc/<pid>/comm) is `name`. */
+export function pidsNamed(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
 
 /** CPU microseconds per decided bid, by process; `system` is every process but the load generator's. */
 export type CpuPerBid = Record<string, number | null> & { system: number | null };
@@ -33,9 +52,18 @@ export type CpuPerBid = Record<string, number | null> & { system: number | null 
 /** Where a window starts: each process's CPU time then. */
 export type CpuSnapshot = Record<string, number | null>;
 
+/** The CPU time of a group's processes alive now, summed; null when none is. */
+function groupCpuUs(pids: number[]): number | null {
+  const times = pids.map(processCpuUs).filter((us): us is number => us !== null);
+  return times.length ? times.reduce((a, b) => a + b, 0) : null;
+}
+
 export function cpuSnapshot(processes: MeteredProcesses): CpuSnapshot {
   return Object.fromEntries(
-    Object.entries(processes).map(([name, pid]) => [name, pid === undefined ? null : processCpuUs(pid)]),
+    Object.entries(processes).map(([name, pid]) => [
+      name,
+      pid === undefined ? null : Array.isArray(pid) ? groupCpuUs(pid) : processCpuUs(pid),
+    ]),
   );
 }
 

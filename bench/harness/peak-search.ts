@@ -106,3 +106,55 @@ export class ListedRates {
     return { end: this.ended, sustainedRate: this.sustainedRate, failedRate: this.failedRate };
   }
 }
+
+/** A search over offered rates: the doubling-and-bisecting PeakSearch, or the listed rates in order. */
+export type RateSearch = PeakSearch | ListedRates;
+
+export type PeakSearchRun<S> = {
+  /** The best sustained step (null: not even the first rate was), and the first step offered. */
+  peak: S | null;
+  first: S | null;
+  outcome: { end: PeakSearchEnd | null; sustainedRate: number | null; failedRate: number | null };
+};
+
+/**
+ * Runs a search: offers each rate it asks for with `step`, once more when a
+ * step is not sustained (a hiccup of the shared VM should not decide the
+ * peak), and stops when the search ends or `budgetMs` since `startedAt`
+ * has passed (checked before every step, retries included: out of time
+ * before a retry, the step decides nothing and the search ended by its
+ * budget).
+ */
+export async function runPeakSearch<S>(
+  search: RateSearch,
+  o: {
+    step: (rate: number, again: boolean) => Promise<S>;
+    sustained: (step: S) => boolean;
+    answeredPerSec: (step: S) => number;
+    startedAt: number;
+    budgetMs: number;
+    stopping: () => boolean;
+    say: (line: string) => void;
+  },
+): Promise<PeakSearchRun<S>> {
+  let peak: S | null = null;
+  let first: S | null = null;
+  const outOfTime = (before: string) => {
+    if (Date.now() - o.startedAt <= o.budgetMs) return false;
+    o.say(`  peak search stopped at its time budget (${o.budgetMs / 1_000} s) before ${before}`);
+    search.outOfTime();
+    return true;
+  };
+  for (let rate = search.next(); rate !== null && !o.stopping(); rate = search.next()) {
+    if (outOfTime(`${rate}/s`)) break;
+    let step = await o.step(rate, false);
+    first ??= step;
+    if (!o.sustained(step) && !o.stopping()) {
+      if (outOfTime(`retrying ${rate}/s`)) break;
+      step = await o.step(rate, true);
+    }
+    search.record(rate, o.sustained(step));
+    if (o.sustained(step) && (!peak || o.answeredPerSec(step) > o.answeredPerSec(peak))) peak = step;
+  }
+  return { peak, first, outcome: search.outcome };
+}

@@ -43,9 +43,8 @@ export type BenchRun = {
     budgetMs: number;
     elapsedMs: number;
   };
-  baselines: (
-    { name: string; bidsPerSec: number; p50Ms: number; p99Ms: number; note: string } | { name: string; skipped: string }
-  )[];
+  /** The classic designs behind the same front door (bench/peers/), same generator, same run. */
+  peers: PeerRun[];
   targets: Target[];
   line: {
     bidsPerSec: number;
@@ -54,6 +53,9 @@ export type BenchRun = {
     fanoutP99Ms: number;
     vsJetstreamPerBid: number | null;
     vsPostgres: number | null;
+    /** Our peak over each Redis peer's (older runs lack them). */
+    vsRedisAlways?: number | null;
+    vsRedisEverysec?: number | null;
     /** How the peak search ended (older runs lack it). */
     peakSearch?: PeakSearchEnd | null;
     /** CPU microseconds per decided bid at the peak: the system's (no generator), and the generator's. */
@@ -66,6 +68,33 @@ export type BenchRun = {
     sweepP99Under5msRate?: number;
   };
 };
+
+/** A peer's figures at one step: the offered rate, what it decided, latency and the CPU a bid cost. */
+export type PeerStep = {
+  offeredPerSec: number;
+  answeredPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: Record<string, number>;
+  /** CPU us per decided bid by process; `system` is every process but the generator. */
+  cpuUsPerBid: Record<string, number | null> | null;
+};
+
+export type PeerRun =
+  | {
+      name: string;
+      description: string;
+      /** What an acknowledged bid survives in this design (a process crash, a power loss). */
+      durability: string;
+      /** The best sustained step of its peak search (null: not even the first rate was sustained). */
+      peak: PeerStep | null;
+      search: { end: PeakSearchEnd | null; sustainedRate: number | null; failedRate: number | null; elapsedMs: number };
+      /** The same offered rate as our half-peak step. */
+      atOurHalfPeak: PeerStep | null;
+      /** Our peak over this peer's (null: no sustained peak). */
+      ours: number | null;
+    }
+  | { name: string; skipped: string };
 
 const fmt = (n: number, digits = 2) => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(digits));
 const ms = (n: number) => `${fmt(n, n < 10 ? 2 : 1)} ms`;
@@ -100,7 +129,38 @@ export function peakSearchSentence(run: BenchRun): string | null {
   return `peak search reached the highest rate it offers (${took}): the peak may be higher`;
 }
 
-/** The terminal summary: scenarios, CPU per bid, the peak search, sweep, baselines, targets. */
+const PEER_HEADERS = [
+  'peer',
+  'peak/s',
+  'p50',
+  'p99',
+  'CPU us/bid',
+  'at our half peak',
+  'ours / peer',
+  'search',
+  'durability',
+];
+
+/** Rows of the peers' table, for the terminal and the HTML report alike. */
+function peerRows(run: BenchRun): string[][] {
+  return run.peers.map((p) => {
+    if ('skipped' in p) return [p.name, '-', '-', '-', '-', '-', '-', '-', `skipped: ${p.skipped}`];
+    const at = p.atOurHalfPeak;
+    return [
+      p.name,
+      p.peak ? fmt(p.peak.answeredPerSec) : 'none',
+      p.peak ? ms(p.peak.p50Ms) : '-',
+      p.peak ? ms(p.peak.p99Ms) : '-',
+      us(p.peak?.cpuUsPerBid?.system),
+      at ? `${fmt(at.answeredPerSec)} of ${fmt(at.offeredPerSec)}/s, p99 ${ms(at.p99Ms)}` : '-',
+      p.ours === null ? '-' : `${p.ours}x`,
+      p.search.end === 'saturated' ? 'saturated' : p.search.end === 'budget' ? 'out of time' : String(p.search.end),
+      p.durability,
+    ];
+  });
+}
+
+/** The terminal summary: scenarios, CPU per bid, the peak search, sweep, peers, targets. */
 export function renderTable(run: BenchRun): string {
   const out: string[] = [];
   out.push(
@@ -135,17 +195,10 @@ export function renderTable(run: BenchRun): string {
       ),
     );
   }
-  out.push('', 'baselines (same machine, same run):');
-  out.push(
-    textTable(
-      ['baseline', 'bids/s', 'p50', 'p99', 'note'],
-      run.baselines.map((b) =>
-        'skipped' in b
-          ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`]
-          : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note],
-      ),
-    ),
-  );
+  if (run.peers.length) {
+    out.push('', 'peers behind the same front door (bench/peers/: same frames, tokens, generator; same run):');
+    out.push(textTable(PEER_HEADERS, peerRows(run)));
+  }
   out.push('', 'targets:');
   out.push(
     textTable(
@@ -317,15 +370,14 @@ ${
       )}${sweepChart}`
     : ''
 }
-<h2>Baselines</h2>
-${table(
-  ['baseline', 'bids/s', 'p50', 'p99', 'note'],
-  run.baselines.map((b) =>
-    'skipped' in b
-      ? [b.name, '-', '-', '-', `skipped: ${b.skipped}`]
-      : [b.name, fmt(b.bidsPerSec), ms(b.p50Ms), ms(b.p99Ms), b.note],
-  ),
-)}
+${
+  run.peers.length
+    ? `<h2>Peers behind the same front door</h2><p>The classic designs of bench/peers/, each behind a small uWebSockets.js server speaking the same bid frames and tokens, driven by the same generator in the same run.</p>${table(PEER_HEADERS, peerRows(run))}${table(
+        ['peer', 'design'],
+        run.peers.map((p) => [p.name, 'skipped' in p ? '' : p.description]),
+      )}`
+    : ''
+}
 <h2>Set-up</h2>
 <pre>${escape(JSON.stringify(run.setup, null, 2))}</pre>
 </body></html>

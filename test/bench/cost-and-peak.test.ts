@@ -123,7 +123,7 @@ t.test('the table, the report and the JSON line show the cost of a bid and how t
     scenarios: [scenario, { ...scenario, name: 'fan-out x10', cpuUsPerBid: undefined }],
     sweep: [],
     peakSearch: { end: 'saturated', sustainedRate: 19_500, failedRate: 20_250, budgetMs: 240_000, elapsedMs: 151_000 },
-    baselines: [],
+    peers: [],
     targets: [],
     line: {
       bidsPerSec: 19_800,

@@ -161,8 +161,30 @@ const run: BenchRun = {
     { offeredPerSec: 1_000, answeredPerSec: 1_000, p99Ms: 4, ok: true },
     { offeredPerSec: 2_000, answeredPerSec: 2_000, p99Ms: 9, ok: false },
   ],
-  baselines: [
-    { name: 'jetstream-per-bid', bidsPerSec: 15_000, p50Ms: 10, p99Ms: 40, note: 'naive' },
+  peers: [
+    {
+      name: 'redis-always',
+      description: 'Redis Lua <CAS>',
+      durability: 'a power loss (fsync before the reply)',
+      peak: {
+        offeredPerSec: 16_000,
+        answeredPerSec: 15_900,
+        p50Ms: 1.5,
+        p99Ms: 30,
+        errors: {},
+        cpuUsPerBid: { 'front door': 20, 'redis-server': 10, generator: 9, system: 30 },
+      },
+      search: { end: 'saturated', sustainedRate: 16_000, failedRate: 17_500, elapsedMs: 40_000 },
+      atOurHalfPeak: {
+        offeredPerSec: 19_000,
+        answeredPerSec: 12_000,
+        p50Ms: 300,
+        p99Ms: 900,
+        errors: {},
+        cpuUsPerBid: null,
+      },
+      ours: 2.39,
+    },
     { name: 'postgres-row-lock', skipped: 'DATABASE_URL is not set' },
   ],
   targets: [
@@ -179,10 +201,15 @@ const run: BenchRun = {
   },
 };
 
-t.test('the terminal table and the HTML report show every scenario, baseline and target', (t) => {
+t.test('the terminal table and the HTML report show every scenario, peer and target', (t) => {
   const table = renderTable(run);
   t.match(table, /uniform \(peak\)\s+40,000\s+38,000\s+37,000\s+3 ms\s+40 ms/, 'a scenario row with its figures');
-  t.match(table, /postgres-row-lock .*skipped: DATABASE_URL is not set/, 'a skipped baseline says why');
+  t.match(table, /postgres-row-lock .*skipped: DATABASE_URL is not set/, 'a skipped peer says why');
+  t.match(
+    table,
+    /redis-always\s+15,900\s+1\.50 ms\s+30 ms\s+30\.0\s+12,000 of 19,000\/s, p99 900 ms\s+2\.39x\s+saturated\s+a power loss/,
+    'a peer: its peak, latency, CPU, the figures at our half peak, the ratio, how its search ended, its durability',
+  );
   t.match(table, /acknowledged bids\/s end to end\s+>= 100,000\s+38000\s+NO/, 'a missed target is marked');
   t.match(table, /2,000\s+2,000\s+9 ms\s+no/, 'the sweep');
 
@@ -198,6 +225,8 @@ t.test('the terminal table and the HTML report show every scenario, baseline and
   t.match(html, /Answered bids per second over time/);
   t.match(html, /hot &#60;one auction&#62;/, 'names are escaped');
   t.notMatch(html, /hot <one auction>/);
+  t.match(html, /<h2>Peers behind the same front door<\/h2>/);
+  t.match(html, /Redis Lua &#60;CAS&#62;/, "each peer's design, escaped");
   t.match(html, /vsJetstreamPerBid&#34;:2\.53/, 'the JSON line is in it');
   t.notMatch(html, /uncommitted/, 'a run of a clean tree is not flagged');
   t.match(
