@@ -39,6 +39,9 @@ import {
 } from '../protocol/operations.js';
 import { privateDir } from '../service/private-files.js';
 
+/** Log batches delivered ahead of the audit at most (nats.js tops the pull up once a quarter of it has arrived). */
+const PULL_MESSAGES_MAX = 32;
+
 export type ShardAuditOptions = {
   shard: number;
   nc: NatsConnection;
@@ -141,8 +144,12 @@ export class ShardAudit {
       this.projection.flush();
     });
     const chunkBytesMax = this.o.chunkBytesMax ?? 1 << 20;
-    // A bounded pull window: queries share the connection and must not queue behind megabytes of backlog.
-    const messages = await consumer.consume({ max_bytes: 4 * chunkBytesMax });
+    // A bounded pull window, counted in messages: queries share the connection and must not queue behind a
+    // backlog of megabytes (a log batch is at most batch-events-max records, ~330 KB at 4,096). Not max_bytes:
+    // nats.js ends a byte-limited pull with a 409 when the next message does not fit what is left of it, and
+    // when that arrives with nothing buffered it waits for two missed idle heartbeats (30 s) before pulling
+    // again; make bench saw the audit stand still through whole steps (test/audit/pull-window.test.ts).
+    const messages = await consumer.consume({ max_messages: PULL_MESSAGES_MAX });
     this.messages = messages;
     // Whatever has arrived within commitIntervalMs (at most fetchMax messages or
     // chunkBytesMax bytes) is written in one transaction, then acknowledged;

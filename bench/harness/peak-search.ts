@@ -119,8 +119,9 @@ export type PeakSearchRun<S> = {
 
 /**
  * Runs a search: offers each rate it asks for with `step`, once more when a
- * step is not sustained (a hiccup of the shared VM should not decide the
- * peak), and stops when the search ends or `budgetMs` since `startedAt`
+ * step is not sustained but `worthRetrying` (a near miss: a hiccup of the
+ * shared VM should not decide the peak; a step far over capacity is not
+ * retried, it would only fail again at the cost of its time), and stops when the search ends or `budgetMs` since `startedAt`
  * has passed (checked before every step, retries included: out of time
  * before a retry, the step decides nothing and the search ended by its
  * budget).
@@ -130,6 +131,7 @@ export async function runPeakSearch<S>(
   o: {
     step: (rate: number, again: boolean) => Promise<S>;
     sustained: (step: S) => boolean;
+    worthRetrying: (step: S) => boolean;
     answeredPerSec: (step: S) => number;
     startedAt: number;
     budgetMs: number;
@@ -149,7 +151,7 @@ export async function runPeakSearch<S>(
     if (outOfTime(`${rate}/s`)) break;
     let step = await o.step(rate, false);
     first ??= step;
-    if (!o.sustained(step) && !o.stopping()) {
+    if (!o.sustained(step) && o.worthRetrying(step) && !o.stopping()) {
       if (outOfTime(`retrying ${rate}/s`)) break;
       step = await o.step(rate, true);
     }

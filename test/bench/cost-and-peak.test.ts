@@ -1,6 +1,6 @@
 import t from 'tap';
 import { cpuPerBid, cpuSnapshot, processCpuUs } from '../../bench/harness/cpu.js';
-import { ListedRates, PeakSearch } from '../../bench/harness/peak-search.js';
+import { ListedRates, PeakSearch, runPeakSearch } from '../../bench/harness/peak-search.js';
 import { renderHtml, renderTable, type BenchRun } from '../../bench/harness/report.js';
 
 /** Runs a search against a system that sustains every rate up to `capacity`; the rates it offered, in order. */
@@ -33,6 +33,53 @@ t.test('the peak search doubles, then bisects until it brackets the peak within 
   t.ok(high.outcome.sustainedRate! >= 250_000 / 1.1, 'a fast system is found as quickly (doubling)');
   t.end();
 });
+
+t.test(
+  'runPeakSearch offers a near miss again, not a step far over capacity, and keeps the best sustained step',
+  async (t) => {
+    // A system that decides up to 10,000/s; the first step at 10,000 has a hiccup (decides 9,000) and comes good again.
+    const offered: string[] = [];
+    let hiccup = true;
+    const step = (rate: number, again: boolean) => {
+      offered.push(`${rate}${again ? ' again' : ''}`);
+      const answered = rate === 10_000 && hiccup ? ((hiccup = false), 9_000) : Math.min(rate, 10_000);
+      return Promise.resolve({ rate, answered });
+    };
+    const run = await runPeakSearch(new PeakSearch({ firstRate: 2_500, maxRate: 400_000, precision: 1.25 }), {
+      step,
+      sustained: (s) => s.answered >= 0.95 * s.rate,
+      worthRetrying: (s) => s.answered >= 0.8 * s.rate,
+      answeredPerSec: (s) => s.answered,
+      startedAt: Date.now(),
+      budgetMs: 60_000,
+      stopping: () => false,
+      say: () => undefined,
+    });
+    t.same(
+      offered,
+      ['2500', '5000', '10000', '10000 again', '20000', '15000', '12500', '12500 again'],
+      '20,000 (half decided) and 15,000 (2/3) are not retried; 10,000 (90%) and 12,500 (80%) are',
+    );
+    t.same(run.peak, { rate: 10_000, answered: 10_000 });
+    t.same(run.first, { rate: 2_500, answered: 2_500 });
+    t.equal(run.outcome.end, 'saturated');
+
+    const lines: string[] = [];
+    const late = await runPeakSearch(new PeakSearch({ firstRate: 2_500, maxRate: 400_000, precision: 1.25 }), {
+      step,
+      sustained: () => true,
+      worthRetrying: () => true,
+      answeredPerSec: (s) => s.answered,
+      startedAt: Date.now() - 120_000,
+      budgetMs: 60_000,
+      stopping: () => false,
+      say: (line) => lines.push(line),
+    });
+    t.equal(late.peak, null, 'out of its budget before the first step: nothing offered');
+    t.equal(late.outcome.end, 'budget');
+    t.match(lines[0], 'stopped at its time budget (60 s) before 2500/s');
+  },
+);
 
 t.test('the peak search says when it ran out of time, out of rates, or found nothing sustained', (t) => {
   const budget = new PeakSearch({ firstRate: 6_000, maxRate: 400_000, precision: 1.1 });
