@@ -719,6 +719,6 @@ function updateDocs(run: BenchRun, file: string): void {
   const next =
     at >= 0
       ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length)
-      : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres baseline).\n\n${section}\n`;
+      : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres peer).\n\n${section}\n`;
   writeFileSync(doc, next);
 }
