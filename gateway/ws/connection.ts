@@ -46,6 +46,8 @@ export type WsDeps = {
 /** How the message handlers answer on a connection (WsSessions). */
 export interface FrameSender {
   sendTo(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void;
+  /** The same, written with the socket's other answers of this turn in one corked write. */
+  sendSoon(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void;
   sendError(
     ws: WebSocket<Connection>,
     format: Format,

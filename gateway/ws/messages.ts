@@ -70,7 +70,7 @@ export class WsMessages {
       case 'bid': {
         if (!c.userId) throw new ApiError('unauthenticated', 'send {type:"auth", token} first');
         const result = await this.d.commands.bid(c.userId, m);
-        this.out.sendTo(ws, format, bidResultFrame(rid, result));
+        this.out.sendSoon(ws, format, bidResultFrame(rid, result));
         return;
       }
       case 'notifications.ack': {

@@ -18,6 +18,12 @@ import type { Connection, FrameSender, WsDeps } from './connection.js';
 export class WsSessions implements FrameSender {
   private readonly sockets = new Set<WebSocket<Connection>>();
   private readonly messages: WsMessages;
+  /** Answers waiting for the end of this turn (`sendSoon`), by socket; bounded by the commands in flight. */
+  private readonly answersDue = new Map<
+    WebSocket<Connection>,
+    { format: Format; message: Record<string, unknown> }[]
+  >();
+  private answersScheduled = false;
 
   constructor(private readonly d: WsDeps) {
     this.messages = new WsMessages(d, this);
@@ -57,15 +63,47 @@ export class WsSessions implements FrameSender {
    */
   sendTo(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void {
     if (!this.sockets.has(ws)) return;
-    const c = ws.getUserData();
     let status = 0;
     ws.cork(() => {
-      status = format === 'b' ? ws.send(clientPackr.pack(message), true) : ws.send(JSON.stringify(message), false);
+      status = write(ws, format, message);
     });
-    if (status === 2) {
-      c.behind = true;
-      this.d.metrics.backpressureDrops.inc();
+    if (status === 2) this.markBehind(ws);
+  }
+
+  /**
+   * For answers that become ready together (the bid results of one engine
+   * reply, of every reply read in one turn): each socket's leave in one
+   * corked write once the turn's I/O is done, instead of a write (a syscall,
+   * and on loopback the receiver's TCP work too) per answer. In order per
+   * socket; nothing waits for a timer.
+   */
+  sendSoon(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void {
+    if (!this.sockets.has(ws)) return;
+    const due = this.answersDue.get(ws);
+    if (due) due.push({ format, message });
+    else this.answersDue.set(ws, [{ format, message }]);
+    if (!this.answersScheduled) {
+      this.answersScheduled = true;
+      setImmediate(() => this.flushAnswers());
     }
+  }
+
+  private flushAnswers(): void {
+    this.answersScheduled = false;
+    for (const [ws, due] of this.answersDue) {
+      if (!this.sockets.has(ws)) continue;
+      let refused = false;
+      ws.cork(() => {
+        for (const { format, message } of due) if (write(ws, format, message) === 2) refused = true;
+      });
+      if (refused) this.markBehind(ws);
+    }
+    this.answersDue.clear();
+  }
+
+  private markBehind(ws: WebSocket<Connection>): void {
+    ws.getUserData().behind = true;
+    this.d.metrics.backpressureDrops.inc();
   }
 
   sendError(
@@ -140,6 +178,7 @@ export class WsSessions implements FrameSender {
     this.d.guards.connections.closeWebSocket(c.address);
     if (c.userId) this.d.guards.connections.signOut(c.userId);
     this.sockets.delete(ws);
+    this.answersDue.delete(ws);
     this.d.metrics.connections.dec();
     for (const auctionId of c.subs.keys()) this.d.live.unwatch(auctionId);
     this.d.subscriptions.removed(c.subs.size);
@@ -223,4 +262,9 @@ export class WsSessions implements FrameSender {
       });
     });
   }
+}
+
+/** One frame in the format the connection speaks; uWS's send status (2: dropped by backpressure). */
+function write(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): number {
+  return format === 'b' ? ws.send(clientPackr.pack(message), true) : ws.send(JSON.stringify(message), false);
 }

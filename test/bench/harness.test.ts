@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Latency } from '../../bench/harness/latency.js';
 import { OpenLoopSchedule, pace } from '../../bench/harness/schedule.js';
-import { stateVersion } from '../../bench/harness/worker.js';
+import { BIDS_PER_CONNECTION_RUN, bidSlot, stateVersion } from '../../bench/harness/worker.js';
 import { renderHtml, renderTable, svgChart, type BenchRun } from '../../bench/harness/report.js';
 
 t.test('latency is measured from the intended send time: a stall shows in every request it delayed', (t) => {
@@ -280,3 +280,26 @@ t.test(
     t.end();
   },
 );
+
+t.test('the generator sends runs of bids per connection, each connection on the auctions it had before', (t) => {
+  const connections = 200;
+  const auctions = 2_000;
+  const before = new Map<number, number[]>();
+  const now = new Map<number, number[]>();
+  for (let i = 0; i < connections * BIDS_PER_CONNECTION_RUN * 20; i++) {
+    const old = i % connections;
+    if (!before.has(old)) before.set(old, []);
+    before.get(old)!.push((i * 7919) % auctions);
+    const slot = bidSlot(i, connections, auctions);
+    if (!now.has(slot.connection)) now.set(slot.connection, []);
+    now.get(slot.connection)!.push(slot.auctionIndex);
+  }
+  t.same(now, before, 'every connection bids on the same auctions in the same order as one bid per connection did');
+  for (let j = 1; j < BIDS_PER_CONNECTION_RUN; j++) t.equal(bidSlot(j, connections, auctions).connection, 0);
+  t.equal(
+    bidSlot(BIDS_PER_CONNECTION_RUN, connections, auctions).connection,
+    1,
+    'the next run goes to the next connection',
+  );
+  t.end();
+});
