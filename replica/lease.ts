@@ -21,6 +21,8 @@ export class ShardLease {
   private lastRenewedAt = 0;
   private watching: { stop(): void } | null = null;
   private renewTimer: Cancel | null = null;
+  /** The renewal on its way to the bucket, if any: a hand-over or release must not race it. */
+  private renewal: Promise<void> | null = null;
 
   constructor(
     private readonly kv: LeaseStorePort,
@@ -92,7 +94,7 @@ export class ShardLease {
         return;
       }
       renewing = true;
-      this.kv
+      this.renewal = this.kv
         .update(this.key, this.value(), this.revision, this.renewMs)
         .then((revision) => {
           if (!this.held) return;
@@ -111,6 +113,7 @@ export class ShardLease {
         })
         .finally(() => {
           renewing = false;
+          this.renewal = null;
         });
     });
   }
@@ -118,6 +121,7 @@ export class ShardLease {
   /** Gives the lease up for a clean hand-over (the next holder need not wait for the TTL). */
   async release(): Promise<void> {
     this.stopRenewing();
+    await this.renewal;
     if (!this.held) return;
     const revision = this.revision;
     this.revision = 0;
@@ -133,6 +137,9 @@ export class ShardLease {
    */
   async handOver(engineId: string): Promise<void> {
     this.stopRenewing();
+    // A renewal already sent moves the revision: writing with the one from before it would fail as a
+    // conflict, and the step-down with it (seen under load: "wrong last sequence", the primary deposed).
+    await this.renewal;
     if (!this.held) throw new Error(`lease ${this.key} is not held`);
     const revision = this.revision;
     this.revision = 0;

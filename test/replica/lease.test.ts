@@ -1,0 +1,126 @@
+import t from 'tap';
+import { pino } from 'pino';
+import { decode } from '../../protocol/index.js';
+import type { LeaseValue } from '../../protocol/cluster.js';
+import { ShardLease } from '../../replica/lease.js';
+import { RevisionConflictError, type Clock, type LeaseEntry, type LeaseStorePort } from '../../shard/ports.js';
+
+/**
+ * The lease's writes against a bucket whose answers the test releases by
+ * hand (a compare-and-set store as NATS KV is: one revision counter, an
+ * update names the revision it replaces). What is checked is the order of
+ * the lease's own writes, which no real server could be made to interleave
+ * on cue.
+ */
+class HeldBackStore implements LeaseStorePort {
+  private revision = 0;
+  readonly entries = new Map<string, LeaseEntry>();
+  /** Writes whose answers are held back until `answer()`. */
+  private readonly held: (() => void)[] = [];
+  holdAnswers = false;
+
+  get(key: string) {
+    return Promise.resolve(this.entries.get(key) ?? null);
+  }
+  watch() {
+    return Promise.resolve({ stop: () => undefined });
+  }
+  create(key: string, value: Uint8Array) {
+    if (this.entries.get(key)?.value) return Promise.reject(new RevisionConflictError(`${key} exists`));
+    return this.write(key, value);
+  }
+  update(key: string, value: Uint8Array, revision: number) {
+    const current = this.entries.get(key)?.revision ?? 0;
+    if (current !== revision)
+      return Promise.reject(new RevisionConflictError(`wrong last sequence: ${key} is at ${current}, not ${revision}`));
+    return this.write(key, value);
+  }
+  delete(key: string, revision: number) {
+    if ((this.entries.get(key)?.revision ?? 0) !== revision) return Promise.reject(new RevisionConflictError(key));
+    this.entries.set(key, { revision: ++this.revision, value: null });
+    return Promise.resolve();
+  }
+  /** Releases every held answer. */
+  answer(): void {
+    for (const release of this.held.splice(0)) release();
+  }
+  private write(key: string, value: Uint8Array): Promise<number> {
+    // Applied at once, answered now or when released: a renewal on its way.
+    const revision = ++this.revision;
+    this.entries.set(key, { revision, value });
+    if (!this.holdAnswers) return Promise.resolve(revision);
+    return new Promise((resolve) => this.held.push(() => resolve(revision)));
+  }
+}
+
+/** A clock whose repeating timers run when the test says. */
+function manualClock(): Clock & { tick(): void } {
+  let now = 1_000_000;
+  const timers = new Set<() => void>();
+  return {
+    now: () => now,
+    after: () => () => undefined,
+    every: (_ms, fn) => {
+      timers.add(fn);
+      return () => timers.delete(fn);
+    },
+    soon: (fn) => queueMicrotask(fn),
+    sleep: () => Promise.resolve(),
+    tick: () => {
+      now += 250;
+      for (const fn of [...timers]) fn();
+    },
+  };
+}
+
+t.test('a hand-over while a renewal is on its way waits for it, and names the successor', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const lease = new ShardLease(
+    store,
+    clock,
+    0,
+    { engineId: 'p', writer: 'w-p' },
+    1_000,
+    250,
+    pino({ level: 'silent' }),
+  );
+  await lease.watch();
+  t.ok(await lease.acquire(), 'p takes the free lease');
+  const lost: string[] = [];
+  lease.keepRenewing((why) => lost.push(why));
+  store.holdAnswers = true;
+  clock.tick(); // a renewal is sent and applied; its answer is held back
+  const handOver = lease.handOver('r');
+  store.holdAnswers = false;
+  store.answer();
+  await handOver;
+  const value = decode(store.entries.get('shard.0')!.value!) as LeaseValue;
+  t.match(value, { engineId: 'r', writer: 'hand-over' }, 'the key names r: the hand-over used the renewed revision');
+  t.same(lost, [], 'p never thought it lost the lease');
+  t.equal(lease.held, false, 'and p holds it no more');
+});
+
+t.test('a release while a renewal is on its way deletes the renewed revision', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const lease = new ShardLease(
+    store,
+    clock,
+    3,
+    { engineId: 'p', writer: 'w-p' },
+    1_000,
+    250,
+    pino({ level: 'silent' }),
+  );
+  await lease.watch();
+  t.ok(await lease.acquire());
+  lease.keepRenewing(() => t.fail('not lost'));
+  store.holdAnswers = true;
+  clock.tick();
+  const release = lease.release();
+  store.holdAnswers = false;
+  store.answer();
+  await release;
+  t.equal(store.entries.get('shard.3')!.value, null, 'the key is deleted, not left to expire');
+});
