@@ -73,26 +73,33 @@ function manualClock(): Clock & { tick(): void } {
   };
 }
 
-t.test('a hand-over while a renewal is on its way waits for it, and names the successor', async (t) => {
+/** A lease held by p, renewing, with one renewal sent and applied and its answer still held back. */
+async function renewalInFlight(shard: number) {
   const store = new HeldBackStore();
   const clock = manualClock();
   const lease = new ShardLease(
     store,
     clock,
-    0,
+    shard,
     { engineId: 'p', writer: 'w-p' },
     1_000,
     250,
     pino({ level: 'silent' }),
   );
   await lease.watch();
-  t.ok(await lease.acquire(), 'p takes the free lease');
+  const acquired = await lease.acquire();
   const lost: string[] = [];
   lease.keepRenewing((why) => lost.push(why));
   store.holdAnswers = true;
-  clock.tick(); // a renewal is sent and applied; its answer is held back
-  const handOver = lease.handOver('r');
+  clock.tick();
   store.holdAnswers = false;
+  return { store, lease, acquired, lost };
+}
+
+t.test('a hand-over while a renewal is on its way waits for it, and names the successor', async (t) => {
+  const { store, lease, acquired, lost } = await renewalInFlight(0);
+  t.ok(acquired, 'p took the free lease');
+  const handOver = lease.handOver('r');
   store.answer();
   await handOver;
   const value = decode(store.entries.get('shard.0')!.value!) as LeaseValue;
@@ -102,25 +109,11 @@ t.test('a hand-over while a renewal is on its way waits for it, and names the su
 });
 
 t.test('a release while a renewal is on its way deletes the renewed revision', async (t) => {
-  const store = new HeldBackStore();
-  const clock = manualClock();
-  const lease = new ShardLease(
-    store,
-    clock,
-    3,
-    { engineId: 'p', writer: 'w-p' },
-    1_000,
-    250,
-    pino({ level: 'silent' }),
-  );
-  await lease.watch();
-  t.ok(await lease.acquire());
-  lease.keepRenewing(() => t.fail('not lost'));
-  store.holdAnswers = true;
-  clock.tick();
+  const { store, lease, acquired, lost } = await renewalInFlight(3);
+  t.ok(acquired);
   const release = lease.release();
-  store.holdAnswers = false;
   store.answer();
   await release;
   t.equal(store.entries.get('shard.3')!.value, null, 'the key is deleted, not left to expire');
+  t.same(lost, []);
 });
