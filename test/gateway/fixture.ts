@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Tokens } from '../../gateway/auth.js';
 import { decode, encode, subjects } from '../../protocol/index.js';
@@ -115,4 +116,12 @@ export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
     },
   };
   return system;
+}
+
+/** A process's resident memory in bytes, from /proc (fuzzing tests bound the gateway's growth with it). */
+export function rssBytes(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'))!;
+  return Number(line.split(/\s+/)[1]) * 1024;
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { encode } from '../../protocol/index.js';
 import { auditSubject } from '../../protocol/names.js';
 import { httpRequest, rawHttp, type RawResponse } from '../../testkit/index.js';
-import { startSystem, type ApiError } from './fixture.js';
+import { rssBytes, startSystem, type ApiError } from './fixture.js';
 
 // Requests an attacker would send: none of them may take the gateway down or change any state,
 // and each gets a clear error answer (issue 23).
@@ -148,6 +148,7 @@ t.test('requests that used to kill the gateway are answered, and it keeps servin
       ['Accept', '*/*'],
     ] as [string, string][]);
     const answered: RawResponse[] = [];
+    const rssBefore = rssBytes(s.gateway.pid!);
     await fc.assert(
       fc.asyncProperty(
         method,
@@ -171,6 +172,8 @@ t.test('requests that used to kill the gateway are answered, and it keeps servin
       { numRuns: 300 },
     );
     await alive('the fuzzed requests');
+    const growth = rssBytes(s.gateway.pid!) - rssBefore;
+    t.ok(growth < 64 * 1024 * 1024, `the gateway's memory stays bounded (+${Math.round(growth / 1024)} KiB)`);
     const errors = answered.filter((r) => r.status >= 400 && r.headers.get('content-type')?.[0] === 'application/json');
     t.ok(errors.length > 100, `most fuzzed requests got an error answer (${errors.length})`);
     for (const r of errors)

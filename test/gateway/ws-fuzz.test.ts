@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import t from 'tap';
 import fc from 'fast-check';
 import { pack } from 'msgpackr';
 import { httpRequest, rawHttp, WsClient } from '../../testkit/index.js';
-import { startSystem } from './fixture.js';
+import { rssBytes, startSystem } from './fixture.js';
 
 /**
  * WebSocket frames an attacker or a broken client would send to /v1/ws
@@ -87,14 +86,6 @@ const frame: fc.Arbitrary<string | Buffer> = fc.oneof(
     '{"__proto__":{"type":"bid"}}',
   ),
 );
-
-/** The gateway's resident memory, from /proc. */
-function rssBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('VmRSS:'))!;
-  return Number(line.split(/\s+/)[1]) * 1024;
-}
 
 t.test('fuzzed WebSocket frames: the gateway answers each, keeps the connection, changes nothing', async (t) => {
   const s = await startSystem(t, ['--connection-messages-per-sec', '1000000', '--user-commands-per-sec', '1000000']);
