@@ -286,7 +286,7 @@ const SUSTAINED = { answeredShareMin: 0.95, p99MsMax: 500 };
 const PEAK_SEARCH_MS = quick ? 60_000 : 240_000;
 const runStarted = Date.now();
 function sustained(step: ScenarioResult): boolean {
-  const p99 = step.percentiles.find((p) => p.percentile === 99)!.ms;
+  const p99 = percentileMs(step, 99);
   return (
     step.offeredPerSec !== null &&
     step.answeredPerSec >= SUSTAINED.answeredShareMin * step.offeredPerSec &&
@@ -387,12 +387,8 @@ try {
   for (const rate of values['sweep-rates'].split(',').map(Number)) {
     if (stopping) break;
     const step = await bids(`sweep@${rate}`, auctions, rate, { durationMs: Math.min(MEASURE_MS, 3_000) });
-    sweep.push({
-      offeredPerSec: rate,
-      answeredPerSec: step.answeredPerSec,
-      p99Ms: step.percentiles.find((p) => p.percentile === 99)!.ms,
-      ok: step.percentiles.find((p) => p.percentile === 99)!.ms <= 5,
-    });
+    const p99Ms = percentileMs(step, 99);
+    sweep.push({ offeredPerSec: rate, answeredPerSec: step.answeredPerSec, p99Ms, ok: p99Ms <= 5 });
     if (!sweep[sweep.length - 1].ok) break;
   }
 
@@ -495,7 +491,7 @@ try {
   const peers: PeerRun[] = [];
   for (const name of PEER_DESIGNS) if (!stopping) peers.push(await measurePeer(name, peakRate, half.offeredPerSec!));
 
-  const p99 = (s: ScenarioResult) => s.percentiles.find((p) => p.percentile === 99)!.ms;
+  const p99 = (s: ScenarioResult) => percentileMs(s, 99);
   const ours = (name: PeerDesignName) => {
     const p = peers.find((x) => x.name === name);
     return !p || 'skipped' in p ? null : p.ours;
@@ -607,14 +603,18 @@ function ratioTarget(name: string, got: number | null, want: number | null): Tar
   };
 }
 
+/** A reported percentile of a step's latency, in ms. */
+function percentileMs(step: ScenarioResult, percentile: number): number {
+  return step.percentiles.find((p) => p.percentile === percentile)!.ms;
+}
+
 /** A peer step's figures for the report. */
 function peerStep(step: ScenarioResult): PeerStep {
-  const at = (percentile: number) => step.percentiles.find((p) => p.percentile === percentile)!.ms;
   return {
     offeredPerSec: step.offeredPerSec ?? 0,
     answeredPerSec: step.answeredPerSec,
-    p50Ms: at(50),
-    p99Ms: at(99),
+    p50Ms: percentileMs(step, 50),
+    p99Ms: percentileMs(step, 99),
     errors: step.errors,
     cpuUsPerBid: step.cpuUsPerBid ?? null,
   };
@@ -639,8 +639,9 @@ async function measurePeer(name: PeerDesignName, ourPeak: number, ourHalf: numbe
       nats: { url: nats.url, user: 'admin', pass: nats.passwords!.admin },
     });
   } catch (error) {
-    say(`  peer ${name}: could not start: ${(error as Error).message.split('\n')[0]}`);
-    return { name, skipped: `could not start: ${(error as Error).message.split('\n')[0]}` };
+    const skipped = `could not start: ${(error as Error).message.split('\n')[0]}`;
+    say(`  peer ${name}: ${skipped}`);
+    return { name, skipped };
   }
   try {
     say(`  peer ${name}: ${peer.description}`);
@@ -681,8 +682,9 @@ async function measurePeer(name: PeerDesignName, ourPeak: number, ourHalf: numbe
       target,
     });
     const peak = found.peak ? peerStep(found.peak) : null;
+    const atOurHalfPeak = peerStep(same);
     say(
-      `  peer ${name}: peak ${peak ? `${peak.answeredPerSec}/s (p99 ${peak.p99Ms} ms)` : 'none sustained'}, search ${found.outcome.end} in ${Math.round(elapsedMs / 1_000)} s; at ${ourHalf}/s p99 ${peerStep(same).p99Ms} ms`,
+      `  peer ${name}: peak ${peak ? `${peak.answeredPerSec}/s (p99 ${peak.p99Ms} ms)` : 'none sustained'}, search ${found.outcome.end} in ${Math.round(elapsedMs / 1_000)} s; at ${ourHalf}/s p99 ${atOurHalfPeak.p99Ms} ms`,
     );
     return {
       name,
@@ -690,7 +692,7 @@ async function measurePeer(name: PeerDesignName, ourPeak: number, ourHalf: numbe
       durability: PEER_DURABILITY[name],
       peak,
       search: { ...found.outcome, elapsedMs },
-      atOurHalfPeak: peerStep(same),
+      atOurHalfPeak,
       ours: peak && peak.answeredPerSec > 0 ? Math.round((ourPeak / peak.answeredPerSec) * 100) / 100 : null,
     };
   } finally {

@@ -1,8 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensuredBinary } from './binaries.js';
 import { ManagedProcess } from './managed-process.js';
 import { freePort } from './ports.js';
 import { connect } from '@nats-io/transport-node';
@@ -19,16 +19,9 @@ import { provisionCluster } from '../ctl/provision.js';
 
 const READY_TIMEOUT_MS = 15_000;
 
-let cachedBinary: string | undefined;
-
 /** Path of nats-server: NATS_SERVER_BIN, else found (or installed) by scripts/ensure-nats.sh. */
 export function natsServerBinary(): string {
-  if (cachedBinary) return cachedBinary;
-  const fromEnv = process.env.NATS_SERVER_BIN;
-  if (fromEnv) return (cachedBinary = fromEnv);
-  const script = new URL('../../scripts/ensure-nats.sh', import.meta.url).pathname;
-  cachedBinary = execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-  return cachedBinary;
+  return ensuredBinary('NATS_SERVER_BIN', 'ensure-nats.sh');
 }
 
 export type NatsServerOptions = {

@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensuredBinary } from '../../launch/binaries.js';
 import { freePort, ManagedProcess } from '../../testkit/index.js';
 import type { PeerDesignName } from '../peers/design.js';
 
@@ -16,9 +16,7 @@ import type { PeerDesignName } from '../peers/design.js';
 
 /** The redis-server binary: REDIS_SERVER_BIN, else scripts/ensure-redis.sh (which installs Debian's package as root). */
 export function redisServerBinary(): string {
-  if (process.env.REDIS_SERVER_BIN) return process.env.REDIS_SERVER_BIN;
-  const script = new URL('../../../scripts/ensure-redis.sh', import.meta.url).pathname;
-  return execFileSync(script, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  return ensuredBinary('REDIS_SERVER_BIN', 'ensure-redis.sh');
 }
 
 /** A redis-server on a free port of 127.0.0.1 with its append-only file in a temp dir of its own. */

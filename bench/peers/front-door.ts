@@ -3,6 +3,7 @@ import { Packr, Unpackr } from 'msgpackr';
 import { Tokens } from '../../gateway/auth.js';
 import { isAmountCents } from '../../protocol/money.js';
 import { isId } from '../../protocol/ids.js';
+import { TurnWrites } from '../../gateway/ws/turn-writes.js';
 import type { PeerDesign, PeerOutcome } from './design.js';
 
 /**
@@ -29,8 +30,13 @@ export class FrontDoor {
   private readonly app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   private inFlight = 0;
-  private readonly outbox = new Map<Socket, Record<string, unknown>[]>();
-  private flushScheduled = false;
+  /** Answers from the design, each socket's of one turn in one write (as the gateway's are). */
+  private readonly answers = new TurnWrites<Socket, Record<string, unknown>>(
+    (ws, frames) => {
+      for (const frame of frames) this.send(ws, frame);
+    },
+    (ws) => ws.getUserData().open,
+  );
   /** Counters for the peer's report: decided, refused as unavailable, refused as malformed, failed in the design. */
   readonly counts = { decided: 0, unavailable: 0, invalid: 0, failed: 0 };
 
@@ -72,7 +78,7 @@ export class FrontDoor {
       message: (ws, message, isBinary) => this.onMessage(ws, Buffer.from(message), isBinary),
       close: (ws) => {
         ws.getUserData().open = false;
-        this.outbox.delete(ws);
+        this.answers.forget(ws);
       },
     });
   }
@@ -126,12 +132,12 @@ export class FrontDoor {
       (outcome) => {
         this.inFlight--;
         this.counts.decided++;
-        this.queue(ws, resultFrame(rid, bidId, auctionId, outcome));
+        this.answers.queue(ws, resultFrame(rid, bidId, auctionId, outcome));
       },
       (error: unknown) => {
         this.inFlight--;
         this.counts.failed++;
-        this.queue(ws, {
+        this.answers.queue(ws, {
           type: 'bid.result',
           rid,
           bidId,
@@ -154,29 +160,6 @@ export class FrontDoor {
     const c = ws.getUserData();
     if (c.binary) ws.send(packr.pack(frame), true);
     else ws.send(JSON.stringify(frame), false);
-  }
-
-  /** From a design's callback (outside uWS): kept until the end of the tick, then one corked write per socket. */
-  private queue(ws: Socket, frame: Record<string, unknown>): void {
-    if (!ws.getUserData().open) return;
-    const frames = this.outbox.get(ws);
-    if (frames) frames.push(frame);
-    else this.outbox.set(ws, [frame]);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    for (const [ws, frames] of this.outbox) {
-      if (!ws.getUserData().open) continue;
-      ws.cork(() => {
-        for (const frame of frames) this.send(ws, frame);
-      });
-    }
-    this.outbox.clear();
   }
 }
 

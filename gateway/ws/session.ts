@@ -8,6 +8,7 @@ import { TokenBucket } from '../rate-limit.js';
 import * as v from '../validate.js';
 import { RID_CHARS_MAX, socketLimits } from './config.js';
 import { WsMessages } from './messages.js';
+import { TurnWrites } from './turn-writes.js';
 import type { Connection, FrameSender, WsDeps } from './connection.js';
 
 /**
@@ -18,12 +19,18 @@ import type { Connection, FrameSender, WsDeps } from './connection.js';
 export class WsSessions implements FrameSender {
   private readonly sockets = new Set<WebSocket<Connection>>();
   private readonly messages: WsMessages;
-  /** Answers waiting for the end of this turn (`sendSoon`), by socket; bounded by the commands in flight. */
-  private readonly answersDue = new Map<
+  /** Answers waiting for the end of this turn (`sendSoon`). */
+  private readonly answers = new TurnWrites<
     WebSocket<Connection>,
-    { format: Format; message: Record<string, unknown> }[]
-  >();
-  private answersScheduled = false;
+    { format: Format; message: Record<string, unknown> }
+  >(
+    (ws, frames) => {
+      let refused = false;
+      for (const { format, message } of frames) if (write(ws, format, message) === 2) refused = true;
+      if (refused) this.markBehind(ws);
+    },
+    (ws) => this.sockets.has(ws),
+  );
 
   constructor(private readonly d: WsDeps) {
     this.messages = new WsMessages(d, this);
@@ -70,35 +77,9 @@ export class WsSessions implements FrameSender {
     if (status === 2) this.markBehind(ws);
   }
 
-  /**
-   * For answers that become ready together (the bid results of one engine
-   * reply, of every reply read in one turn): each socket's leave in one
-   * corked write once the turn's I/O is done, instead of a write (a syscall,
-   * and on loopback the receiver's TCP work too) per answer. In order per
-   * socket; nothing waits for a timer.
-   */
+  /** The same, written with the socket's other answers of this turn in one corked write (TurnWrites). */
   sendSoon(ws: WebSocket<Connection>, format: Format, message: Record<string, unknown>): void {
-    if (!this.sockets.has(ws)) return;
-    const due = this.answersDue.get(ws);
-    if (due) due.push({ format, message });
-    else this.answersDue.set(ws, [{ format, message }]);
-    if (!this.answersScheduled) {
-      this.answersScheduled = true;
-      setImmediate(() => this.flushAnswers());
-    }
-  }
-
-  private flushAnswers(): void {
-    this.answersScheduled = false;
-    for (const [ws, due] of this.answersDue) {
-      if (!this.sockets.has(ws)) continue;
-      let refused = false;
-      ws.cork(() => {
-        for (const { format, message } of due) if (write(ws, format, message) === 2) refused = true;
-      });
-      if (refused) this.markBehind(ws);
-    }
-    this.answersDue.clear();
+    this.answers.queue(ws, { format, message });
   }
 
   private markBehind(ws: WebSocket<Connection>): void {
@@ -178,7 +159,7 @@ export class WsSessions implements FrameSender {
     this.d.guards.connections.closeWebSocket(c.address);
     if (c.userId) this.d.guards.connections.signOut(c.userId);
     this.sockets.delete(ws);
-    this.answersDue.delete(ws);
+    this.answers.forget(ws);
     this.d.metrics.connections.dec();
     for (const auctionId of c.subs.keys()) this.d.live.unwatch(auctionId);
     this.d.subscriptions.removed(c.subs.size);
