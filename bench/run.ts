@@ -5,6 +5,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { gatherReports, shardStreams } from '../ctl/cluster-view.js';
 import { EngineClient, shardOfAuction, type CreateOutcome } from '../protocol/index.js';
 import { AuditProcess, EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
+import { freePort } from '../testkit/ports.js';
 import { Tokens } from '../gateway/auth.js';
 import { saveResult } from './results.js';
 import { CURVE_PERCENTILES, Latency, REPORTED_PERCENTILES } from './harness/latency.js';
@@ -68,7 +69,13 @@ const progressLine = (text: string) => (process.stderr.isTTY ? process.stderr.wr
 const secret = 'bench-secret-0123456789abcdef';
 const tokens = new Tokens(secret, 6 * 3_600_000);
 const nats = await startNats({ auth: true, shards: 4 }); // permissions and provisioning for shards 0-3
-const engine = await EngineProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('engine') });
+const engineMetricsPort = await freePort();
+const engine = await EngineProcess.start({
+  natsUrl: nats.url,
+  shards: '0-3',
+  env: nats.credentials('engine'),
+  args: ['--metrics-port', String(engineMetricsPort)],
+});
 const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('audit') });
 const gateway = await GatewayProcess.start({
   natsUrl: nats.url,
@@ -209,10 +216,19 @@ async function bids(
   name: string,
   auctions: number[],
   ratePerSec: number,
-  options: { warmupMs?: number; durationMs?: number; description?: string; target?: BidTarget } = {},
-): Promise<ScenarioResult> {
+  options: {
+    warmupMs?: number;
+    durationMs?: number;
+    description?: string;
+    target?: BidTarget;
+    /** Send from this time on (epoch ms), not at once; and do not wait for quiet first (it follows another step). */
+    startAt?: number;
+    /** Count per 250 ms slot the requests slower than this (the recovery after overload). */
+    slowMs?: number;
+  } = {},
+): Promise<ScenarioResult & { slots: BidResult['slots'] }> {
   const target = options.target ?? system;
-  await target.settle();
+  if (options.startAt === undefined) await target.settle();
   const warmupMs = options.warmupMs ?? WARMUP_MS;
   const durationMs = options.durationMs ?? MEASURE_MS;
   const perWorker = Math.max(1, Math.floor(CONNECTIONS / WORKERS));
@@ -236,6 +252,8 @@ async function bids(
     firstBidId: nextBidId + w * 50_000_000,
     maxBidBase: 2_000_000 * ++scenarioCount,
     tokens: Array.from({ length: perWorker }, () => tokens.mint(nextUser++).token),
+    startAt: options.startAt,
+    slowMs: options.slowMs,
   }));
   nextBidId += WORKERS * 50_000_000;
   const window = meterWindow(target.metered);
@@ -254,7 +272,15 @@ async function bids(
   for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
   for (const r of results) Object.assign(samples, r.errorSamples);
   const decidedInWindow = results.reduce((a, r) => a + r.answeredInWindow, 0);
-  const result: ScenarioResult = {
+  const shedLatency = new Latency();
+  for (const r of results) shedLatency.add(Latency.decode(r.shedLatency));
+  const shed = results.reduce((a, r) => a + r.shed, 0);
+  const slots = results[0].slots.map((_, i) => ({
+    sent: results.reduce((a, r) => a + (r.slots[i]?.sent ?? 0), 0),
+    answered: results.reduce((a, r) => a + (r.slots[i]?.answered ?? 0), 0),
+    slow: results.reduce((a, r) => a + (r.slots[i]?.slow ?? 0), 0),
+  }));
+  const result: ScenarioResult & { slots: BidResult['slots'] } = {
     name,
     description: options.description ?? '',
     offeredPerSec: ratePerSec,
@@ -265,6 +291,8 @@ async function bids(
     curve: latency.percentiles(CURVE_PERCENTILES),
     timeline,
     errors,
+    ...(shed > 0 ? { shedPerSec: Math.round((shed * 1_000) / durationMs), shedP99Ms: shedLatency.ms(99) } : {}),
+    slots,
     notes: [
       `${measured} requests in the measured window`,
       ...Object.entries(samples).map(([code, message]) => `${code}: ${message}`),
@@ -285,6 +313,11 @@ const SUSTAINED = { answeredShareMin: 0.95, p99MsMax: 500 };
 /** The peak search stops stepping up after this long (make bench must end within 10 minutes). */
 const PEAK_SEARCH_MS = quick ? 60_000 : 240_000;
 const runStarted = Date.now();
+/** How long the overload step offers twice the peak, and how long half the peak follows it. */
+const OVERLOAD_MS = quick ? 5_000 : 30_000;
+const RECOVERY_MS = quick ? 3_000 : 6_000;
+const SLOT_MS = 250;
+
 function sustained(step: ScenarioResult): boolean {
   const p99 = percentileMs(step, 99);
   return (
@@ -391,6 +424,10 @@ try {
     sweep.push({ offeredPerSec: rate, answeredPerSec: step.answeredPerSec, p99Ms, ok: p99Ms <= 5 });
     if (!sweep[sweep.length - 1].ok) break;
   }
+
+  // 4b. Overload: twice the peak, then half the peak at once (issue 17 item 2).
+  const { overload, recovery, takeovers, recoveryMs, normalMs } = await overloadSteps(auctions, peakRate, half);
+  scenarios.push(overload, recovery);
 
   // 5. Sniping: a burst in the last seconds of an auction with soft close.
   const snipeEndsAt = Date.now() + WARMUP_MS + 3_000;
@@ -513,6 +550,11 @@ try {
     // The names issue 16 asks for: the same system cost, and the sweep's best rate at p99 <= 5 ms (0: none).
     systemCpuUsPerBid: peak.cpuUsPerBid?.system ?? null,
     sweepP99Under5msRate: sweep.filter((s) => s.ok).pop()?.offeredPerSec ?? 0,
+    // Issue 17: decided/s at twice the peak over the peak, and the engine's role changes meanwhile.
+    overloadDecidedRatio: Math.round((overload.answeredPerSec / peakRate) * 100) / 100,
+    overloadTakeovers: takeovers,
+    overloadShedP99Ms: overload.shedP99Ms ?? null,
+    overloadRecoveryMs: recoveryMs,
   };
   const best = sweep.filter((s) => s.ok).pop();
   const targets: Target[] = [
@@ -546,6 +588,25 @@ try {
       want: '<= 50 ms or the floor',
       got: `${fanLatency.ms(99)} ms (floor ${floor.latency.ms(99)} ms)`,
       met: fanLatency.ms(99) <= Math.max(50, floor.latency.ms(99)) && missing === 0,
+    },
+    {
+      name: 'decided at twice the peak offered (overload)',
+      want: '>= 90% of the peak',
+      got: `${Math.round(line.overloadDecidedRatio * 100)}% (${overload.answeredPerSec}/s)`,
+      met: line.overloadDecidedRatio >= 0.9,
+    },
+    { name: 'engine role changes during the overload', want: '0', got: String(takeovers), met: takeovers === 0 },
+    {
+      name: 'shed answers p99 (overload)',
+      want: '<= 50 ms',
+      got: overload.shedP99Ms === undefined ? 'nothing shed' : `${overload.shedP99Ms} ms`,
+      met: overload.shedP99Ms === undefined ? null : overload.shedP99Ms <= 50,
+    },
+    {
+      name: 'back to normal latency after the overload',
+      want: '<= 2 s',
+      got: recoveryMs === null ? `not within ${RECOVERY_MS / 1_000} s` : `${recoveryMs} ms (p99 <= ${normalMs} ms)`,
+      met: recoveryMs !== null && recoveryMs <= 2_000,
     },
     ratioTarget('vs JetStream publish per bid (jetstream-first peer)', line.vsJetstreamPerBid, 3),
     ratioTarget('vs Postgres row lock per bid (postgres-row-lock peer)', line.vsPostgres, 20),
@@ -591,6 +652,65 @@ try {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 } finally {
   await shutdown();
+}
+
+/**
+ * Twice the peak for OVERLOAD_MS, and from the moment it ends half the peak
+ * (other connections, started beforehand so there is no gap). Decided/s
+ * counts only decisions (never shed answers); the engine's role changes come
+ * from its metrics; recovery is the end of the last 250 ms slot of the
+ * half-peak step in which more than 1% of the bids were slower than twice
+ * the half-peak step's p99 (at least 10 ms), undecided or unanswered.
+ */
+async function overloadSteps(auctions: number[], peakRate: number, half: ScenarioResult) {
+  await settle();
+  const before = await engineTransitions();
+  const warmupMs = 1_000;
+  const startAt = Date.now() + 3_000; // both jobs' connections are open by then
+  const normalMs = Math.max(10, Math.ceil(2 * percentileMs(half, 99)));
+  const [overload, recovery] = await Promise.all([
+    bids(`overload@${2 * peakRate}`, auctions, 2 * peakRate, {
+      warmupMs,
+      durationMs: OVERLOAD_MS,
+      startAt,
+      description: 'twice the peak rate: what is not decided must be shed fast, and the engine keep its lease',
+    }),
+    bids(`after-overload@${Math.round(peakRate / 2)}`, auctions, Math.round(peakRate / 2), {
+      warmupMs: 0,
+      durationMs: RECOVERY_MS,
+      startAt: startAt + warmupMs + OVERLOAD_MS,
+      slowMs: normalMs,
+      description: `half the peak from the moment the overload ends: slots with p99 over ${normalMs} ms`,
+    }),
+  ]);
+  const after = await engineTransitions();
+  const changes = [...after].map(([edge, n]) => [edge, n - (before.get(edge) ?? 0)] as const).filter(([, n]) => n > 0);
+  const takeovers = changes.reduce((a, [, n]) => a + n, 0);
+  const slow = recovery.slots.map((s) => s.sent > 0 && (s.slow + s.sent - s.answered) / s.sent > 0.01);
+  const lastSlow = slow.lastIndexOf(true);
+  const recoveryMs = lastSlow === slow.length - 1 ? null : (lastSlow + 1) * SLOT_MS;
+  overload.notes.push(
+    `engine role changes during the step: ${changes.length ? changes.map(([e, n]) => `${e} x${n}`).join(', ') : 'none'}`,
+    `shed ${overload.shedPerSec ?? 0}/s, their answers p99 ${overload.shedP99Ms ?? '-'} ms`,
+  );
+  recovery.notes.push(
+    recoveryMs === null
+      ? `still slower than ${normalMs} ms at the end of the step`
+      : `back to p99 <= ${normalMs} ms ${recoveryMs} ms after the overload ended`,
+  );
+  say(
+    `  overload: decided ${overload.answeredPerSec}/s at ${2 * peakRate}/s offered (${Math.round((overload.answeredPerSec / peakRate) * 100)}% of the peak), shed ${overload.shedPerSec ?? 0}/s (p99 ${overload.shedP99Ms ?? '-'} ms), role changes ${takeovers}, recovered ${recoveryMs === null ? 'not within the step' : `in ${recoveryMs} ms`}`,
+  );
+  return { overload, recovery, takeovers, recoveryMs, normalMs };
+}
+
+/** The engine's role transitions so far, by edge (its Prometheus metrics). */
+async function engineTransitions(): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${engineMetricsPort}/metrics`)).text();
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^engine_role_transitions_total\{shard="(\d+)",from="([^"]+)",to="([^"]+)"\} (\d+)$/gm))
+    counts.set(`${m[1]}:${m[2]}->${m[3]}`, Number(m[4]));
+  return counts;
 }
 
 /** A target on our peak over a peer's, all behind the same front door; `want` null: shown, no target. */

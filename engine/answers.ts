@@ -13,6 +13,9 @@ export type PendingRequest = {
   results: CommandResult[];
   /** A read answered with this body instead of `results` (the `states` control op). */
   body?: unknown;
+  /** When it arrived (engine clock), and how long it then waited for its batch. */
+  arrivedAt: number;
+  queuedMs?: number;
 };
 
 /**
@@ -26,7 +29,7 @@ export function reply(msg: BusRequest, body: unknown): void {
 }
 
 export function answer(request: PendingRequest): void {
-  reply(request.msg, request.body ?? { results: request.results });
+  reply(request.msg, request.body ?? { results: request.results, queuedMs: request.queuedMs });
 }
 
 /** The request's decisions are of unknown outcome (their append failed or the copy lost the shard): a safe retry. */

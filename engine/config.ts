@@ -29,6 +29,8 @@ export type EngineConfig = {
   batchEventsMax: number;
   batchesInFlightMax: number;
   pendingCommandsMax: number;
+  /** A request arriving while the oldest queued one has waited this long is shed (`overloaded`). */
+  queueMsMax: number;
   appendTimeoutMs: number;
   snapshotEveryEvents: number;
   snapshotEveryMs: number;
@@ -55,6 +57,7 @@ export const OPTIONS = {
   'batch-events-max': ['BATCH_EVENTS_MAX', '4096'],
   'batches-in-flight-max': ['BATCHES_IN_FLIGHT_MAX', '8'],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
+  'queue-ms-max': ['QUEUE_MS_MAX', '500'],
   'append-timeout-ms': ['APPEND_TIMEOUT_MS', '2000'],
   'snapshot-every-events': ['SNAPSHOT_EVERY_EVENTS', '1000000'],
   'snapshot-every-ms': ['SNAPSHOT_EVERY_MS', '60000'],
@@ -122,6 +125,7 @@ export function loadConfig(
     batchEventsMax: int('batch-events-max'),
     batchesInFlightMax: int('batches-in-flight-max'),
     pendingCommandsMax: int('pending-commands-max'),
+    queueMsMax: int('queue-ms-max'),
     appendTimeoutMs: int('append-timeout-ms'),
     snapshotEveryEvents: int('snapshot-every-events'),
     snapshotEveryMs: int('snapshot-every-ms'),

@@ -1,11 +1,14 @@
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ROLES } from '../shard/roles.js';
 import { type RoleTransition } from '../protocol/cluster.js';
+import type { LoadObserver } from '../shard/ports.js';
 
 /**
  * The engine's Prometheus metrics: every role transition of every shard copy
- * it runs (by edge) and the role each copy has now. Served on
+ * it runs (by edge) and the role each copy has now; per shard, how long
+ * requests queued before their batch and how many commands were shed
+ * (`overloaded`) instead of queueing (issue 17, admission control). Served on
  * http://127.0.0.1:<--metrics-port>/metrics when the flag is given.
  */
 export class EngineMetrics {
@@ -23,6 +26,20 @@ export class EngineMetrics {
     registers: [this.registry],
   });
 
+  private readonly queueSeconds = new Histogram({
+    name: 'engine_queue_seconds',
+    help: 'Time a command request waited in its shard queue before the batch that decided it',
+    labelNames: ['shard'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+  private readonly shed = new Counter({
+    name: 'engine_commands_shed_total',
+    help: 'Commands answered overloaded (never decided) because the shard queue was full or too old',
+    labelNames: ['shard'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'engine_' });
   }
@@ -31,6 +48,17 @@ export class EngineMetrics {
     const shard = String(transition.shard);
     this.transitions.inc({ shard, from: transition.from, to: transition.to });
     for (const role of ROLES) this.roles.set({ shard, role }, role === transition.to ? 1 : 0);
+  }
+
+  /** Where shard `shard`'s pipeline reports its load. */
+  loadOf(shard: number): LoadObserver {
+    const labels = { shard: String(shard) };
+    const queue = this.queueSeconds.labels(labels);
+    const shed = this.shed.labels(labels);
+    return {
+      queued: (ms) => queue.observe(ms / 1_000),
+      shed: (commands) => shed.inc(commands),
+    };
   }
 
   /** Serves GET /metrics on 127.0.0.1:`port` (an exporter, not an API: anything else is 404). */

@@ -22,6 +22,7 @@ import {
   type BusRequest,
   type Cancel,
   type Clock,
+  type LoadObserver,
   type ShardLogPort,
 } from '../shard/ports.js';
 
@@ -38,6 +39,7 @@ export type PrimaryOptions = Pick<
   | 'batchEventsMax'
   | 'batchesInFlightMax'
   | 'pendingCommandsMax'
+  | 'queueMsMax'
   | 'appendTimeoutMs'
   | 'snapshotEveryEvents'
   | 'snapshotEveryMs'
@@ -45,6 +47,7 @@ export type PrimaryOptions = Pick<
   shard: number;
   writer: string;
   verify: boolean;
+  load?: LoadObserver;
 };
 
 type Batch = {
@@ -194,18 +197,42 @@ export class Primary {
   private onRequest(msg: BusRequest, admin: boolean): void {
     const commands = readCommands(msg);
     if (!commands) return;
-    if (this.ended || this.pendingCommands + commands.length > this.options.pendingCommandsMax) {
-      const why = this.ended ? 'shard changing primary' : 'engine overloaded';
-      reply(msg, { results: commands.map(() => commandError('unavailable', why)) });
+    if (this.ended) {
+      reply(msg, { results: commands.map(() => commandError('unavailable', 'shard changing primary')) });
+      return;
+    }
+    const now = this.clock.now();
+    const retryAfterMs = this.overloaded(commands.length, now, admin);
+    if (retryAfterMs > 0) {
+      // Shed before anything is decided: nothing recorded, the same bidIds may come again.
+      const shed = { ...commandError('overloaded', 'engine overloaded: nothing recorded'), retryAfterMs };
+      reply(msg, { results: commands.map(() => shed) });
+      this.options.load?.shed(commands.length);
       return;
     }
     this.pending.push({
       msg,
       parsed: parseCommands(commands, admin),
       results: new Array<CommandResult>(commands.length),
+      arrivedAt: now,
     });
     this.pendingCommands += commands.length;
     this.schedule();
+  }
+
+  /**
+   * 0 when a request of `count` commands may wait for the pipeline; otherwise
+   * the retry delay to tell its sender. It is shed when the queue would pass
+   * its bound, or (operators' requests excepted) when the oldest request
+   * queued has waited `queueMsMax` already: a request let in then would wait
+   * longer still, past the point where its gateway stops waiting for the
+   * answer. The delay is about the time the queue needs to drain.
+   */
+  private overloaded(count: number, now: number, admin: boolean): number {
+    const oldest = this.pending.length > 0 ? now - this.pending[0].arrivedAt : 0;
+    const full = this.pendingCommands + count > this.options.pendingCommandsMax;
+    if (!full && (admin || oldest < this.options.queueMsMax)) return 0;
+    return Math.min(5_000, Math.max(50, oldest));
   }
 
   private onAdmin(msg: BusRequest): void {
@@ -241,7 +268,9 @@ export class Primary {
     }
     const core = this.state.core;
     const states = auctionIds.map((id) => core.auctionState(id));
-    this.releaseAfterInflight([{ msg, parsed: [], results: [], body: { states, seq: core.lastSeq } }]);
+    this.releaseAfterInflight([
+      { msg, parsed: [], results: [], body: { states, seq: core.lastSeq }, arrivedAt: this.clock.now() },
+    ]);
   }
 
   private schedule(): void {
@@ -277,6 +306,8 @@ export class Primary {
         if (events.length > 0 && events.length + request.parsed.length > this.options.batchEventsMax) break;
         this.pending.shift();
         this.pendingCommands -= request.parsed.length;
+        request.queuedMs = t - request.arrivedAt;
+        this.options.load?.queued(request.queuedMs, request.parsed.length);
         this.decideRequest(request, t, events);
         requests.push(request);
       }

@@ -73,6 +73,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       batchEventsMax: config.batchEventsMax,
       batchesInFlightMax: config.batchesInFlightMax,
       pendingCommandsMax: config.pendingCommandsMax,
+      queueMsMax: config.queueMsMax,
       appendTimeoutMs: config.appendTimeoutMs,
       snapshotEveryEvents: config.snapshotEveryEvents,
       snapshotEveryMs: config.snapshotEveryMs,
@@ -80,6 +81,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       preferFollow: config.role === 'replica',
       onFatal: () => process.exit(70),
       onTransition: (transition) => metrics.observe(transition),
+      load: metrics.loadOf(shard),
     });
     engines.set(shard, engine);
     await engine.start();

@@ -10,7 +10,16 @@ import { ApiError } from './errors.js';
 import type { Guards } from './guards.js';
 import type { LiveFeed } from './live/feed.js';
 import type { Metrics } from './metrics.js';
-import { bidResultOf, createdAuction, unrecordedBidResult, type CreateRequest } from './public-shapes.js';
+import {
+  bidResultOf,
+  createdAuction,
+  overloadedBidResult,
+  unrecordedBidResult,
+  type CreateRequest,
+} from './public-shapes.js';
+
+/** When an engine that shed a bid did not say when to retry (an older engine). */
+const DEFAULT_RETRY_AFTER_MS = 100;
 import type { EngineStates } from './read-model/engine-states.js';
 import type { CommandRouter } from './router.js';
 import * as v from './validate.js';
@@ -25,7 +34,19 @@ export type CommandsDeps = {
 
 /** The commands HTTP and the WebSocket both take (bids, creations), checked, then routed to the engines. */
 export class Commands {
-  constructor(private readonly d: CommandsDeps) {}
+  /** Metric children by label, made once: prom-client hashes the labels of every call otherwise (per bid). */
+  private readonly bidOutcomes = new Map<string, { inc(): void }>();
+  private readonly bidSeconds: { observe(seconds: number): void };
+
+  constructor(private readonly d: CommandsDeps) {
+    this.bidSeconds = d.metrics.commandSeconds.labels({ type: 'bid' });
+  }
+
+  private countBid(outcome: string): void {
+    let counter = this.bidOutcomes.get(outcome);
+    if (!counter) this.bidOutcomes.set(outcome, (counter = this.d.metrics.bids.labels({ outcome })));
+    counter.inc();
+  }
 
   /** A bid for the acting user; rejections (including rate limits and unavailability) are BidResults. */
   async bid(userId: number, fields: v.Fields): Promise<BidResult> {
@@ -33,17 +54,22 @@ export class Commands {
     const bidId = v.id(fields, 'bidId');
     const maxBid = v.amount(fields, 'maxBid');
     if (!this.d.guards.userAllowed(userId)) return this.unrecorded(auctionId, bidId, 'rate_limited');
+    const shedDelay = this.d.router.shedDelay(shardOfAuction(auctionId));
+    if (shedDelay > 0) {
+      this.d.router.noteShed(shardOfAuction(auctionId));
+      return this.overloaded(auctionId, bidId, shedDelay);
+    }
     if (!(await this.d.live.hasShard(shardOfAuction(auctionId))))
       return this.unrecorded(auctionId, bidId, 'auction_not_found');
     const started = process.hrtime.bigint();
-    const result = await this.d.router.forAuction(auctionId, {
+    const result = await this.d.router.bid(auctionId, {
       type: 'bid',
       auctionId,
       bidderId: userId,
       bidId,
       maxBid,
     });
-    this.d.metrics.commandSeconds.observe({ type: 'bid' }, Number(process.hrtime.bigint() - started) / 1e9);
+    this.bidSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
     return this.bidResult(result, auctionId, bidId);
   }
 
@@ -92,18 +118,26 @@ export class Commands {
     bidId: number,
     reason: 'rate_limited' | 'auction_not_found' | 'unavailable',
   ): BidResult {
-    this.d.metrics.bids.inc({ outcome: reason });
+    this.countBid(reason);
     return unrecordedBidResult(auctionId, bidId, reason);
+  }
+
+  private overloaded(auctionId: number, bidId: number, retryAfterMs: number): BidResult {
+    this.countBid('overloaded');
+    return overloadedBidResult(auctionId, bidId, retryAfterMs);
   }
 
   private bidResult(result: CommandResult, auctionId: number, bidId: number): BidResult {
     if (result.status === 'error') {
       if (result.code === 'unavailable') return this.unrecorded(auctionId, bidId, 'unavailable');
-      this.d.metrics.bids.inc({ outcome: result.code });
+      // Shed by this gateway's budget or by the engine's queue bound: never decided, safe to send again.
+      if (result.code === 'overloaded')
+        return this.overloaded(auctionId, bidId, result.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS);
+      this.countBid(result.code);
       throw new ApiError('invalid_request', result.message);
     }
     const o = result as BidOutcome;
-    this.d.metrics.bids.inc({ outcome: o.status === 'accepted' ? 'accepted' : (o.reason ?? 'rejected') });
+    this.countBid(o.status === 'accepted' ? 'accepted' : (o.reason ?? 'rejected'));
     return bidResultOf(o);
   }
 }

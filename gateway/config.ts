@@ -39,6 +39,10 @@ export type GatewayConfig = {
   pendingCommandsMax: number;
   /** Command requests to one shard awaiting answers; commands arriving meanwhile wait and leave together. */
   shardRequestsInFlightMax: number;
+  /** Admission control (gateway/admission.ts): the wait a bid admitted for a shard may expect, in ms. */
+  queueTargetMs: number;
+  /** Admission control: the most commands outstanding for one shard from this gateway. */
+  shardCommandsInFlightMax: number;
 };
 
 export const OPTIONS = {
@@ -68,6 +72,8 @@ export const OPTIONS = {
   'password-hash-cost': ['PASSWORD_HASH_COST', String(2 ** 17)],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
   'shard-requests-in-flight-max': ['SHARD_REQUESTS_IN_FLIGHT_MAX', '2'],
+  'queue-target-ms': ['QUEUE_TARGET_MS', '200'],
+  'shard-commands-in-flight-max': ['SHARD_COMMANDS_IN_FLIGHT_MAX', '8192'],
 } as const;
 
 export const USAGE = `usage: gateway [--flag value]...
@@ -123,5 +129,7 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     passwordHashCost: hashCost(int('password-hash-cost')),
     pendingCommandsMax: int('pending-commands-max'),
     shardRequestsInFlightMax: int('shard-requests-in-flight-max'),
+    queueTargetMs: int('queue-target-ms'),
+    shardCommandsInFlightMax: int('shard-commands-in-flight-max'),
   };
 }

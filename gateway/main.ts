@@ -10,7 +10,7 @@ import { PasswordHasher } from './passwords.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { loadGatewayConfig, USAGE } from './config.js';
 import { LiveFeed } from './live/feed.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, routerObserver } from './metrics.js';
 import { NotificationCenter } from './notifications.js';
 import { CommandRouter } from './router.js';
 import { GatewayServer } from './server.js';
@@ -74,7 +74,12 @@ async function main(): Promise<void> {
     live,
     notifications,
     metrics,
-    router: new CommandRouter(engines, config.pendingCommandsMax, config.shardRequestsInFlightMax),
+    router: new CommandRouter(engines, {
+      pendingMax: config.pendingCommandsMax,
+      requestsInFlightMax: config.shardRequestsInFlightMax,
+      admission: { queueTargetMs: config.queueTargetMs, inFlightMax: config.shardCommandsInFlightMax },
+      observer: routerObserver(metrics),
+    }),
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
   });

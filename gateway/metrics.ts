@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RouterObserver } from './router.js';
 
 /** The gateway's Prometheus metrics (`GET /metrics`). */
 export function createMetrics() {
@@ -61,6 +62,25 @@ export function createMetrics() {
       help: 'Promise rejections nobody handled (bugs; logged, and the gateway keeps serving)',
       registers: [registry],
     }),
+    shed: new Counter({
+      name: 'gateway_bids_shed_total',
+      help: "Bids answered overloaded by this gateway's admission budget (never sent to the engine), by shard",
+      labelNames: ['shard'] as const,
+      registers: [registry],
+    }),
+    queueSeconds: new Histogram({
+      name: 'gateway_queue_seconds',
+      help: 'Time commands waited for their shard, by shard and where: here (before the request left) or engine (its queue)',
+      labelNames: ['shard', 'at'] as const,
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    admissionBudget: new Gauge({
+      name: 'gateway_admission_budget',
+      help: 'Commands a shard may have outstanding from this gateway before bids are shed (gateway/admission.ts)',
+      labelNames: ['shard'] as const,
+      registers: [registry],
+    }),
     errors: new Counter({
       name: 'gateway_errors_total',
       help: 'Error answers, by code',
@@ -71,3 +91,23 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The router's load reports as metrics: shed bids, and per answer the queue time here and at the engine. */
+export function routerObserver(metrics: Metrics): RouterObserver {
+  // One child per shard, made once (a shed bid is the path that must stay cheap).
+  const shedOf = new Map<number, { inc(): void }>();
+  return {
+    shed: (shard) => {
+      let counter = shedOf.get(shard);
+      if (!counter) shedOf.set(shard, (counter = metrics.shed.labels({ shard: String(shard) })));
+      counter.inc();
+    },
+    answered: ({ shard, waitedHereMs, engineQueuedMs, budget }) => {
+      const label = String(shard);
+      metrics.queueSeconds.observe({ shard: label, at: 'here' }, waitedHereMs / 1_000);
+      if (engineQueuedMs !== undefined)
+        metrics.queueSeconds.observe({ shard: label, at: 'engine' }, engineQueuedMs / 1_000);
+      metrics.admissionBudget.set({ shard: label }, budget);
+    },
+  };
+}

@@ -189,6 +189,11 @@ export function unrecordedBidResult(auctionId: number, bidId: number, reason: Re
   return { bidId, auctionId, status: 'rejected', reason, price: 0, leading: false, endsAt: 0, seq: 0 };
 }
 
+/** A bid shed before it was decided (API.md "Load shedding"): the same bidId may come again after `retryAfterMs`. */
+export function overloadedBidResult(auctionId: number, bidId: number, retryAfterMs: number): BidResult {
+  return { ...unrecordedBidResult(auctionId, bidId, 'overloaded'), retryAfterMs };
+}
+
 /** A notification as clients see it: its id is its stream sequence, `eventSeq` the event that caused it. */
 export function notificationOf(id: number, { seq, ...body }: NotificationBody): Notification {
   return { id, ...body, eventSeq: seq };

@@ -1,6 +1,22 @@
 import { commandError, shardOfAuction, WIRE_LIMITS, type CommandResult, type EngineClient } from '../protocol/index.js';
+import { ShardBudget, type AdmissionOptions } from './admission.js';
 
-type Waiting = { command: unknown; resolve: (result: CommandResult) => void };
+type Waiting = { command: unknown; resolve: (result: CommandResult) => void; queuedAt: number };
+
+/** What the router reports (the gateway's metrics). */
+export interface RouterObserver {
+  /** One answer: how long its commands waited here before leaving, at the engine (when it said), the budget after. */
+  answered(answer: { shard: number; waitedHereMs: number; engineQueuedMs: number | undefined; budget: number }): void;
+  shed(shard: number): void;
+}
+
+export type RouterOptions = {
+  /** Commands waiting in this gateway for all shards; past it every command is answered `unavailable`. */
+  pendingMax: number;
+  requestsInFlightMax: number;
+  admission: AdmissionOptions;
+  observer?: RouterObserver;
+};
 
 /**
  * Routes commands to the shard that owns them, batching: every command for
@@ -10,33 +26,45 @@ type Waiting = { command: unknown; resolve: (result: CommandResult) => void };
  * commands for it wait and leave together when one comes back (smart
  * batching: the busier the shard, the larger its batches, and each request,
  * append and reply is paid once per batch instead of once per few bids).
- * Bounded: past `pendingMax` commands waiting, new ones are answered
- * `unavailable` at once.
+ * Bids past the shard's admission budget (gateway/admission.ts) are shed at
+ * once with `overloaded` and a `retryAfterMs`, never sent. Bounded: past
+ * `pendingMax` commands waiting, new ones are answered `unavailable` at once.
  */
 export class CommandRouter {
   private readonly queues = new Map<number, Waiting[]>();
   private readonly inFlight = new Map<number, number>();
+  private readonly budgets = new Map<number, ShardBudget>();
   private scheduled = false;
   private pending = 0;
 
   constructor(
     private readonly engines: EngineClient,
-    private readonly pendingMax: number,
-    private readonly requestsInFlightMax = 2,
+    private readonly options: RouterOptions,
   ) {}
 
-  /** Routes by the auction id (the shard is encoded in it). */
-  forAuction(auctionId: number, command: unknown): Promise<CommandResult> {
-    return this.send(shardOfAuction(auctionId), command);
+  /** Routes a bid by its auction id (the shard is encoded in it); sheddable. */
+  bid(auctionId: number, command: unknown): Promise<CommandResult> {
+    return this.send(shardOfAuction(auctionId), command, true);
   }
 
-  send(shard: number, command: unknown): Promise<CommandResult> {
-    if (this.pending >= this.pendingMax) return Promise.resolve(commandError('unavailable', 'gateway overloaded'));
+  /** `sheddable`: past the shard's budget the command is answered `overloaded` instead of queued. */
+  send(shard: number, command: unknown, sheddable = false): Promise<CommandResult> {
+    if (this.pending >= this.options.pendingMax)
+      return Promise.resolve(commandError('unavailable', 'gateway overloaded'));
+    const budget = this.budgetOf(shard);
+    if (!sheddable) budget.take();
+    else if (!budget.admit()) {
+      this.noteShed(shard);
+      return Promise.resolve({
+        ...commandError('overloaded', 'shard overloaded: nothing was recorded'),
+        retryAfterMs: budget.retryAfterMs(),
+      });
+    }
     this.pending++;
     return new Promise((resolve) => {
       let queue = this.queues.get(shard);
       if (!queue) this.queues.set(shard, (queue = []));
-      queue.push({ command, resolve });
+      queue.push({ command, resolve, queuedAt: performance.now() });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -44,8 +72,34 @@ export class CommandRouter {
     });
   }
 
+  /**
+   * The delay to tell a bid for this shard that would be shed now, 0 when it
+   * would be admitted: checked before anything else is done for the bid, so
+   * that under overload the shed path stays the cheap one.
+   */
+  shedDelay(shard: number): number {
+    const budget = this.budgets.get(shard);
+    return budget && budget.inFlight >= budget.limit ? budget.retryAfterMs() : 0;
+  }
+
+  /** Counts a bid shed for this shard (here, or by the caller after `shedDelay`). */
+  noteShed(shard: number): void {
+    this.options.observer?.shed(shard);
+  }
+
   get waiting(): number {
     return this.pending;
+  }
+
+  /** Each shard's admission budget as it stands (metrics). */
+  budgetViews(): ({ shard: number } & ShardBudget['view'])[] {
+    return [...this.budgets].map(([shard, budget]) => ({ shard, ...budget.view }));
+  }
+
+  private budgetOf(shard: number): ShardBudget {
+    let budget = this.budgets.get(shard);
+    if (!budget) this.budgets.set(shard, (budget = new ShardBudget(this.options.admission)));
+    return budget;
   }
 
   private flush(): void {
@@ -59,18 +113,28 @@ export class CommandRouter {
     if (!queue) return;
     let inFlight = this.inFlight.get(shard) ?? 0;
     let sent = 0;
-    while (sent < queue.length && inFlight < this.requestsInFlightMax) {
+    while (sent < queue.length && inFlight < this.options.requestsInFlightMax) {
       const part = queue.slice(sent, sent + WIRE_LIMITS.requestCommandsMax);
       sent += part.length;
       inFlight++;
+      const leftAt = performance.now();
       void this.engines
-        .send(
+        .request(
           shard,
           part.map((w) => w.command),
         )
-        .then((results) => {
+        .then(({ results, queuedMs }) => {
           this.pending -= part.length;
           this.inFlight.set(shard, (this.inFlight.get(shard) ?? 1) - 1);
+          const budget = this.budgetOf(shard);
+          const now = performance.now();
+          budget.onAnswered(part.length, now, now - leftAt, queuedMs, this.queues.has(shard));
+          this.options.observer?.answered({
+            shard,
+            waitedHereMs: leftAt - part[0].queuedAt,
+            engineQueuedMs: queuedMs,
+            budget: budget.limit,
+          });
           part.forEach((w, j) => w.resolve(results[j]));
           this.sendQueued(shard);
         });

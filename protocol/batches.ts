@@ -15,8 +15,13 @@ export type CommandRequest = { commands: unknown[] };
 
 /** The answer to one command: its outcome, or an error that was never logged. */
 export type CommandResult = (Outcome & { seq?: number }) | CommandError;
-export type CommandError = { status: 'error'; code: Reason; message: string };
-export type CommandReply = { results: CommandResult[] };
+/** `retryAfterMs` comes with `overloaded`: the command was shed before it was decided. */
+export type CommandError = { status: 'error'; code: Reason; message: string; retryAfterMs?: number };
+/**
+ * `queuedMs`: how long the request waited at the engine between its arrival
+ * and the batch that decided it (the gateways' admission budget reads it).
+ */
+export type CommandReply = { results: CommandResult[]; queuedMs?: number };
 
 /** One event of the log: the command as decided, its outcome, and any text. */
 export type LogEvent = { seq: number; command: Command; outcome: Outcome; text?: CommandText };

@@ -22,6 +22,11 @@ export class EngineClient {
 
   /** `admin`: the operators' subject, the only one where close and cancel are taken (NATS admin rights). */
   async send(shard: number, commands: unknown[], admin = false): Promise<CommandResult[]> {
+    return (await this.request(shard, commands, admin)).results;
+  }
+
+  /** As `send`, with the engine's queue time of the request when it says (the gateways' admission budget). */
+  async request(shard: number, commands: unknown[], admin = false): Promise<CommandReply> {
     try {
       // The operators' subject is rare: nats.js's request, which also reports a publish refused by
       // permissions at once (the reply inbox would only time out).
@@ -38,14 +43,16 @@ export class EngineClient {
       ) as Partial<CommandReply> & {
         error?: CommandResult;
       };
-      if (body?.error) return commands.map(() => body.error!);
+      if (body?.error) return { results: commands.map(() => body.error!) };
       if (!Array.isArray(body?.results) || body.results.length !== commands.length) {
-        return commands.map(() => commandError('unavailable', 'malformed reply from the engine'));
+        return { results: commands.map(() => commandError('unavailable', 'malformed reply from the engine')) };
       }
-      return body.results;
+      return typeof body.queuedMs === 'number'
+        ? { results: body.results, queuedMs: body.queuedMs }
+        : { results: body.results };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      return commands.map(() => commandError('unavailable', `engine unavailable: ${message}`));
+      return { results: commands.map(() => commandError('unavailable', `engine unavailable: ${message}`)) };
     }
   }
 

@@ -76,6 +76,8 @@ export type BidResult = {
   bidCount?: number;
   /** A retried bidId: this is the original result. */
   duplicate?: true;
+  /** With reason `overloaded`: the bid was shed, nothing recorded; send the same bidId again after this long. */
+  retryAfterMs?: number;
 };
 
 /** API.md BidRecord: `maxBid` and `bidId` only for the viewer's own bids. */

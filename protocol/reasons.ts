@@ -18,6 +18,8 @@ export const REASONS = {
   forbidden: 'the caller may not do this (closing and cancelling auctions are operator actions)',
   shard_full: 'the shard has no free auction slot; an old auction must end first',
   not_due: 'a timer command arrived before its time',
+  // Public (API.md "Load shedding"). Last, since binary records store a reason as its index here.
+  overloaded: 'shed before it was decided: nothing was recorded; retry with the same bidId after retryAfterMs',
 } as const;
 
 export type Reason = keyof typeof REASONS;

@@ -19,6 +19,7 @@ import {
   type SnapshotPort,
 } from './ports.js';
 import { answerQuery } from './queries.js';
+import type { LoadObserver } from './ports.js';
 import { allowed, LEASED_ROLES, RoleTransitionError, type RoleName } from './roles.js';
 import { type RoleTransition } from '../protocol/cluster.js';
 
@@ -41,8 +42,12 @@ export type ShardCopyOptions = {
   batchEventsMax?: number;
   /** Appends awaiting their acknowledgement at once. */
   batchesInFlightMax?: number;
-  /** Commands waiting to be decided; beyond it requests are answered `unavailable`. */
+  /** Commands waiting to be decided; beyond it requests are shed (`overloaded`). */
   pendingCommandsMax?: number;
+  /** A request arriving while the oldest queued one has waited this long (ms) is shed (`overloaded`). */
+  queueMsMax?: number;
+  /** Where the pipeline reports its queue times and shed commands (metrics). */
+  load?: LoadObserver;
   appendTimeoutMs?: number;
   snapshotEveryEvents?: number;
   snapshotEveryMs?: number;
@@ -166,6 +171,8 @@ export class ShardCopy {
       batchEventsMax: options.batchEventsMax ?? 4_096,
       batchesInFlightMax: options.batchesInFlightMax ?? 8,
       pendingCommandsMax: options.pendingCommandsMax ?? 100_000,
+      queueMsMax: options.queueMsMax ?? 500,
+      load: options.load,
       appendTimeoutMs: options.appendTimeoutMs ?? 2_000,
       snapshotEveryEvents: options.snapshotEveryEvents ?? 1_000_000,
       snapshotEveryMs: options.snapshotEveryMs ?? 60_000,

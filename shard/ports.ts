@@ -130,3 +130,13 @@ export interface SnapshotPort {
     onSkip: (file: string, error: unknown) => void,
   ): { core: AuctionCore; meta: SnapshotMeta; writtenAt: number } | null;
 }
+
+/**
+ * What a serving copy reports about its load (the engine's metrics): how long
+ * each request waited between its arrival and the batch that decided it, and
+ * the commands it shed (`overloaded`) instead of queueing them.
+ */
+export interface LoadObserver {
+  queued(ms: number, commands: number): void;
+  shed(commands: number): void;
+}

@@ -17,6 +17,9 @@ export type ScenarioResult = {
   notes: string[];
   /** CPU microseconds per decided bid in the measured window, by process; `system` without the generator. */
   cpuUsPerBid?: CpuPerBid;
+  /** Bids shed (`overloaded`) per second of the window, and the p99 of their answers (also counted in errors). */
+  shedPerSec?: number;
+  shedP99Ms?: number;
 };
 
 export type SweepStep = { offeredPerSec: number; answeredPerSec: number; p99Ms: number; ok: boolean };
@@ -165,12 +168,13 @@ export function renderTable(run: BenchRun): string {
   const out: string[] = [];
   out.push(
     textTable(
-      ['scenario', 'offered/s', 'answered/s', 'accepted/s', 'p50', 'p99', 'p99.9', 'max', 'errors'],
+      ['scenario', 'offered/s', 'answered/s', 'accepted/s', 'shed/s', 'p50', 'p99', 'p99.9', 'max', 'errors'],
       run.scenarios.map((s) => [
         s.name,
         s.offeredPerSec === null ? '-' : fmt(s.offeredPerSec),
         fmt(s.answeredPerSec),
         fmt(s.acceptedPerSec),
+        s.shedPerSec ? fmt(s.shedPerSec) : '-',
         ms(pct(s.percentiles, 50)),
         ms(pct(s.percentiles, 99)),
         ms(pct(s.percentiles, 99.9)),

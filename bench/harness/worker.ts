@@ -27,6 +27,10 @@ export type BidJob = {
   maxBidBase: number;
   /** Give up waiting for answers this long after the last send. */
   drainMs: number;
+  /** Connect now, start sending at this time (epoch ms): a step that must follow another one without a gap. */
+  startAt?: number;
+  /** Per slot of the measured phase (by intended time), count the requests slower than this or not decided. */
+  slowMs?: number;
 };
 export type WatchJob = { kind: 'watch'; url: string; connections: number; auctionId: number };
 export type Job = BidJob | WatchJob | FloorJob;
@@ -50,10 +54,17 @@ export type BidResult = {
   /** Decided bids (accepted or rejected by a rule) answered during the measured phase, by arrival time. */
   answeredInWindow: number;
   measuredMs: number;
+  /** Bids shed (`overloaded`, nothing recorded) among those meant for the measured phase, and their latency. */
+  shed: number;
+  shedLatency: string;
+  /** With `slowMs`: per slot of intended send time, the requests meant for it and how many were slow or undecided. */
+  slots: { sent: number; answered: number; slow: number }[];
 };
 export type WatchResult = { type: 'result'; latency: string; samples: number; missing: number; connected: number };
 
 const SLOT_MS = 250;
+/** Answers that are not decisions: shed before deciding, outcome unknown, or refused by a rate limit. */
+const UNDECIDED = new Set(['overloaded', 'unavailable', 'rate_limited']);
 /**
  * Consecutive bids go to the same connection this many at a time, so the bids
  * due in one pacing tick share a few writes (and their answers a few reads)
@@ -90,7 +101,7 @@ async function runBids(job: BidJob): Promise<BidResult> {
     job.tokens.map((token) => BidSocket.open(`${job.url}?token=${token}&format=msgpack`)),
   );
   const total = Math.max(1, Math.round((job.ratePerSec * (job.warmupMs + job.durationMs)) / 1_000));
-  const start = now() + 20;
+  const start = Math.max(now() + 20, job.startAt ?? 0);
   const schedule = new OpenLoopSchedule(job.ratePerSec, start, total);
   const measureFrom = start + job.warmupMs;
   parentPort!.postMessage({
@@ -100,6 +111,13 @@ async function runBids(job: BidJob): Promise<BidResult> {
   } satisfies MeasuredWindow);
   const intended = new Float64Array(total);
   const latency = new Latency();
+  const shedLatency = new Latency();
+  let shed = 0;
+  const slots = Array.from({ length: job.slowMs === undefined ? 0 : Math.ceil(job.durationMs / SLOT_MS) }, () => ({
+    sent: 0,
+    answered: 0,
+    slow: 0,
+  }));
   const timeline = new Array<number>(Math.ceil(job.durationMs / SLOT_MS)).fill(0);
   const errors: Record<string, number> = {};
   const errorSamples: Record<string, string> = {};
@@ -121,10 +139,8 @@ async function runBids(job: BidJob): Promise<BidResult> {
       answered++;
       const intendedAt = intended[m.rid];
       // Throughput counts decided bids (accepted, or rejected by a rule) as they arrive in the
-      // window, never `unavailable` or errors; latency, every request meant for the window.
-      const decided =
-        m.status === 'accepted' ||
-        (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited');
+      // window, never shed, `unavailable` or errors; latency, every request meant for the window.
+      const decided = m.status === 'accepted' || (m.status === 'rejected' && !UNDECIDED.has(m.reason ?? ''));
       const slot = Math.floor((at - measureFrom) / SLOT_MS);
       if (decided && slot >= 0 && slot < timeline.length) {
         timeline[slot]++;
@@ -133,9 +149,18 @@ async function runBids(job: BidJob): Promise<BidResult> {
       if (intendedAt >= measureFrom && intendedAt < measureFrom + job.durationMs) {
         measured++;
         latency.record(intendedAt, at);
+        const slot = slots[Math.floor((intendedAt - measureFrom) / SLOT_MS)];
+        if (slot) {
+          slot.answered++;
+          if (!decided || at - intendedAt > job.slowMs!) slot.slow++;
+        }
         if (m.status === 'accepted') accepted++;
-        else if (m.status === 'rejected' && m.reason !== 'unavailable' && m.reason !== 'rate_limited') rejected++;
+        else if (decided) rejected++;
         else {
+          if (m.reason === 'overloaded') {
+            shed++;
+            shedLatency.record(intendedAt, at);
+          }
           const code = m.reason ?? m.code ?? 'error';
           errors[code] = (errors[code] ?? 0) + 1;
           errorSamples[code] ??= String(m.message ?? '');
@@ -156,6 +181,8 @@ async function runBids(job: BidJob): Promise<BidResult> {
     schedule,
     (i, intendedAt) => {
       intended[i] = intendedAt;
+      const slot = slots[Math.floor((intendedAt - measureFrom) / SLOT_MS)];
+      if (slot) slot.sent++;
       const { connection: c, auctionIndex } = bidSlot(i, sockets.length, job.auctions.length);
       const auctionId = job.auctions[auctionIndex];
       const key = c * 1_000_003 + auctionId;
@@ -188,6 +215,9 @@ async function runBids(job: BidJob): Promise<BidResult> {
     timeline,
     answeredInWindow,
     measuredMs: job.durationMs,
+    shed,
+    shedLatency: shedLatency.encode(),
+    slots,
   };
 }
 

@@ -157,7 +157,11 @@ async function auctionDetails(ctx: HttpContext, { ex, req }: HttpCall): Promise<
 
 async function bid(ctx: HttpContext, { ex, req, body, userId }: HttpCall): Promise<void> {
   const auctionId = v.idParam(req.getParameter(0), 'auction id');
-  ex.json(200, await ctx.commands.bid(userId, { ...v.object(await body), auctionId }));
+  const result = await ctx.commands.bid(userId, { ...v.object(await body), auctionId });
+  // A shed bid is a 200 like any rejection, plus Retry-After (whole seconds, rounded up; API.md "Load shedding").
+  const headers: Record<string, string> =
+    result.retryAfterMs === undefined ? {} : { 'Retry-After': String(Math.ceil(result.retryAfterMs / 1_000)) };
+  ex.json(200, result, headers);
 }
 
 async function bidHistory(ctx: HttpContext, { ex, req, token }: HttpCall): Promise<void> {

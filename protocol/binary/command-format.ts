@@ -22,7 +22,8 @@ export const COMMAND_BID_RECORD_BYTES = 40;
 export const RESULT_BID_RECORD_BYTES = BID_OUTCOME_RECORD_BYTES;
 
 type Indexed = [index: number, value: unknown][];
-type ResultTrailer = { results: [index: number, result: CommandResult][]; error?: CommandResult };
+/** `queuedMs` (optional, from the first version on; readers before it ignore the key): the engine's queue time. */
+type ResultTrailer = { results: [index: number, result: CommandResult][]; error?: CommandResult; queuedMs?: number };
 
 const isNumber = (x: unknown): x is number => typeof x === 'number';
 
@@ -133,6 +134,7 @@ export function encodeResultBatch(reply: Partial<CommandReply> & { error?: Comma
   const results = reply.results ?? [];
   const rest: ResultTrailer = { results: [] };
   if (reply.error) rest.error = reply.error;
+  if (reply.queuedMs !== undefined) rest.queuedMs = reply.queuedMs;
   const record = new Uint8Array(results.length);
   let bids = 0;
   for (let i = 0; i < results.length; i++) {
@@ -171,5 +173,8 @@ export function decodeResultBatch(bytes: Uint8Array): CommandReply & { error?: C
     if (!Array.isArray(entry)) throw new BatchFormatError('results batch: a trailer entry is not [index, result]');
     place(results, taken, entry[0], entry[1], 'results');
   }
-  return t.error === undefined ? { results } : { results, error: t.error };
+  const out: CommandReply & { error?: CommandResult } = { results };
+  if (t.error !== undefined) out.error = t.error;
+  if (typeof t.queuedMs === 'number' && Number.isFinite(t.queuedMs) && t.queuedMs >= 0) out.queuedMs = t.queuedMs;
+  return out;
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { CommandRouter } from '../../gateway/router.js';
-import type { CommandResult, EngineClient } from '../../protocol/index.js';
+import type { CommandReply, CommandResult, EngineClient } from '../../protocol/index.js';
 
 /**
  * The gateway's batching of commands per shard: one request per shard per
@@ -8,18 +8,21 @@ import type { CommandResult, EngineClient } from '../../protocol/index.js';
  * leaves together when an answer comes back. The engine side is a recorder
  * answering on demand (the NATS path is covered by the gateway's tests).
  */
-type Sent = { shard: number; commands: unknown[]; answer: () => void };
+type Sent = { shard: number; commands: unknown[]; answer: (queuedMs?: number) => void };
 
 function recorder() {
   const sent: Sent[] = [];
   const engines = {
-    send(shard: number, commands: unknown[]): Promise<CommandResult[]> {
+    request(shard: number, commands: unknown[]): Promise<CommandReply> {
       return new Promise((resolve) => {
         sent.push({
           shard,
           commands,
-          answer: () =>
-            resolve(commands.map((c) => ({ status: 'error', code: 'invalid_request', message: JSON.stringify(c) }))),
+          answer: (queuedMs) =>
+            resolve({
+              results: commands.map((c) => ({ status: 'error', code: 'invalid_request', message: JSON.stringify(c) })),
+              ...(queuedMs === undefined ? {} : { queuedMs }),
+            }),
         });
       });
     },
@@ -27,12 +30,21 @@ function recorder() {
   return { sent, engines };
 }
 
+/** A router with a budget generous enough to stay out of the way (the admission tests set their own). */
+function routerOf(engines: EngineClient, pendingMax: number, requestsInFlightMax: number) {
+  return new CommandRouter(engines, {
+    pendingMax,
+    requestsInFlightMax,
+    admission: { queueTargetMs: 200, inFlightMax: 100_000 },
+  });
+}
+
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 const messageOf = (r: CommandResult) => (r.status === 'error' ? r.message : '');
 
 t.test('commands of one tick for one shard leave in one request; answers reach their senders', async (t) => {
   const { sent, engines } = recorder();
-  const router = new CommandRouter(engines, 1_000, 2);
+  const router = routerOf(engines, 1_000, 2);
   const answers = [router.send(1, 'a'), router.send(2, 'x'), router.send(1, 'b')];
   await tick();
   t.same(
@@ -49,7 +61,7 @@ t.test('commands of one tick for one shard leave in one request; answers reach t
 
 t.test('past the in-flight bound, commands wait and leave together when an answer returns', async (t) => {
   const { sent, engines } = recorder();
-  const router = new CommandRouter(engines, 1_000, 1);
+  const router = routerOf(engines, 1_000, 1);
   const first = router.send(0, 1);
   await tick();
   t.equal(sent.length, 1, 'one request in flight');
@@ -69,7 +81,7 @@ t.test('past the in-flight bound, commands wait and leave together when an answe
 
 t.test('a shard busy at its bound does not hold back another shard', async (t) => {
   const { sent, engines } = recorder();
-  const router = new CommandRouter(engines, 1_000, 1);
+  const router = routerOf(engines, 1_000, 1);
   void router.send(0, 'a');
   await tick();
   void router.send(0, 'b');
@@ -83,7 +95,7 @@ t.test('a shard busy at its bound does not hold back another shard', async (t) =
 
 t.test('more than a request holds is split, each part counting against the bound', async (t) => {
   const { sent, engines } = recorder();
-  const router = new CommandRouter(engines, 10_000, 2);
+  const router = routerOf(engines, 10_000, 2);
   for (let i = 0; i < 3_000; i++) void router.send(0, i);
   await tick();
   t.same(
@@ -101,8 +113,72 @@ t.test('more than a request holds is split, each part counting against the bound
 
 t.test('past pendingMax a command is answered unavailable at once', async (t) => {
   const { engines } = recorder();
-  const router = new CommandRouter(engines, 2, 1);
+  const router = routerOf(engines, 2, 1);
   void router.send(0, 1);
   void router.send(0, 2);
   t.match(await router.send(0, 3), { status: 'error', code: 'unavailable' });
+});
+
+t.test('bids past the shard budget are shed at once with overloaded and a retry delay, and never sent', async (t) => {
+  const { sent, engines } = recorder();
+  const shedShards: number[] = [];
+  const router = new CommandRouter(engines, {
+    pendingMax: 10_000,
+    requestsInFlightMax: 2,
+    admission: { queueTargetMs: 200, inFlightMax: 100 },
+    observer: { shed: (shard) => shedShards.push(shard), answered: () => undefined },
+  });
+  const answers = Array.from({ length: 150 }, (_, i) => router.send(0, i, true));
+  const shed = (await Promise.all(answers.slice(100))) as (CommandResult & { retryAfterMs?: number })[];
+  for (const r of shed) {
+    t.match(r, { status: 'error', code: 'overloaded' });
+    t.ok(r.retryAfterMs! >= 10 && r.retryAfterMs! <= 5_000, `retryAfterMs ${r.retryAfterMs}`);
+  }
+  t.equal(shedShards.length, 50, 'each shed bid counted for its shard');
+  await tick();
+  t.same(
+    sent.flatMap((s) => s.commands),
+    Array.from({ length: 100 }, (_, i) => i),
+    'only the admitted bids reach the engine',
+  );
+  const other = router.send(3, 'other shard', true);
+  // Creations and operators' commands are never shed by the budget: they queue.
+  const creation = router.send(0, 'create');
+  await tick();
+  sent[0].answer();
+  await tick();
+  for (const s of sent.slice(1)) s.answer();
+  t.same(messageOf(await other), '"other shard"', 'another shard has its own budget');
+  t.same(messageOf(await creation), '"create"');
+  // Once answers came back, the same bid (same bidId) is admitted again: nothing of it was recorded.
+  const retried = router.send(0, 120, true);
+  await tick();
+  sent[sent.length - 1].answer();
+  t.same(messageOf(await retried), '120');
+});
+
+t.test("the budget shrinks by the engine's reported queue time", async (t) => {
+  const { sent, engines } = recorder();
+  const router = new CommandRouter(engines, {
+    pendingMax: 100_000,
+    requestsInFlightMax: 1,
+    admission: { queueTargetMs: 100, inFlightMax: 50_000 },
+  });
+  // A backlog: one request in flight and commands queued behind it, answered with the engine's queue time.
+  for (let i = 0; i < 200; i++) void router.send(0, i, true);
+  await tick();
+  for (let round = 0; round < 30; round++) {
+    for (let i = 0; i < 200; i++) void router.send(0, i, true);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    sent[sent.length - 1].answer(90);
+    await tick();
+  }
+  const [view] = router.budgetViews();
+  t.ok(view.engineQueuedMs > 80, `engine queue time followed: ${view.engineQueuedMs} ms`);
+  t.ok(view.drainPerSec > 0, 'the drain rate was measured while backlogged');
+  t.ok(
+    view.limit <=
+      Math.max(64, Math.ceil((view.drainPerSec / 1_000) * (view.serviceMs + 100 - view.engineQueuedMs)) + 1),
+    `limit ${view.limit}: what ${view.drainPerSec}/s drains in a round trip (${view.serviceMs} ms) and what the engine's queue leaves of the target`,
+  );
 });

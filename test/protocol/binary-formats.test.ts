@@ -242,6 +242,10 @@ t.test('result batches read back exactly, with an error for the whole request wh
     ),
     { numRuns: 200 },
   );
+  // The engine's queue time rides in the trailer; a reader drops a value that is not a time.
+  t.same(decodeResultBatch(encodeResultBatch({ results: [], queuedMs: 12.5 })), { results: [], queuedMs: 12.5 });
+  t.same(decodeResultBatch(encodeResultBatch({ results: [], queuedMs: -1 })), { results: [] });
+  t.same(decodeResultBatch(encodeResultBatch({ results: [] })), { results: [] }, 'absent: absent');
   t.end();
 });
 

@@ -21,7 +21,9 @@ const RETRY_BACKOFF_MS_MAX = 200;
 /**
  * A bidder as the gateway would act for it: one command at a time, each
  * retried with the same bidId after `unavailable`, no responders or a
- * timeout, until it gets a decided answer (accepted or rejected). The
+ * timeout, and after `overloaded` once its `retryAfterMs` has passed (a
+ * shed command was never recorded: the checker sees that its retry counts
+ * once), until it gets a decided answer (accepted or rejected). The
  * answers are what the checker holds the log to.
  */
 export class SimClient {
@@ -54,12 +56,13 @@ export class SimClient {
         this.world.onAnswer({ client: this.id, command, result, at: this.world.now() });
         return result;
       }
-      if (result && result.code !== 'unavailable') {
+      if (result && result.code !== 'unavailable' && result.code !== 'overloaded') {
         this.world.onAnswer({ client: this.id, command, result, at: this.world.now() });
         return result;
       }
       this.retries++;
-      await this.world.sleep(this.world.random.int(10, RETRY_BACKOFF_MS_MAX));
+      const backoff = this.world.random.int(10, RETRY_BACKOFF_MS_MAX);
+      await this.world.sleep(Math.max(backoff, Math.min(result?.retryAfterMs ?? 0, 5_000)));
     }
     return null;
   }

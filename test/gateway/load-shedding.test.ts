@@ -1,0 +1,84 @@
+import t from 'tap';
+import { WsClient, type WsMessage } from '../../testkit/index.js';
+import { decode, encode, shardOfAuction, subjects } from '../../protocol/index.js';
+import { startSystem } from './fixture.js';
+
+/**
+ * The gateway's admission budget through the real processes (issue 17): with
+ * the engine stopped (SIGSTOP) the shard's budget fills, and every further
+ * bid is answered at once, over WebSocket and HTTP, `overloaded` with a
+ * `retryAfterMs` (HTTP: 200 and Retry-After), nothing sent or recorded; once
+ * the engine runs again the same bidIds are decided, once each.
+ */
+t.test('past the shard budget bids are shed at once, never recorded, and their retries count once', async (t) => {
+  const s = await startSystem(t, ['--shard-commands-in-flight-max', '2']);
+  const seller = await s.user();
+  const bidder = await s.user();
+  const auction = await s.auction(seller.token);
+  const ws = await WsClient.connect(`${s.gateway.wsUrl}?token=${bidder.token}&format=msgpack`, 'msgpack');
+  t.teardown(() => ws.close());
+  const hashBefore = await s.stateHashes();
+
+  process.kill(s.engine.pid!, 'SIGSTOP');
+  let resumed = false;
+  const resume = () => {
+    if (!resumed) process.kill(s.engine.pid!, 'SIGCONT');
+    resumed = true;
+  };
+  t.teardown(resume);
+  const bids = Array.from({ length: 12 }, (_, i) => ({ bidId: i + 1, maxBid: 2_000 + i * 100 }));
+  const answers = bids.map((b) =>
+    ws.request({ type: 'bid', auctionId: auction.id, ...b }, 15_000).then((m) => ({ ...b, m })),
+  );
+  // Two fill the budget and wait for the stopped engine; the other ten are answered now.
+  const shedOnWs: { bidId: number; maxBid: number; m: WsMessage }[] = [];
+  for (let i = 0; i < 10; i++) {
+    const m = await ws.waitFor(
+      (x) => x.type === 'bid.result' && x.reason === 'overloaded' && !shedOnWs.some((y) => y.m === x),
+    );
+    shedOnWs.push({ ...bids.find((b) => b.bidId === m.bidId)!, m });
+  }
+  for (const { m } of shedOnWs) {
+    t.match(m, { type: 'bid.result', status: 'rejected', reason: 'overloaded', seq: 0, auctionId: auction.id });
+    t.ok(
+      typeof m.retryAfterMs === 'number' && m.retryAfterMs >= 10 && m.retryAfterMs <= 5_000,
+      `retryAfterMs ${String(m.retryAfterMs)}`,
+    );
+  }
+  const http = await fetch(`${s.gateway.url}/v1/auctions/${auction.id}/bids`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${bidder.token}` },
+    body: JSON.stringify({ bidId: 100, maxBid: 9_000 }),
+  });
+  t.equal(http.status, 200, 'a shed bid is a 200 like any rejection');
+  t.match(await http.json(), { status: 'rejected', reason: 'overloaded', bidId: 100, seq: 0 });
+  t.ok(Number(http.headers.get('retry-after')) >= 1, `Retry-After: ${http.headers.get('retry-after')}`);
+  resume();
+
+  const settled = await Promise.all(answers);
+  const admitted = settled.filter((a) => a.m.reason !== 'overloaded');
+  t.equal(admitted.length, 2, 'the two bids within the budget were decided');
+  for (const a of admitted) t.match(a.m, { status: 'accepted' });
+  // The shed bids again, with the same bidIds, one at a time: each decided now, none a duplicate.
+  for (const b of [...shedOnWs.map(({ bidId, maxBid }) => ({ bidId, maxBid })), { bidId: 100, maxBid: 9_000 }]) {
+    const m = await ws.request({ type: 'bid', auctionId: auction.id, ...b });
+    t.match(m, { type: 'bid.result', status: 'accepted' }, `bid ${b.bidId} decided on its retry`);
+    t.notOk(m.duplicate, 'never decided before');
+  }
+  // The engine's own state (the read model may trail the last answer by a moment).
+  const reply = await s.nc.request(
+    subjects.control(shardOfAuction(auction.id)),
+    encode({ op: 'state', auctionId: auction.id }),
+    { timeout: 5_000 },
+  );
+  const { auction: state } = decode(reply.data) as { auction: { bidCount: number } };
+  t.equal(state.bidCount, 13, 'every bid counted once: 2 admitted, 11 retried');
+  t.notSame(await s.stateHashes(), hashBefore, 'the retries changed the state (the shed bids had not)');
+  const metrics = await s.http<string>('GET', '/metrics');
+  const shed = [...metrics.body.matchAll(/^gateway_bids_shed_total\{shard="\d+"\} (\d+)$/gm)].reduce(
+    (a, m) => a + Number(m[1]),
+    0,
+  );
+  t.equal(shed, 11, 'every shed bid counted');
+  t.match(metrics.body, /gateway_bids_total\{outcome="overloaded"\} 11/);
+});
