@@ -4,9 +4,10 @@
  * engine, unanswered) before new bids are shed with `overloaded`.
  *
  * The budget is what the shard answers in one round trip plus
- * `queueTargetMs`: its drain rate, measured only while commands queued here
- * waiting for the engine (then the rate is the shard's capacity, not the
- * offered load), times the round trip of a request (what keeps the pipe
+ * `queueTargetMs`: its drain rate, measured only while busy (commands queued
+ * here waiting for the engine, or bids refused since the last answer: then
+ * the rate is the shard's capacity or the budget's, not the offered load),
+ * times the round trip of a request (what keeps the pipe
  * full: the engine's deciding and appending, the network, this event loop)
  * plus the part of the target the engine's own queue leaves (other gateways'
  * commands wait there too; the engine reports that time with every answer).
@@ -40,6 +41,8 @@ export class ShardBudget {
   private serviceMs = 0;
   /** When the previous answer came, if commands were still queued here behind it (a busy interval began). */
   private busySince: number | null = null;
+  /** A bid was shed since the last answer: demand exceeded the budget, so the shard was as busy as allowed. */
+  private refused = false;
 
   constructor(private readonly options: AdmissionOptions) {}
 
@@ -58,8 +61,15 @@ export class ShardBudget {
 
   /** Takes a place for a sheddable command; false: shed it. */
   admit(): boolean {
-    if (this.outstanding >= this.limit) return false;
+    if (this.full()) return false;
     this.outstanding++;
+    return true;
+  }
+
+  /** True when a sheddable command would be refused now (and is: it counts as demand over the budget). */
+  full(): boolean {
+    if (this.outstanding < this.limit) return false;
+    this.refused = true;
     return true;
   }
 
@@ -101,7 +111,10 @@ export class ShardBudget {
       const rate = answered / (now - this.busySince);
       this.drainPerMs = this.drainPerMs === 0 ? rate : this.drainPerMs + SMOOTHING * (rate - this.drainPerMs);
     }
-    this.busySince = stillQueued ? now : null;
+    // Busy: commands wait here, or bids were refused (all admitted ones are out; the rate is then the
+    // budget over the round trip, and the budget grows by target/round trip each time: it cannot stick low).
+    this.busySince = stillQueued || this.refused ? now : null;
+    this.refused = false;
   }
 
   /** What the metrics and the status show. */

@@ -1,6 +1,15 @@
 import { commandError, shardOfAuction, WIRE_LIMITS, type CommandResult, type EngineClient } from '../protocol/index.js';
 import { ShardBudget, type AdmissionOptions } from './admission.js';
 
+/**
+ * Requests to one shard in flight at most when each is full (WIRE_LIMITS.requestCommandsMax
+ * commands): past `requestsInFlightMax`, only full requests leave. Under overload this
+ * gateway's event loop turns grow long (every frame read must at least be answered), and a
+ * shard's throughput is what leaves per turn; full requests lose nothing of smart batching.
+ * As many as the engine pipelines appends by default (--batches-in-flight-max 8).
+ */
+export const FULL_REQUESTS_IN_FLIGHT_MAX = 8;
+
 type Waiting = { command: unknown; resolve: (result: CommandResult) => void; queuedAt: number };
 
 /** What the router reports (the gateway's metrics). */
@@ -25,7 +34,8 @@ export type RouterOptions = {
  * `requestsInFlightMax` requests to a shard await their answers, new
  * commands for it wait and leave together when one comes back (smart
  * batching: the busier the shard, the larger its batches, and each request,
- * append and reply is paid once per batch instead of once per few bids).
+ * append and reply is paid once per batch instead of once per few bids);
+ * full requests may also leave past that bound (FULL_REQUESTS_IN_FLIGHT_MAX).
  * Bids past the shard's admission budget (gateway/admission.ts) are shed at
  * once with `overloaded` and a `retryAfterMs`, never sent. Bounded: past
  * `pendingMax` commands waiting, new ones are answered `unavailable` at once.
@@ -79,7 +89,7 @@ export class CommandRouter {
    */
   shedDelay(shard: number): number {
     const budget = this.budgets.get(shard);
-    return budget && budget.inFlight >= budget.limit ? budget.retryAfterMs() : 0;
+    return budget?.full() ? budget.retryAfterMs() : 0;
   }
 
   /** Counts a bid shed for this shard (here, or by the caller after `shedDelay`). */
@@ -113,7 +123,10 @@ export class CommandRouter {
     if (!queue) return;
     let inFlight = this.inFlight.get(shard) ?? 0;
     let sent = 0;
-    while (sent < queue.length && inFlight < this.options.requestsInFlightMax) {
+    const mayLeave = (waiting: number) =>
+      inFlight < this.options.requestsInFlightMax ||
+      (waiting >= WIRE_LIMITS.requestCommandsMax && inFlight < FULL_REQUESTS_IN_FLIGHT_MAX);
+    while (sent < queue.length && mayLeave(queue.length - sent)) {
       const part = queue.slice(sent, sent + WIRE_LIMITS.requestCommandsMax);
       sent += part.length;
       inFlight++;

@@ -128,3 +128,19 @@ t.test('the retry delay is the time to drain what is outstanding, spread and bou
   );
   t.end();
 });
+
+t.test('a budget measured low grows back while bids are refused and the shard answers fast', (t) => {
+  const budget = new ShardBudget(options);
+  backlogged(budget, 50, 10, 10); // 1 per ms: 200
+  t.equal(budget.limit, 200);
+  // Now the shard answers each full budget within 10 ms, nothing queued here, bids refused meanwhile.
+  let now = 10_000;
+  for (let i = 0; i < 40; i++) {
+    const limit = budget.limit;
+    while (budget.admit());
+    now += 10;
+    budget.onAnswered(limit, now, 10, undefined, false);
+  }
+  t.equal(budget.limit, 10_000, 'back at the ceiling: the rate follows what the budget let through');
+  t.end();
+});

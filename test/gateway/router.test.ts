@@ -1,5 +1,5 @@
 import t from 'tap';
-import { CommandRouter } from '../../gateway/router.js';
+import { CommandRouter, FULL_REQUESTS_IN_FLIGHT_MAX } from '../../gateway/router.js';
 import type { CommandReply, CommandResult, EngineClient } from '../../protocol/index.js';
 
 /**
@@ -181,4 +181,20 @@ t.test("the budget shrinks by the engine's reported queue time", async (t) => {
       Math.max(64, Math.ceil((view.drainPerSec / 1_000) * (view.serviceMs + 100 - view.engineQueuedMs)) + 1),
     `limit ${view.limit}: what ${view.drainPerSec}/s drains in a round trip (${view.serviceMs} ms) and what the engine's queue leaves of the target`,
   );
+});
+
+t.test('past the in-flight bound only full requests leave, up to FULL_REQUESTS_IN_FLIGHT_MAX', async (t) => {
+  const { sent, engines } = recorder();
+  const router = routerOf(engines, 100_000, 2);
+  for (let i = 0; i < 10 * 1_024 + 100; i++) void router.send(0, i);
+  await tick();
+  t.same(
+    sent.map((s) => s.commands.length),
+    Array.from({ length: FULL_REQUESTS_IN_FLIGHT_MAX }, () => 1_024),
+    'a backlog leaves in full requests, as many as the bound for them',
+  );
+  sent[0].answer();
+  await tick();
+  t.equal(sent.length, FULL_REQUESTS_IN_FLIGHT_MAX + 1, 'an answer lets one more full request leave');
+  t.equal(sent[sent.length - 1].commands.length, 1_024);
 });
