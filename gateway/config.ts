@@ -72,7 +72,7 @@ export const OPTIONS = {
   'password-hash-cost': ['PASSWORD_HASH_COST', String(2 ** 17)],
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
   'shard-requests-in-flight-max': ['SHARD_REQUESTS_IN_FLIGHT_MAX', '2'],
-  'queue-target-ms': ['QUEUE_TARGET_MS', '500'],
+  'queue-target-ms': ['QUEUE_TARGET_MS', '200'],
   'shard-commands-in-flight-max': ['SHARD_COMMANDS_IN_FLIGHT_MAX', '100000'],
 } as const;
 
