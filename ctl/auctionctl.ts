@@ -16,6 +16,7 @@ import {
   subjects,
   type CommandReply,
   type CommandResult,
+  isRetrySafe,
 } from '../protocol/index.js';
 import { parseShards } from '../protocol/config-error.js';
 import { natsCredentials } from '../protocol/cluster.js';
@@ -189,7 +190,7 @@ class Cluster {
     if (answer && typeof answer === 'object' && answer.error) {
       throw new CliError(
         `${what}: ${answer.error.message} (${answer.error.code})`,
-        answer.error.code === 'unavailable' ? EXIT.unreachable : EXIT.failed,
+        isRetrySafe(answer.error.code) ? EXIT.unreachable : EXIT.failed,
         answer.error.code,
       );
     }
@@ -504,7 +505,7 @@ async function auctionCommand(c: Cluster, args: string[], values: Options['value
       result?.status === 'error' ? `${result.code}: ${result.message}` : `rejected: ${result?.reason ?? 'no answer'}`;
     throw new CliError(
       `auction ${sub} ${auctionId}: ${why}`,
-      result?.status === 'error' && result.code === 'unavailable' ? EXIT.unreachable : EXIT.failed,
+      result?.status === 'error' && isRetrySafe(result.code) ? EXIT.unreachable : EXIT.failed,
       result?.status === 'error' ? result.code : (result?.reason ?? 'failed'),
     );
   }

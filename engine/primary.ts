@@ -307,7 +307,7 @@ export class Primary {
         this.pending.shift();
         this.pendingCommands -= request.parsed.length;
         request.queuedMs = t - request.arrivedAt;
-        this.options.load?.queued(request.queuedMs, request.parsed.length);
+        this.options.load?.queued(request.queuedMs);
         this.decideRequest(request, t, events);
         requests.push(request);
       }

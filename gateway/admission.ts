@@ -61,15 +61,11 @@ export class ShardBudget {
 
   /** Takes a place for a sheddable command; false: shed it. */
   admit(): boolean {
-    if (this.full()) return false;
+    if (this.outstanding >= this.limit) {
+      this.refused = true; // demand over the budget: the next answer closes a busy interval
+      return false;
+    }
     this.outstanding++;
-    return true;
-  }
-
-  /** True when a sheddable command would be refused now (and is: it counts as demand over the budget). */
-  full(): boolean {
-    if (this.outstanding < this.limit) return false;
-    this.refused = true;
     return true;
   }
 

@@ -1,4 +1,5 @@
 import {
+  isRetrySafe,
   shardOfAuction,
   WIRE_LIMITS,
   type BidOutcome,
@@ -54,11 +55,6 @@ export class Commands {
     const bidId = v.id(fields, 'bidId');
     const maxBid = v.amount(fields, 'maxBid');
     if (!this.d.guards.userAllowed(userId)) return this.unrecorded(auctionId, bidId, 'rate_limited');
-    const shedDelay = this.d.router.shedDelay(shardOfAuction(auctionId));
-    if (shedDelay > 0) {
-      this.d.router.noteShed(shardOfAuction(auctionId));
-      return this.overloaded(auctionId, bidId, shedDelay);
-    }
     if (!(await this.d.live.hasShard(shardOfAuction(auctionId))))
       return this.unrecorded(auctionId, bidId, 'auction_not_found');
     const started = process.hrtime.bigint();
@@ -99,10 +95,10 @@ export class Commands {
     const result = await this.d.router.send(shard, command);
     this.d.metrics.commandSeconds.observe({ type: 'create' }, Number(process.hrtime.bigint() - started) / 1e9);
     if (result.status === 'error')
-      throw new ApiError(result.code === 'unavailable' ? 'unavailable' : 'invalid_request', result.message);
+      throw new ApiError(isRetrySafe(result.code) ? 'unavailable' : 'invalid_request', result.message);
     const o = result as CreateOutcome;
     if (o.status === 'rejected') {
-      if (o.reason === 'shard_full' || o.reason === 'unavailable')
+      if (o.reason === 'shard_full' || isRetrySafe(o.reason))
         throw new ApiError('unavailable', `auction not created: ${o.reason}`);
       throw new ApiError('invalid_request', `auction not created: ${o.reason}`);
     }

@@ -64,7 +64,7 @@ export class CommandRouter {
     const budget = this.budgetOf(shard);
     if (!sheddable) budget.take();
     else if (!budget.admit()) {
-      this.noteShed(shard);
+      this.options.observer?.shed(shard);
       return Promise.resolve({
         ...commandError('overloaded', 'shard overloaded: nothing was recorded'),
         retryAfterMs: budget.retryAfterMs(),
@@ -80,21 +80,6 @@ export class CommandRouter {
         setImmediate(() => this.flush());
       }
     });
-  }
-
-  /**
-   * The delay to tell a bid for this shard that would be shed now, 0 when it
-   * would be admitted: checked before anything else is done for the bid, so
-   * that under overload the shed path stays the cheap one.
-   */
-  shedDelay(shard: number): number {
-    const budget = this.budgets.get(shard);
-    return budget?.full() ? budget.retryAfterMs() : 0;
-  }
-
-  /** Counts a bid shed for this shard (here, or by the caller after `shedDelay`). */
-  noteShed(shard: number): void {
-    this.options.observer?.shed(shard);
   }
 
   get waiting(): number {

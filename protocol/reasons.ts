@@ -24,6 +24,15 @@ export const REASONS = {
 
 export type Reason = keyof typeof REASONS;
 
+/**
+ * The answers after which sending the same command again is safe and
+ * expected: `unavailable` (the outcome is unknown; a bid's retry is
+ * idempotent by its bidId) and `overloaded` (shed before it was decided).
+ */
+export function isRetrySafe(code: string | undefined): boolean {
+  return code === 'unavailable' || code === 'overloaded';
+}
+
 export const REASON_CODES = Object.keys(REASONS) as Reason[];
 
 /** The order in which a bid's checks run; the first failure is the reason. */

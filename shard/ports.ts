@@ -137,6 +137,6 @@ export interface SnapshotPort {
  * the commands it shed (`overloaded`) instead of queueing them.
  */
 export interface LoadObserver {
-  queued(ms: number, commands: number): void;
+  queued(ms: number): void;
   shed(commands: number): void;
 }

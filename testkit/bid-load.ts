@@ -3,7 +3,7 @@ import { AuctionCore } from '../engine/core/index.js';
 import { ShardLog } from '../shard/nats-log.js';
 import { replayBatch } from '../shard/replay.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { EngineClient, type BidOutcome, type CommandResult } from '../protocol/index.js';
+import { EngineClient, isRetrySafe, type BidOutcome, type CommandResult } from '../protocol/index.js';
 import { Waiters } from './waiters.js';
 
 export type AckedBid = { auctionId: number; bidderId: number; bidId: number; maxBid: number; seq: number };
@@ -91,7 +91,7 @@ export class BidLoad {
       for (;;) {
         const sentAt = Date.now();
         result = await this.client.sendOne(this.shard, bid);
-        if (!(result.status === 'error' && result.code === 'unavailable')) break;
+        if (!(result.status === 'error' && isRetrySafe(result.code))) break;
         // The outage began when the first request that found no primary was sent.
         if (this.outageSince === null || sentAt < this.outageSince) this.outageSince = sentAt;
         if (!this.running) return;

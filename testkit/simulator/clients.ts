@@ -1,4 +1,4 @@
-import { decode, encode, subjects, type Command, type CommandResult } from '../../protocol/index.js';
+import { decode, encode, isRetrySafe, subjects, type Command, type CommandResult } from '../../protocol/index.js';
 import type { Random } from './random.js';
 
 /** A final answer a client received: what it will hold the system to. */
@@ -56,7 +56,7 @@ export class SimClient {
         this.world.onAnswer({ client: this.id, command, result, at: this.world.now() });
         return result;
       }
-      if (result && result.code !== 'unavailable' && result.code !== 'overloaded') {
+      if (result && !isRetrySafe(result.code)) {
         this.world.onAnswer({ client: this.id, command, result, at: this.world.now() });
         return result;
       }
