@@ -191,7 +191,8 @@ export class NatsServer extends ManagedProcess {
 export class NatsCluster {
   private constructor(readonly nodes: NatsServer[]) {}
 
-  static async start(size = 3): Promise<NatsCluster> {
+  /** `args`: extra flags for every node, e.g. `--no_advertise` so clients keep to the URLs they were given (proxies). */
+  static async start(size = 3, args: string[] = []): Promise<NatsCluster> {
     const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
     const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
     const tag = `c${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
@@ -199,7 +200,7 @@ export class NatsCluster {
       clusterPorts.map((clusterPort, i) =>
         NatsServer.start({
           name: `${tag}-n${i}`,
-          args: ['--cluster_name', tag, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes],
+          args: ['--cluster_name', tag, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes, ...args],
         }),
       ),
     );
@@ -219,4 +220,4 @@ export class NatsCluster {
 }
 
 export const startNats = (options?: NatsServerOptions) => NatsServer.start(options);
-export const startNatsCluster = (size?: number) => NatsCluster.start(size);
+export const startNatsCluster = (size?: number, args?: string[]) => NatsCluster.start(size, args);

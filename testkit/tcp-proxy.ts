@@ -11,6 +11,7 @@ import { closeTogether } from './socket-pair.js';
 export class TcpProxy {
   private readonly pairs = new Set<{ client: Socket; server: Socket }>();
   private held = { up: false, down: false };
+  private refusing = false;
 
   private constructor(
     private readonly server: Server,
@@ -21,6 +22,7 @@ export class TcpProxy {
     const port = await freePort();
     const proxy: TcpProxy = new TcpProxy(
       createServer((client) => {
+        if (proxy.refusing) return void client.destroy();
         const upstream = createConnection({ host: targetHost, port: targetPort });
         const pair = { client, server: upstream };
         proxy.pairs.add(pair);
@@ -51,11 +53,21 @@ export class TcpProxy {
     for (const { client, server } of this.pairs) (direction === 'up' ? client : server).resume();
   }
 
-  async close(): Promise<void> {
+  /** Ends every current connection: both ends see the link fail (with `hold` they see silence). */
+  sever(): void {
     for (const { client, server } of this.pairs) {
       client.destroy();
       server.destroy();
     }
+  }
+
+  /** While on, a new connection is closed as soon as it is made (the client keeps trying): a cut network. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
+  async close(): Promise<void> {
+    this.sever();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -12,6 +12,14 @@ export type CopyView = { status: string; streamSeq: number; lastSeq: number; dur
 /** What a duplicate answer carries of the original bid's answer. */
 const DUPLICATE_KEYS = ['status', 'auctionId', 'price', 'leading', 'endsAt'] as const;
 
+/**
+ * What a failure broke: the log's order (one writer, gapless sequences), the
+ * rules (a logged outcome or an answer that the reference rules or the log
+ * contradict), an acknowledged bid the log does not hold (lost), a bidId
+ * accepted twice, or a copy's state.
+ */
+export type FailureKind = 'order' | 'rules' | 'lost' | 'twice' | 'copy';
+
 /** Logged events kept to check answers against; a run never comes near it. */
 const EVENTS_MAX = 1_000_000;
 
@@ -29,7 +37,9 @@ const EVENTS_MAX = 1_000_000;
  *   position.
  */
 export class Checker {
+  /** The first failures, for the report; `counts` has them all. */
   readonly failures: string[] = [];
+  readonly counts: Record<FailureKind, number> = { order: 0, rules: 0, lost: 0, twice: 0, copy: 0 };
   private absorbed = 0;
   private writer: string | null = null;
   private lastEventSeq = 0;
@@ -50,7 +60,8 @@ export class Checker {
     this.hashes.set(0, this.replay.stateHash());
   }
 
-  fail(message: string): void {
+  fail(message: string, kind: FailureKind = 'rules'): void {
+    this.counts[kind]++;
     if (this.failures.length < 20) this.failures.push(`${this.where()}: ${message}`);
   }
 
@@ -67,16 +78,17 @@ export class Checker {
 
   private absorb(streamSeq: number, batch: LogBatch): void {
     if (batch.leader) {
-      if (batch.events.length > 0) this.fail(`fence at ${streamSeq} carries events`);
+      if (batch.events.length > 0) this.fail(`fence at ${streamSeq} carries events`, 'order');
       this.writer = batch.writer;
     } else if (batch.writer !== this.writer) {
       this.fail(
         `stream message ${streamSeq} written by ${batch.writer} after the fence of ${this.writer}: two writers`,
+        'order',
       );
     }
     for (const event of batch.events) {
       if (event.seq !== this.lastEventSeq + 1)
-        this.fail(`event seq ${event.seq} follows ${this.lastEventSeq} at stream message ${streamSeq}`);
+        this.fail(`event seq ${event.seq} follows ${this.lastEventSeq} at stream message ${streamSeq}`, 'order');
       this.lastEventSeq = event.seq;
       const expected = this.reference.apply(event.command, event.seq, batch.t);
       for (const difference of outcomeDifferences(event.outcome, expected))
@@ -85,13 +97,18 @@ export class Checker {
       if (event.command.type === 'bid' && event.outcome.status === 'accepted') {
         const key = `${event.command.bidderId}/${event.command.bidId}`;
         const earlier = this.acceptedBids.get(key);
-        if (earlier !== undefined) this.fail(`bid ${key} accepted twice: seq ${earlier} and ${event.seq}`);
+        if (earlier !== undefined) this.fail(`bid ${key} accepted twice: seq ${earlier} and ${event.seq}`, 'twice');
         else this.acceptedBids.set(key, event.seq);
       }
       if (this.events.size >= EVENTS_MAX) throw new Error('simulation too long for the checker');
       this.events.set(event.seq, { ...event, t: batch.t });
     }
     this.hashes.set(streamSeq, this.replay.stateHash());
+  }
+
+  /** The state of an auction by the reference rules over the log absorbed so far (null: the log never created it). */
+  stateOf(auctionId: number) {
+    return this.reference.state(auctionId);
   }
 
   /** A decided answer: its event must be in the log already and be the outcome given. */
@@ -107,6 +124,7 @@ export class Checker {
     if (!event) {
       this.fail(
         `client ${answer.client} was answered ${result.status} at seq ${result.seq} for ${JSON.stringify(answer.command)}, which the log does not hold (acknowledged before durable, or lost)`,
+        result.status === 'accepted' ? 'lost' : 'rules',
       );
       return;
     }
@@ -136,12 +154,13 @@ export class Checker {
     const expected = this.hashes.get(copy.streamSeq);
     if (expected === undefined) {
       if (copy.streamSeq > (this.log.entries().at(-1)?.streamSeq ?? 0))
-        this.fail(`${name} (${copy.status}) is at stream message ${copy.streamSeq}, beyond the log`);
+        this.fail(`${name} (${copy.status}) is at stream message ${copy.streamSeq}, beyond the log`, 'copy');
       return;
     }
     if (copy.stateHash !== expected)
       this.fail(
         `${name} (${copy.status}) at stream message ${copy.streamSeq} has state hash ${copy.stateHash}, the log gives ${expected}`,
+        'copy',
       );
   }
 }

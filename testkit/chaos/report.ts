@@ -1,0 +1,74 @@
+import type { ChaosReport } from './run.js';
+
+/** Whether every checker passed: what the exit status of `make chaos` says. */
+export function passed(r: ChaosReport): boolean {
+  const v = r.verdict;
+  return (
+    v.ackedLost === 0 &&
+    v.acceptedTwice === 0 &&
+    v.ruleMismatches === 0 &&
+    v.stateMismatches === 0 &&
+    v.notificationsMissing === 0 &&
+    v.errorAnswers === 0 &&
+    v.undecided === 0 &&
+    r.auditVerify.code === 0 &&
+    v.outages.every((o) => o.maxOutageMs <= o.boundMs)
+  );
+}
+
+/** The command that replays a run: the same seed and length give the same faults and client choices. */
+export const replayCommand = (r: Pick<ChaosReport, 'seed' | 'durationMs'>) =>
+  `make chaos SEED=${r.seed} DURATION_S=${Math.round(r.durationMs / 1000)}`;
+
+/** The final line (issue 17 names its first keys); the extra ones say what the other checkers found. */
+export function jsonLine(r: ChaosReport): string {
+  const v = r.verdict;
+  return JSON.stringify({
+    seed: r.seed,
+    faults: r.faults.length,
+    ackedLost: v.ackedLost,
+    acceptedTwice: v.acceptedTwice,
+    ruleMismatches: v.ruleMismatches,
+    notificationsMissing: v.notificationsMissing,
+    maxOutageMs: v.maxOutageMs,
+    stateMismatches: v.stateMismatches,
+    errorAnswers: v.errorAnswers,
+    undecided: v.undecided,
+    auditVerified: r.auditVerify.code === 0,
+    outagesOverBound: v.outages.filter((o) => o.maxOutageMs > o.boundMs).length,
+    bidsDecided: r.bids.decided,
+    durationS: Math.round(r.durationMs / 1000),
+    passed: passed(r),
+  });
+}
+
+/** The short report printed before the JSON line: faults with their outages, then the checkers. */
+export function textReport(r: ChaosReport): string {
+  const v = r.verdict;
+  const mark = (ok: boolean) => (ok ? 'ok  ' : 'FAIL');
+  const lines = [
+    `chaos seed ${r.seed}: ${r.faults.length} faults in ${v.outages.length} groups over ${Math.round(r.durationMs / 1000)} s; ` +
+      `${r.bids.sent} bids (${r.bids.decided} decided, ${r.bids.accepted} accepted, ${r.bids.attempts} attempts), ` +
+      `${r.auctions} auctions, ${r.clientReconnects} client connections; ${Math.round(r.elapsedMs / 1000)} s in all`,
+    '',
+    'fault group                                           at (s)   longest wait   bound',
+    ...v.outages.map(
+      (o) =>
+        `${mark(o.maxOutageMs <= o.boundMs)} ${o.faults.padEnd(48)} ${(o.fromMs / 1000).toFixed(1).padStart(6)}   ${String(o.maxOutageMs).padStart(7)} ms   ${o.boundMs} ms`,
+    ),
+    '',
+    `${mark(v.ackedLost === 0)} acknowledged bids missing from the streams: ${v.ackedLost}`,
+    `${mark(v.acceptedTwice === 0)} bidIds accepted twice: ${v.acceptedTwice}`,
+    `${mark(v.ruleMismatches === 0)} answers or logged outcomes the reference rules contradict: ${v.ruleMismatches}`,
+    `${mark(v.stateMismatches === 0)} watchers' last states that are not the final state: ${v.stateMismatches}`,
+    `${mark(v.notificationsMissing === 0)} outbid/won notifications never received: ${v.notificationsMissing}` +
+      (v.notificationsMissing ? ` (${v.notificationsMissingWritten} of them in the NOTIFICATIONS stream)` : ''),
+    `${mark(v.errorAnswers === 0)} valid bids answered with an error: ${v.errorAnswers}`,
+    `${mark(v.undecided === 0)} bids never decided: ${v.undecided}`,
+    `${mark(r.auditVerify.code === 0)} audit verify: ${r.auditVerify.code === 0 ? 'passed' : `exit ${r.auditVerify.code}: ${r.auditVerify.output.trim().split('\n').slice(-3).join(' | ')}`}`,
+    `${mark(v.outages.every((o) => o.maxOutageMs <= o.boundMs))} longest client-visible outage: ${v.maxOutageMs} ms`,
+  ];
+  if (v.failures.length > 0) lines.push('', 'first failures:', ...v.failures.map((f) => `  ${f}`));
+  if (!passed(r)) lines.push('', `FAILED: replay with ${replayCommand(r)}`);
+  return lines.join('\n');
+}
