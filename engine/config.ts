@@ -32,6 +32,8 @@ export type EngineConfig = {
   /** A request arriving while the oldest queued one has waited this long is shed (`overloaded`). */
   queueMsMax: number;
   appendTimeoutMs: number;
+  /** Deadline of every other JetStream request (stream info, consumers, lease KV): a retry comes sooner. */
+  jetstreamTimeoutMs: number;
   snapshotEveryEvents: number;
   snapshotEveryMs: number;
   /** Prometheus metrics on http://127.0.0.1:<port>/metrics; null: none. */
@@ -59,6 +61,7 @@ export const OPTIONS = {
   'pending-commands-max': ['PENDING_COMMANDS_MAX', '100000'],
   'queue-ms-max': ['QUEUE_MS_MAX', '500'],
   'append-timeout-ms': ['APPEND_TIMEOUT_MS', '2000'],
+  'jetstream-timeout-ms': ['JETSTREAM_TIMEOUT_MS', '1000'],
   'snapshot-every-events': ['SNAPSHOT_EVERY_EVENTS', '1000000'],
   'snapshot-every-ms': ['SNAPSHOT_EVERY_MS', '60000'],
   'metrics-port': ['METRICS_PORT', ''],
@@ -127,6 +130,7 @@ export function loadConfig(
     pendingCommandsMax: int('pending-commands-max'),
     queueMsMax: int('queue-ms-max'),
     appendTimeoutMs: int('append-timeout-ms'),
+    jetstreamTimeoutMs: int('jetstream-timeout-ms'),
     snapshotEveryEvents: int('snapshot-every-events'),
     snapshotEveryMs: int('snapshot-every-ms'),
     metricsPort: get('metrics-port') ? portNumber(get('metrics-port')) : null,

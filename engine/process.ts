@@ -50,8 +50,10 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     ...roleConnectOptions('engine'),
   });
   const startedAt = Date.now();
-  const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
+  // nats.js waits 5 s for a JetStream API answer by default; after a stream leader's election a rebuild or
+  // takeover that asked in the meantime would then wait out the rest of those 5 s (found by make chaos).
+  const js = jetstream(nc, { timeout: config.jetstreamTimeoutMs });
+  const jsm = await jetstreamManager(nc, { timeout: config.jetstreamTimeoutMs });
   const leases = new KvLeaseStore(await openBucket(js, LEASE_BUCKET, config.streamReplicas));
   const bus = natsBus(nc);
   const metrics = new EngineMetrics();

@@ -57,6 +57,12 @@ async function main(): Promise<void> {
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const engines = new EngineClient(nc, config.commandTimeoutMs);
+  const router = new CommandRouter(engines, {
+    pendingMax: config.pendingCommandsMax,
+    requestsInFlightMax: config.shardRequestsInFlightMax,
+    admission: { queueTargetMs: config.queueTargetMs, inFlightMax: config.shardCommandsInFlightMax },
+    observer: routerObserver(metrics),
+  });
   const live = new LiveFeed({
     nc,
     jsm,
@@ -64,6 +70,7 @@ async function main(): Promise<void> {
     logger,
     missTtlMs: config.missTtlMs,
     onStates: (states) => server?.publishStates(states),
+    onFence: (shard) => router.primaryChanged(shard),
   });
   const notifications = new NotificationCenter(nc, jsm, acksKv, logger);
   server = new GatewayServer({
@@ -74,12 +81,7 @@ async function main(): Promise<void> {
     live,
     notifications,
     metrics,
-    router: new CommandRouter(engines, {
-      pendingMax: config.pendingCommandsMax,
-      requestsInFlightMax: config.shardRequestsInFlightMax,
-      admission: { queueTargetMs: config.queueTargetMs, inFlightMax: config.shardCommandsInFlightMax },
-      observer: routerObserver(metrics),
-    }),
+    router,
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
   });

@@ -1,4 +1,11 @@
-import { commandError, shardOfAuction, WIRE_LIMITS, type CommandResult, type EngineClient } from '../protocol/index.js';
+import {
+  commandError,
+  shardOfAuction,
+  WIRE_LIMITS,
+  type CommandReply,
+  type CommandResult,
+  type EngineClient,
+} from '../protocol/index.js';
 import { ShardBudget, type AdmissionOptions } from './admission.js';
 
 /**
@@ -11,6 +18,34 @@ import { ShardBudget, type AdmissionOptions } from './admission.js';
 export const FULL_REQUESTS_IN_FLIGHT_MAX = 8;
 
 type Waiting = { command: unknown; resolve: (result: CommandResult) => void; queuedAt: number };
+
+/** A request to a shard awaiting its answer; `resent` once a new primary is being sent the same commands. */
+type Flight = {
+  commands: unknown[];
+  done: boolean;
+  resent: Promise<void> | null;
+  finish: (reply: CommandReply) => void;
+};
+
+/**
+ * A fence lands in the stream a moment before the new primary takes the
+ * command subject (it serves once its fence is durable), and an old primary
+ * that is paused still holds it: a copy sent in that moment reaches only the
+ * old one and is never answered. So copies go with a short deadline of their
+ * own, again and again (each one harmless, by bidId), until one is decided
+ * or RESEND_ATTEMPTS_MAX were sent; a copy that finds no responder at all is
+ * sent again after RESEND_RETRY_MS.
+ */
+const RESEND_TIMEOUT_MS = 250;
+const RESEND_RETRY_MS = 25;
+const RESEND_ATTEMPTS_MAX = 8;
+
+/** Whether a reply decided nothing (a timeout, no responder, a deposed or shedding engine): another may still. */
+const decidedNothing = (reply: CommandReply) =>
+  reply.results.every((r) => r.status === 'error' && (r.code === 'unavailable' || r.code === 'overloaded'));
+
+/** Only bids are sent twice: a bidId makes the second one harmless (the engine answers it from the first). */
+const allBids = (commands: unknown[]) => commands.every((c) => (c as { type?: unknown }).type === 'bid');
 
 /** What the router reports (the gateway's metrics). */
 export interface RouterObserver {
@@ -44,6 +79,7 @@ export class CommandRouter {
   private readonly queues = new Map<number, Waiting[]>();
   private readonly inFlight = new Map<number, number>();
   private readonly budgets = new Map<number, ShardBudget>();
+  private readonly flights = new Map<number, Set<Flight>>();
   private scheduled = false;
   private pending = 0;
 
@@ -82,6 +118,34 @@ export class CommandRouter {
     });
   }
 
+  /**
+   * A new primary fenced the shard's log. Requests in flight may sit with the
+   * old one (paused, cut off, dead) until their timeout, though the shard
+   * serves again: each one made only of bids is sent again at once, to
+   * whoever serves now, and answered by whichever reply decides first. Safe
+   * because the fence ends the old primary's appends: a bid it logged before
+   * is answered by the new one from its idempotency table, one it did not is
+   * decided once, by the new one. Creations are never sent twice (no key).
+   */
+  primaryChanged(shard: number): void {
+    for (const flight of this.flights.get(shard) ?? []) {
+      if (flight.resent || !allBids(flight.commands)) continue;
+      flight.resent = this.resend(shard, flight);
+    }
+  }
+
+  private async resend(shard: number, flight: Flight): Promise<void> {
+    for (let attempt = 1; !flight.done; attempt++) {
+      const sentAt = performance.now();
+      const reply = await this.engines.request(shard, flight.commands, false, RESEND_TIMEOUT_MS);
+      if (!decidedNothing(reply)) return flight.finish(reply);
+      if (attempt === RESEND_ATTEMPTS_MAX) return;
+      // No responder (answered at once): wait a moment; a timeout has waited already.
+      if (performance.now() - sentAt < RESEND_RETRY_MS)
+        await new Promise((resolve) => setTimeout(resolve, RESEND_RETRY_MS));
+    }
+  }
+
   get waiting(): number {
     return this.pending;
   }
@@ -116,12 +180,17 @@ export class CommandRouter {
       sent += part.length;
       inFlight++;
       const leftAt = performance.now();
-      void this.engines
-        .request(
-          shard,
-          part.map((w) => w.command),
-        )
-        .then(({ results, queuedMs }) => {
+      const commands = part.map((w) => w.command);
+      let flights = this.flights.get(shard);
+      if (!flights) this.flights.set(shard, (flights = new Set()));
+      const flight: Flight = {
+        commands,
+        done: false,
+        resent: null,
+        finish: ({ results, queuedMs }) => {
+          if (flight.done) return;
+          flight.done = true;
+          flights.delete(flight);
           this.pending -= part.length;
           this.inFlight.set(shard, (this.inFlight.get(shard) ?? 1) - 1);
           const budget = this.budgetOf(shard);
@@ -135,7 +204,14 @@ export class CommandRouter {
           });
           part.forEach((w, j) => w.resolve(results[j]));
           this.sendQueued(shard);
-        });
+        },
+      };
+      flights.add(flight);
+      void this.engines.request(shard, commands).then((reply) => {
+        // Lost with the old primary: the copy sent to the new one answers instead.
+        if (flight.resent && decidedNothing(reply)) void flight.resent.then(() => flight.finish(reply));
+        else flight.finish(reply);
+      });
     }
     this.inFlight.set(shard, inFlight);
     if (sent === queue.length) this.queues.delete(shard);

@@ -25,17 +25,20 @@ export class EngineClient {
     return (await this.request(shard, commands, admin)).results;
   }
 
-  /** As `send`, with the engine's queue time of the request when it says (the gateways' admission budget). */
-  async request(shard: number, commands: unknown[], admin = false): Promise<CommandReply> {
+  /**
+   * As `send`, with the engine's queue time of the request when it says (the gateways' admission budget);
+   * `timeoutMs` overrides the client's timeout for this request.
+   */
+  async request(shard: number, commands: unknown[], admin = false, timeoutMs = this.timeoutMs): Promise<CommandReply> {
     try {
       // The operators' subject is rare: nats.js's request, which also reports a publish refused by
       // permissions at once (the reply inbox would only time out).
       const reply = admin
-        ? await this.nc.request(adminSubjects.engine(shard), encode({ commands }), { timeout: this.timeoutMs })
+        ? await this.nc.request(adminSubjects.engine(shard), encode({ commands }), { timeout: timeoutMs })
         : await (this.inbox ??= new ReplyInbox(this.nc)).request(
             subjects.commands(shard),
             encodeCommandBatch(commands),
-            this.timeoutMs,
+            timeoutMs,
           );
       // Binary batches on the command subject (protocol/binary/command-format.ts); msgpack on the operators'.
       const body = (

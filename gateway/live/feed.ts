@@ -46,6 +46,8 @@ export type LiveFeedOptions = {
   queryTimeoutMs?: number;
   /** How long an auction or shard found missing is answered as missing without asking again. */
   missTtlMs?: number;
+  /** A new primary fenced the shard's log (a takeover or hand-over): commands in flight to the old one may be lost. */
+  onFence?: (shard: number) => void;
 };
 
 /**
@@ -275,10 +277,13 @@ export class LiveFeed {
    */
   private onBatch(bytes: Uint8Array): void {
     if (!isBinaryBatch(bytes)) {
-      for (const event of decodeLog(bytes).events) this.onEvent(event);
+      const batch = decodeLog(bytes);
+      if (batch.leader) this.o.onFence?.(batch.shard);
+      for (const event of batch.events) this.onEvent(event);
       return;
     }
     const view = new LogBatchView(bytes);
+    if (view.leader) this.o.onFence?.(view.shard);
     view.visit(
       (r) => {
         const auctionId = view.auctionId(r);

@@ -14,6 +14,8 @@ export type BidRecord = {
   sentAt: number;
   decidedAt: number | null;
   attempts: number;
+  /** When each attempt ended and how (timeout, closed, unavailable, overloaded, a gateway's index on connect failure). */
+  trail: string[];
   /** The decided answer (accepted, or rejected for a reason that is not "send again"). */
   result: BidResult | null;
   /** An error frame answered instead of a result (a valid bid must never get one). */
@@ -155,6 +157,7 @@ export class ChaosClient {
       sentAt: Date.now(),
       decidedAt: null,
       attempts: 0,
+      trail: [],
       result: null,
       error: null,
     };
@@ -163,7 +166,11 @@ export class ChaosClient {
     const deadline = () => this.running || Date.now() - record.sentAt < 60_000;
     while (deadline()) {
       record.attempts++;
+      const via = this.gateway;
       const answer = await this.request({ type: 'bid', auctionId, maxBid, bidId: record.bidId });
+      const took = `g${via} +${Date.now() - record.sentAt}`;
+      if (!answer || answer.type === 'error' || (answer.status === 'rejected' && isRetrySafe(String(answer.reason))))
+        record.trail.push(`${took} ${answer ? String(answer.code ?? answer.reason) : 'no answer'}`);
       if (!answer) {
         // No answer in time, or the connection dropped: this gateway is not serving; try the next one.
         this.moveOn();

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Tokens } from '../../gateway/auth.js';
@@ -171,13 +173,29 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
     const auditVerify = await system.audit.verify();
     const bids = clients.flatMap((c) => c.bids);
+    // The whole history beside the process logs, for whoever reads a failure.
+    mkdirSync(o.logDir, { recursive: true });
+    const missingDetail = [...missing].map((key) => ({ key, ...expected.get(key), written: written.has(key) }));
+    writeFileSync(
+      join(o.logDir, 'history.json'),
+      JSON.stringify({
+        seed: o.seed,
+        started,
+        faults,
+        bids,
+        missingNotifications: missingDetail,
+        seen: clients.map((c) => [...c.notifications.values()]),
+      }),
+    );
     const verdict = check({
       shards,
       capacity: CAPACITY,
       bids,
       watchers,
       watched: auctions,
-      missingNotifications: [...missing],
+      missingNotifications: [...missing].map(
+        (key) => `${key}${written.has(key) ? ' (in the stream)' : ' (not in the stream)'}`,
+      ),
       missingWritten,
       faults,
       endedAt,
