@@ -15,7 +15,7 @@ help:
 	@echo "make lint        prettier --check, eslint, and the import rules (dependency-cruiser); make test runs it first"
 	@echo "make format      rewrite the files in Prettier's style (prettier --write)"
 	@echo "make simulate    the deterministic simulator of a shard's copies: SEEDS=n seeds (default 1000), or SEED=s to replay one"
-	@echo "make chaos       the real system on a 3-node NATS cluster under seeded faults, then every checker: SEED=n, DURATION_S=s (default 300)"
+	@echo "make chaos       the real system on a 3-node NATS cluster under seeded faults, then every checker: SEED=n, DURATION_S=s (default 300), TARGETS=engine,replica,gateway,audit,nats"
 	@echo "make bench       the standard benchmark set end to end (<= 10 min): JSON, table, HTML report, docs/BENCHMARKS.md"
 	@echo "make bench-core  benchmark the engine core alone (1M and 10M auctions)"
 	@echo "make bench-engine  benchmark the engine process over NATS against one publish per bid"
@@ -90,7 +90,7 @@ SEEDS ?= 1000
 FROM ?= 1
 # Seeded faults on the real processes (testkit/chaos/): at most 10 minutes with the default 300 s of faults.
 chaos: build nats
-	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/testkit/chaos/main.js $(if $(SEED),--seed $(SEED)) $(if $(DURATION_S),--duration-s $(DURATION_S))
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/testkit/chaos/main.js $(if $(SEED),--seed $(SEED)) $(if $(DURATION_S),--duration-s $(DURATION_S)) $(if $(TARGETS),--targets $(TARGETS))
 
 simulate: build
 	node dist/testkit/simulator/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --from $(FROM)) $(if $(FAULTS),--faults $(FAULTS)) $(if $(JOBS),--jobs $(JOBS))

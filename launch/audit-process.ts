@@ -52,8 +52,8 @@ export class AuditProcess extends ManagedProcess {
     return { ...process.env, ...(this.options.env ?? {}) };
   }
 
-  /** Runs `audit verify` on this process's files: its exit code and output. */
-  verify(): Promise<{ code: number; output: string }> {
+  /** Runs `audit verify` on this process's files: its exit code and output (`--json`: one line per shard). */
+  verify(json = false): Promise<{ code: number; output: string }> {
     return new Promise((resolve) => {
       execFile(
         process.execPath,
@@ -66,6 +66,7 @@ export class AuditProcess extends ManagedProcess {
           this.options.shards,
           '--data-dir',
           this.dataDir,
+          ...(json ? ['--json'] : []),
         ],
         (error, stdout, stderr) => {
           resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, output: stdout + stderr });

@@ -37,6 +37,8 @@ export type ClientOptions = {
   board: AuctionBoard;
   /** No answer to a request within this long: the gateway is taken as gone and the client moves on. */
   requestTimeoutMs: number;
+  /** The same for the WebSocket handshake and the sign-in, answered in milliseconds by a gateway that can serve. */
+  connectTimeoutMs: number;
   /** Called after every state or notification the client takes in (the run's waits wake on it). */
   onChange: () => void;
 };
@@ -165,9 +167,15 @@ export class ChaosClient {
     // After the run stops, a bid in progress still gets up to this long to be decided.
     const deadline = () => this.running || Date.now() - record.sentAt < 60_000;
     while (deadline()) {
+      const socket = await this.connection();
+      if (!socket) {
+        // Refused, or no handshake in time: `open` has moved on to the next gateway already.
+        await sleep(this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
+        continue;
+      }
       record.attempts++;
       const via = this.gateway;
-      const answer = await this.request({ type: 'bid', auctionId, maxBid, bidId: record.bidId });
+      const answer = await this.request(socket, { type: 'bid', auctionId, maxBid, bidId: record.bidId });
       const took = `g${via} +${Date.now() - record.sentAt}`;
       if (!answer || answer.type === 'error' || (answer.status === 'rejected' && isRetrySafe(String(answer.reason))))
         record.trail.push(`${took} ${answer ? String(answer.code ?? answer.reason) : 'no answer'}`);
@@ -200,15 +208,17 @@ export class ChaosClient {
   }
 
   /** Sends with a fresh rid; the answer, or null after the request deadline or if the connection drops. */
-  private async request(message: Record<string, unknown>): Promise<Frame | null> {
-    const socket = await this.connection();
-    if (!socket) return null;
+  private request(
+    socket: WebSocket,
+    message: Record<string, unknown>,
+    timeoutMs = this.o.requestTimeoutMs,
+  ): Promise<Frame | null> {
     const rid = this.nextRid++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(rid);
         resolve(null);
-      }, this.o.requestTimeoutMs);
+      }, timeoutMs);
       this.pending.set(rid, { rid, resolve, timer });
       socket.send(JSON.stringify({ ...message, rid }));
     });
@@ -242,7 +252,7 @@ export class ChaosClient {
 
   private async open(): Promise<WebSocket | null> {
     const url = this.o.gateways[this.gateway];
-    const socket = new WebSocket(url, { localAddress: this.o.localAddress, handshakeTimeout: this.o.requestTimeoutMs });
+    const socket = new WebSocket(url, { localAddress: this.o.localAddress, handshakeTimeout: this.o.connectTimeoutMs });
     const opened = await new Promise<boolean>((resolve) => {
       socket.once('open', () => resolve(true));
       socket.once('error', () => resolve(false));
@@ -264,7 +274,7 @@ export class ChaosClient {
     this.socket = socket;
     this.reconnects++;
     this.subscribed = new Set();
-    const auth = await this.request({ type: 'auth', token: this.o.token });
+    const auth = await this.request(socket, { type: 'auth', token: this.o.token }, this.o.connectTimeoutMs);
     if (!auth || auth.type !== 'ok') {
       this.moveOn();
       return null;

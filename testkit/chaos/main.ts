@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { jsonLine, passed, replayCommand, textReport } from './report.js';
 import { runChaos } from './run.js';
+import { TARGET_KINDS, type TargetKind } from './system.js';
 
 /**
  * `make chaos [SEED=n] [DURATION_S=s]`: one chaos run (run.ts) of the real
@@ -12,7 +13,7 @@ import { runChaos } from './run.js';
  * faults as they happen, a short report and a final JSON line, and exits 0
  * only when every checker passed (1 otherwise, 2 for bad arguments).
  */
-const USAGE = 'usage: chaos [--seed N] [--duration-s S] [--clients N]';
+const USAGE = `usage: chaos [--seed N] [--duration-s S] [--clients N] [--targets ${TARGET_KINDS.join(',')}]`;
 
 const DEFAULT_DURATION_S = 300;
 const SHARDS = 4;
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
         seed: { type: 'string', default: process.env.SEED || String(Math.floor(Math.random() * 1_000_000)) },
         'duration-s': { type: 'string', default: process.env.DURATION_S || String(DEFAULT_DURATION_S) },
         clients: { type: 'string', default: '24' },
+        targets: { type: 'string', default: process.env.TARGETS || TARGET_KINDS.join(',') },
       },
     }));
   } catch (error) {
@@ -34,19 +36,29 @@ async function main(): Promise<void> {
   const seed = Number(values.seed);
   const durationS = Number(values['duration-s']);
   const clients = Number(values.clients);
-  if (!Number.isSafeInteger(seed) || !(durationS >= 20 && durationS <= 3_600) || !(clients >= 2 && clients <= 200)) {
-    process.stderr.write(`${USAGE}\n  the seed is an integer, the duration 20..3600 s, the clients 2..200\n`);
+  const targetKinds = values.targets.split(',') as TargetKind[];
+  if (
+    !Number.isSafeInteger(seed) ||
+    !(durationS >= 20 && durationS <= 3_600) ||
+    !(clients >= 2 && clients <= 200) ||
+    targetKinds.length === 0 ||
+    targetKinds.some((k) => !TARGET_KINDS.includes(k))
+  ) {
+    process.stderr.write(
+      `${USAGE}\n  the seed is an integer, the duration 20..3600 s, the clients 2..200, the targets kinds of process\n`,
+    );
     process.exit(2);
   }
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const logDir = mkdtempSync(join(tmpdir(), `chaos-${seed}-`));
-  log(`chaos: ${replayCommand({ seed, durationMs: durationS * 1000 })}; process logs go to ${logDir}`);
+  const replay = replayCommand({ seed, durationMs: durationS * 1000, targetKinds });
+  log(`chaos: ${replay}; process logs go to ${logDir}`);
   let report;
   try {
-    report = await runChaos({ seed, durationMs: durationS * 1000, clients, shards: SHARDS, logDir, log });
+    report = await runChaos({ seed, durationMs: durationS * 1000, clients, shards: SHARDS, targetKinds, logDir, log });
   } catch (error) {
     log(`chaos seed ${seed}: the run itself failed: ${(error as Error).stack ?? String(error)}`);
-    log(`FAILED: replay with ${replayCommand({ seed, durationMs: durationS * 1000 })}`);
+    log(`FAILED: replay with ${replay}`);
     process.exit(1);
   }
   log('');

@@ -1,4 +1,5 @@
 import type { ChaosReport } from './run.js';
+import { TARGET_KINDS } from './system.js';
 
 /** Whether every checker passed: what the exit status of `make chaos` says. */
 export function passed(r: ChaosReport): boolean {
@@ -12,13 +13,15 @@ export function passed(r: ChaosReport): boolean {
     v.errorAnswers === 0 &&
     v.undecided === 0 &&
     r.auditVerify.code === 0 &&
+    r.auditBehind.length === 0 &&
     v.outages.every((o) => o.maxOutageMs <= o.boundMs)
   );
 }
 
 /** The command that replays a run: the same seed and length give the same faults and client choices. */
-export const replayCommand = (r: Pick<ChaosReport, 'seed' | 'durationMs'>) =>
-  `make chaos SEED=${r.seed} DURATION_S=${Math.round(r.durationMs / 1000)}`;
+export const replayCommand = (r: Pick<ChaosReport, 'seed' | 'durationMs' | 'targetKinds'>) =>
+  `make chaos SEED=${r.seed} DURATION_S=${Math.round(r.durationMs / 1000)}` +
+  (r.targetKinds.length === TARGET_KINDS.length ? '' : ` TARGETS=${r.targetKinds.join(',')}`);
 
 /** The final line (issue 17 names its first keys); the extra ones say what the other checkers found. */
 export function jsonLine(r: ChaosReport): string {
@@ -35,9 +38,11 @@ export function jsonLine(r: ChaosReport): string {
     errorAnswers: v.errorAnswers,
     undecided: v.undecided,
     auditVerified: r.auditVerify.code === 0,
+    auditCaughtUp: r.auditBehind.length === 0,
     outagesOverBound: v.outages.filter((o) => o.maxOutageMs > o.boundMs).length,
     bidsDecided: r.bids.decided,
     durationS: Math.round(r.durationMs / 1000),
+    targets: r.targetKinds.join(','),
     passed: passed(r),
   });
 }
@@ -66,6 +71,7 @@ export function textReport(r: ChaosReport): string {
     `${mark(v.errorAnswers === 0)} valid bids answered with an error: ${v.errorAnswers}`,
     `${mark(v.undecided === 0)} bids never decided: ${v.undecided}`,
     `${mark(r.auditVerify.code === 0)} audit verify: ${r.auditVerify.code === 0 ? 'passed' : `exit ${r.auditVerify.code}: ${r.auditVerify.output.trim().split('\n').slice(-3).join(' | ')}`}`,
+    `${mark(r.auditBehind.length === 0)} the audit caught up with every stream: ${r.auditBehind.length === 0 ? 'yes' : r.auditBehind.join(', ')}`,
     `${mark(v.outages.every((o) => o.maxOutageMs <= o.boundMs))} longest client-visible outage: ${v.maxOutageMs} ms`,
   ];
   if (v.failures.length > 0) lines.push('', 'first failures:', ...v.failures.map((f) => `  ${f}`));

@@ -12,7 +12,7 @@ import { AuctionBoard } from './auctions.js';
 import { check, describe, expectedNotifications, type ShardEntries, type Verdict } from './checks.js';
 import { ChaosClient, notificationKey } from './client.js';
 import { planFaults, runFaults, type Fault, type FaultRecord } from './faults.js';
-import { ChaosSystem } from './system.js';
+import { ChaosSystem, type TargetKind } from './system.js';
 
 export type ChaosOptions = {
   seed: number;
@@ -20,6 +20,8 @@ export type ChaosOptions = {
   durationMs: number;
   clients: number;
   shards: number;
+  /** The kinds of process faults may hit (all by default). */
+  targetKinds: readonly TargetKind[];
   /** Where every process's output is written at the end. */
   logDir: string;
   /** Progress lines (faults as they happen, phases). */
@@ -28,11 +30,14 @@ export type ChaosOptions = {
 
 export type ChaosReport = {
   seed: number;
+  targetKinds: readonly TargetKind[];
   durationMs: number;
   planned: Fault[][];
   faults: FaultRecord[];
   verdict: Verdict;
   auditVerify: { code: number; output: string };
+  /** Shards whose audit file had not caught up with the stream at the end (the run waited for it). */
+  auditBehind: string[];
   bids: { sent: number; decided: number; accepted: number; attempts: number };
   auctions: number;
   clientReconnects: number;
@@ -43,6 +48,7 @@ const CAPACITY = { auctionsMax: 4_096, idempotencyEntriesMax: 1 << 16 };
 const SELLER_ID = 1;
 const FIRST_BIDDER_ID = 1_001;
 const REQUEST_TIMEOUT_MS = 1_000;
+const CONNECT_TIMEOUT_MS = 500;
 const SOFT_CLOSE_SECONDS = 2;
 /** New auctions keep coming while the run lasts; each one ends before the run does. */
 const NEW_AUCTION_EVERY_MS = 5_000;
@@ -73,7 +79,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     const planned = planFaults(faultRandom, {
       durationMs: o.durationMs,
-      targets: system.targets.map((t) => ({ name: t.name, kind: t.kind })),
+      targets: system.targets
+        .filter((t) => o.targetKinds.includes(t.kind))
+        .map((t) => ({ name: t.name, kind: t.kind })),
     });
     o.log(`${planned.flat().length} faults planned in ${planned.length} groups`);
     const board = new AuctionBoard(
@@ -94,6 +102,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           random: random.fork(),
           board,
           requestTimeoutMs: REQUEST_TIMEOUT_MS,
+          connectTimeoutMs: CONNECT_TIMEOUT_MS,
           onChange: () => waiters.wake(),
         }),
     );
@@ -171,7 +180,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const written = missing.size > 0 ? await notificationsWritten(system) : new Set<string>();
     const missingWritten = [...missing].filter((key) => written.has(key)).length;
 
-    const auditVerify = await system.audit.verify();
+    const auditVerify = await system.audit.verify(true);
+    // Every shard's file against its stream's end: the audit must have caught up once the writes stopped.
+    const auditBehind = auditVerify.output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { shard: number; fileStreamSeq: number; streamLastSeq: number })
+      .filter((r) => r.fileStreamSeq < r.streamLastSeq)
+      .map((r) => `shard ${r.shard} at stream message ${r.fileStreamSeq} of ${r.streamLastSeq}`);
     const bids = clients.flatMap((c) => c.bids);
     // The whole history beside the process logs, for whoever reads a failure.
     mkdirSync(o.logDir, { recursive: true });
@@ -202,11 +218,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     });
     return {
       seed: o.seed,
+      targetKinds: o.targetKinds,
       durationMs: o.durationMs,
       planned,
       faults,
       verdict,
       auditVerify,
+      auditBehind,
       bids: {
         sent: bids.length,
         decided: bids.filter((b) => b.result).length,

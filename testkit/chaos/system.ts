@@ -13,7 +13,8 @@ import {
 import { TcpProxy } from '../tcp-proxy.js';
 
 /** What a fault can hit: a service process (with its own path to NATS), or a NATS node. */
-export type TargetKind = 'engine' | 'replica' | 'gateway' | 'audit' | 'nats';
+export const TARGET_KINDS = ['engine', 'replica', 'gateway', 'audit', 'nats'] as const;
+export type TargetKind = (typeof TARGET_KINDS)[number];
 
 export type Target = {
   name: string;
