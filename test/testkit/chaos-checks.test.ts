@@ -75,7 +75,7 @@ function recordOf(event: LogEvent, client: number, overrides: Partial<BidResult>
   };
 }
 
-t.test('a right history passes every checker; each wrong answer is counted by its own checker', async (t) => {
+t.test('a right history passes every checker; each wrong answer is counted by its own checker', (t) => {
   const auctionId = 1024; // auction 1 of shard 0
   const { shards, events } = logOf([
     create,
@@ -143,7 +143,7 @@ t.test('a right history passes every checker; each wrong answer is counted by it
   t.ok(wrong.failures.length >= 6, 'each one is told in words');
 });
 
-t.test('a bidId accepted twice in the log is found, and the notifications due follow the log', async (t) => {
+t.test('a bidId accepted twice in the log is found, and the notifications due follow the log', (t) => {
   const auctionId = 1024;
   const { shards } = logOf([
     create,
@@ -170,7 +170,7 @@ t.test('a bidId accepted twice in the log is found, and the notifications due fo
   t.same([...expectedNotifications(shards).keys()], ['11/outbid/1024/3'], 'the outbid bidder is owed one notification');
 });
 
-t.test('a wait spanning two fault groups counts for the earlier one; each group has its bound', async (t) => {
+t.test('a wait spanning two fault groups counts for the earlier one; each group has its bound', (t) => {
   const fault = (group: number, at: number, end: number, targetKind: FaultRecord['targetKind']): FaultRecord => ({
     at,
     target: `${targetKind}-x`,
@@ -210,7 +210,7 @@ t.test('a wait spanning two fault groups counts for the earlier one; each group 
   );
 });
 
-t.test('the fault plan is the seed’s, and never more than one gateway or one NATS node at a time', async (t) => {
+t.test('the fault plan is the seed’s, and never more than one gateway or one NATS node at a time', (t) => {
   const targets = [
     ...['nats-0', 'nats-1', 'nats-2'].map((name) => ({ name, kind: 'nats' as const })),
     { name: 'engine-a', kind: 'engine' as const },
