@@ -70,7 +70,11 @@ async function main(): Promise<void> {
     logger,
     missTtlMs: config.missTtlMs,
     onStates: (states) => server?.publishStates(states),
-    onFence: (shard) => router.primaryChanged(shard),
+    onFence: (shard) => {
+      const requests = router.primaryChanged(shard);
+      if (requests > 0)
+        logger.info({ shard, requests }, 'a new primary fenced the shard: requests in flight sent again');
+    },
   });
   const notifications = new NotificationCenter(nc, jsm, acksKv, logger);
   server = new GatewayServer({

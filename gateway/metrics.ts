@@ -68,6 +68,12 @@ export function createMetrics() {
       labelNames: ['shard'] as const,
       registers: [registry],
     }),
+    resent: new Counter({
+      name: 'gateway_requests_resent_total',
+      help: 'Command requests in flight sent again to a new primary when its fence was seen (takeovers), by shard',
+      labelNames: ['shard'] as const,
+      registers: [registry],
+    }),
     queueSeconds: new Histogram({
       name: 'gateway_queue_seconds',
       help: 'Time commands waited for their shard, by shard and where: here (before the request left) or engine (its queue)',
@@ -102,6 +108,7 @@ export function routerObserver(metrics: Metrics): RouterObserver {
       if (!counter) shedOf.set(shard, (counter = metrics.shed.labels({ shard: String(shard) })));
       counter.inc();
     },
+    resent: (shard, requests) => metrics.resent.inc({ shard: String(shard) }, requests),
     answered: ({ shard, waitedHereMs, engineQueuedMs, budget }) => {
       const label = String(shard);
       metrics.queueSeconds.observe({ shard: label, at: 'here' }, waitedHereMs / 1_000);

@@ -52,6 +52,8 @@ export interface RouterObserver {
   /** One answer: how long its commands waited here before leaving, at the engine (when it said), the budget after. */
   answered(answer: { shard: number; waitedHereMs: number; engineQueuedMs: number | undefined; budget: number }): void;
   shed(shard: number): void;
+  /** A new primary's fence made `requests` requests in flight to the shard go again. */
+  resent(shard: number, requests: number): void;
 }
 
 export type RouterOptions = {
@@ -127,11 +129,15 @@ export class CommandRouter {
    * is answered by the new one from its idempotency table, one it did not is
    * decided once, by the new one. Creations are never sent twice (no key).
    */
-  primaryChanged(shard: number): void {
+  primaryChanged(shard: number): number {
+    let requests = 0;
     for (const flight of this.flights.get(shard) ?? []) {
       if (flight.resent || !allBids(flight.commands)) continue;
       flight.resent = this.resend(shard, flight);
+      requests++;
     }
+    if (requests > 0) this.options.observer?.resent(shard, requests);
+    return requests;
   }
 
   private async resend(shard: number, flight: Flight): Promise<void> {

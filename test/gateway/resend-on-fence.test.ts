@@ -63,7 +63,7 @@ t.test('after a fence, the bids in flight to that shard go again and the first d
   await tick();
   t.equal(sent.length, 2, 'the third bid for shard 0 waits for the slot');
 
-  router.primaryChanged(0);
+  t.equal(router.primaryChanged(0), 1, 'one request in flight to shard 0 goes again');
   const resend = await nth(3);
   t.equal(resend.shard, 0, 'only the fenced shard is sent again');
   t.same(resend.commands, [bid(1), bid(2)], 'the same commands, the same bidIds');

@@ -126,7 +126,7 @@ t.test('bids past the shard budget are shed at once with overloaded and a retry 
     pendingMax: 10_000,
     requestsInFlightMax: 2,
     admission: { queueTargetMs: 200, inFlightMax: 100 },
-    observer: { shed: (shard) => shedShards.push(shard), answered: () => undefined },
+    observer: { shed: (shard) => shedShards.push(shard), answered: () => undefined, resent: () => undefined },
   });
   const answers = Array.from({ length: 150 }, (_, i) => router.send(0, i, true));
   const shed = (await Promise.all(answers.slice(100))) as (CommandResult & { retryAfterMs?: number })[];

@@ -141,6 +141,7 @@ t.test('a right history passes every checker; each wrong answer is counted by it
   t.equal(wrong.errorAnswers, 1);
   t.equal(wrong.notificationsMissing, 1);
   t.ok(wrong.failures.length >= 6, 'each one is told in words');
+  t.end();
 });
 
 t.test('a bidId accepted twice in the log is found, and the notifications due follow the log', (t) => {
@@ -168,6 +169,7 @@ t.test('a bidId accepted twice in the log is found, and the notifications due fo
   });
   t.equal(verdict.acceptedTwice, 1, 'the same bidId accepted at two sequences');
   t.same([...expectedNotifications(shards).keys()], ['11/outbid/1024/3'], 'the outbid bidder is owed one notification');
+  t.end();
 });
 
 t.test('a wait spanning two fault groups counts for the earlier one; each group has its bound', (t) => {
@@ -208,6 +210,7 @@ t.test('a wait spanning two fault groups counts for the earlier one; each group 
     ],
     'the first wait belongs to group 0 only; an undecided bid waits until the run ended',
   );
+  t.end();
 });
 
 t.test('the fault plan is the seed’s, and never more than one gateway or one NATS node at a time', (t) => {
@@ -245,4 +248,5 @@ t.test('the fault plan is the seed’s, and never more than one gateway or one N
   }
   t.same(violations, [], 'no group breaks the rules of the plan');
   t.ok(pairs > 0, `some groups are pairs (${pairs})`);
+  t.end();
 });

@@ -43,12 +43,18 @@ export type ClientOptions = {
   onChange: () => void;
 };
 
-type Pending = { rid: number; resolve: (frame: Frame | null) => void; timer: NodeJS.Timeout };
+type Pending = { socket: WebSocket; resolve: (frame: Frame | null) => void; timer: NodeJS.Timeout };
 type Frame = Record<string, unknown> & { type: string };
 
 const ACK_EVERY_MS = 1_000;
 const RECONNECT_DELAY_MS = { min: 50, max: 250 };
 const UNAVAILABLE_DELAY_MS = { min: 20, max: 100 };
+/**
+ * A request left behind on a gateway that did not answer in time is still
+ * awaited this long (past the gateway's own 2 s command timeout), and its
+ * connection kept open as long: a slow gateway may still answer first.
+ */
+const LINGER_MS = 2_500;
 
 /**
  * A bidder and watcher over WebSocket, as a careful application would be:
@@ -166,24 +172,38 @@ export class ChaosClient {
     this.bids.push(record);
     // After the run stops, a bid in progress still gets up to this long to be decided.
     const deadline = () => this.running || Date.now() - record.sentAt < 60_000;
+    // Attempts a gateway did not answer in time still count if they are decided first (a hedge, safe by bidId):
+    // every wait below also ends when one of them is.
+    let decidedLate: (frame: Frame) => void = () => undefined;
+    const late = new Promise<Frame>((resolve) => (decidedLate = resolve));
+    const orLate = <T>(p: Promise<T>) => Promise.race([p, late]);
+    let answer: Frame | null = null;
     while (deadline()) {
-      const socket = await this.connection();
-      if (!socket) {
+      const socket = await orLate(this.connection());
+      if (socket !== null && !(socket instanceof WebSocket)) {
+        answer = socket;
+      } else if (!socket) {
         // Refused, or no handshake in time: `open` has moved on to the next gateway already.
-        await sleep(this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
-        continue;
-      }
-      record.attempts++;
-      const via = this.gateway;
-      const answer = await this.request(socket, { type: 'bid', auctionId, maxBid, bidId: record.bidId });
-      const took = `g${via} +${Date.now() - record.sentAt}`;
-      if (!answer || answer.type === 'error' || (answer.status === 'rejected' && isRetrySafe(String(answer.reason))))
-        record.trail.push(`${took} ${answer ? String(answer.code ?? answer.reason) : 'no answer'}`);
-      if (!answer) {
-        // No answer in time, or the connection dropped: this gateway is not serving; try the next one.
-        this.moveOn();
-        await sleep(this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
-        continue;
+        const early = await orLate(sleep(this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max)));
+        if (!early) continue;
+        answer = early as Frame;
+      } else {
+        record.attempts++;
+        const via = this.gateway;
+        const attempt = this.request(socket, { type: 'bid', auctionId, maxBid, bidId: record.bidId }, LINGER_MS);
+        answer = await this.firstAnswer(attempt, late);
+        const took = `g${via} +${Date.now() - record.sentAt}`;
+        if (!answer || answer.type === 'error' || (answer.status === 'rejected' && isRetrySafe(String(answer.reason))))
+          record.trail.push(`${took} ${answer ? String(answer.code ?? answer.reason) : 'no answer'}`);
+        if (!answer) {
+          // No answer in time, or the connection dropped: this gateway is not serving; try the next one, and keep
+          // listening to this one a while.
+          void attempt.then((frame) => frame && isDecided(frame) && decidedLate(frame));
+          this.moveOn(true);
+          const early = await orLate(sleep(this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max)));
+          if (!early) continue;
+          answer = early as Frame;
+        }
       }
       if (answer.type === 'error') {
         if (isRetrySafe(String(answer.code))) {
@@ -207,6 +227,25 @@ export class ChaosClient {
     }
   }
 
+  /**
+   * The answer to `attempt` (null if none within the request deadline, or if
+   * its connection dropped), unless an earlier attempt is decided first (`late`).
+   */
+  private firstAnswer(attempt: Promise<Frame | null>, late: Promise<Frame>): Promise<Frame | null> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (frame: Frame | null) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(frame);
+      };
+      const timer = setTimeout(() => finish(null), this.o.requestTimeoutMs);
+      void attempt.then(finish);
+      void late.then(finish);
+    });
+  }
+
   /** Sends with a fresh rid; the answer, or null after the request deadline or if the connection drops. */
   private request(
     socket: WebSocket,
@@ -219,25 +258,33 @@ export class ChaosClient {
         this.pending.delete(rid);
         resolve(null);
       }, timeoutMs);
-      this.pending.set(rid, { rid, resolve, timer });
+      this.pending.set(rid, { socket, resolve, timer });
       socket.send(JSON.stringify({ ...message, rid }));
     });
   }
 
-  private moveOn(): void {
-    this.drop();
+  /** To the next gateway; `linger`: the current connection stays open LINGER_MS for the answers it still owes. */
+  private moveOn(linger = false): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      if (linger) setTimeout(() => this.drop(socket), LINGER_MS);
+      else this.drop(socket);
+    }
     this.gateway = (this.gateway + 1) % this.o.gateways.length;
   }
 
-  private drop(): void {
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) socket.terminate();
-    for (const p of this.pending.values()) {
+  /** Closes a connection (the current one by default); what it still owed is answered null. */
+  private drop(socket = this.socket): void {
+    if (!socket) return;
+    if (this.socket === socket) this.socket = null;
+    socket.terminate();
+    for (const [rid, p] of this.pending) {
+      if (p.socket !== socket) continue;
       clearTimeout(p.timer);
       p.resolve(null);
+      this.pending.delete(rid);
     }
-    this.pending.clear();
   }
 
   /** The open, signed-in connection (opening one if needed), or null if the gateway would not have it now. */
@@ -266,8 +313,9 @@ export class ChaosClient {
     socket.on('error', () => undefined);
     socket.on('message', (data: Buffer) => this.receive(JSON.parse(data.toString()) as Frame));
     socket.on('close', () => {
-      if (this.socket !== socket) return;
-      this.drop();
+      const current = this.socket === socket;
+      this.drop(socket);
+      if (!current) return;
       // A watcher reconnects by itself: it must not miss the states that come meanwhile.
       if (this.running) setTimeout(() => void this.connection(), this.o.random.int(50, 250));
     });
@@ -322,6 +370,12 @@ export class ChaosClient {
     socket.send(JSON.stringify({ type: 'notifications.ack', upTo: this.seenUpTo }));
     this.ackedUpTo = this.seenUpTo;
   }
+}
+
+/** A final answer: accepted, or refused for a reason other than "send again". */
+function isDecided(frame: Frame): boolean {
+  if (frame.type === 'error') return !isRetrySafe(String(frame.code));
+  return frame.type === 'bid.result' && !(frame.status === 'rejected' && isRetrySafe(String(frame.reason)));
 }
 
 export const notificationKey = (userId: number, kind: string, auctionId: number, eventSeq: number) =>
