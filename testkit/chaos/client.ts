@@ -177,7 +177,7 @@ export class ChaosClient {
     let decidedLate: (frame: Frame) => void = () => undefined;
     const late = new Promise<Frame>((resolve) => (decidedLate = resolve));
     const orLate = <T>(p: Promise<T>) => Promise.race([p, late]);
-    let answer: Frame | null = null;
+    let answer: Frame | null;
     while (deadline()) {
       const socket = await orLate(this.connection());
       if (socket !== null && !(socket instanceof WebSocket)) {
