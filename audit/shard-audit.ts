@@ -27,6 +27,7 @@ import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
 import { openShardDb, shardFile } from './shard-db.js';
 import { adminSubjects } from '../protocol/names.js';
+import { PULL_EXPIRES_MS } from '../protocol/shard-stream.js';
 import {
   answer,
   answerError,
@@ -149,7 +150,7 @@ export class ShardAudit {
     // nats.js ends a byte-limited pull with a 409 when the next message does not fit what is left of it, and
     // when that arrives with nothing buffered it waits for two missed idle heartbeats (30 s) before pulling
     // again; make bench saw the audit stand still through whole steps (test/audit/pull-window.test.ts).
-    const messages = await consumer.consume({ max_messages: PULL_MESSAGES_MAX });
+    const messages = await consumer.consume({ max_messages: PULL_MESSAGES_MAX, expires: PULL_EXPIRES_MS });
     this.messages = messages;
     // Whatever has arrived within commitIntervalMs (at most fetchMax messages or
     // chunkBytesMax bytes) is written in one transaction, then acknowledged;

@@ -7,6 +7,16 @@ import { streamName, subjects } from './names.js';
 export type ShardStreamConfig = { shard: number; auctionsMax: number; idempotencyEntriesMax: number };
 
 /**
+ * How long each pull of a consumer reading a shard stream lasts (nats.js
+ * `consume({expires})`; its idle heartbeat is half of it). nats.js notices a
+ * pull that died with its server (a NATS node killed, a consumer leader
+ * moved) only after two missed heartbeats: with its default 30 s pulls that
+ * left the audit 30 s behind after every node loss (found by make chaos);
+ * with 2 s, 2 s. An idle reader pays one pull request per 2 s.
+ */
+export const PULL_EXPIRES_MS = 2_000;
+
+/**
  * A shard's capacities when nobody says otherwise: engines take them as their
  * flags' defaults, and provisioning records them in a stream it creates, so
  * an engine started without flags decides with the same capacities.

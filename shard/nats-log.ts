@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { JetStreamPublisher } from '../protocol/jetstream-publisher.js';
 import { decodeLog, streamName, subjects, type LogBatch } from '../protocol/index.js';
 import { isWrongLastSequence } from '../protocol/nats-errors.js';
-import { ensureShardStream, type ShardStreamConfig } from '../protocol/shard-stream.js';
+import { ensureShardStream, PULL_EXPIRES_MS, type ShardStreamConfig } from '../protocol/shard-stream.js';
 import { DeposedError, logMsgId, type LogFollower, type ShardLogPort } from './ports.js';
 
 /**
@@ -95,7 +95,7 @@ export class ShardLog implements ShardLogPort {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: afterStreamSeq + 1,
     });
-    return consumer.consume({ max_messages: 512 });
+    return consumer.consume({ max_messages: 512, expires: PULL_EXPIRES_MS });
   }
 
   /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order, with their raw bytes. */
