@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfig, USAGE } from './config.js';
 import { ConfigError } from '../protocol/config-error.js';
 import { EngineCluster } from './cluster.js';
@@ -16,6 +16,7 @@ import { natsBus } from '../shard/nats-bus.js';
 import { EngineMetrics } from './metrics.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 import { openBucket } from '../protocol/provisioning.js';
+import { natsFailureOf } from '../protocol/nats-errors.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
 /**
@@ -24,6 +25,24 @@ import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
  * shard's lease and following the log as a hot standby otherwise. `engine`
  * starts as primary, `replica` as a standby.
  */
+/** Transient NATS failures while starting (timeouts, no stream leader yet) are retried this long. */
+const START_RETRY_MS = 60_000;
+
+/** Runs `attempt` again after timeouts and missing responders, for up to START_RETRY_MS; other errors end the start. */
+async function untilAnswered<T>(what: string, logger: Logger, attempt: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + START_RETRY_MS;
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const failure = natsFailureOf(error);
+      if ((failure !== 'timeout' && failure !== 'no-responders') || Date.now() > deadline) throw error;
+      logger.warn({ err: (error as Error).message, tries }, `${what} failed; retrying`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * tries)));
+    }
+  }
+}
+
 export async function runEngineProcess(argv: string[], role: 'primary' | 'replica'): Promise<void> {
   let config;
   try {
@@ -53,8 +72,14 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   // nats.js waits 5 s for a JetStream API answer by default; after a stream leader's election a rebuild or
   // takeover that asked in the meantime would then wait out the rest of those 5 s (found by make chaos).
   const js = jetstream(nc, { timeout: config.jetstreamTimeoutMs });
-  const jsm = await jetstreamManager(nc, { timeout: config.jetstreamTimeoutMs });
-  const leases = new KvLeaseStore(await openBucket(js, LEASE_BUCKET, config.streamReplicas));
+  const jsm = await untilAnswered('reaching JetStream', logger, () =>
+    jetstreamManager(nc, { timeout: config.jetstreamTimeoutMs }),
+  );
+  // With those short deadlines, a start during a stream leader's election would fail at once: the bucket is
+  // opened again until the cluster answers (make chaos: an engine restarted right after a NATS node's loss exited).
+  const leases = new KvLeaseStore(
+    await untilAnswered('opening the lease bucket', logger, () => openBucket(js, LEASE_BUCKET, config.streamReplicas)),
+  );
   const bus = natsBus(nc);
   const metrics = new EngineMetrics();
   const metricsServer = config.metricsPort === null ? null : await metrics.serve(config.metricsPort);

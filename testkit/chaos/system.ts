@@ -111,16 +111,28 @@ export class ChaosSystem {
     }
   }
 
-  /** Every stream and bucket, R3, before any service starts (as `auctionctl cluster init` would). */
+  /**
+   * Every stream and bucket, R3, before any service starts (as `auctionctl
+   * cluster init` would). A cluster that has just elected its meta leader
+   * may still time out the first stream creations: provisioning is
+   * idempotent, so it is simply run again (seeds 102 and 103 failed there).
+   */
   private async provision(): Promise<void> {
     const nc = await connect({ servers: this.nats.servers });
     try {
-      await provisionCluster(nc, {
-        shardCount: this.options.shards,
-        replicas: 3,
-        auctionsMax: this.options.auctionsMax,
-        idempotencyEntriesMax: this.options.idempotencyEntriesMax,
-      });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await provisionCluster(nc, {
+            shardCount: this.options.shards,
+            replicas: 3,
+            auctionsMax: this.options.auctionsMax,
+            idempotencyEntriesMax: this.options.idempotencyEntriesMax,
+          });
+          return;
+        } catch (error) {
+          if (attempt === PROVISION_ATTEMPTS_MAX) throw error;
+        }
+      }
     } finally {
       await nc.close();
     }
@@ -154,5 +166,7 @@ export class ChaosSystem {
     await this.nats.close();
   }
 }
+
+const PROVISION_ATTEMPTS_MAX = 5;
 
 const urls = (links: TcpProxy[]) => links.map((l) => l.url).join(',');
