@@ -180,7 +180,16 @@ export class ShardLease {
     } satisfies LeaseValue);
   }
 
+  /**
+   * Only a newer revision is a renewal. A watch that restarts (its consumer
+   * reset after a NATS node's loss, or after missed heartbeats in a starved
+   * process) delivers the current entry again: taking that for a renewal
+   * made a lease nobody renewed look alive as long as the watch kept
+   * restarting (make chaos SEED=101: shard 1 unserved for 100 s, both
+   * replicas waiting on a dead holder).
+   */
   private observe(revision: number, data: Uint8Array | null): void {
+    if (this.lastSeen && revision > 0 && revision <= this.lastSeen.revision) return;
     let value: LeaseValue | null = null;
     if (data && data.length > 0) {
       try {

@@ -14,6 +14,8 @@ import { RevisionConflictError, type Clock, type LeaseEntry, type LeaseStorePort
  */
 class HeldBackStore implements LeaseStorePort {
   private revision = 0;
+  /** The watch's callback: the test delivers entries through it as a restarted NATS watch would. */
+  watcher: ((entry: LeaseEntry) => void) | null = null;
   readonly entries = new Map<string, LeaseEntry>();
   /** Writes whose answers are held back until `answer()`. */
   private readonly held: (() => void)[] = [];
@@ -22,7 +24,8 @@ class HeldBackStore implements LeaseStorePort {
   get(key: string) {
     return Promise.resolve(this.entries.get(key) ?? null);
   }
-  watch() {
+  watch(_key: string, onEntry: (entry: LeaseEntry) => void) {
+    this.watcher = onEntry;
     return Promise.resolve({ stop: () => undefined });
   }
   create(key: string, value: Uint8Array) {
@@ -116,4 +119,27 @@ t.test('a release while a renewal is on its way deletes the renewed revision', a
   await release;
   t.equal(store.entries.get('shard.3')!.value, null, 'the key is deleted, not left to expire');
   t.same(lost, []);
+});
+
+t.test('an entry the watch delivers again is no renewal: a holder that stopped renewing expires', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const logger = pino({ level: 'silent' });
+  const holder = new ShardLease(store, clock, 5, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
+  await holder.watch();
+  t.ok(await holder.acquire(), 'p holds the lease');
+  const watcher = new ShardLease(store, clock, 5, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
+  await watcher.watch();
+  t.notOk(watcher.expired(), 'just written: alive');
+  // p is gone (it never renews); r's watch restarts every 250 ms and delivers the same entry each time.
+  const entry = store.entries.get('shard.5')!;
+  for (let i = 0; i < 6; i++) {
+    clock.tick();
+    store.watcher!(entry);
+  }
+  t.ok(watcher.expired(), 'after the TTL the lease has expired, however often the same revision came again');
+  // A real renewal (a newer revision) makes it alive again.
+  const renewed = await store.update('shard.5', entry.value!, entry.revision);
+  store.watcher!({ revision: renewed, value: entry.value });
+  t.notOk(watcher.expired(), 'a newer revision is a renewal');
 });
