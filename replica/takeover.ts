@@ -32,7 +32,8 @@ const FENCE_ATTEMPTS_MAX = 20;
 export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | { fenced: false; why: string }> {
   await c.state.catchUp(c.current);
   if (!c.current()) return { fenced: false, why: 'stopped while catching up' };
-  if (!(await c.lease.acquire())) return { fenced: false, why: 'lease taken by another copy' };
+  if (!(await c.lease.acquire()))
+    return { fenced: false, why: 'lease not acquired (another copy holds it, or the bucket did not answer)' };
   if (!c.current()) return { fenced: false, why: 'stopped while taking the lease' };
   c.lease.keepRenewing(c.onLeaseLost);
   for (let attempt = 1; ; attempt++) {

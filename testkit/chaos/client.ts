@@ -82,6 +82,8 @@ export class ChaosClient {
   private ackedUpTo = 0;
   private seenUpTo = 0;
   private running = false;
+  /** Set by `close`: until then the client always reconnects (a watcher must not miss the final states). */
+  private closed = false;
   private ackTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> = Promise.resolve();
   private readonly caps = new Map<number, number>();
@@ -120,6 +122,7 @@ export class ChaosClient {
 
   close(): void {
     this.running = false;
+    this.closed = true;
     if (this.ackTimer) clearInterval(this.ackTimer);
     this.ack();
     this.drop();
@@ -272,6 +275,9 @@ export class ChaosClient {
       else this.drop(socket);
     }
     this.gateway = (this.gateway + 1) % this.o.gateways.length;
+    // Watching goes on between bids and after bidding stops: connect again soon, whoever needs it next.
+    if (!this.closed)
+      setTimeout(() => void this.connection(), this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
   }
 
   /** Closes a connection (the current one by default); what it still owed is answered null. */
@@ -289,6 +295,7 @@ export class ChaosClient {
 
   /** The open, signed-in connection (opening one if needed), or null if the gateway would not have it now. */
   private connection(): Promise<WebSocket | null> {
+    if (this.closed) return Promise.resolve(null);
     if (this.socket && this.socket.readyState === WebSocket.OPEN) return Promise.resolve(this.socket);
     if (!this.connecting)
       this.connecting = this.open().finally(() => {
@@ -317,7 +324,8 @@ export class ChaosClient {
       this.drop(socket);
       if (!current) return;
       // A watcher reconnects by itself: it must not miss the states that come meanwhile.
-      if (this.running) setTimeout(() => void this.connection(), this.o.random.int(50, 250));
+      if (!this.closed)
+        setTimeout(() => void this.connection(), this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
     });
     this.socket = socket;
     this.reconnects++;
