@@ -28,6 +28,7 @@ import { verifyShard } from './verify.js';
 import { openShardDb, shardFile } from './shard-db.js';
 import { adminSubjects } from '../protocol/names.js';
 import { PULL_EXPIRES_MS } from '../protocol/shard-stream.js';
+import { isTransientNatsFailure } from '../protocol/nats-errors.js';
 import {
   answer,
   answerError,
@@ -127,9 +128,19 @@ export class ShardAudit {
   private async consume(): Promise<void> {
     const stream = streamName(this.o.shard);
     await this.waitForStream(stream);
-    while (this.running) {
-      await this.alignConsumer(stream);
-      await this.consumeFromPosition(stream);
+    for (let failures = 0; this.running;) {
+      try {
+        await this.alignConsumer(stream);
+        await this.consumeFromPosition(stream);
+        failures = 0;
+      } catch (error) {
+        // A stream or consumer without a leader for a while (a NATS node lost, an election) is waited out;
+        // exiting on it left the audit down for good where nothing restarts it (make chaos SEED=103).
+        if (!isTransientNatsFailure(error)) throw error;
+        failures++;
+        this.logger.warn({ err: (error as Error).message, failures }, 'audit consumer failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * failures)));
+      }
     }
   }
 

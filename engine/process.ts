@@ -16,7 +16,7 @@ import { natsBus } from '../shard/nats-bus.js';
 import { EngineMetrics } from './metrics.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 import { openBucket } from '../protocol/provisioning.js';
-import { natsFailureOf } from '../protocol/nats-errors.js';
+import { isTransientNatsFailure } from '../protocol/nats-errors.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
 /**
@@ -28,15 +28,14 @@ import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 /** Transient NATS failures while starting (timeouts, no stream leader yet) are retried this long. */
 const START_RETRY_MS = 60_000;
 
-/** Runs `attempt` again after timeouts and missing responders, for up to START_RETRY_MS; other errors end the start. */
+/** Runs `attempt` again after transient NATS failures, for up to START_RETRY_MS; other errors end the start. */
 async function untilAnswered<T>(what: string, logger: Logger, attempt: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + START_RETRY_MS;
   for (let tries = 1; ; tries++) {
     try {
       return await attempt();
     } catch (error) {
-      const failure = natsFailureOf(error);
-      if ((failure !== 'timeout' && failure !== 'no-responders') || Date.now() > deadline) throw error;
+      if (!isTransientNatsFailure(error) || Date.now() > deadline) throw error;
       logger.warn({ err: (error as Error).message, tries }, `${what} failed; retrying`);
       await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * tries)));
     }

@@ -245,11 +245,11 @@ export class StreamFollower {
           break;
         }
         const found = await this.readFrom(this.position + 1);
-        if (this.stopped) break;
-        if (!found) {
-          // Nothing stored from there on any more (deleted meanwhile): on to what is buffered.
-          const lowest = this.buffer.lowest();
-          this.position = lowest !== undefined ? lowest - 1 : this.highest;
+        if (this.stopped || !found) break;
+        if ('deleted' in found) {
+          // Not stored any more (the stream's limits): the next one, or a copy in the buffer, goes next.
+          this.buffer.take(found.deleted);
+          this.position = found.deleted;
           continue;
         }
         if (found.seq <= this.position) continue;
@@ -269,13 +269,32 @@ export class StreamFollower {
     this.advance();
   }
 
-  /** The first message stored at or after `seq` (null: none), asked again while the server cannot answer. */
-  private async readFrom(seq: number): Promise<FollowedMessage | null> {
+  /**
+   * The first message stored at or after `seq`, asked again while the server
+   * cannot answer; `{ deleted: seq }` when the stream's leader says `seq` is
+   * not stored (deleted by the stream's limits), null when stopped.
+   * Direct gets are answered by any replica, and one that is behind (a node
+   * restarted a moment ago, still catching up) says "not found" for messages
+   * it does not have yet: after NOT_FOUND_RETRIES such answers the leader is
+   * asked, through the stream API, whether `seq` exists. Taking the replica's
+   * word made gateways skip real events for good, and every watcher of those
+   * auctions kept an old state (make chaos SEED=102: two auctions' closes).
+   */
+  private async readFrom(seq: number): Promise<FollowedMessage | { deleted: number } | null> {
     for (let attempt = 0, notFound = 0; !this.stopped; attempt++) {
       try {
-        const m = await this.o.jsm.direct.getMessage(this.o.stream, { seq, next_by_subj: this.o.republish.src || '>' });
-        if (m) return { seq: m.seq, subject: m.subject, data: m.data, headers: m.header };
-        if (++notFound > NOT_FOUND_RETRIES) return null;
+        if (notFound < NOT_FOUND_RETRIES) {
+          const m = await this.o.jsm.direct.getMessage(this.o.stream, {
+            seq,
+            next_by_subj: this.o.republish.src || '>',
+          });
+          if (m) return { seq: m.seq, subject: m.subject, data: m.data, headers: m.header };
+          notFound++;
+        } else {
+          const m = await this.o.jsm.streams.getMessage(this.o.stream, { seq });
+          if (!m) return { deleted: seq };
+          return { seq: m.seq, subject: m.subject, data: m.data, headers: m.header };
+        }
       } catch (error) {
         this.warn(error, 'cannot read a missed message back');
       }

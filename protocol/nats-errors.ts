@@ -55,3 +55,17 @@ export function natsFailureOf(error: unknown): NatsFailure {
   }
   return 'other';
 }
+
+/**
+ * A failure that passes by itself: a timeout, nobody answering, or JetStream
+ * without a leader for the asset (nats.js v3 reports that as "jetstream is
+ * not enabled", DESIGN.md traps). Worth retrying; anything else is not.
+ */
+export function isTransientNatsFailure(error: unknown): boolean {
+  const failure = natsFailureOf(error);
+  if (failure === 'timeout' || failure === 'no-responders') return true;
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (/jetstream is not enabled|no responders|timeout/i.test(e.message)) return true;
+  }
+  return false;
+}

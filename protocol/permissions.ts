@@ -174,13 +174,15 @@ export function rolePermissions(shardCount: number): Record<Role, Permissions> {
       publish: {
         allow: [
           ...jsCommon,
-          // Each shard log: its info (the follower's start and checks) and direct gets by sequence (gaps).
+          // Each shard log: its info (the follower's start and checks), direct gets by sequence (gaps), and
+          // the leader's own get for a sequence a replica behind said it lacks (gateway/stream-follower.ts).
           ...perShard((s) => [
             subjects.commands(s),
             subjects.control(s),
             auditSubject(s),
             `${API}.STREAM.INFO.${streamName(s)}`,
             `${API}.DIRECT.GET.${streamName(s)}`,
+            `${API}.STREAM.MSG.GET.${streamName(s)}`,
           ]),
           // Discovering the shard streams, and whether an auction's shard exists at all (an id may name
           // a shard beyond the cluster's): names only, no configurations.
@@ -188,6 +190,7 @@ export function rolePermissions(shardCount: number): Record<Role, Permissions> {
           `${API}.STREAM.INFO.${NOTIFICATIONS_STREAM}`,
           `${API}.DIRECT.GET.${NOTIFICATIONS_STREAM}`,
           `${API}.DIRECT.GET.${NOTIFICATIONS_STREAM}.${NOTIFICATION_SUBJECTS}`,
+          `${API}.STREAM.MSG.GET.${NOTIFICATIONS_STREAM}`,
           ...bucketAccess(USERS_BUCKET, true),
           ...bucketAccess(NOTIFICATION_ACKS_BUCKET, true),
           ...bucketAccess(USER_FLAGS_BUCKET, false), // its info lists the keys (subjects filter); values by key

@@ -10,6 +10,9 @@ export type FollowerEvent =
 
 export type FollowerOptions = { renewMs: number; snapshotEveryEvents: number; verify: boolean };
 
+/** How long a role change waits for the follower's consumer to stop (see `dispose`). */
+export const DISPOSE_WAIT_MS = 1_000;
+
 /**
  * The resources of the `following` role: a consumer of the shard's log
  * applying every batch as it lands (a hot standby), and a watchdog on the
@@ -49,15 +52,34 @@ export class Follower {
   }
 
   /** Stops the watchdog and the consumer; resolves once nothing of this follower runs. */
+  /**
+   * Stops the watchdog and the consumer. Waits for them at most
+   * DISPOSE_WAIT_MS: the copy changes roles only once this resolves, and a
+   * consumer that cannot close (nats.js recreating an ordered consumer on a
+   * stream without a leader) would hold the copy in `following` for good,
+   * every later event queued behind it, as make chaos seeds 103 and 105 saw
+   * (copies silent for a minute while their shard had no primary). Nothing of
+   * this follower touches the copy's state once disposed: the reading loop
+   * checks `disposed` before each batch.
+   */
   async dispose(): Promise<void> {
     this.disposed = true;
     this.watchdog?.();
     this.watchdog = null;
     this.wake?.();
-    await this.consumer
-      ?.stop()
-      .catch((error: unknown) => this.logger.warn({ err: error }, 'closing the log consumer failed'));
-    await this.reading;
+    const stopped = (async () => {
+      await this.consumer
+        ?.stop()
+        .catch((error: unknown) => this.logger.warn({ err: error }, 'closing the log consumer failed'));
+      await this.reading;
+    })();
+    let cancel: () => void = () => undefined;
+    const gaveUp = await Promise.race([
+      stopped.then(() => false),
+      new Promise<boolean>((resolve) => (cancel = this.clock.after(DISPOSE_WAIT_MS, () => resolve(true)))),
+    ]);
+    cancel();
+    if (gaveUp) this.logger.warn({ waitedMs: DISPOSE_WAIT_MS }, 'the log consumer did not stop in time; going on');
   }
 
   private async read(delayMs: number): Promise<void> {

@@ -49,6 +49,7 @@ t.test(`make chaos SEED=${SEED} DURATION_S=90 (service processes) passes every c
     undecided: 0,
     auditVerified: true,
     auditCaughtUp: true,
+    unexpectedExits: 0,
     outagesOverBound: 0,
     passed: true,
   });

@@ -104,32 +104,20 @@ export function planFaults(random: Random, options: PlanOptions): Fault[][] {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * Starts a killed process again as a supervisor would (`make up`'s restarts
- * with backoff): a start can fail while the cluster is still recovering from
- * another fault, so it is tried RELAUNCH_ATTEMPTS_MAX times.
- */
-const RELAUNCH_ATTEMPTS_MAX = 5;
-async function relaunch(target: Target): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await target.process.launch();
-    } catch (error) {
-      if (attempt === RELAUNCH_ATTEMPTS_MAX) throw error;
-      await sleep(500 * attempt);
-    }
-  }
-}
-
 /** Applies one fault to the running system and undoes it; resolves when the target is whole again. */
 export async function applyFault(system: ChaosSystem, fault: Fault): Promise<{ startedAt: number; endedAt: number }> {
   const target: Target = system.target(fault.target);
   const startedAt = Date.now();
   switch (fault.kind) {
     case 'kill':
+      system.expectExit(target.name);
       await target.process.kill();
       await sleep(fault.durationMs);
-      await relaunch(target);
+      try {
+        await system.restart(target);
+      } finally {
+        system.exitHandled(target.name);
+      }
       break;
     case 'pause':
       await target.process.pause();

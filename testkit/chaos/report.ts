@@ -14,6 +14,7 @@ export function passed(r: ChaosReport): boolean {
     v.undecided === 0 &&
     r.auditVerify.code === 0 &&
     r.auditBehind.length === 0 &&
+    r.unexpectedExits.length === 0 &&
     v.outages.every((o) => o.maxOutageMs <= o.boundMs)
   );
 }
@@ -39,6 +40,7 @@ export function jsonLine(r: ChaosReport): string {
     undecided: v.undecided,
     auditVerified: r.auditVerify.code === 0,
     auditCaughtUp: r.auditBehind.length === 0,
+    unexpectedExits: r.unexpectedExits.length,
     outagesOverBound: v.outages.filter((o) => o.maxOutageMs > o.boundMs).length,
     bidsDecided: r.bids.decided,
     durationS: Math.round(r.durationMs / 1000),
@@ -71,6 +73,7 @@ export function textReport(r: ChaosReport): string {
     `${mark(v.errorAnswers === 0)} valid bids answered with an error: ${v.errorAnswers}`,
     `${mark(v.undecided === 0)} bids never decided: ${v.undecided}`,
     `${mark(r.auditVerify.code === 0)} audit verify: ${r.auditVerify.code === 0 ? 'passed' : `exit ${r.auditVerify.code}: ${r.auditVerify.output.trim().split('\n').slice(-3).join(' | ')}`}`,
+    `${mark(r.unexpectedExits.length === 0)} processes that exited by themselves: ${r.unexpectedExits.length === 0 ? 'none' : r.unexpectedExits.join(', ')}`,
     `${mark(r.auditBehind.length === 0)} the audit caught up with every stream: ${r.auditBehind.length === 0 ? 'yes' : r.auditBehind.join(', ')}`,
     `${mark(v.outages.every((o) => o.maxOutageMs <= o.boundMs))} longest client-visible outage: ${v.maxOutageMs} ms`,
   ];

@@ -38,6 +38,8 @@ export type ChaosReport = {
   auditVerify: { code: number; output: string };
   /** Shards whose audit file had not caught up with the stream at the end (the run waited for it). */
   auditBehind: string[];
+  /** Processes that exited by themselves (no fault killed them). */
+  unexpectedExits: string[];
   bids: { sent: number; decided: number; accepted: number; attempts: number };
   auctions: number;
   clientReconnects: number;
@@ -225,6 +227,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       verdict,
       auditVerify,
       auditBehind,
+      unexpectedExits: system.unexpectedExits.map(
+        (e) => `${e.target} (${e.code ?? e.signal}) at +${((e.at - started) / 1000).toFixed(1)} s`,
+      ),
       bids: {
         sent: bids.length,
         decided: bids.filter((b) => b.result).length,

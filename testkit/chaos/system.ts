@@ -43,6 +43,11 @@ export type SystemOptions = {
  * no client goes around its proxies.
  */
 export class ChaosSystem {
+  /** Processes that exited when no fault killed them (each is started again, as a supervisor would). */
+  readonly unexpectedExits: { target: string; at: number; code: number | null; signal: string | null }[] = [];
+  private readonly expected = new Set<string>();
+  private closing = false;
+
   private constructor(
     readonly nats: NatsCluster,
     readonly targets: Target[],
@@ -104,6 +109,7 @@ export class ChaosSystem {
         system.gateways.push(gateway);
         targets.push({ name: id, kind: 'gateway', process: gateway, links });
       }
+      for (const target of targets) system.watchExits(target);
       return system;
     } catch (error) {
       await system.close();
@@ -142,6 +148,40 @@ export class ChaosSystem {
     return Promise.all(this.nats.nodes.map((node) => TcpProxy.start('127.0.0.1', node.port)));
   }
 
+  /** A fault is about to kill `name`: its exit is not unexpected (until `exitHandled`). */
+  expectExit(name: string): void {
+    this.expected.add(name);
+  }
+
+  exitHandled(name: string): void {
+    this.expected.delete(name);
+  }
+
+  /**
+   * Starts a process again as a supervisor would (`make up`'s restarts with
+   * backoff): a start can fail while the cluster is still recovering from a
+   * fault, so it is tried RELAUNCH_ATTEMPTS_MAX times.
+   */
+  async restart(target: Target): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await target.process.launch();
+      } catch (error) {
+        if (attempt === RELAUNCH_ATTEMPTS_MAX || this.closing) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
+  }
+
+  /** Every exit no fault caused is recorded (a checker fails the run on it) and the process started again. */
+  private watchExits(target: Target): void {
+    target.process.onExit((exit) => {
+      if (this.closing || this.expected.has(target.name)) return;
+      this.unexpectedExits.push({ target: target.name, at: Date.now(), code: exit.code, signal: exit.signal });
+      setTimeout(() => void this.restart(target).catch(() => undefined), 500);
+    });
+  }
+
   target(name: string): Target {
     const found = this.targets.find((t) => t.name === name);
     if (!found) throw new Error(`no chaos target ${name}`);
@@ -156,6 +196,7 @@ export class ChaosSystem {
 
   /** Stops every process and proxy (a paused process is woken first). */
   async close(): Promise<void> {
+    this.closing = true;
     const services = this.targets.filter((t) => t.kind !== 'nats');
     await Promise.all(
       services.map(async (t) => {
@@ -168,5 +209,6 @@ export class ChaosSystem {
 }
 
 const PROVISION_ATTEMPTS_MAX = 5;
+const RELAUNCH_ATTEMPTS_MAX = 5;
 
 const urls = (links: TcpProxy[]) => links.map((l) => l.url).join(',');
