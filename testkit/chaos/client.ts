@@ -275,8 +275,9 @@ export class ChaosClient {
       else this.drop(socket);
     }
     this.gateway = (this.gateway + 1) % this.o.gateways.length;
-    // Watching goes on between bids and after bidding stops: connect again soon, whoever needs it next.
-    if (!this.closed)
+    // While bidding, the bid loop connects again at once; after it stopped, watching must go on by itself. (A
+    // timer here while bidding raced the loop's own reconnects: their failures moved the client back and forth.)
+    if (!this.closed && !this.running)
       setTimeout(() => void this.connection(), this.o.random.int(RECONNECT_DELAY_MS.min, RECONNECT_DELAY_MS.max));
   }
 
