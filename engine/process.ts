@@ -19,12 +19,6 @@ import { openBucket } from '../protocol/provisioning.js';
 import { isTransientNatsFailure } from '../protocol/nats-errors.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 
-/**
- * The engine process, in either role: every shard it runs gets its own copy
- * (shard/copy.ts) on this one thread, serving the shard while it holds the
- * shard's lease and following the log as a hot standby otherwise. `engine`
- * starts as primary, `replica` as a standby.
- */
 /** Transient NATS failures while starting (timeouts, no stream leader yet) are retried this long. */
 const START_RETRY_MS = 60_000;
 
@@ -42,6 +36,12 @@ async function untilAnswered<T>(what: string, logger: Logger, attempt: () => Pro
   }
 }
 
+/**
+ * The engine process, in either role: every shard it runs gets its own copy
+ * (shard/copy.ts) on this one thread, serving the shard while it holds the
+ * shard's lease and following the log as a hot standby otherwise. `engine`
+ * starts as primary, `replica` as a standby.
+ */
 export async function runEngineProcess(argv: string[], role: 'primary' | 'replica'): Promise<void> {
   let config;
   try {

@@ -1,5 +1,6 @@
 import {
   commandError,
+  isRetrySafe,
   shardOfAuction,
   WIRE_LIMITS,
   type CommandReply,
@@ -41,8 +42,7 @@ const RESEND_RETRY_MS = 25;
 const RESEND_ATTEMPTS_MAX = 8;
 
 /** Whether a reply decided nothing (a timeout, no responder, a deposed or shedding engine): another may still. */
-const decidedNothing = (reply: CommandReply) =>
-  reply.results.every((r) => r.status === 'error' && (r.code === 'unavailable' || r.code === 'overloaded'));
+const decidedNothing = (reply: CommandReply) => reply.results.every((r) => r.status === 'error' && isRetrySafe(r.code));
 
 /** Only bids are sent twice: a bidId makes the second one harmless (the engine answers it from the first). */
 const allBids = (commands: unknown[]) => commands.every((c) => (c as { type?: unknown }).type === 'bid');
