@@ -31,6 +31,8 @@ export type NatsServerOptions = {
   storeDir?: string;
   /** Extra command-line arguments (cluster routes, config file...). */
   args?: string[];
+  /** The tail of the server's output kept in memory (`log`), across restarts (default 20,000 characters). */
+  outputKeptChars?: number;
   /**
    * Require a NATS user per role with the roles' permissions
    * (protocol/permissions.ts). `true`: random passwords; see `credentials`.
@@ -55,13 +57,14 @@ export class NatsServer extends ManagedProcess {
   readonly shards: number;
 
   private constructor(
-    options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth'>> & {
+    options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth' | 'outputKeptChars'>> & {
+      outputKeptChars?: number;
       storeDir?: string;
       monitorPort: number;
       auth?: NatsServerOptions['auth'];
     },
   ) {
-    super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, 20_000);
+    super(`nats-server ${options.name}`, 'Server is ready', READY_TIMEOUT_MS, options.outputKeptChars ?? 20_000);
     this.name = options.name;
     this.port = options.port;
     this.monitorPort = options.monitorPort;
@@ -105,6 +108,7 @@ export class NatsServer extends ManagedProcess {
       monitorPort: await freePort(),
       storeDir: options.storeDir,
       args: options.args ?? [],
+      outputKeptChars: options.outputKeptChars,
       auth: options.auth,
       shards: options.shards ?? 1,
     });
@@ -191,8 +195,11 @@ export class NatsServer extends ManagedProcess {
 export class NatsCluster {
   private constructor(readonly nodes: NatsServer[]) {}
 
-  /** `args`: extra flags for every node, e.g. `--no_advertise` so clients keep to the URLs they were given (proxies). */
-  static async start(size = 3, args: string[] = []): Promise<NatsCluster> {
+  /**
+   * `args`: extra flags for every node, e.g. `--no_advertise` so clients keep to the URLs they were given (proxies);
+   * `outputKeptChars`: each node's output kept (NatsServerOptions).
+   */
+  static async start(size = 3, args: string[] = [], outputKeptChars?: number): Promise<NatsCluster> {
     const clusterPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
     const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
     const tag = `c${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
@@ -201,6 +208,7 @@ export class NatsCluster {
         NatsServer.start({
           name: `${tag}-n${i}`,
           args: ['--cluster_name', tag, '--cluster', `nats://127.0.0.1:${clusterPort}`, '--routes', routes, ...args],
+          outputKeptChars,
         }),
       ),
     );

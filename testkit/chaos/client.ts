@@ -48,6 +48,7 @@ type Frame = Record<string, unknown> & { type: string };
 
 const ACK_EVERY_MS = 1_000;
 const RECONNECT_DELAY_MS = { min: 50, max: 250 };
+const RESUBSCRIBE_DELAY_MS = { min: 100, max: 400 };
 const UNAVAILABLE_DELAY_MS = { min: 20, max: 100 };
 /**
  * A request left behind on a gateway that did not answer in time is still
@@ -72,6 +73,8 @@ export class ChaosClient {
   readonly states = new Map<number, LiveState>();
   readonly notifications = new Map<string, SeenNotification>();
   reconnects = 0;
+  /** Subscriptions the gateway refused for now and this client asked for again. */
+  resubscribes = 0;
   private socket: WebSocket | null = null;
   private connecting: Promise<WebSocket | null> | null = null;
   private gateway: number;
@@ -358,6 +361,14 @@ export class ChaosClient {
         const { type: _type, ...rest } = state;
         this.states.set(state.auctionId, rest);
       }
+    } else if (frame.type === 'error' && typeof frame.auctionId === 'number') {
+      // A subscription refused for now (its shard changing primary): asked again shortly, or its states
+      // would stop here. A refusal that is final (not_found) is left alone.
+      if (!isRetrySafe(String(frame.code))) return;
+      this.subscribed.delete(frame.auctionId);
+      this.resubscribes++;
+      setTimeout(() => this.watchBoard(), this.o.random.int(RESUBSCRIBE_DELAY_MS.min, RESUBSCRIBE_DELAY_MS.max));
+      return;
     } else if (frame.type === 'notification') {
       const n = frame as unknown as SeenNotification;
       this.notifications.set(notificationKey(this.o.userId, n.kind, n.auctionId, n.eventSeq), {

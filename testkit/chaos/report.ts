@@ -1,4 +1,5 @@
 import type { ChaosReport } from './run.js';
+import { describeLost } from './leaders.js';
 import { TARGET_KINDS } from './system.js';
 
 /** Whether every checker passed: what the exit status of `make chaos` says. */
@@ -56,13 +57,14 @@ export function textReport(r: ChaosReport): string {
   const lines = [
     `chaos seed ${r.seed}: ${r.faults.length} faults in ${v.outages.length} groups over ${Math.round(r.durationMs / 1000)} s; ` +
       `${r.bids.sent} bids (${r.bids.decided} decided, ${r.bids.accepted} accepted, ${r.bids.attempts} attempts), ` +
-      `${r.auctions} auctions, ${r.clientReconnects} client connections; ${Math.round(r.elapsedMs / 1000)} s in all`,
+      `${r.auctions} auctions, ${r.clientReconnects} client connections, ${r.resubscribes} subscriptions asked again; ${Math.round(r.elapsedMs / 1000)} s in all`,
     '',
     'fault group                                           at (s)   longest wait   bound',
-    ...v.outages.map(
-      (o) =>
-        `${mark(o.maxOutageMs <= o.boundMs)} ${o.faults.padEnd(48)} ${(o.fromMs / 1000).toFixed(1).padStart(6)}   ${String(o.maxOutageMs).padStart(7)} ms   ${o.boundMs} ms`,
-    ),
+    ...v.outages.flatMap((o) => {
+      const line = `${mark(o.maxOutageMs <= o.boundMs)} ${o.faults.padEnd(48)} ${(o.fromMs / 1000).toFixed(1).padStart(6)}   ${String(o.maxOutageMs).padStart(7)} ms   ${o.boundMs} ms`;
+      const lost = r.lostLeaders.filter((l) => l.group === o.group);
+      return lost.length === 0 ? [line] : [line, `       leaders lost, back after: ${describeLost(lost)}`];
+    }),
     '',
     `${mark(v.ackedLost === 0)} acknowledged bids missing from the streams: ${v.ackedLost}`,
     `${mark(v.acceptedTwice === 0)} bidIds accepted twice: ${v.acceptedTwice}`,

@@ -12,6 +12,7 @@ import { AuctionBoard } from './auctions.js';
 import { check, describe, expectedNotifications, type ShardEntries, type Verdict } from './checks.js';
 import { ChaosClient, notificationKey } from './client.js';
 import { planFaults, runFaults, type Fault, type FaultRecord } from './faults.js';
+import { lostLeaders, type LostLeader } from './leaders.js';
 import { ChaosSystem, type TargetKind } from './system.js';
 
 export type ChaosOptions = {
@@ -40,9 +41,13 @@ export type ChaosReport = {
   auditBehind: string[];
   /** Processes that exited by themselves (no fault killed them). */
   unexpectedExits: string[];
+  /** The Raft leaders each NATS fault took away, and when the next came (from the nodes' logs). */
+  lostLeaders: LostLeader[];
   bids: { sent: number; decided: number; accepted: number; attempts: number };
   auctions: number;
   clientReconnects: number;
+  /** Subscriptions refused for now (`unavailable`) and asked for again. */
+  resubscribes: number;
   elapsedMs: number;
 };
 
@@ -236,8 +241,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         accepted: bids.filter((b) => b.result?.status === 'accepted').length,
         attempts: bids.reduce((n, b) => n + b.attempts, 0),
       },
+      lostLeaders: lostLeaders(
+        system.leaderChanges(),
+        faults,
+        system.targets.filter((t) => t.kind === 'nats').map((t) => t.name),
+      ),
       auctions: auctions.length,
       clientReconnects: clients.reduce((n, c) => n + c.reconnects, 0),
+      resubscribes: clients.reduce((n, c) => n + c.resubscribes, 0),
       elapsedMs: Date.now() - began,
     };
   } finally {

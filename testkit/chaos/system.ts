@@ -11,6 +11,7 @@ import {
   type NatsServer,
 } from '../../launch/index.js';
 import { TcpProxy } from '../tcp-proxy.js';
+import { leaderChanges, type LeaderChange } from './leaders.js';
 
 /** What a fault can hit: a service process (with its own path to NATS), or a NATS node. */
 export const TARGET_KINDS = ['engine', 'replica', 'gateway', 'audit', 'nats'] as const;
@@ -57,7 +58,8 @@ export class ChaosSystem {
   ) {}
 
   static async start(options: SystemOptions): Promise<ChaosSystem> {
-    const nats = await NatsCluster.start(3, ['--no_advertise']);
+    // Whole logs: the report reads every leader election out of them (leaders.ts).
+    const nats = await NatsCluster.start(3, ['--no_advertise'], NATS_LOG_KEPT_CHARS);
     const targets: Target[] = nats.nodes.map((node: NatsServer, i) => ({
       name: `nats-${i}`,
       kind: 'nats',
@@ -188,6 +190,11 @@ export class ChaosSystem {
     return found;
   }
 
+  /** The leaderships every NATS node logged, across its restarts. */
+  leaderChanges(): LeaderChange[] {
+    return this.targets.filter((t) => t.kind === 'nats').flatMap((t) => leaderChanges(t.name, t.process.log));
+  }
+
   /** Writes every process's output (across its restarts) to `<dir>/<name>.log`. */
   saveLogs(dir: string): void {
     mkdirSync(dir, { recursive: true });
@@ -209,6 +216,7 @@ export class ChaosSystem {
 }
 
 const PROVISION_ATTEMPTS_MAX = 5;
+const NATS_LOG_KEPT_CHARS = 20_000_000;
 const RELAUNCH_ATTEMPTS_MAX = 5;
 
 const urls = (links: TcpProxy[]) => links.map((l) => l.url).join(',');
