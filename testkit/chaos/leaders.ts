@@ -1,4 +1,5 @@
-import type { FaultRecord } from './faults.js';
+/** What this reads of a fault (a FaultRecord of faults.ts; not imported: system.ts, which faults.ts uses, reads the logs). */
+export type TimedFault = { target: string; kind: string; startedAt: number; endedAt: number; group: number };
 
 /** A NATS node became the leader of a stream's Raft group (or of the meta group, `stream: "meta"`). */
 export type LeaderChange = { at: number; node: string; stream: string };
@@ -49,7 +50,7 @@ export function leaderChanges(node: string, log: string): LeaderChange[] {
  * out a randomized election timeout (4-9 s, server/raft.go) without
  * heartbeats before they campaign.
  */
-export function lostLeaders(changes: LeaderChange[], faults: FaultRecord[], nodes: readonly string[]): LostLeader[] {
+export function lostLeaders(changes: LeaderChange[], faults: TimedFault[], nodes: readonly string[]): LostLeader[] {
   const sorted = [...changes].sort((a, b) => a.at - b.at);
   const lost: LostLeader[] = [];
   for (const f of faults) {
