@@ -23,6 +23,7 @@ import {
 const DEFAULT_RETRY_AFTER_MS = 100;
 import type { EngineStates } from './read-model/engine-states.js';
 import type { CommandRouter } from './router.js';
+import type { LoopSaturation } from './saturation.js';
 import * as v from './validate.js';
 
 export type CommandsDeps = {
@@ -31,6 +32,8 @@ export type CommandsDeps = {
   engineStates: EngineStates;
   guards: Guards;
   metrics: Metrics;
+  /** This gateway's own saturation: bids shed before anything else is spent on them. */
+  saturation: LoopSaturation;
 };
 
 /** The commands HTTP and the WebSocket both take (bids, creations), checked, then routed to the engines. */
@@ -54,6 +57,10 @@ export class Commands {
     const auctionId = v.id(fields, 'auctionId');
     const bidId = v.id(fields, 'bidId');
     const maxBid = v.amount(fields, 'maxBid');
+    if (this.d.saturation.shouldShed()) {
+      this.d.metrics.shedSaturated.inc();
+      return this.overloaded(auctionId, bidId, this.d.saturation.retryAfterMs());
+    }
     if (!this.d.guards.userAllowed(userId)) return this.unrecorded(auctionId, bidId, 'rate_limited');
     if (!(await this.d.live.hasShard(shardOfAuction(auctionId))))
       return this.unrecorded(auctionId, bidId, 'auction_not_found');

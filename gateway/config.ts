@@ -43,6 +43,8 @@ export type GatewayConfig = {
   queueTargetMs: number;
   /** Admission control: the most commands outstanding for one shard from this gateway. */
   shardCommandsInFlightMax: number;
+  /** Event-loop lag over which this gateway sheds bids at the frame (gateway/saturation.ts), in ms; 0: never. */
+  loopLagTargetMs: number;
 };
 
 export const OPTIONS = {
@@ -74,6 +76,7 @@ export const OPTIONS = {
   'shard-requests-in-flight-max': ['SHARD_REQUESTS_IN_FLIGHT_MAX', '2'],
   'queue-target-ms': ['QUEUE_TARGET_MS', '200'],
   'shard-commands-in-flight-max': ['SHARD_COMMANDS_IN_FLIGHT_MAX', '100000'],
+  'loop-lag-target-ms': ['LOOP_LAG_TARGET_MS', '50'],
 } as const;
 
 export const USAGE = `usage: gateway [--flag value]...
@@ -131,5 +134,6 @@ export function loadGatewayConfig(argv: string[], env: NodeJS.ProcessEnv = proce
     shardRequestsInFlightMax: int('shard-requests-in-flight-max'),
     queueTargetMs: int('queue-target-ms'),
     shardCommandsInFlightMax: int('shard-commands-in-flight-max'),
+    loopLagTargetMs: int('loop-lag-target-ms', 0),
   };
 }

@@ -13,6 +13,7 @@ import { LiveFeed } from './live/feed.js';
 import { createMetrics, routerObserver } from './metrics.js';
 import { NotificationCenter } from './notifications.js';
 import { CommandRouter } from './router.js';
+import { LoopSaturation } from './saturation.js';
 import { GatewayServer } from './server.js';
 import { serveAdmin } from './admin.js';
 import { DisabledUsers } from './disabled-users.js';
@@ -57,11 +58,17 @@ async function main(): Promise<void> {
   await disabled.start((userId) => server?.endUserSessions(userId));
   const tokens = new Tokens(secret, config.tokenTtlMs, Date.now, (userId) => disabled.has(userId));
   const engines = new EngineClient(nc, config.commandTimeoutMs);
+  const saturation = new LoopSaturation({
+    lagTargetMs: config.loopLagTargetMs,
+    onShareChange: (share) => metrics.shedShare.set(share),
+  });
+  saturation.start();
   const router = new CommandRouter(engines, {
     pendingMax: config.pendingCommandsMax,
     requestsInFlightMax: config.shardRequestsInFlightMax,
     admission: { queueTargetMs: config.queueTargetMs, inFlightMax: config.shardCommandsInFlightMax },
     observer: routerObserver(metrics),
+    loopLagMs: () => saturation.lagMs,
   });
   const live = new LiveFeed({
     nc,
@@ -86,6 +93,7 @@ async function main(): Promise<void> {
     notifications,
     metrics,
     router,
+    saturation,
     tokens,
     users: new UserStore(usersKv, new PasswordHasher(config.passwordHashCost), logger),
   });
@@ -115,6 +123,7 @@ async function main(): Promise<void> {
     server?.close();
     for (const sub of adminSubs) sub.unsubscribe();
     disabled.stop();
+    saturation.stop();
     live.stop();
     notifications.stop();
     await nc.drain();

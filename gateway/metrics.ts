@@ -68,6 +68,16 @@ export function createMetrics() {
       labelNames: ['shard'] as const,
       registers: [registry],
     }),
+    shedSaturated: new Counter({
+      name: 'gateway_bids_shed_saturated_total',
+      help: 'Bids answered overloaded at the frame because this gateway itself ran late (gateway/saturation.ts)',
+      registers: [registry],
+    }),
+    shedShare: new Gauge({
+      name: 'gateway_saturation_shed_share',
+      help: 'Share of new bids this gateway sheds at the frame because its event loop runs late (0 to 0.9)',
+      registers: [registry],
+    }),
     resent: new Counter({
       name: 'gateway_requests_resent_total',
       help: 'Command requests in flight sent again to a new primary when its fence was seen (takeovers), by shard',

@@ -62,6 +62,8 @@ export type RouterOptions = {
   requestsInFlightMax: number;
   admission: AdmissionOptions;
   observer?: RouterObserver;
+  /** This gateway's event-loop lag now (ms, gateway/saturation.ts): taken out of the round trips the budgets measure. */
+  loopLagMs?: () => number;
 };
 
 /**
@@ -201,7 +203,10 @@ export class CommandRouter {
           this.inFlight.set(shard, (this.inFlight.get(shard) ?? 1) - 1);
           const budget = this.budgetOf(shard);
           const now = performance.now();
-          budget.onAnswered(part.length, now, now - leftAt, queuedMs, this.queues.has(shard));
+          // The answer may have waited for this event loop too: that is this gateway's own lag, not the
+          // shard's pipe, and counting it would grow the budget with the very saturation it should shed.
+          const roundTripMs = Math.max(0, now - leftAt - (this.options.loopLagMs?.() ?? 0));
+          budget.onAnswered(part.length, now, roundTripMs, queuedMs, this.queues.has(shard));
           this.options.observer?.answered({
             shard,
             waitedHereMs: leftAt - part[0].queuedAt,

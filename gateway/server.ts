@@ -17,6 +17,7 @@ import { AuditClient } from './read-model/audit-client.js';
 import { AuctionReads } from './read-model/auctions.js';
 import { EngineStates } from './read-model/engine-states.js';
 import type { CommandRouter } from './router.js';
+import type { LoopSaturation } from './saturation.js';
 import { SseStreams } from './sse/streams.js';
 import type { Connection } from './ws/connection.js';
 import { WsSessions } from './ws/session.js';
@@ -34,6 +35,7 @@ export type GatewayDeps = {
   tokens: Tokens;
   users: UserStore;
   metrics: Metrics;
+  saturation: LoopSaturation;
 };
 
 /**
@@ -57,7 +59,14 @@ export class GatewayServer {
     const { config, logger, nc, live, metrics, tokens, notifications } = d;
     const guards = new Guards(config, metrics);
     const engineStates = new EngineStates(d.engines);
-    const commands = new Commands({ router: d.router, live, engineStates, guards, metrics });
+    const commands = new Commands({
+      router: d.router,
+      live,
+      engineStates,
+      guards,
+      metrics,
+      saturation: d.saturation,
+    });
     const reads = new AuctionReads({ live, audit: new AuditClient(nc), engineStates });
     this.subscriptionCount = new SubscriptionCount(metrics);
     const subscriptions = this.subscriptionCount;

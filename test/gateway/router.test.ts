@@ -183,6 +183,27 @@ t.test("the budget shrinks by the engine's reported queue time", async (t) => {
   );
 });
 
+t.test("this gateway's own event-loop lag is not counted as the shard's round trip", async (t) => {
+  const views = [];
+  for (const lagMs of [0, 1_000]) {
+    const { sent, engines } = recorder();
+    const router = new CommandRouter(engines, {
+      pendingMax: 100_000,
+      requestsInFlightMax: 1,
+      admission: { queueTargetMs: 100, inFlightMax: 50_000 },
+      loopLagMs: () => lagMs,
+    });
+    void router.send(0, 0, true);
+    await tick();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    sent[0].answer(0);
+    await tick();
+    views.push(router.budgetViews()[0]);
+  }
+  t.ok(views[0].serviceMs >= 15, `without lag the round trip counts whole (${views[0].serviceMs} ms)`);
+  t.equal(views[1].serviceMs, 0, 'a lag longer than the round trip leaves none of it');
+});
+
 t.test('past the in-flight bound only full requests leave, up to FULL_REQUESTS_IN_FLIGHT_MAX', async (t) => {
   const { sent, engines } = recorder();
   const router = routerOf(engines, 100_000, 2);
