@@ -73,8 +73,8 @@ export class ChaosClient {
   readonly states = new Map<number, LiveState>();
   readonly notifications = new Map<string, SeenNotification>();
   reconnects = 0;
-  /** Subscriptions the gateway refused for now and this client asked for again. */
-  resubscribes = 0;
+  /** Subscriptions the gateway refused for now and this client asked for again, by the refusal's message. */
+  readonly resubscribes = new Map<string, number>();
   private socket: WebSocket | null = null;
   private connecting: Promise<WebSocket | null> | null = null;
   private gateway: number;
@@ -366,7 +366,8 @@ export class ChaosClient {
       // would stop here. A refusal that is final (not_found) is left alone.
       if (!isRetrySafe(String(frame.code))) return;
       this.subscribed.delete(frame.auctionId);
-      this.resubscribes++;
+      const why = `${String(frame.code)}: ${String(frame.message).replace(/\d+/g, 'N')}`;
+      this.resubscribes.set(why, (this.resubscribes.get(why) ?? 0) + 1);
       setTimeout(() => this.watchBoard(), this.o.random.int(RESUBSCRIBE_DELAY_MS.min, RESUBSCRIBE_DELAY_MS.max));
       return;
     } else if (frame.type === 'notification') {

@@ -57,7 +57,7 @@ export function textReport(r: ChaosReport): string {
   const lines = [
     `chaos seed ${r.seed}: ${r.faults.length} faults in ${v.outages.length} groups over ${Math.round(r.durationMs / 1000)} s; ` +
       `${r.bids.sent} bids (${r.bids.decided} decided, ${r.bids.accepted} accepted, ${r.bids.attempts} attempts), ` +
-      `${r.auctions} auctions, ${r.clientReconnects} client connections, ${r.resubscribes} subscriptions asked again; ${Math.round(r.elapsedMs / 1000)} s in all`,
+      `${r.auctions} auctions, ${r.clientReconnects} client connections, ${[...r.resubscribes.values()].reduce((a, n) => a + n, 0)} subscriptions asked again; ${Math.round(r.elapsedMs / 1000)} s in all`,
     '',
     'fault group                                           at (s)   longest wait   bound',
     ...v.outages.flatMap((o) => {
@@ -79,6 +79,15 @@ export function textReport(r: ChaosReport): string {
     `${mark(r.auditBehind.length === 0)} the audit caught up with every stream: ${r.auditBehind.length === 0 ? 'yes' : r.auditBehind.join(', ')}`,
     `${mark(v.outages.every((o) => o.maxOutageMs <= o.boundMs))} longest client-visible outage: ${v.maxOutageMs} ms`,
   ];
+  if (r.resubscribes.size > 0)
+    lines.push(
+      '',
+      'subscriptions refused for now (asked again), by why:',
+      ...[...r.resubscribes]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 5)
+        .map(([why, n]) => `  ${String(n).padStart(6)}  ${why}`),
+    );
   if (v.failures.length > 0) lines.push('', 'first failures:', ...v.failures.map((f) => `  ${f}`));
   if (!passed(r)) lines.push('', `FAILED: replay with ${replayCommand(r)}`);
   return lines.join('\n');

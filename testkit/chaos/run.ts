@@ -46,8 +46,8 @@ export type ChaosReport = {
   bids: { sent: number; decided: number; accepted: number; attempts: number };
   auctions: number;
   clientReconnects: number;
-  /** Subscriptions refused for now (`unavailable`) and asked for again. */
-  resubscribes: number;
+  /** Subscriptions refused for now (`unavailable`) and asked for again, by the refusal's message (digits as N). */
+  resubscribes: Map<string, number>;
   elapsedMs: number;
 };
 
@@ -248,13 +248,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       ),
       auctions: auctions.length,
       clientReconnects: clients.reduce((n, c) => n + c.reconnects, 0),
-      resubscribes: clients.reduce((n, c) => n + c.resubscribes, 0),
+      resubscribes: tally(clients.map((c) => c.resubscribes)),
       elapsedMs: Date.now() - began,
     };
   } finally {
     system.saveLogs(o.logDir);
     await system.close();
   }
+}
+
+function tally(maps: Map<string, number>[]): Map<string, number> {
+  const all = new Map<string, number>();
+  for (const m of maps) for (const [k, n] of m) all.set(k, (all.get(k) ?? 0) + n);
+  return all;
 }
 
 /** The keys (as the clients make them) of every notification in the NOTIFICATIONS stream. */
