@@ -8,6 +8,7 @@ import { ShardAudit } from './shard-audit.js';
 import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
+import { logConnectionStatus } from '../service/nats-status.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 
 async function main(): Promise<void> {
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
 
   const logger = pino({ level: config.logLevel, base: { service: 'audit', pid: process.pid } });
   const rejections = guardUnhandledRejections(logger);
+  logConnectionStatus(nc, logger);
   const audits = shards.map(
     (shard) =>
       new ShardAudit({

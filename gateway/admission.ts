@@ -8,7 +8,8 @@
  * here waiting for the engine, or bids refused since the last answer: then
  * the rate is the shard's capacity or the budget's, not the offered load),
  * times the round trip of a request (what keeps the pipe
- * full: the engine's deciding and appending, the network, this event loop)
+ * full: the engine's deciding and appending, the network; not the time
+ * this gateway's own event loop ran late, which the router takes out)
  * plus the part of the target the engine's own queue leaves (other gateways'
  * commands wait there too; the engine reports that time with every answer).
  * By Little's law a command admitted then queues about `queueTargetMs` at

@@ -8,6 +8,7 @@ import { loadSecret, Tokens, UserStore } from './auth.js';
 import { USER_FLAGS_BUCKET, USERS_BUCKET } from '../protocol/names.js';
 import { PasswordHasher } from './passwords.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
+import { logConnectionStatus } from '../service/nats-status.js';
 import { loadGatewayConfig, USAGE } from './config.js';
 import { LiveFeed } from './live/feed.js';
 import { createMetrics, routerObserver } from './metrics.js';
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
     process.stderr.write(`cannot reach NATS at ${config.natsUrl}: ${(error as Error).message}\n`);
     process.exit(3);
   });
+  logConnectionStatus(nc, logger);
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const usersKv = await openBucket(js, USERS_BUCKET, config.streamReplicas);
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
     requestsInFlightMax: config.shardRequestsInFlightMax,
     admission: { queueTargetMs: config.queueTargetMs, inFlightMax: config.shardCommandsInFlightMax },
     observer: routerObserver(metrics),
-    loopLagMs: () => saturation.lagMs,
+    lateWithin: (from, to) => saturation.lateWithin(from, to),
   });
   const live = new LiveFeed({
     nc,

@@ -62,8 +62,12 @@ export type RouterOptions = {
   requestsInFlightMax: number;
   admission: AdmissionOptions;
   observer?: RouterObserver;
-  /** This gateway's event-loop lag now (ms, gateway/saturation.ts): taken out of the round trips the budgets measure. */
-  loopLagMs?: () => number;
+  /**
+   * How long this gateway's event loop ran late within `[from, to]` (ms on
+   * performance.now(); gateway/saturation.ts): taken out of the round trips
+   * the budgets measure.
+   */
+  lateWithin?: (from: number, to: number) => number;
 };
 
 /**
@@ -205,7 +209,7 @@ export class CommandRouter {
           const now = performance.now();
           // The answer may have waited for this event loop too: that is this gateway's own lag, not the
           // shard's pipe, and counting it would grow the budget with the very saturation it should shed.
-          const roundTripMs = Math.max(0, now - leftAt - (this.options.loopLagMs?.() ?? 0));
+          const roundTripMs = Math.max(0, now - leftAt - (this.options.lateWithin?.(leftAt, now) ?? 0));
           budget.onAnswered(part.length, now, roundTripMs, queuedMs, this.queues.has(shard));
           this.options.observer?.answered({
             shard,

@@ -8,17 +8,20 @@
  * round trips the budgets measure grow with this gateway's own delay, so
  * the budgets grow too and never bind. What does show it is the event
  * loop's lag: a timer due every `sampleEveryMs` that runs late by the
- * length of the turns in between. While that lag is over `lagTargetMs`, the
- * share of bids answered `overloaded` at once (before any rate limit,
- * router or engine work; a shed bid is never recorded and is safe to send
- * again) grows a step per late sample; while the loop is on time it falls
- * back by a smaller step, so shedding settles at the share the gateway can
- * afford instead of swinging between all and nothing. It never reaches 1:
- * some bids always pass, so the shard budgets and the lag keep being
- * measured on real traffic.
+ * length of the turns in between. Each sample later than `lagTargetMs`
+ * that follows another late one raises the share of bids answered
+ * `overloaded` at once (after the frame's parsing and validation, before
+ * the user's rate limit, the router or any engine work; a shed bid is never
+ * recorded and is safe to send again) by STEP_UP: per late turn, so one
+ * long pause counts once, and a lone late turn (a GC pause) not at all.
+ * Time on schedule lowers it by FALL_PER_SEC, so shedding settles at the
+ * share the gateway can afford instead of swinging between all and
+ * nothing, and is gone within 2 s of the end of an overload. It never
+ * reaches 1: some bids always pass, so the shard budgets and the lag keep
+ * being measured on real traffic.
  */
 export type SaturationOptions = {
-  /** Event-loop lag above which bids start being shed (ms); 0 turns shedding at the frame off. */
+  /** Event-loop lag above which bids start being shed (ms); 0 turns sampling, and so shedding here, off. */
   lagTargetMs: number;
   /** How often the lag is sampled (ms). */
   sampleEveryMs?: number;
@@ -30,9 +33,10 @@ export type SaturationOptions = {
 
 /** The share of bids shed at most: some always pass. */
 export const SHED_SHARE_MAX = 0.9;
-/** Share added per sample over the target, and taken away per sample on time. */
-const STEP_UP = 0.05;
-const STEP_DOWN = 0.02;
+/** Share added by each sample over the target that follows another. */
+export const STEP_UP = 0.05;
+/** Share taken away per second of samples on time (from the ceiling to 0 in 1.8 s). */
+export const FALL_PER_SEC = 0.5;
 const SAMPLE_EVERY_MS = 10;
 /** `retryAfterMs` of a bid shed here: about the lag, spread, within these bounds. */
 const RETRY_AFTER_MS = { min: 50, max: 2_000 };
@@ -40,22 +44,29 @@ const RETRY_AFTER_MS = { min: 50, max: 2_000 };
 export class LoopSaturation {
   private shedShare = 0;
   private lastLagMs = 0;
+  private previousLate = false;
+  /** When the last sample ran (its lag ended then), and when the next is due. */
+  private sampledAt = 0;
   private due = 0;
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private readonly sampleEveryMs: number;
   private readonly now: () => number;
 
   constructor(private readonly options: SaturationOptions) {
     this.sampleEveryMs = options.sampleEveryMs ?? SAMPLE_EVERY_MS;
     this.now = options.now ?? (() => performance.now());
+    this.sampledAt = this.now();
+    this.due = this.sampledAt + this.sampleEveryMs;
   }
 
   /** Samples the lag until `stop` (an unref'd timer: it never keeps the process alive). */
   start(): void {
-    if (this.timer || this.options.lagTargetMs <= 0) return;
+    if (this.timer || this.stopped || this.options.lagTargetMs <= 0) return;
     this.due = this.now() + this.sampleEveryMs;
     const tick = () => {
       this.sample();
+      if (this.stopped) return;
       this.timer = setTimeout(tick, this.sampleEveryMs);
       this.timer.unref();
     };
@@ -64,6 +75,7 @@ export class LoopSaturation {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -71,13 +83,18 @@ export class LoopSaturation {
   /** One sample: the timer was due at `due` and runs now. Public for tests, which drive the clock. */
   sample(): void {
     const now = this.now();
+    const elapsedMs = Math.max(0, now - this.sampledAt);
     this.lastLagMs = Math.max(0, now - this.due);
+    this.sampledAt = now;
     this.due = now + this.sampleEveryMs;
-    const next =
-      this.lastLagMs > this.options.lagTargetMs
+    const late = this.lastLagMs > this.options.lagTargetMs;
+    let share = !late
+      ? this.shedShare - (FALL_PER_SEC * elapsedMs) / 1_000
+      : this.previousLate
         ? Math.min(SHED_SHARE_MAX, this.shedShare + STEP_UP)
-        : Math.max(0, this.shedShare - STEP_DOWN);
-    const share = Math.round(next * 100) / 100; // whole percents: the steps add up to exactly 0 again
+        : this.shedShare;
+    this.previousLate = late;
+    share = share < 0.001 ? 0 : Math.round(share * 1_000) / 1_000;
     if (share === this.shedShare) return;
     this.shedShare = share;
     this.options.onShareChange?.(share);
@@ -94,7 +111,18 @@ export class LoopSaturation {
     return Math.round(Math.min(RETRY_AFTER_MS.max, Math.max(RETRY_AFTER_MS.min, spread)));
   }
 
-  /** The lag of the last sample (ms): also how late any answer is leaving now. */
+  /**
+   * How much of `[from, to]` (ms, the same clock) this event loop spent
+   * late, as far as the last sample saw: the overlap with its lag, which
+   * ended when it ran. A round trip that overlaps it waited partly for this
+   * gateway, not for the shard.
+   */
+  lateWithin(from: number, to: number): number {
+    const lateFrom = this.sampledAt - this.lastLagMs;
+    return Math.max(0, Math.min(to, this.sampledAt) - Math.max(from, lateFrom));
+  }
+
+  /** The lag of the last sample (ms). */
   get lagMs(): number {
     return this.lastLagMs;
   }

@@ -185,13 +185,17 @@ t.test("the budget shrinks by the engine's reported queue time", async (t) => {
 
 t.test("this gateway's own event-loop lag is not counted as the shard's round trip", async (t) => {
   const views = [];
-  for (const lagMs of [0, 1_000]) {
+  const asked: number[][] = [];
+  for (const lateMs of [0, 1_000]) {
     const { sent, engines } = recorder();
     const router = new CommandRouter(engines, {
       pendingMax: 100_000,
       requestsInFlightMax: 1,
       admission: { queueTargetMs: 100, inFlightMax: 50_000 },
-      loopLagMs: () => lagMs,
+      lateWithin: (from, to) => {
+        asked.push([from, to]);
+        return Math.min(lateMs, to - from);
+      },
     });
     void router.send(0, 0, true);
     await tick();
@@ -202,6 +206,10 @@ t.test("this gateway's own event-loop lag is not counted as the shard's round tr
   }
   t.ok(views[0].serviceMs >= 15, `without lag the round trip counts whole (${views[0].serviceMs} ms)`);
   t.equal(views[1].serviceMs, 0, 'a lag longer than the round trip leaves none of it');
+  t.ok(
+    asked.every(([from, to]) => to - from >= 15),
+    'asked about the request from when it left to its answer',
+  );
 });
 
 t.test('past the in-flight bound only full requests leave, up to FULL_REQUESTS_IN_FLIGHT_MAX', async (t) => {

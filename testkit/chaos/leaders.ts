@@ -15,7 +15,7 @@ export type LostLeader = {
    * on); null if no leader came back by the end of the logs.
    */
   afterMs: number | null;
-  /** Whether another election made the next leader (or the paused one simply went on). */
+  /** Whether an election made the next leader (false: the paused one simply went on, or none came). */
   elected: boolean;
 };
 
@@ -62,7 +62,7 @@ export function lostLeaders(changes: LeaderChange[], faults: TimedFault[], nodes
       const next = sorted.find((c) => c.stream === stream && c.at > f.startedAt);
       if (f.kind === 'pause' && (!next || next.at > f.endedAt))
         lost.push({ group: f.group, node, stream, afterMs: f.endedAt - f.startedAt, elected: false });
-      else lost.push({ group: f.group, node, stream, afterMs: next ? next.at - f.startedAt : null, elected: true });
+      else lost.push({ group: f.group, node, stream, afterMs: next ? next.at - f.startedAt : null, elected: !!next });
     }
   }
   return lost;
