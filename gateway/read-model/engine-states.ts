@@ -1,5 +1,6 @@
 import { shardOfAuction, type AuctionState, type EngineClient } from '../../protocol/index.js';
 import type { ControlOperations, ErrorReply, ReplyOf, RequestOf } from '../../protocol/operations.js';
+import { natsFailureOf } from '../../protocol/nats-errors.js';
 import { ApiError } from '../errors.js';
 
 type StatesReply = ReplyOf<ControlOperations, 'states'> | ErrorReply;
@@ -19,7 +20,8 @@ export class EngineStates {
     try {
       reply = await this.ask(shard, [auctionId]);
     } catch (error) {
-      throw new ApiError('unavailable', `shard ${shard} did not answer`, { cause: error });
+      // Which of the two (no copy serving it, or a primary that did not answer in time) is what an operator acts on.
+      throw new ApiError('unavailable', `shard ${shard} did not answer (${natsFailureOf(error)})`, { cause: error });
     }
     const { error } = reply as Partial<ErrorReply>;
     if (error) throw new ApiError('unavailable', error.message);

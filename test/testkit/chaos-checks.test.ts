@@ -229,7 +229,15 @@ t.test('the fault plan is the seed’s, and never more than one gateway or one N
   let pairs = 0;
   const violations: string[] = [];
   for (let seed = 1; seed <= 50; seed++) {
-    for (const group of planFaults(new Random(seed), options)) {
+    const plan = planFaults(new Random(seed), options);
+    plan.forEach((group, i) => {
+      // A NATS fault's election (4-9 s) must be over before the next group, or its outage is charged there.
+      const next = plan[i + 1];
+      const end = Math.max(...group.map((f) => f.at + f.durationMs));
+      if (next && group.some((f) => f.targetKind === 'nats') && next[0].at - end < 10_000)
+        violations.push(`seed ${seed}: group ${i + 1} starts ${next[0].at - end} ms after a NATS fault`);
+    });
+    for (const group of plan) {
       const where = `seed ${seed}: ${JSON.stringify(group)}`;
       if (group.length < 1 || group.length > 2) violations.push(`${where}: not one or two faults`);
       if (group.length === 2) {

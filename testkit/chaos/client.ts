@@ -48,7 +48,7 @@ type Frame = Record<string, unknown> & { type: string };
 
 const ACK_EVERY_MS = 1_000;
 const RECONNECT_DELAY_MS = { min: 50, max: 250 };
-const RESUBSCRIBE_DELAY_MS = { min: 100, max: 400 };
+const RESUBSCRIBE_DELAY_MS = { min: 500, max: 1_000 };
 const UNAVAILABLE_DELAY_MS = { min: 20, max: 100 };
 /**
  * A request left behind on a gateway that did not answer in time is still

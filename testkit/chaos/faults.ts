@@ -44,6 +44,14 @@ const FAULT_MS = { min: 500, max: 4_000 };
 const RESTART_AFTER_MS = { min: 300, max: 3_000 };
 /** Quiet time between fault groups, so that each outage is attributed to the fault that caused it. */
 const GAP_MS = { min: 3_000, max: 7_000 };
+/**
+ * After a group that hit a NATS node: a stream leader lost with it is
+ * replaced only after nats-server's election timeout (4-9 s from the loss,
+ * server/raft.go), and clients then wait up to ~1.5 s more. With the short
+ * gap that outage ran into the next group and was charged to it (make chaos
+ * SEED=203: a paired engine and audit kill 4.9 s, 6.5 s after a NATS kill).
+ */
+const GAP_AFTER_NATS_MS = { min: 10_000, max: 12_000 };
 const PAIR_CHANCE = 0.3;
 
 const KINDS: Record<TargetKind, readonly FaultKind[]> = {
@@ -97,7 +105,8 @@ export function planFaults(random: Random, options: PlanOptions): Fault[][] {
     // A restart takes a few seconds more than the planned down time; leave room for it before the end.
     if (end + tailMs > durationMs) break;
     groups.push(group);
-    at = end + random.int(GAP_MS.min, GAP_MS.max);
+    const gap = group.some((f) => f.targetKind === 'nats') ? GAP_AFTER_NATS_MS : GAP_MS;
+    at = end + random.int(gap.min, gap.max);
   }
   return groups;
 }
