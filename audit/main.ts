@@ -9,6 +9,7 @@ import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { logConnectionStatus } from '../service/nats-status.js';
+import { watchForSilentServer } from '../service/nats-watchdog.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 
 async function main(): Promise<void> {
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { service: 'audit', pid: process.pid } });
   const rejections = guardUnhandledRejections(logger);
   logConnectionStatus(nc, logger);
+  watchForSilentServer(nc, logger);
   const audits = shards.map(
     (shard) =>
       new ShardAudit({

@@ -19,6 +19,7 @@ import { openBucket } from '../protocol/provisioning.js';
 import { isTransientNatsFailure } from '../protocol/nats-errors.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { logConnectionStatus } from '../service/nats-status.js';
+import { watchForSilentServer } from '../service/nats-watchdog.js';
 
 /** Transient NATS failures while starting (timeouts, no stream leader yet) are retried this long. */
 const START_RETRY_MS = 60_000;
@@ -70,6 +71,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   });
   const startedAt = Date.now();
   logConnectionStatus(nc, logger);
+  watchForSilentServer(nc, logger);
   // nats.js waits 5 s for a JetStream API answer by default; after a stream leader's election a rebuild or
   // takeover that asked in the meantime would then wait out the rest of those 5 s (found by make chaos).
   const js = jetstream(nc, { timeout: config.jetstreamTimeoutMs });

@@ -9,6 +9,7 @@ import { USER_FLAGS_BUCKET, USERS_BUCKET } from '../protocol/names.js';
 import { PasswordHasher } from './passwords.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { logConnectionStatus } from '../service/nats-status.js';
+import { watchForSilentServer } from '../service/nats-watchdog.js';
 import { loadGatewayConfig, USAGE } from './config.js';
 import { LiveFeed } from './live/feed.js';
 import { createMetrics, routerObserver } from './metrics.js';
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
     process.exit(3);
   });
   logConnectionStatus(nc, logger);
+  watchForSilentServer(nc, logger);
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const usersKv = await openBucket(js, USERS_BUCKET, config.streamReplicas);

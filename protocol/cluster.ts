@@ -105,38 +105,26 @@ export function natsCredentials(env: NodeJS.ProcessEnv = process.env): { user?: 
 }
 
 /**
- * How a process notices a NATS server that stopped answering but keeps its
- * connection open (a paused or stalled node; a killed one closes it and is
- * left at once): a PING every PING_INTERVAL_MS, and the connection is given
- * up once MAX_PINGS_OUT are unanswered when the next is due, 1.0-1.5 s after
- * the last answer; a connection attempt that gets no greeting within
- * CONNECT_TIMEOUT_MS is given up for the next node (nats.js waits 20 s).
- * Measured on a 2-node cluster with one node stopped: reconnected to the
- * other 2.0 s after the stop. nats.js's defaults (a PING every 2 minutes)
- * left every process on a paused node stuck for as long as the pause: a 4 s
- * pause of a node that led nothing cost clients 4.2 s (make chaos SEED=107:
- * both gateways were on it). Two PINGs, not one: a PING answered while this
- * process's event loop was blocked is read before the next one is due, so
- * one long turn does not look like a silent server.
+ * A connection attempt that gets no greeting within CONNECT_TIMEOUT_MS is
+ * given up for the next node (nats.js waits 20 s: a process reconnecting
+ * from a paused node could pick it again and hang there). A server gone
+ * silent on an open connection is found by service/nats-watchdog.ts, not by
+ * nats.js's PINGs (see there why).
  */
-export const PING_INTERVAL_MS = 500;
-export const MAX_PINGS_OUT = 2;
 export const CONNECT_TIMEOUT_MS = 2_000;
 
 /**
  * nats.js `connect` options of a process of `role`: its credentials (see
- * `natsCredentials`), its role's inbox prefix, and the PINGs that find a
- * server gone silent. Without credentials (a server without users) the
- * prefix is harmless and the same code runs.
+ * `natsCredentials`), its role's inbox prefix and the connect timeout.
+ * Without credentials (a server without users) the prefix is harmless and
+ * the same code runs.
  */
 export function roleConnectOptions(
   role: Role,
   env: NodeJS.ProcessEnv = process.env,
-): { inboxPrefix: string; pingInterval: number; maxPingOut: number; timeout: number; user?: string; pass?: string } {
+): { inboxPrefix: string; timeout: number; user?: string; pass?: string } {
   return {
     inboxPrefix: inboxPrefix(role),
-    pingInterval: PING_INTERVAL_MS,
-    maxPingOut: MAX_PINGS_OUT,
     timeout: CONNECT_TIMEOUT_MS,
     ...natsCredentials(env),
   };

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 
 /**
  * Logs what happens to a process's NATS connection: a server found silent
- * (unanswered PINGs, protocol/cluster.ts), a disconnect, a reconnect and to
- * which node. Without it a process that moved between nodes, or lost its
+ * by nats.js's own PINGs, a disconnect, a reconnect and to which node (the
+ * watchdog, nats-watchdog.ts, logs the silences it finds). Without it a process that moved between nodes, or lost its
  * replies with a connection, left no trace (the chaos runs read these).
  */
 export function logConnectionStatus(nc: NatsConnection, logger: Logger): void {
