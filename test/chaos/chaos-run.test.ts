@@ -15,10 +15,10 @@ import { spawn } from 'node:child_process';
  *
  * The faults here hit every kind of service process (engines, replicas,
  * gateways, the audit), not the NATS nodes: runs with NATS node faults still
- * show open bugs (watchers left a few versions short after a gateway
- * restart; issue 17's note), and their outages are bounded by nats-server's
- * Raft election (4-9 s). `make chaos` runs them by default and reports them;
- * docs/BENCHMARKS.md has the figures.
+ * show an open bug (an audit consumer that stops delivering after its
+ * connection moved, seeds 203, 205, 206; issue 17's note), and their outages
+ * are bounded by nats-server's Raft election (4-9 s). `make chaos` runs them
+ * by default and reports them; docs/BENCHMARKS.md has the figures.
  */
 const SEED = '17';
 const ARGS = ['--seed', SEED, '--duration-s', '90', '--targets', 'engine,replica,gateway,audit'];
