@@ -11,6 +11,8 @@ export type AuditConfig = {
   fetchMax: number;
   chunkBytesMax: number;
   commitIntervalMs: number;
+  /** How often a pull that delivers nothing is checked against its stream (audit/consumer-stall.ts). */
+  stallCheckMs: number;
   /** verify: one JSON line per shard instead of text. */
   json: boolean;
 };
@@ -24,6 +26,7 @@ export const OPTIONS = {
   'fetch-max': [null, '256'],
   'chunk-bytes-max': [null, String(1 << 20)],
   'commit-interval-ms': [null, '20'],
+  'stall-check-ms': [null, '5000'],
 } as const;
 
 export const USAGE = `usage: audit [verify] [--flag value]... [--json]
@@ -51,6 +54,7 @@ export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process
     fetchMax: positiveInteger('fetch-max', get('fetch-max')),
     chunkBytesMax: positiveInteger('chunk-bytes-max', get('chunk-bytes-max')),
     commitIntervalMs: positiveInteger('commit-interval-ms', get('commit-interval-ms')),
+    stallCheckMs: positiveInteger('stall-check-ms', get('stall-check-ms')),
     json: isSet('json'),
   };
 }

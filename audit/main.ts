@@ -9,6 +9,7 @@ import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { logConnectionStatus } from '../service/nats-status.js';
+import { watchForSilentServer } from '../service/nats-watchdog.js';
 import { answerStatus, roleConnectOptions } from '../protocol/cluster.js';
 
 async function main(): Promise<void> {
@@ -54,9 +55,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { service: 'audit', pid: process.pid } });
   const rejections = guardUnhandledRejections(logger);
   logConnectionStatus(nc, logger);
-  // No watchdog here (service/nats-watchdog.ts): after the reconnects it forces, a pull consumer of the audit
-  // sometimes never delivered again (make chaos SEED=203, 205, 206: shards left behind, notifications never
-  // written; not yet diagnosed). The audit is off the bid path: a pause of its node only delays it.
+  watchForSilentServer(nc, logger);
   const audits = shards.map(
     (shard) =>
       new ShardAudit({
@@ -69,6 +68,7 @@ async function main(): Promise<void> {
         fetchMax: config.fetchMax,
         chunkBytesMax: config.chunkBytesMax,
         commitIntervalMs: config.commitIntervalMs,
+        stallCheckMs: config.stallCheckMs,
       }),
   );
   const startedAt = Date.now();

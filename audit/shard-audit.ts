@@ -40,6 +40,7 @@ import {
   type ReplyOf,
 } from '../protocol/operations.js';
 import { privateDir } from '../service/private-files.js';
+import { watchForStalledPull } from './consumer-stall.js';
 
 /** Log batches delivered ahead of the audit at most (nats.js tops the pull up once a quarter of it has arrived). */
 const PULL_MESSAGES_MAX = 32;
@@ -62,6 +63,8 @@ export type ShardAuditOptions = {
    * batches cost the audit ~40 us per bid (make bench at half its peak).
    */
   commitIntervalMs?: number;
+  /** How often a pull that delivers nothing is checked against the stream (consumer-stall.ts). */
+  stallCheckMs?: number;
 };
 
 /**
@@ -163,6 +166,23 @@ export class ShardAudit {
     // again; make bench saw the audit stand still through whole steps (test/audit/pull-window.test.ts).
     const messages = await consumer.consume({ max_messages: PULL_MESSAGES_MAX, expires: PULL_EXPIRES_MS });
     this.messages = messages;
+    void this.logConsumerStatus(messages);
+    let delivered = 0;
+    const stopWatching = watchForStalledPull({
+      everyMs: this.o.stallCheckMs,
+      delivered: () => delivered,
+      behind: async () => {
+        const info = await this.o.jsm.streams.info(stream).catch(() => null);
+        return info ? info.state.last_seq - this.projection.position().streamSeq : null;
+      },
+      onStall: (behind, quietMs) => {
+        this.logger.warn(
+          { behind, quietMs },
+          'audit consumer delivers nothing while the stream is ahead; recreating it',
+        );
+        void messages.close();
+      },
+    });
     // Whatever has arrived within commitIntervalMs (at most fetchMax messages or
     // chunkBytesMax bytes) is written in one transaction, then acknowledged;
     // after a full chunk the loop yields so queries and the client's heartbeats
@@ -201,18 +221,40 @@ export class ShardAudit {
       this.lastApplied = { streamSeq: last.seq, batchT: decoded[decoded.length - 1].batch.t, at: now };
       this.outbox.kick();
     };
-    for await (const message of messages) {
-      buffer.push(message);
-      bufferedBytes += message.data.length;
-      if (buffer.length >= fetchMax || bufferedBytes >= chunkBytesMax) {
-        flush();
-        await new Promise((resolve) => setImmediate(resolve));
-      } else if (!flushTimer) {
-        flushTimer = setTimeout(flush, commitIntervalMs);
+    try {
+      for await (const message of messages) {
+        delivered++;
+        buffer.push(message);
+        bufferedBytes += message.data.length;
+        if (buffer.length >= fetchMax || bufferedBytes >= chunkBytesMax) {
+          flush();
+          await new Promise((resolve) => setImmediate(resolve));
+        } else if (!flushTimer) {
+          flushTimer = setTimeout(flush, commitIntervalMs);
+        }
+        if (!this.running || gap) break;
       }
-      if (!this.running || gap) break;
+    } finally {
+      stopWatching();
     }
     flush();
+  }
+
+  /** What nats.js notices about the pull (missed heartbeats, a consumer not found, a reset): rare, and the trail of a stall. */
+  private async logConsumerStatus(messages: ConsumerMessages): Promise<void> {
+    for await (const s of messages.status()) {
+      // The routine: a pull asked, a heartbeat, a pull that expired (408) with messages left.
+      if (
+        s.type === 'next' ||
+        s.type === 'heartbeat' ||
+        s.type === 'discard' ||
+        (s.type === 'debug' && s.code === 408)
+      ) {
+        this.logger.debug({ consumerStatus: s }, 'audit consumer');
+        continue;
+      }
+      this.logger.warn({ consumerStatus: s }, 'audit consumer');
+    }
   }
 
   private async waitForStream(stream: string): Promise<void> {
