@@ -16,12 +16,12 @@ function watch(answers: (number | null)[], calls: number, deliverWhileAsked = fa
     const stop = watchForStalledPull({
       everyMs: 5,
       delivered: () => delivered,
-      behind: async () => {
+      behind: () => {
         const answer = answers[Math.min(asked, answers.length - 1)];
         asked++;
         if (deliverWhileAsked) delivered++;
         if (asked >= calls) setImmediate(() => (stop(), resolve({ stalls, asked })));
-        return answer;
+        return Promise.resolve(answer);
       },
       onStall: (behind, quietMs) => {
         stalls.push({ behind, quietMs });
