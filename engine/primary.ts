@@ -55,6 +55,8 @@ type Batch = {
   lastSeq: number;
   /** The stream sequence this append expects before it. */
   expectStreamSeq: number;
+  /** When it was sent (clock of this process): an acknowledgement proves the log was ours then (replica/lease.ts). */
+  sentAt: number;
   requests: PendingRequest[];
   settled: boolean;
   failed: boolean;
@@ -366,6 +368,7 @@ export class Primary {
       firstSeq,
       lastSeq: events[events.length - 1].seq,
       expectStreamSeq,
+      sentAt: this.clock.now(),
       requests,
       settled: false,
       failed: false,
@@ -393,6 +396,7 @@ export class Primary {
       const done = this.inflight.shift()!;
       state.durableStreamSeq = done.expectStreamSeq + 1;
       state.durableSeq = done.lastSeq;
+      state.logAckedSentAt = done.sentAt;
       state.eventsSinceSnapshot += done.lastSeq - done.firstSeq + 1;
       state.appendsAcked += 1;
       state.eventsAcked += done.lastSeq - done.firstSeq + 1;

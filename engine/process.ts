@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { ShardCopy } from '../shard/copy.js';
 import { ShardLog } from '../shard/nats-log.js';
 import { KvLeaseStore } from '../replica/kv-lease-store.js';
+import { LeaseBucketProbe, probeKey } from '../replica/lease-bucket-probe.js';
 import { SnapshotStore } from '../shard/snapshot-store.js';
 import { nodeClock } from '../shard/node-clock.js';
 import { natsBus } from '../shard/nats-bus.js';
@@ -80,9 +81,17 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   );
   // With those short deadlines, a start during a stream leader's election would fail at once: the bucket is
   // opened again until the cluster answers (make chaos: an engine restarted right after a NATS node's loss exited).
-  const leases = new KvLeaseStore(
-    await untilAnswered('opening the lease bucket', logger, () => openBucket(js, LEASE_BUCKET, config.streamReplicas)),
+  const leases = new LeaseBucketProbe(
+    new KvLeaseStore(
+      await untilAnswered('opening the lease bucket', logger, () =>
+        openBucket(js, LEASE_BUCKET, config.streamReplicas),
+      ),
+    ),
+    nodeClock,
+    probeKey(config.engineId),
+    config.leaseRenewMs,
   );
+  leases.start();
   const bus = natsBus(nc);
   const metrics = new EngineMetrics();
   const metricsServer = config.metricsPort === null ? null : await metrics.serve(config.metricsPort);
@@ -158,6 +167,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     logger.info({ signal }, 'stopping');
     await cluster?.stop();
     await Promise.all([...engines.keys()].map(stopShard));
+    leases.stop();
     await nc.drain();
     metricsServer?.close();
     process.exit(0);

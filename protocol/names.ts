@@ -1,3 +1,5 @@
+import { kvPrefix } from '@nats-io/kv/internal';
+
 /**
  * Every name processes share on NATS: subjects, streams, KV buckets,
  * consumers and queue groups. A process finds another only through these, so
@@ -71,6 +73,8 @@ export const HEARTBEAT_SUBJECT = 'auction.engines.heartbeat';
 
 /** Shard leadership: key `shard.<n>` -> the holder's `LeaseValue`. */
 export const LEASE_BUCKET = 'auction_leases';
+/** The JetStream stream behind a KV bucket (nats.js names it). */
+export const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 /** Accounts: `user.<name>` -> the user, `id.<userId>` -> the name, and the id counter. */
 export const USERS_BUCKET = 'auction_users';
 /** Users an operator disabled: key `u<userId>` -> {disabledAt, reason}; gateways follow it. */

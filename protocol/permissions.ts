@@ -1,6 +1,6 @@
-import { kvPrefix } from '@nats-io/kv/internal';
 import {
   adminSubjects,
+  kvStream,
   AUDIT_CONSUMER,
   auditSubject,
   HEARTBEAT_SUBJECT,
@@ -51,7 +51,6 @@ export type Permissions = { publish: Permission; subscribe: Permission };
 
 const API = '$JS.API';
 /** nats.js keeps bucket B in stream KV_B, one subject per key under $KV.B. */
-const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 const kvSubjects = (bucket: string) => `$KV.${bucket}.>`;
 
 /** Reading a stream through ordered (pull) consumers: its info, consumers of any name, pulls. No deletes. Not for the gateway. */

@@ -37,6 +37,10 @@ export class KvLeaseStore implements LeaseStorePort {
   delete(key: string, revision: number): Promise<void> {
     return conflicts(this.kv.delete(key, { previousSeq: revision }));
   }
+
+  put(key: string, value: Uint8Array, timeoutMs: number): Promise<number> {
+    return this.kv.put(key, value, { timeout: timeoutMs });
+  }
 }
 
 async function conflicts<T>(write: Promise<T>): Promise<T> {

@@ -1,14 +1,21 @@
 import type { Logger } from 'pino';
 import { decode, encode } from '../protocol/index.js';
 import type { LeaseValue } from '../protocol/cluster.js';
-import { RevisionConflictError, type Cancel, type Clock, type LeaseStorePort } from '../shard/ports.js';
+import { RevisionConflictError, type Cancel, type Clock, type LeaseBucketPort } from '../shard/ports.js';
 
 /**
  * Leadership of one shard: a key in the KV bucket, written with revision
  * compare-and-set. The holder renews it every `renewMs`; the others watch it
  * and judge it expired when they have seen no renewal for `ttlMs` of their
- * own clock (no clock comparison across machines). A holder that could not
- * renew for `ttlMs` stops serving by itself, before anyone else may take over.
+ * own clock (no clock comparison across machines) while the bucket took
+ * their own writes (LeaseBucketProbe): a bucket electing a leader silences
+ * every holder, and says nothing about them.
+ *
+ * A holder that could not renew for `ttlMs` stops serving by itself, unless
+ * the shard's log acknowledged an append it sent within that TTL: then the
+ * log is still its own (nobody's fence came in between), and nobody can take
+ * the lease while the bucket refuses writes anyway. It stops at once when
+ * the key names another writer.
  *
  * The lease only decides who should write; safety comes from the stream's
  * expected sequence, which fences out a writer that lost the lease and has
@@ -23,9 +30,13 @@ export class ShardLease {
   private renewTimer: Cancel | null = null;
   /** The renewal on its way to the bucket, if any: a hand-over or release must not race it. */
   private renewal: Promise<void> | null = null;
+  /** What keepRenewing was told to call when the lease is gone. */
+  private onLost: ((why: string) => void) | null = null;
+  /** Renewals have failed for a TTL and the log's acknowledgements keep the holder serving (logged once per spell). */
+  private servingOnLog = false;
 
   constructor(
-    private readonly kv: LeaseStorePort,
+    private readonly kv: LeaseBucketPort,
     private readonly clock: Clock,
     readonly shard: number,
     private readonly me: { engineId: string; writer: string },
@@ -53,15 +64,18 @@ export class ShardLease {
   }
 
   /**
-   * Nobody holds it, its holder has not renewed for a whole TTL, or its holder
-   * is an earlier incarnation of this very engine (same engine id, another
-   * process): that one is dead, since an engine id owns one data directory.
+   * Nobody holds it, its holder has not renewed for a whole TTL while the
+   * bucket took this process's writes, or its holder is an earlier
+   * incarnation of this very engine (same engine id, another process): that
+   * one is dead, since an engine id owns one data directory.
    */
   expired(): boolean {
     if (this.held) return false;
     const seen = this.lastSeen;
-    if (!seen || seen.value === null || this.clock.now() - seen.localAt > this.ttlMs) return true;
-    return seen.value.engineId === this.me.engineId && seen.value.writer !== this.me.writer;
+    if (!seen || seen.value === null) return true;
+    if (seen.value.engineId === this.me.engineId && seen.value.writer !== this.me.writer) return true;
+    const writableSince = this.kv.writableSince();
+    return writableSince !== null && this.clock.now() - Math.max(seen.localAt, writableSince) > this.ttlMs;
   }
 
   /** Takes the lease if it is free or expired; true when this engine now holds it. */
@@ -79,19 +93,40 @@ export class ShardLease {
       return true;
     } catch (error) {
       this.logger.info({ err: (error as Error).message }, 'lease not acquired');
+      // Someone wrote the key since we last saw it (a renewal our watch missed, while it restarts after the
+      // bucket's election): read it, so that the next judgement starts from that renewal.
+      if (error instanceof RevisionConflictError) {
+        const entry = await this.kv.get(this.key).catch(() => null);
+        if (entry) this.observe(entry.revision, entry.value);
+      }
       return false;
     }
   }
 
-  /** Renews every renewMs; `onLost` runs once when the lease is gone (taken, or not renewable for a TTL). */
-  keepRenewing(onLost: (why: string) => void): void {
+  /**
+   * Renews every renewMs; `onLost` runs once when the lease is gone: taken
+   * (a renewal's conflict, or the watch shows another writer), or not
+   * renewed for a TTL while the log acknowledged no append sent within it
+   * (`logAckedSentAt`: when the newest acknowledged append was sent).
+   */
+  keepRenewing(onLost: (why: string) => void, logAckedSentAt: () => number): void {
     this.stopRenewing();
+    this.onLost = onLost;
     let renewing = false;
     this.renewTimer = this.clock.every(this.renewMs, () => {
       if (renewing || !this.held) return;
-      if (this.clock.now() - this.lastRenewedAt > this.ttlMs) {
-        this.lose(onLost, 'lease not renewed within its ttl');
-        return;
+      const now = this.clock.now();
+      if (now - this.lastRenewedAt > this.ttlMs) {
+        if (now - logAckedSentAt() > this.ttlMs) {
+          this.lose(onLost, 'lease not renewed within its ttl');
+          return;
+        }
+        if (!this.servingOnLog)
+          this.logger.warn(
+            { notRenewedForMs: now - this.lastRenewedAt },
+            'lease not renewed within its ttl; serving on, the log still takes our appends',
+          );
+        this.servingOnLog = true;
       }
       renewing = true;
       this.renewal = this.kv
@@ -100,6 +135,8 @@ export class ShardLease {
           if (!this.held) return;
           this.revision = revision;
           this.lastRenewedAt = this.clock.now();
+          if (this.servingOnLog) this.logger.info('lease renewed again');
+          this.servingOnLog = false;
         })
         .catch(async (error: unknown) => {
           // A revision mismatch means someone else holds it now, unless the key holds our own
@@ -170,6 +207,8 @@ export class ShardLease {
   private stopRenewing(): void {
     this.renewTimer?.();
     this.renewTimer = null;
+    this.onLost = null;
+    this.servingOnLog = false;
   }
 
   private value(): Uint8Array {
@@ -199,5 +238,9 @@ export class ShardLease {
       }
     }
     this.lastSeen = { revision, value, localAt: this.clock.now() };
+    // A revision after ours that another writer made: the lease was taken (a holder serving on its log's
+    // acknowledgements learns it here, before its next append meets the fence).
+    if (this.held && this.onLost && revision > this.revision && value?.writer !== this.me.writer)
+      this.lose(this.onLost, 'lease taken by another engine');
   }
 }

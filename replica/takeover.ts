@@ -35,7 +35,7 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
   if (!(await c.lease.acquire()))
     return { fenced: false, why: 'lease not acquired (another copy holds it, or the bucket did not answer)' };
   if (!c.current()) return { fenced: false, why: 'stopped while taking the lease' };
-  c.lease.keepRenewing(c.onLeaseLost);
+  c.lease.keepRenewing(c.onLeaseLost, () => c.state.logAckedSentAt);
   for (let attempt = 1; ; attempt++) {
     const fence: LogBatch = {
       v: 1,
@@ -46,7 +46,9 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
       leader: { engineId: c.engineId, writer: c.writer },
     };
     try {
+      const sentAt = c.clock.now();
       const ack = await c.log.append(encodeLog(fence), c.state.durableStreamSeq, c.writer, c.appendTimeoutMs);
+      c.state.logAckedSentAt = sentAt;
       c.state.durableStreamSeq = ack.seq;
       c.state.expectStreamSeq = ack.seq;
       c.state.expectMsgId = logMsgId(c.state.shard, ack.seq, c.writer);

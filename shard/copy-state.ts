@@ -26,6 +26,12 @@ export class CopyState {
    * never appends, so applying the log leaves it alone.
    */
   expectMsgId: string | undefined = undefined;
+  /**
+   * When the newest append this copy sent and the log acknowledged was sent
+   * (its own clock): the log was this copy's then, so a primary whose lease
+   * renewals fail serves on while this stays within a TTL (replica/lease.ts).
+   */
+  logAckedSentAt = 0;
   eventsSinceSnapshot = 0;
   lastSnapshotAt = 0;
   /** Appends and events acknowledged while this copy served, since it started (status, benchmarks). */

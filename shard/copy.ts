@@ -14,7 +14,7 @@ import {
   type BusPort,
   type BusRequest,
   type Clock,
-  type LeaseStorePort,
+  type LeaseBucketPort,
   type ShardLogPort,
   type SnapshotPort,
 } from './ports.js';
@@ -52,7 +52,7 @@ export type ShardCopyOptions = {
   snapshotEveryEvents?: number;
   snapshotEveryMs?: number;
   /** Leadership: the copy serves while it holds the shard's lease in this store and follows the log otherwise. */
-  lease: { store: LeaseStorePort; ttlMs: number; renewMs: number };
+  lease: { store: LeaseBucketPort; ttlMs: number; renewMs: number };
   /** Start following even when the lease is free (the `replica` role); it still takes over on expiry. */
   preferFollow?: boolean;
   /** Sweep every invariant of the core after each batch (default: VERIFY=1 in the environment; tests and soak runs). */

@@ -94,6 +94,18 @@ export interface LeaseStorePort {
   create(key: string, value: Uint8Array): Promise<number>;
   update(key: string, value: Uint8Array, revision: number, timeoutMs?: number): Promise<number>;
   delete(key: string, revision: number): Promise<void>;
+  /** An unconditional write (the bucket probe's own key; never a lease). */
+  put(key: string, value: Uint8Array, timeoutMs: number): Promise<number>;
+}
+
+/**
+ * The lease store as one process reaches it, plus since when it has taken
+ * that process's writes without a failure (null: the last write failed or
+ * none was answered yet). A lease's silence is only judged after that
+ * (replica/lease-bucket-probe.ts).
+ */
+export interface LeaseBucketPort extends LeaseStorePort {
+  writableSince(): number | null;
 }
 
 /** Cancels a timer. */

@@ -2,7 +2,6 @@ import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { kvPrefix } from '@nats-io/kv/internal';
 import {
   EngineClient,
   NOTIFICATIONS_REPUBLISH,
@@ -13,7 +12,7 @@ import {
   type BidOutcome,
   type CreateOutcome,
 } from '../../protocol/index.js';
-import { CLUSTER_BUCKETS, USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../../protocol/names.js';
+import { CLUSTER_BUCKETS, kvStream, USER_FLAGS_BUCKET, USER_FLAGS_REPUBLISH } from '../../protocol/names.js';
 import { provisionCluster } from '../../ctl/provision.js';
 import { loadConfig } from '../../engine/config.js';
 import { shardFollowSettings } from '../../protocol/shard-stream.js';
@@ -26,8 +25,6 @@ import { EngineProcess, GatewayProcess, startNats, WsClient } from '../../testki
  * add RePublish to an existing stream, which the report says; a gateway then
  * follows such a shard log by polling it.
  */
-
-const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 
 t.test(
   'an older cluster is upgraded where the server allows it, and told what it still lacks; a gateway still follows it',

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { pino } from 'pino';
-import { decode } from '../../protocol/index.js';
+import { decode, encode } from '../../protocol/index.js';
 import type { LeaseValue } from '../../protocol/cluster.js';
 import { ShardLease } from '../../replica/lease.js';
-import { RevisionConflictError, type Clock, type LeaseEntry, type LeaseStorePort } from '../../shard/ports.js';
+import { RevisionConflictError, type Clock, type LeaseBucketPort, type LeaseEntry } from '../../shard/ports.js';
 
 /**
  * The lease's writes against a bucket whose answers the test releases by
@@ -12,7 +12,7 @@ import { RevisionConflictError, type Clock, type LeaseEntry, type LeaseStorePort
  * the lease's own writes, which no real server could be made to interleave
  * on cue.
  */
-class HeldBackStore implements LeaseStorePort {
+class HeldBackStore implements LeaseBucketPort {
   private revision = 0;
   /** The watch's callback: the test delivers entries through it as a restarted NATS watch would. */
   watcher: ((entry: LeaseEntry) => void) | null = null;
@@ -20,6 +20,17 @@ class HeldBackStore implements LeaseStorePort {
   /** Writes whose answers are held back until `answer()`. */
   private readonly held: (() => void)[] = [];
   holdAnswers = false;
+  /** Every write fails as a timeout, unapplied (the bucket's stream has no leader). */
+  refuseWrites = false;
+  /** What writableSince() says (the probe's view; the test sets it). */
+  writable: number | null = 0;
+
+  writableSince() {
+    return this.writable;
+  }
+  put(key: string, value: Uint8Array) {
+    return this.write(key, value);
+  }
 
   get(key: string) {
     return Promise.resolve(this.entries.get(key) ?? null);
@@ -33,6 +44,7 @@ class HeldBackStore implements LeaseStorePort {
     return this.write(key, value);
   }
   update(key: string, value: Uint8Array, revision: number) {
+    if (this.refuseWrites) return Promise.reject(new Error('TIMEOUT'));
     const current = this.entries.get(key)?.revision ?? 0;
     if (current !== revision)
       return Promise.reject(new RevisionConflictError(`wrong last sequence: ${key} is at ${current}, not ${revision}`));
@@ -92,7 +104,10 @@ async function renewalInFlight(shard: number) {
   await lease.watch();
   const acquired = await lease.acquire();
   const lost: string[] = [];
-  lease.keepRenewing((why) => lost.push(why));
+  lease.keepRenewing(
+    (why) => lost.push(why),
+    () => 0,
+  );
   store.holdAnswers = true;
   clock.tick();
   store.holdAnswers = false;
@@ -143,3 +158,120 @@ t.test('an entry the watch delivers again is no renewal: a holder that stopped r
   store.watcher!({ revision: renewed, value: entry.value });
   t.notOk(watcher.expired(), 'a newer revision is a renewal');
 });
+
+/** Lets settled writes' callbacks run (a renewal's outcome) before the next tick. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+const leaseValue = (engineId: string, writer: string) =>
+  encode({ engineId, writer, renewedAt: 0 } satisfies LeaseValue);
+
+t.test(
+  'a silent holder is not judged gone while the bucket takes no writes; a TTL after it takes them, it is',
+  async (t) => {
+    const store = new HeldBackStore();
+    const clock = manualClock();
+    const logger = pino({ level: 'silent' });
+    const holder = new ShardLease(store, clock, 6, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
+    await holder.watch();
+    t.ok(await holder.acquire());
+    const watcher = new ShardLease(store, clock, 6, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
+    await watcher.watch();
+    store.writable = null; // the bucket elects a leader: r's own writes fail too
+    for (let i = 0; i < 12; i++) clock.tick();
+    t.notOk(watcher.expired(), '3 s without a renewal, but nobody could have renewed');
+    store.writable = clock.now();
+    for (let i = 0; i < 4; i++) clock.tick();
+    t.notOk(watcher.expired(), 'the bucket takes writes again: the holder has a TTL to renew');
+    clock.tick();
+    t.ok(watcher.expired(), 'a TTL and a tick after that, silence means the holder is gone');
+  },
+);
+
+t.test('a holder whose renewals fail serves on while the log acknowledges appends sent within a TTL', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const lease = new ShardLease(
+    store,
+    clock,
+    7,
+    { engineId: 'p', writer: 'w-p' },
+    1_000,
+    250,
+    pino({ level: 'silent' }),
+  );
+  await lease.watch();
+  t.ok(await lease.acquire());
+  const lost: string[] = [];
+  let ackedSentAt = clock.now();
+  lease.keepRenewing(
+    (why) => lost.push(why),
+    () => ackedSentAt,
+  );
+  store.refuseWrites = true;
+  for (let i = 0; i < 12; i++) {
+    clock.tick();
+    ackedSentAt = clock.now() - 100; // the log acknowledges appends as they go
+    await settle();
+  }
+  t.same(lost, [], '3 s of failed renewals, the log taking every append: still serving');
+  t.ok(lease.held);
+  for (let i = 0; i < 3; i++) {
+    clock.tick();
+    await settle();
+  }
+  t.same(lost, [], 'the newest acknowledged append was sent 850 ms ago: not yet');
+  clock.tick();
+  await settle();
+  t.same(lost, ['lease not renewed within its ttl'], 'a TTL after the last acknowledged append was sent, it stops');
+  t.notOk(lease.held);
+});
+
+t.test('a holder whose watch shows another writer at a later revision stops at once', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const lease = new ShardLease(
+    store,
+    clock,
+    8,
+    { engineId: 'p', writer: 'w-p' },
+    1_000,
+    250,
+    pino({ level: 'silent' }),
+  );
+  await lease.watch();
+  t.ok(await lease.acquire());
+  const lost: string[] = [];
+  lease.keepRenewing(
+    (why) => lost.push(why),
+    () => clock.now(),
+  );
+  const ours = store.entries.get('shard.8')!;
+  store.watcher!(ours);
+  t.same(lost, [], 'its own revision changes nothing');
+  const taken = await store.update('shard.8', leaseValue('r', 'w-r'), ours.revision);
+  store.watcher!({ revision: taken, value: leaseValue('r', 'w-r') });
+  t.same(lost, ['lease taken by another engine']);
+  t.notOk(lease.held);
+});
+
+t.test(
+  'a takeover refused as a conflict reads the key: a renewal the watch missed keeps the holder alive',
+  async (t) => {
+    const store = new HeldBackStore();
+    const clock = manualClock();
+    const logger = pino({ level: 'silent' });
+    const holder = new ShardLease(store, clock, 9, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
+    await holder.watch();
+    t.ok(await holder.acquire());
+    const watcher = new ShardLease(store, clock, 9, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
+    await watcher.watch();
+    // p renews, but r's watch delivers nothing (it restarts after the bucket's election).
+    const seen = store.entries.get('shard.9')!;
+    for (let i = 0; i < 5; i++) clock.tick();
+    await store.update('shard.9', leaseValue('p', 'w-p'), seen.revision);
+    t.ok(watcher.expired(), 'by what r saw, p is silent');
+    t.notOk(await watcher.acquire(), 'the compare-and-set finds the renewal');
+    t.notOk(watcher.expired(), 'and r now counts from it');
+    t.match(decode(store.entries.get('shard.9')!.value!), { writer: 'w-p' }, 'the key still names p');
+  },
+);

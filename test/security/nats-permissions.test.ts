@@ -9,7 +9,6 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { kvPrefix } from '@nats-io/kv/internal';
 import {
   NOTIFICATION_ACKS_BUCKET,
   NOTIFICATIONS_STREAM,
@@ -22,6 +21,7 @@ import {
   AUDIT_CONSUMER,
   auditSubject,
   inboxPrefix,
+  kvStream,
   LEASE_BUCKET,
   type Role,
   ROLES,
@@ -42,7 +42,6 @@ import { eventually, startNats } from '../../testkit/index.js';
  */
 
 const LOG = streamName(0);
-const kvStream = (bucket: string) => `${kvPrefix}${bucket}`;
 const ALL_STREAMS = [
   LOG,
   NOTIFICATIONS_STREAM,

@@ -11,6 +11,7 @@ export const FAULT_KINDS = [
   'step-down',
   'placement-move',
   'stop-during-takeover',
+  'lease-bucket-outage',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -54,6 +55,19 @@ function start(world: World, kind: FaultKind, offsetMs: number): number {
       });
       at(offsetMs + durationMs, () => {
         world.faults[switchName] = 0;
+      });
+      return durationMs;
+    }
+    case 'lease-bucket-outage': {
+      // The bucket's stream electing a leader after a NATS node's loss: no write lands for seconds (4-9 s on
+      // nats-server 2.9; shorter here, for the run's length). The log still takes appends.
+      const durationMs = random.int(2 * ttl, 6 * ttl);
+      at(offsetMs, () => {
+        world.note(`fault: the lease bucket takes no writes for ${durationMs} ms`);
+        world.faults.kvDown = true;
+      });
+      at(offsetMs + durationMs, () => {
+        world.faults.kvDown = false;
       });
       return durationMs;
     }

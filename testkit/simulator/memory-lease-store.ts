@@ -79,6 +79,11 @@ export class MemoryKv {
     return this.write(key, value.slice());
   }
 
+  /** Whatever the key holds. */
+  put(key: string, value: Uint8Array): number {
+    return this.write(key, value.slice());
+  }
+
   /** Fails unless the key is at `revision`. */
   update(key: string, value: Uint8Array, revision: number): number {
     this.expect(key, revision);
@@ -171,6 +176,11 @@ class MemoryKvPort implements LeaseStorePort {
 
   delete(key: string, revision: number): Promise<void> {
     return this.write(WRITE_TIMEOUT_MS, () => this.kv.delete(key, revision));
+  }
+
+  put(key: string, value: Uint8Array, timeoutMs: number): Promise<number> {
+    const sent = value.slice();
+    return this.write(timeoutMs, () => this.kv.put(key, sent));
   }
 
   private write<T>(timeoutMs: number, apply: () => T): Promise<T> {

@@ -14,6 +14,11 @@ export type SimResult = {
     logEvents: number;
     retries: number;
     worstServeAgainMs: number;
+    /** Longest time between two decided answers. */
+    longestSilenceMs: number;
+    /** Takeovers that fenced the log (the start's included), and copies deposed, over the run. */
+    takeovers: number;
+    depositions: number;
   };
 };
 
@@ -64,6 +69,9 @@ export async function simulate(
       logEvents: world.checker.logEvents,
       retries: world.clients.reduce((n, c) => n + c.retries, 0),
       worstServeAgainMs,
+      longestSilenceMs: world.longestSilenceMs,
+      takeovers: world.transitions.filter((t) => t.from === 'taking-over' && t.to === 'serving').length,
+      depositions: world.transitions.filter((t) => t.to === 'deposed').length,
     },
   };
 }

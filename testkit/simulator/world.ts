@@ -2,7 +2,8 @@ import { pino, type Logger } from 'pino';
 import { ShardCopy } from '../../shard/copy.js';
 import { adminSubjects } from '../../protocol/names.js';
 import { decode, encode } from '../../protocol/index.js';
-import type { BusPort, LeaseStorePort, ShardLogPort } from '../../shard/ports.js';
+import type { BusPort, LeaseBucketPort, ShardLogPort } from '../../shard/ports.js';
+import { LeaseBucketProbe, probeKey } from '../../replica/lease-bucket-probe.js';
 import type { RoleTransition } from '../../protocol/cluster.js';
 import { Checker } from './checker.js';
 import { SimClient, type Answer } from './clients.js';
@@ -31,6 +32,8 @@ export class CopySlot {
   removed = false;
   /** What the copy running now may still do: nothing once its stop() resolved. */
   guard: CopyGuard = { stopped: false, subscriptions: new Set() };
+  /** The running process's view of the lease bucket (a probe per process, as engine/process.ts has). */
+  bucket!: LeaseBucketProbe;
   readonly snapshots: MemorySnapshots;
 
   constructor(
@@ -72,7 +75,7 @@ export class World {
   /** Armed by the stop-during-takeover fault: the next copy seen taking over is stopped by placement. */
   stopWhenTakingOver: { awayMs: number; until: number } | null = null;
   /** Fault switches the episodes turn on and off. */
-  readonly faults = { appendTimeouts: 0, readErrors: 0, kvTimeouts: 0 };
+  readonly faults = { appendTimeouts: 0, readErrors: 0, kvTimeouts: 0, kvDown: false };
 
   constructor(readonly options: SimOptions) {
     this.random = new Random(options.seed);
@@ -89,8 +92,15 @@ export class World {
     });
     this.kv = new MemoryKv(this.scheduler, {
       latencyMs: () => io.int(0, 3),
+      // Down: the bucket's stream has no leader (NATS elects one), so no write lands and none is answered.
       writeFault: () =>
-        io.chance(this.faults.kvTimeouts) ? (io.chance(0.5) ? 'applied-timeout' : 'lost-timeout') : 'ok',
+        this.faults.kvDown
+          ? 'lost-timeout'
+          : io.chance(this.faults.kvTimeouts)
+            ? io.chance(0.5)
+              ? 'applied-timeout'
+              : 'lost-timeout'
+            : 'ok',
     });
     this.bus = new MemoryBus(this.scheduler, { latencyMs: () => io.int(0, 2) });
     this.checker = new Checker(this.log, config, () => `t=${this.scheduler.now - this.startedAt}ms`);
@@ -112,6 +122,13 @@ export class World {
     slot.incarnation++;
     slot.node = this.scheduler.node(slot.writer);
     slot.snapshots.attach(slot.node);
+    slot.bucket = new LeaseBucketProbe(
+      this.kv.port(slot.node),
+      this.scheduler.clockFor(slot.node),
+      probeKey(slot.name),
+      this.options.leaseRenewMs,
+    );
+    slot.bucket.start();
     this.startCopy(slot);
   }
 
@@ -139,7 +156,7 @@ export class World {
       snapshotEveryEvents: this.options.snapshotEveryEvents,
       snapshotEveryMs: 2_000,
       lease: {
-        store: this.guardLease(slot, guard, this.kv.port(node)),
+        store: this.guardLease(slot, guard, slot.bucket),
         ttlMs: this.options.leaseTtlMs,
         renewMs: this.options.leaseRenewMs,
       },
@@ -221,7 +238,7 @@ export class World {
     };
   }
 
-  private guardLease(slot: CopySlot, guard: CopyGuard, store: LeaseStorePort): LeaseStorePort {
+  private guardLease(slot: CopySlot, guard: CopyGuard, store: LeaseBucketPort): LeaseBucketPort {
     const written = (what: string) => {
       if (guard.stopped) this.checker.fail(`${slot.name} wrote the lease (${what}) after it was stopped`);
     };
@@ -231,6 +248,8 @@ export class World {
       create: (key, value) => (written('create'), store.create(key, value)),
       update: (key, value, revision, timeoutMs) => (written('update'), store.update(key, value, revision, timeoutMs)),
       delete: (key, revision) => (written('delete'), store.delete(key, revision)),
+      put: (key, value, timeoutMs) => (written('put'), store.put(key, value, timeoutMs)),
+      writableSince: () => store.writableSince(),
     };
   }
 
@@ -265,10 +284,14 @@ export class World {
   }
 
   lastAnswerAt = 0;
+  /** The longest time between two decided answers since the first (how long clients went unserved). */
+  longestSilenceMs = 0;
 
   private onAnswer(answer: Answer): void {
     this.answers.push(answer);
     if (this.answers.length > 200_000) this.answers.shift();
+    if (this.lastAnswerAt > 0)
+      this.longestSilenceMs = Math.max(this.longestSilenceMs, this.scheduler.now - this.lastAnswerAt);
     this.lastAnswerAt = this.scheduler.now;
     this.checker.checkAnswer(answer);
     const result = answer.result as { type?: string; status: string; auctionId?: number };
