@@ -210,6 +210,20 @@ t.test('a wait spanning two fault groups counts for the earlier one; each group 
     ],
     'the first wait belongs to group 0 only; an undecided bid waits until the run ended',
   );
+  // Group 4 begins inside group 3's settling window: a bid sent after it began met group 4's fault.
+  const overlapping = outagesOf(
+    [bid(30_200, 30_900), bid(32_500, 38_000), bid(31_500, 33_000)],
+    [fault(3, 30_000, 31_000, 'engine'), fault(4, 32_000, 32_500, 'nats')],
+    40_000,
+  );
+  t.same(
+    overlapping.map((o) => [o.group, o.maxOutageMs]),
+    [
+      [3, 1_500],
+      [4, 5_500],
+    ],
+    'a bid sent after the later group began counts for it; one sent before and waiting across both, for the earlier',
+  );
   t.end();
 });
 

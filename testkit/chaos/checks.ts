@@ -189,8 +189,12 @@ export function check(input: CheckInput): Verdict {
 /**
  * Per fault group, the longest time a bid waited for its decision among the
  * bids waiting at some moment between the group's start and SETTLE_MS after
- * its end: the outage the fault cost the clients it touched. A bid whose wait
- * spans two groups counts for the earlier one, which caused it.
+ * its end: the outage the fault cost the clients it touched. A bid sent
+ * while two groups' windows overlap counts for the later one if it was sent
+ * after that one began (the later fault is what it met: make chaos SEED=301
+ * charged an 8.4 s NATS election to an engine kill whose restart ended 1.6 s
+ * before the NATS kill); a bid whose wait began earlier and spans both counts
+ * for the earlier one, which caused it.
  */
 export function outagesOf(bids: BidRecord[], faults: FaultRecord[], endedAt: number): Outage[] {
   const byGroup = new Map<number, FaultRecord[]>();
@@ -207,7 +211,8 @@ export function outagesOf(bids: BidRecord[], faults: FaultRecord[], endedAt: num
     .sort((a, b) => a.from - b.from);
   for (const bid of bids) {
     const decided = bid.decidedAt ?? endedAt;
-    const g = groups.find((x) => bid.sentAt <= x.to && decided >= x.from);
+    const sentDuring = groups.filter((x) => x.from <= bid.sentAt && bid.sentAt <= x.to);
+    const g = sentDuring.at(-1) ?? groups.find((x) => bid.sentAt <= x.to && decided >= x.from);
     if (g) g.longest = Math.max(g.longest, decided - bid.sentAt);
   }
   return groups
