@@ -396,7 +396,7 @@ export class Primary {
       const done = this.inflight.shift()!;
       state.durableStreamSeq = done.expectStreamSeq + 1;
       state.durableSeq = done.lastSeq;
-      state.logAckedSentAt = done.sentAt;
+      state.logOursAt = done.sentAt;
       state.eventsSinceSnapshot += done.lastSeq - done.firstSeq + 1;
       state.appendsAcked += 1;
       state.eventsAcked += done.lastSeq - done.firstSeq + 1;

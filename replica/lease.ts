@@ -3,6 +3,14 @@ import { decode, encode } from '../protocol/index.js';
 import type { LeaseValue } from '../protocol/cluster.js';
 import { RevisionConflictError, type Cancel, type Clock, type LeaseBucketPort } from '../shard/ports.js';
 
+/** What the holder's copy tells its lease about itself (see `keepRenewing`). */
+export type HolderState = {
+  /** The copy decides commands now (serving, stepping down); false while it resyncs or takes over. */
+  deciding(): boolean;
+  /** The newest time the log is known to have been the copy's (CopyState.logOursAt). */
+  logOursAt(): number;
+};
+
 /**
  * Leadership of one shard: a key in the KV bucket, written with revision
  * compare-and-set. The holder renews it every `renewMs`; the others watch it
@@ -14,7 +22,8 @@ import { RevisionConflictError, type Cancel, type Clock, type LeaseBucketPort } 
  * A holder that could not renew for `ttlMs` stops serving by itself, unless
  * the shard's log acknowledged an append it sent within that TTL: then the
  * log is still its own (nobody's fence came in between), and nobody can take
- * the lease while the bucket refuses writes anyway. It stops at once when
+ * the lease while the bucket refuses writes anyway. A holder that decides
+ * nothing (resyncing) keeps it through failed renewals. It stops at once when
  * the key names another writer.
  *
  * The lease only decides who should write; safety comes from the stream's
@@ -106,10 +115,17 @@ export class ShardLease {
   /**
    * Renews every renewMs; `onLost` runs once when the lease is gone: taken
    * (a renewal's conflict, or the watch shows another writer), or not
-   * renewed for a TTL while the log acknowledged no append sent within it
-   * (`logAckedSentAt`: when the newest acknowledged append was sent).
+   * renewed for a TTL while the copy decided commands and the log
+   * acknowledged no append it sent within that TTL. A copy that decides
+   * nothing keeps the lease however long renewals fail: giving it up only
+   * handed the shard to a standby once the bucket had a leader again, after
+   * the copy's own resync could have served (make chaos SEED=301: a NATS kill
+   * took a shard log's and the bucket's leaders; the resyncing primary was
+   * deposed at its TTL and the shard served again 1.1 s after the log's
+   * election, through a takeover). Standbys still take over from a holder
+   * that stays silent while the bucket takes their writes.
    */
-  keepRenewing(onLost: (why: string) => void, logAckedSentAt: () => number): void {
+  keepRenewing(onLost: (why: string) => void, holder: HolderState): void {
     this.stopRenewing();
     this.onLost = onLost;
     let renewing = false;
@@ -117,7 +133,7 @@ export class ShardLease {
       if (renewing || !this.held) return;
       const now = this.clock.now();
       if (now - this.lastRenewedAt > this.ttlMs) {
-        if (now - logAckedSentAt() > this.ttlMs) {
+        if (holder.deciding() && now - holder.logOursAt() > this.ttlMs) {
           this.lose(onLost, 'lease not renewed within its ttl');
           return;
         }

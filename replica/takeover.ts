@@ -16,6 +16,8 @@ export type TakeOverContext = {
   /** False once the copy's taking-over role has ended (a stop, placement): stop at the next step. */
   current: () => boolean;
   onLeaseLost: (why: string) => void;
+  /** Whether the copy decides commands now (for the lease: see ShardLease.keepRenewing). */
+  deciding: () => boolean;
 };
 
 /** Fence appends tried before the takeover gives up (each after catching up again). */
@@ -35,7 +37,7 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
   if (!(await c.lease.acquire()))
     return { fenced: false, why: 'lease not acquired (another copy holds it, or the bucket did not answer)' };
   if (!c.current()) return { fenced: false, why: 'stopped while taking the lease' };
-  c.lease.keepRenewing(c.onLeaseLost, () => c.state.logAckedSentAt);
+  c.lease.keepRenewing(c.onLeaseLost, { deciding: c.deciding, logOursAt: () => c.state.logOursAt });
   for (let attempt = 1; ; attempt++) {
     const fence: LogBatch = {
       v: 1,
@@ -48,7 +50,7 @@ export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | {
     try {
       const sentAt = c.clock.now();
       const ack = await c.log.append(encodeLog(fence), c.state.durableStreamSeq, c.writer, c.appendTimeoutMs);
-      c.state.logAckedSentAt = sentAt;
+      c.state.logOursAt = sentAt;
       c.state.durableStreamSeq = ack.seq;
       c.state.expectStreamSeq = ack.seq;
       c.state.expectMsgId = logMsgId(c.state.shard, ack.seq, c.writer);

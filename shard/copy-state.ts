@@ -27,11 +27,13 @@ export class CopyState {
    */
   expectMsgId: string | undefined = undefined;
   /**
-   * When the newest append this copy sent and the log acknowledged was sent
-   * (its own clock): the log was this copy's then, so a primary whose lease
-   * renewals fail serves on while this stays within a TTL (replica/lease.ts).
+   * The newest time (this copy's clock) the log is known to have been this
+   * copy's: when an append it sent and the log acknowledged was sent, or
+   * when a resync asked for the tail and found only its own writes after its
+   * last durable one. A primary whose lease renewals fail serves on while
+   * this stays within a TTL (replica/lease.ts).
    */
-  logAckedSentAt = 0;
+  logOursAt = 0;
   eventsSinceSnapshot = 0;
   lastSnapshotAt = 0;
   /** Appends and events acknowledged while this copy served, since it started (status, benchmarks). */
@@ -98,6 +100,7 @@ export class CopyState {
       this.logger.info(loaded.meta, 'loaded snapshot');
       this.snapshot = { at: loaded.writtenAt, ...loaded.meta };
     }
+    const askedAt = this.clock.now();
     const last = await this.log.lastStreamSeq();
     if (last < streamSeq) {
       this.logger.warn(
@@ -119,6 +122,7 @@ export class CopyState {
       lastWriter = batch.writer;
     }
     this.core = core;
+    if (mine !== undefined) this.logOursAt = askedAt;
     this.expectMsgId = lastWriter === undefined ? undefined : logMsgId(this.shard, last, lastWriter);
     this.expectStreamSeq = last;
     this.durableStreamSeq = last;

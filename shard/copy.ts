@@ -520,6 +520,7 @@ export class ShardCopy {
         appendTimeoutMs: this.primaryOptions.appendTimeoutMs,
         current,
         onLeaseLost: (why) => this.post({ kind: 'lease-lost', why }, null),
+        deciding: () => this.role.name === 'serving' || this.role.name === 'stepping-down',
       });
       if (outcome.fenced) report({ kind: 'took-over' });
       else report({ kind: 'takeover-failed', why: outcome.why });

@@ -3,10 +3,31 @@ import { AuctionCore } from '../engine/core/index.js';
 import { ShardLog } from '../shard/nats-log.js';
 import { replayBatch } from '../shard/replay.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { EngineClient, isRetrySafe, type BidOutcome, type CommandResult } from '../protocol/index.js';
+import {
+  EngineClient,
+  isRetrySafe,
+  type BidOutcome,
+  type CommandResult,
+  type CreateOutcome,
+} from '../protocol/index.js';
 import { Waiters } from './waiters.js';
 
 export type AckedBid = { auctionId: number; bidderId: number; bidId: number; maxBid: number; seq: number };
+
+/** Creates `n` auctions on `shard`, open for an hour, to bid on; their ids. */
+export async function openAuctions(client: EngineClient, shard: number, n: number): Promise<number[]> {
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const created = (await client.sendOne(shard, {
+      type: 'create',
+      sellerId: 1,
+      startingPrice: 100,
+      endsAt: Date.now() + 3_600_000,
+    })) as CreateOutcome;
+    ids.push(created.auctionId);
+  }
+  return ids;
+}
 
 /**
  * A steady bid load from several clients that behave as the API asks: a bid

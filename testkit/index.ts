@@ -1,7 +1,7 @@
 // The process launchers live in launch/ (make up starts the system with them); the kit re-exports them.
 export * from '../launch/index.js';
 export { eventually } from './eventually.js';
-export { BidLoad, replayShard, type AckedBid } from './bid-load.js';
+export { BidLoad, openAuctions, replayShard, type AckedBid } from './bid-load.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { NatsProxy, type ProxiedMessage } from './nats-proxy.js';
 export { WsClient, type WsMessage } from './ws-client.js';

@@ -1,8 +1,15 @@
 import t from 'tap';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { EngineClient, type CreateOutcome } from '../../protocol/index.js';
-import { BidLoad, EngineProcess, eventually, replayShard, startNatsCluster } from '../../testkit/index.js';
+import { EngineClient } from '../../protocol/index.js';
+import {
+  BidLoad,
+  EngineProcess,
+  eventually,
+  openAuctions,
+  replayShard,
+  startNatsCluster,
+} from '../../testkit/index.js';
 
 t.test(
   'an engine on a 3-node JetStream cluster survives SIGKILL of the stream leader: nothing acknowledged lost',
@@ -30,18 +37,7 @@ t.test(
     const nc = await connect({ servers: cluster.servers });
     t.teardown(() => nc.close());
     const client = new EngineClient(nc, 3_000);
-    const auctions: number[] = [];
-    for (let i = 0; i < 5; i++)
-      auctions.push(
-        (
-          (await client.sendOne(0, {
-            type: 'create',
-            sellerId: 1,
-            startingPrice: 100,
-            endsAt: Date.now() + 3_600_000,
-          })) as CreateOutcome
-        ).auctionId,
-      );
+    const auctions = await openAuctions(client, 0, 5);
 
     const load = new BidLoad(nc, 0, auctions, 3_000);
     load.start(4);

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { LeaseBucketProbe, probeKey } from '../../replica/lease-bucket-probe.js';
-import { RevisionConflictError, type Clock, type LeaseEntry, type LeaseStorePort } from '../../shard/ports.js';
+import { RevisionConflictError, type LeaseEntry, type LeaseStorePort } from '../../shard/ports.js';
+import { manualClock, settle } from '../../testkit/manual-clock.js';
 
 type Outcome = 'ok' | 'conflict' | 'timeout';
 
@@ -34,32 +35,11 @@ class ScriptedStore implements LeaseStorePort {
   }
 }
 
-function manualClock(): Clock & { advance(ms: number): void } {
-  let now = 5_000;
-  const timers = new Set<() => void>();
-  return {
-    now: () => now,
-    after: () => () => undefined,
-    every: (_ms, fn) => {
-      timers.add(fn);
-      return () => timers.delete(fn);
-    },
-    soon: (fn) => queueMicrotask(fn),
-    sleep: () => Promise.resolve(),
-    advance: (ms) => {
-      now += ms;
-      for (const fn of [...timers]) fn();
-    },
-  };
-}
-
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 t.test(
   'writable since the first answered write; a failed write makes it not writable until the next answer',
   async (t) => {
     const store = new ScriptedStore();
-    const clock = manualClock();
+    const clock = manualClock(5_000);
     const probe = new LeaseBucketProbe(store, clock, probeKey('p'), 200);
     t.equal(probe.writableSince(), null, 'nothing answered yet');
     probe.start();
@@ -87,7 +67,7 @@ t.test(
 
 t.test('probes only while no other write was answered for a period', async (t) => {
   const store = new ScriptedStore();
-  const clock = manualClock();
+  const clock = manualClock(5_000);
   const probe = new LeaseBucketProbe(store, clock, probeKey('engine one'), 200);
   probe.start();
   await settle();

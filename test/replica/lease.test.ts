@@ -3,7 +3,8 @@ import { pino } from 'pino';
 import { decode, encode } from '../../protocol/index.js';
 import type { LeaseValue } from '../../protocol/cluster.js';
 import { ShardLease } from '../../replica/lease.js';
-import { RevisionConflictError, type Clock, type LeaseBucketPort, type LeaseEntry } from '../../shard/ports.js';
+import { RevisionConflictError, type LeaseBucketPort, type LeaseEntry } from '../../shard/ports.js';
+import { manualClock, settle, type ManualClock } from '../../testkit/manual-clock.js';
 
 /**
  * The lease's writes against a bucket whose answers the test releases by
@@ -68,48 +69,39 @@ class HeldBackStore implements LeaseBucketPort {
   }
 }
 
-/** A clock whose repeating timers run when the test says. */
-function manualClock(): Clock & { tick(): void } {
-  let now = 1_000_000;
-  const timers = new Set<() => void>();
-  return {
-    now: () => now,
-    after: () => () => undefined,
-    every: (_ms, fn) => {
-      timers.add(fn);
-      return () => timers.delete(fn);
-    },
-    soon: (fn) => queueMicrotask(fn),
-    sleep: () => Promise.resolve(),
-    tick: () => {
-      now += 250;
-      for (const fn of [...timers]) fn();
-    },
-  };
+const silent = pino({ level: 'silent' });
+/** Every clock tick is 250 ms, the renew period; the TTL is 1 s. */
+const TICK_MS = 250;
+
+/** Engine `id`'s lease of `shard` (writer `w-<id>`), its watch open. */
+async function leaseOf(store: HeldBackStore, clock: ManualClock, shard: number, id: string): Promise<ShardLease> {
+  const lease = new ShardLease(store, clock, shard, { engineId: id, writer: `w-${id}` }, 1_000, TICK_MS, silent);
+  await lease.watch();
+  return lease;
+}
+
+/** p's lease of `shard`, taken and renewing; `logOursAt` and `deciding` as its copy would report them. */
+async function heldByP(
+  store: HeldBackStore,
+  clock: ManualClock,
+  shard: number,
+  logOursAt: () => number,
+  deciding = () => true,
+) {
+  const lease = await leaseOf(store, clock, shard, 'p');
+  const acquired = await lease.acquire();
+  const lost: string[] = [];
+  lease.keepRenewing((why) => lost.push(why), { deciding, logOursAt });
+  return { lease, acquired, lost };
 }
 
 /** A lease held by p, renewing, with one renewal sent and applied and its answer still held back. */
 async function renewalInFlight(shard: number) {
   const store = new HeldBackStore();
   const clock = manualClock();
-  const lease = new ShardLease(
-    store,
-    clock,
-    shard,
-    { engineId: 'p', writer: 'w-p' },
-    1_000,
-    250,
-    pino({ level: 'silent' }),
-  );
-  await lease.watch();
-  const acquired = await lease.acquire();
-  const lost: string[] = [];
-  lease.keepRenewing(
-    (why) => lost.push(why),
-    () => 0,
-  );
+  const { lease, acquired, lost } = await heldByP(store, clock, shard, () => 0);
   store.holdAnswers = true;
-  clock.tick();
+  clock.advance(TICK_MS);
   store.holdAnswers = false;
   return { store, lease, acquired, lost };
 }
@@ -136,31 +128,36 @@ t.test('a release while a renewal is on its way deletes the renewed revision', a
   t.same(lost, []);
 });
 
-t.test('an entry the watch delivers again is no renewal: a holder that stopped renewing expires', async (t) => {
+/** p holds `shard` (renewing nothing by itself), r watches it. */
+async function holderAndWatcher(shard: number) {
   const store = new HeldBackStore();
   const clock = manualClock();
-  const logger = pino({ level: 'silent' });
-  const holder = new ShardLease(store, clock, 5, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
-  await holder.watch();
-  t.ok(await holder.acquire(), 'p holds the lease');
-  const watcher = new ShardLease(store, clock, 5, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
-  await watcher.watch();
+  const holder = await leaseOf(store, clock, shard, 'p');
+  const acquired = await holder.acquire();
+  const watcher = await leaseOf(store, clock, shard, 'r');
+  return { store, clock, holder, acquired, watcher, key: `shard.${shard}` };
+}
+
+const ticks = (clock: ManualClock, n: number) => {
+  for (let i = 0; i < n; i++) clock.advance(TICK_MS);
+};
+
+t.test('an entry the watch delivers again is no renewal: a holder that stopped renewing expires', async (t) => {
+  const { store, clock, acquired, watcher, key } = await holderAndWatcher(5);
+  t.ok(acquired, 'p holds the lease');
   t.notOk(watcher.expired(), 'just written: alive');
   // p is gone (it never renews); r's watch restarts every 250 ms and delivers the same entry each time.
-  const entry = store.entries.get('shard.5')!;
+  const entry = store.entries.get(key)!;
   for (let i = 0; i < 6; i++) {
-    clock.tick();
+    clock.advance(TICK_MS);
     store.watcher!(entry);
   }
   t.ok(watcher.expired(), 'after the TTL the lease has expired, however often the same revision came again');
   // A real renewal (a newer revision) makes it alive again.
-  const renewed = await store.update('shard.5', entry.value!, entry.revision);
+  const renewed = await store.update(key, entry.value!, entry.revision);
   store.watcher!({ revision: renewed, value: entry.value });
   t.notOk(watcher.expired(), 'a newer revision is a renewal');
 });
-
-/** Lets settled writes' callbacks run (a renewal's outcome) before the next tick. */
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const leaseValue = (engineId: string, writer: string) =>
   encode({ engineId, writer, renewedAt: 0 } satisfies LeaseValue);
@@ -168,21 +165,15 @@ const leaseValue = (engineId: string, writer: string) =>
 t.test(
   'a silent holder is not judged gone while the bucket takes no writes; a TTL after it takes them, it is',
   async (t) => {
-    const store = new HeldBackStore();
-    const clock = manualClock();
-    const logger = pino({ level: 'silent' });
-    const holder = new ShardLease(store, clock, 6, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
-    await holder.watch();
-    t.ok(await holder.acquire());
-    const watcher = new ShardLease(store, clock, 6, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
-    await watcher.watch();
+    const { store, clock, acquired, watcher } = await holderAndWatcher(6);
+    t.ok(acquired);
     store.writable = null; // the bucket elects a leader: r's own writes fail too
-    for (let i = 0; i < 12; i++) clock.tick();
+    ticks(clock, 12);
     t.notOk(watcher.expired(), '3 s without a renewal, but nobody could have renewed');
     store.writable = clock.now();
-    for (let i = 0; i < 4; i++) clock.tick();
+    ticks(clock, 4);
     t.notOk(watcher.expired(), 'the bucket takes writes again: the holder has a TTL to renew');
-    clock.tick();
+    ticks(clock, 1);
     t.ok(watcher.expired(), 'a TTL and a tick after that, silence means the holder is gone');
   },
 );
@@ -190,61 +181,58 @@ t.test(
 t.test('a holder whose renewals fail serves on while the log acknowledges appends sent within a TTL', async (t) => {
   const store = new HeldBackStore();
   const clock = manualClock();
-  const lease = new ShardLease(
-    store,
-    clock,
-    7,
-    { engineId: 'p', writer: 'w-p' },
-    1_000,
-    250,
-    pino({ level: 'silent' }),
-  );
-  await lease.watch();
-  t.ok(await lease.acquire());
-  const lost: string[] = [];
   let ackedSentAt = clock.now();
-  lease.keepRenewing(
-    (why) => lost.push(why),
-    () => ackedSentAt,
-  );
+  const { lease, acquired, lost } = await heldByP(store, clock, 7, () => ackedSentAt);
+  t.ok(acquired);
   store.refuseWrites = true;
   for (let i = 0; i < 12; i++) {
-    clock.tick();
+    clock.advance(TICK_MS);
     ackedSentAt = clock.now() - 100; // the log acknowledges appends as they go
     await settle();
   }
   t.same(lost, [], '3 s of failed renewals, the log taking every append: still serving');
   t.ok(lease.held);
   for (let i = 0; i < 3; i++) {
-    clock.tick();
+    clock.advance(TICK_MS);
     await settle();
   }
   t.same(lost, [], 'the newest acknowledged append was sent 850 ms ago: not yet');
-  clock.tick();
+  clock.advance(TICK_MS);
   await settle();
   t.same(lost, ['lease not renewed within its ttl'], 'a TTL after the last acknowledged append was sent, it stops');
   t.notOk(lease.held);
 });
 
+t.test('a holder that decides nothing (resyncing) keeps its lease through failed renewals', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  let deciding = false;
+  const { lease, acquired, lost } = await heldByP(
+    store,
+    clock,
+    10,
+    () => 0,
+    () => deciding,
+  );
+  t.ok(acquired);
+  store.refuseWrites = true; // the bucket and the log both lost their leaders; the copy resyncs
+  for (let i = 0; i < 20; i++) {
+    clock.advance(TICK_MS);
+    await settle();
+  }
+  t.same(lost, [], '5 s of failed renewals while resyncing: still the holder');
+  t.ok(lease.held);
+  deciding = true; // resynced and serving, with no append acknowledged yet
+  clock.advance(TICK_MS);
+  await settle();
+  t.same(lost, ['lease not renewed within its ttl'], 'deciding again with no renewal and no acknowledgement: it stops');
+});
+
 t.test('a holder whose watch shows another writer at a later revision stops at once', async (t) => {
   const store = new HeldBackStore();
   const clock = manualClock();
-  const lease = new ShardLease(
-    store,
-    clock,
-    8,
-    { engineId: 'p', writer: 'w-p' },
-    1_000,
-    250,
-    pino({ level: 'silent' }),
-  );
-  await lease.watch();
-  t.ok(await lease.acquire());
-  const lost: string[] = [];
-  lease.keepRenewing(
-    (why) => lost.push(why),
-    () => clock.now(),
-  );
+  const { lease, acquired, lost } = await heldByP(store, clock, 8, () => clock.now());
+  t.ok(acquired);
   const ours = store.entries.get('shard.8')!;
   store.watcher!(ours);
   t.same(lost, [], 'its own revision changes nothing');
@@ -257,21 +245,15 @@ t.test('a holder whose watch shows another writer at a later revision stops at o
 t.test(
   'a takeover refused as a conflict reads the key: a renewal the watch missed keeps the holder alive',
   async (t) => {
-    const store = new HeldBackStore();
-    const clock = manualClock();
-    const logger = pino({ level: 'silent' });
-    const holder = new ShardLease(store, clock, 9, { engineId: 'p', writer: 'w-p' }, 1_000, 250, logger);
-    await holder.watch();
-    t.ok(await holder.acquire());
-    const watcher = new ShardLease(store, clock, 9, { engineId: 'r', writer: 'w-r' }, 1_000, 250, logger);
-    await watcher.watch();
+    const { store, clock, acquired, watcher, key } = await holderAndWatcher(9);
+    t.ok(acquired);
     // p renews, but r's watch delivers nothing (it restarts after the bucket's election).
-    const seen = store.entries.get('shard.9')!;
-    for (let i = 0; i < 5; i++) clock.tick();
-    await store.update('shard.9', leaseValue('p', 'w-p'), seen.revision);
+    const seen = store.entries.get(key)!;
+    ticks(clock, 5);
+    await store.update(key, leaseValue('p', 'w-p'), seen.revision);
     t.ok(watcher.expired(), 'by what r saw, p is silent');
     t.notOk(await watcher.acquire(), 'the compare-and-set finds the renewal');
     t.notOk(watcher.expired(), 'and r now counts from it');
-    t.match(decode(store.entries.get('shard.9')!.value!), { writer: 'w-p' }, 'the key still names p');
+    t.match(decode(store.entries.get(key)!.value!), { writer: 'w-p' }, 'the key still names p');
   },
 );
