@@ -12,7 +12,17 @@ import { inboxPrefix, STATUS_SUBJECT, type Role } from './names.js';
  */
 
 /** A shard's lease (bucket LEASE_BUCKET, key `shard.<n>`): who holds it, as which writer, renewed when by its own clock. */
-export type LeaseValue = { engineId: string; writer: string; renewedAt: number };
+export type LeaseValue = {
+  engineId: string;
+  writer: string;
+  renewedAt: number;
+  /**
+   * The writer's last stream message known durable when it wrote this: a
+   * copy taking over whose log ends before it knows the log lost messages
+   * (absent in values written before it was added).
+   */
+  streamSeq?: number;
+};
 
 /**
  * The roles of a copy of a shard (shard/roles.ts has their edges; drawn in

@@ -27,7 +27,7 @@ export const probeKey = (engineId: string) => `probe.${engineId.replace(KEY_UNSA
  *
  * Every write through it counts, renewals and takeovers included: an
  * answer, even a revision conflict, says the bucket took the write; a
- * timeout or any other failure says it may not. A process that had no
+ * failure with no answer for more than `everyMs` says it may not. A process that had no
  * answer for `everyMs` writes its own key (`probeKey`), one write at a time.
  */
 export class LeaseBucketProbe implements LeaseBucketPort {
@@ -106,7 +106,10 @@ export class LeaseBucketProbe implements LeaseBucketPort {
       return answer;
     } catch (error) {
       if (error instanceof RevisionConflictError) this.answered();
-      else this.since = null;
+      // One timeout while others are answered is a slow write, not a bucket without a leader: under load a
+      // busy engine's renewals time out now and then, and resetting on each kept its standbys from ever
+      // judging a dead peer's lease (n leases renewed 5 times a second leave few clean seconds).
+      else if (this.clock.now() - this.lastAnswerAt > this.everyMs) this.since = null;
       throw error;
     }
   }

@@ -52,6 +52,8 @@ export class ShardLease {
     private readonly ttlMs: number,
     private readonly renewMs: number,
     private readonly logger: Logger,
+    /** This copy's last stream message known durable, written with every value (LeaseValue.streamSeq). */
+    private readonly durableStreamSeq: () => number = () => 0,
   ) {
     this.key = `shard.${shard}`;
   }
@@ -198,7 +200,12 @@ export class ShardLease {
     this.revision = 0;
     await this.kv.update(
       this.key,
-      encode({ engineId, writer: 'hand-over', renewedAt: this.clock.now() } satisfies LeaseValue),
+      encode({
+        engineId,
+        writer: 'hand-over',
+        renewedAt: this.clock.now(),
+        streamSeq: this.durableStreamSeq(),
+      } satisfies LeaseValue),
       revision,
     );
   }
@@ -232,6 +239,7 @@ export class ShardLease {
       engineId: this.me.engineId,
       writer: this.me.writer,
       renewedAt: this.clock.now(),
+      streamSeq: this.durableStreamSeq(),
     } satisfies LeaseValue);
   }
 

@@ -34,6 +34,8 @@ const FENCE_ATTEMPTS_MAX = 20;
 export async function takeOver(c: TakeOverContext): Promise<{ fenced: true } | { fenced: false; why: string }> {
   await c.state.catchUp(c.current);
   if (!c.current()) return { fenced: false, why: 'stopped while catching up' };
+  // The last holder's word on what was durable, for a copy that knew less (a new replica, an empty data directory).
+  c.state.expectLogReaches(c.state.durableStreamSeq, c.lease.holder?.streamSeq ?? 0, 'the last lease holder wrote');
   if (!(await c.lease.acquire()))
     return { fenced: false, why: 'lease not acquired (another copy holds it, or the bucket did not answer)' };
   if (!c.current()) return { fenced: false, why: 'stopped while taking the lease' };

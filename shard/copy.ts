@@ -11,6 +11,7 @@ import type { ShardCopyStatus } from '../protocol/cluster.js';
 import { CopyState } from './copy-state.js';
 import {
   DeposedError,
+  LogLostError,
   type BusPort,
   type BusRequest,
   type Clock,
@@ -87,6 +88,7 @@ type CopyEvent =
   | { kind: 'deposed-found'; error: Error }
   | { kind: 'handed-over'; to: string; ms: number }
   | { kind: 'step-down-failed'; error: Error }
+  | { kind: 'log-lost'; error: LogLostError }
   | { kind: 'stop'; done: () => void };
 
 /** Events waiting at once: each resource reports a few, so more is a bug (fatal). */
@@ -163,6 +165,7 @@ export class ShardCopy {
       options.lease.ttlMs,
       options.lease.renewMs,
       this.logger,
+      () => this.state.durableStreamSeq,
     );
     this.primaryOptions = {
       shard: options.shard,
@@ -205,7 +208,16 @@ export class ShardCopy {
       auctionsMax: config.auctionsMax,
       idempotencyEntriesMax: config.idempotencyEntriesMax,
     });
-    await this.state.rebuild();
+    try {
+      await this.state.rebuild();
+    } catch (error) {
+      if (!(error instanceof LogLostError)) throw error;
+      // The process lives on for its other shards; this one stays stopped (restarting would only find it again).
+      const settled = new Promise<void>((resolve) => (this.startSettled = resolve));
+      this.post({ kind: 'log-lost', error }, null);
+      await settled;
+      return;
+    }
     if (this.role.name !== 'starting') return; // stopped meanwhile
     this.nodeControl = this.options.bus.serve(subjects.nodeControl(this.shard, this.options.engineId), (msg) =>
       answerQuery(msg, this),
@@ -280,7 +292,7 @@ export class ShardCopy {
           await this.handle(entry.event);
         } catch (error) {
           this.failLoudly(error);
-          this.halt();
+          this.halt('role transition failed');
         }
       }
     } finally {
@@ -300,7 +312,15 @@ export class ShardCopy {
         event.done();
         return;
       case 'fatal':
-        this.halt(); // the owner heard at once (post); this stops what is left of the role
+        this.halt('fatal error'); // the owner heard at once (post); this stops what is left of the role
+        return;
+      case 'log-lost':
+        this.logger.error(
+          { err: event.error, role, streamSeq: this.state.durableStreamSeq },
+          'the shard log lost acknowledged messages; this copy stops and will not serve the shard',
+        );
+        this.halt('log lost acknowledged messages');
+        this.startSettled?.();
         return;
       case 'started':
         return this.transition(
@@ -520,12 +540,18 @@ export class ShardCopy {
         appendTimeoutMs: this.primaryOptions.appendTimeoutMs,
         current,
         onLeaseLost: (why) => this.post({ kind: 'lease-lost', why }, null),
-        deciding: () => this.role.name === 'serving' || this.role.name === 'stepping-down',
+        // The pipeline, not the role's name: after a failed append the role stays `serving` until every append in
+        // flight has settled (up to the append timeout, 2 s, past a 1 s TTL), deciding nothing meanwhile.
+        deciding: () => {
+          const role = this.role;
+          return (role.name === 'serving' || role.name === 'stepping-down') && role.primary.stillDeciding;
+        },
       });
       if (outcome.fenced) report({ kind: 'took-over' });
       else report({ kind: 'takeover-failed', why: outcome.why });
     } catch (error) {
       if (error instanceof InvariantError) report({ kind: 'fatal', error });
+      else if (error instanceof LogLostError) report({ kind: 'log-lost', error });
       else {
         this.logger.error({ err: error }, 'takeover failed; following again');
         report({ kind: 'takeover-failed', why: `takeover failed: ${(error as Error).message}` });
@@ -553,6 +579,7 @@ export class ShardCopy {
         return;
       } catch (error) {
         if (error instanceof DeposedError) return report({ kind: 'deposed-found', error });
+        if (error instanceof LogLostError) return report({ kind: 'log-lost', error });
         if (error instanceof InvariantError) return report({ kind: 'fatal', error });
         this.logger.warn({ err: error, attempt, role }, 'rebuild failed; retrying');
         await this.options.clock.sleep(Math.min(1_000, 50 * attempt));
@@ -624,8 +651,13 @@ export class ShardCopy {
     this.options.onFatal(error);
   }
 
-  /** After a fatal error: whatever the role holds stops at once; the copy is stopped and moves no more. */
-  private halt(): void {
+  /**
+   * After a fatal error or a log that lost messages: whatever the role holds
+   * stops at once; the copy is stopped and moves no more. The lease's key is
+   * left as it is: its last holder's streamSeq tells the next copy what the
+   * log lost.
+   */
+  private halt(cause: string): void {
     const role = this.role;
     if (role.name === 'stopped') return;
     this.epoch++;
@@ -636,7 +668,7 @@ export class ShardCopy {
     this.nodeControl?.unsubscribe();
     this.nodeControl = null;
     this.role = { name: 'stopped' };
-    this.reportTransition(role.name, 'stopped', 'fatal error');
+    this.reportTransition(role.name, 'stopped', cause);
   }
 
   // --- what the copy tells about itself --------------------------------------------

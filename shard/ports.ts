@@ -20,6 +20,21 @@ export class DeposedError extends Error {
   }
 }
 
+/**
+ * The shard's log ends before a message known to have been durable (to this
+ * copy, its snapshot, or the lease's last holder): the stream lost
+ * acknowledged messages, which no fence can see. No copy may decide on it:
+ * the one that finds it stops the shard (docs/replica.md, "A log that lost
+ * messages").
+ */
+export class LogLostError extends Error {
+  readonly code = 'log_lost';
+  constructor(message: string) {
+    super(message);
+    this.name = 'LogLostError';
+  }
+}
+
 export type LoggedBatch = { streamSeq: number; batch: LogBatch };
 
 /** One followed stream: messages in order until `stop`; the iterator throws when the consumer dies. */

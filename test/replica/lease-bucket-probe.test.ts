@@ -49,7 +49,7 @@ t.test(
 
     clock.advance(200);
     await settle();
-    t.equal(probe.writableSince(), 5_000, 'answered again: still writable since the first');
+    t.equal(probe.writableSince(), 5_000, 'still writable since the first');
 
     store.next = 'timeout';
     clock.advance(200);
@@ -61,6 +61,9 @@ t.test(
     store.next = 'conflict';
     await t.rejects(probe.update('shard.0', new Uint8Array(1), 3), RevisionConflictError);
     t.equal(probe.writableSince(), 5_400, 'a conflict is an answer: the bucket took the write');
+    store.next = 'timeout';
+    await t.rejects(probe.update('shard.0', new Uint8Array(1), 3), /TIMEOUT/);
+    t.equal(probe.writableSince(), 5_400, 'one timeout right after an answer is a slow write: still writable');
     probe.stop();
   },
 );
