@@ -228,6 +228,30 @@ t.test('a holder that decides nothing (resyncing) keeps its lease through failed
   t.same(lost, ['lease not renewed within its ttl'], 'deciding again with no renewal and no acknowledgement: it stops');
 });
 
+t.test('a holder that let its lease go at the TTL may take it back at once, unless someone wrote since', async (t) => {
+  const store = new HeldBackStore();
+  const clock = manualClock();
+  const { lease, acquired, lost } = await heldByP(store, clock, 11, () => 0);
+  t.ok(acquired);
+  const key = 'shard.11';
+  store.watcher!(store.entries.get(key)!); // its watch delivers its own write
+  store.refuseWrites = true; // the bucket elects a leader: nobody's writes land
+  store.writable = null;
+  for (let i = 0; i < 6; i++) {
+    clock.advance(TICK_MS);
+    await settle();
+  }
+  t.same(lost, ['lease not renewed within its ttl']);
+  t.ok(lease.expired(), 'the key still names this writer: no wait for a TTL of writable bucket');
+  store.refuseWrites = false;
+  store.writable = clock.now();
+  t.ok(await lease.acquire(), 'taken back as soon as the bucket takes writes');
+  lease.drop();
+  await store.update(key, leaseValue('r', 'w-r'), store.entries.get(key)!.revision); // the watch has not told p
+  t.notOk(await lease.acquire(), 'r wrote since: the compare-and-set fails');
+  t.notOk(lease.expired(), 'and p now sees r, freshly renewed');
+});
+
 t.test('a holder whose watch shows another writer at a later revision stops at once', async (t) => {
   const store = new HeldBackStore();
   const clock = manualClock();

@@ -2,8 +2,8 @@ import t from 'tap';
 import { simulate } from '../../testkit/simulator/simulate.js';
 import { FAULT_KINDS, type FaultKind } from '../../testkit/simulator/faults.js';
 
-/** The fault kinds before the lease bucket's outage was one: the seeds below replay the runs they failed in. */
-const EARLIER_KINDS = FAULT_KINDS.filter((kind) => kind !== 'lease-bucket-outage');
+/** The fault kinds before the lease bucket's and the log's outages were: the seeds below replay the runs they failed in. */
+const EARLIER_KINDS = FAULT_KINDS.filter((kind) => kind !== 'lease-bucket-outage' && kind !== 'leaders-lost');
 
 /**
  * Seeds the simulator found bugs with, each kept with the fault kinds it ran

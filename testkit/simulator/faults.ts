@@ -12,6 +12,7 @@ export const FAULT_KINDS = [
   'placement-move',
   'stop-during-takeover',
   'lease-bucket-outage',
+  'leaders-lost',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -68,6 +69,21 @@ function start(world: World, kind: FaultKind, offsetMs: number): number {
       });
       at(offsetMs + durationMs, () => {
         world.faults.kvDown = false;
+      });
+      return durationMs;
+    }
+    case 'leaders-lost': {
+      // A NATS node that led both the shard's log and the lease bucket is lost: neither takes writes until
+      // their elections (4-9 s on nats-server 2.9; shorter here), and the log answers no reads.
+      const durationMs = random.int(2 * ttl, 6 * ttl);
+      at(offsetMs, () => {
+        world.note(`fault: the log and the lease bucket take no writes for ${durationMs} ms`);
+        world.faults.kvDown = true;
+        world.faults.logDown = true;
+      });
+      at(offsetMs + durationMs, () => {
+        world.faults.kvDown = false;
+        world.faults.logDown = false;
       });
       return durationMs;
     }

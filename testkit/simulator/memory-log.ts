@@ -11,7 +11,8 @@ export const DUPLICATE_WINDOW_MS = 120_000;
 export const FOLLOW_WINDOW = 512;
 
 /** What the fault hook makes of one append: answered, lost on the way in, or stored with its answer lost. */
-export type AppendFault = 'ok' | 'lost-timeout' | 'landed-timeout';
+/** `refused`: at once, not applied (the stream has no leader: NATS answers "no responders"). */
+export type AppendFault = 'ok' | 'lost-timeout' | 'landed-timeout' | 'refused';
 
 /** What the fault hook makes of a read request (info, opening a consumer): answered, or "no responders". */
 export type ReadFault = 'ok' | 'error';
@@ -192,7 +193,12 @@ class MemoryLogPort implements ShardLogPort {
     chainsOnto?: string,
   ): Promise<{ seq: number }> {
     const msgId = logMsgId(this.log.shard, expectLastStreamSeq + 1, writer);
-    const fate = APPEND_FATE[this.log.appendFault()];
+    const fault = this.log.appendFault();
+    if (fault === 'refused')
+      return this.connection.ask(() => {
+        throw new Error(`no responders: 'auction.log.${this.log.shard}'`);
+      });
+    const fate = APPEND_FATE[fault];
     const sent = bytes.slice(); // what went on the wire: the caller may reuse its buffer
     return this.connection.ask(
       () => ({ seq: this.log.receive(sent, expectLastStreamSeq, msgId, chainsOnto) }),

@@ -75,7 +75,7 @@ export class World {
   /** Armed by the stop-during-takeover fault: the next copy seen taking over is stopped by placement. */
   stopWhenTakingOver: { awayMs: number; until: number } | null = null;
   /** Fault switches the episodes turn on and off. */
-  readonly faults = { appendTimeouts: 0, readErrors: 0, kvTimeouts: 0, kvDown: false };
+  readonly faults = { appendTimeouts: 0, readErrors: 0, kvTimeouts: 0, kvDown: false, logDown: false };
 
   constructor(readonly options: SimOptions) {
     this.random = new Random(options.seed);
@@ -86,9 +86,18 @@ export class World {
       shard: SHARD,
       config,
       latencyMs: () => io.int(0, 3),
+      // Down: the stream has no leader (NATS elects one): appends are refused at once, some time out unanswered.
       appendFault: () =>
-        io.chance(this.faults.appendTimeouts) ? (io.chance(0.5) ? 'landed-timeout' : 'lost-timeout') : 'ok',
-      readFault: () => (io.chance(this.faults.readErrors) ? 'error' : 'ok'),
+        this.faults.logDown
+          ? io.chance(0.2)
+            ? 'lost-timeout'
+            : 'refused'
+          : io.chance(this.faults.appendTimeouts)
+            ? io.chance(0.5)
+              ? 'landed-timeout'
+              : 'lost-timeout'
+            : 'ok',
+      readFault: () => (this.faults.logDown || io.chance(this.faults.readErrors) ? 'error' : 'ok'),
     });
     this.kv = new MemoryKv(this.scheduler, {
       latencyMs: () => io.int(0, 3),
