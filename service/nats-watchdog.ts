@@ -30,7 +30,15 @@ export function watchForSilentServer(
   let bytes = nc.stats().inBytes;
   let heardAt = now();
   let due = heardAt + WATCH_EVERY_MS;
-  let pinging = false;
+  /**
+   * When the PING in flight was sent (null: none). One older than SILENT_MS
+   * is given up: a flush sent just before a reconnect may never settle, and
+   * waiting on it kept the watchdog from PINGing again, so a quiet
+   * connection looked silent on every server (make chaos SEED=408: a
+   * restarted gateway left a healthy node every 1.5-3 s once bidding
+   * stopped, and watchers missed the auctions' final states meanwhile).
+   */
+  let pingSentAt: number | null = null;
   const timer = setInterval(() => {
     if (nc.isClosed()) {
       clearInterval(timer);
@@ -48,16 +56,18 @@ export function watchForSilentServer(
     if (t - heardAt >= SILENT_MS) {
       logger.warn({ server: nc.getServer(), silentMs: Math.round(t - heardAt) }, 'NATS server silent: leaving it');
       heardAt = t;
+      pingSentAt = null;
       void nc.reconnect().catch(() => undefined);
       return;
     }
-    if (!pinging) {
-      pinging = true;
+    if (pingSentAt === null || t - pingSentAt >= SILENT_MS) {
+      const sentAt = t;
+      pingSentAt = sentAt;
       void nc
         .flush()
         .catch(() => undefined)
         .finally(() => {
-          pinging = false;
+          if (pingSentAt === sentAt) pingSentAt = null;
         });
     }
   }, WATCH_EVERY_MS);
