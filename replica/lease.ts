@@ -53,7 +53,7 @@ export class ShardLease {
     private readonly renewMs: number,
     private readonly logger: Logger,
     /** This copy's last stream message known durable, written with every value (LeaseValue.streamSeq). */
-    private readonly durableStreamSeq: () => number = () => 0,
+    private readonly durableStreamSeq: () => number,
   ) {
     this.key = `shard.${shard}`;
   }
@@ -147,7 +147,9 @@ export class ShardLease {
         if (!this.servingOnLog)
           this.logger.warn(
             { notRenewedForMs: now - this.lastRenewedAt },
-            'lease not renewed within its ttl; serving on, the log still takes our appends',
+            holder.deciding()
+              ? 'lease not renewed within its ttl; serving on, the log still takes our appends'
+              : 'lease not renewed within its ttl; kept while the copy decides nothing',
           );
         this.servingOnLog = true;
       }

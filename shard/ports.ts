@@ -115,8 +115,8 @@ export interface LeaseStorePort {
 
 /**
  * The lease store as one process reaches it, plus since when it has taken
- * that process's writes without a failure (null: the last write failed or
- * none was answered yet). A lease's silence is only judged after that
+ * that process's writes (null: none answered yet, or a write failed with no
+ * answer for a renew period). A lease's silence is only judged after that
  * (replica/lease-bucket-probe.ts).
  */
 export interface LeaseBucketPort extends LeaseStorePort {

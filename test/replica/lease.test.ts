@@ -75,7 +75,16 @@ const TICK_MS = 250;
 
 /** Engine `id`'s lease of `shard` (writer `w-<id>`), its watch open. */
 async function leaseOf(store: HeldBackStore, clock: ManualClock, shard: number, id: string): Promise<ShardLease> {
-  const lease = new ShardLease(store, clock, shard, { engineId: id, writer: `w-${id}` }, 1_000, TICK_MS, silent);
+  const lease = new ShardLease(
+    store,
+    clock,
+    shard,
+    { engineId: id, writer: `w-${id}` },
+    1_000,
+    TICK_MS,
+    silent,
+    () => 0,
+  );
   await lease.watch();
   return lease;
 }
