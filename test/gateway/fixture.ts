@@ -8,7 +8,19 @@ import { AuditProcess, EngineProcess, GatewayProcess, startNats, type NatsServer
 export const SECRET = 'test-secret-0123456789abcdef';
 export const tokens = new Tokens(SECRET, 3_600_000);
 
-type Teardown = { teardown: (fn: () => unknown) => void };
+type Teardown = {
+  teardown: (fn: () => unknown) => void;
+  passing?: () => boolean;
+  comment?: (...message: unknown[]) => void;
+};
+
+/** On a failed test, the tail of each process's output goes into the test's report (CI keeps nothing else). */
+function reportLogsOnFailure(t: Teardown, processes: { label: string; log: string }[]): void {
+  t.teardown(() => {
+    if (!t.passing || t.passing() || !t.comment) return;
+    for (const p of processes) t.comment(`--- the last of ${p.label}'s output ---\n${p.log.slice(-8_000)}`);
+  });
+}
 
 /** An error answer of the API (`requestId` only on an `internal` one). */
 export type ApiError = { error: { code: string; message: string; requestId?: string } };
@@ -76,6 +88,7 @@ export async function startSystem(t: Teardown, gatewayArgs: string[] = []) {
     env: nats.credentials('gateway'),
   });
   t.teardown(() => gateway.close());
+  reportLogsOnFailure(t, [gateway, engine, audit]);
   const nc: NatsConnection = await connect(nats.connectOptions('admin'));
   t.teardown(() => nc.close());
   const http = httpClient(gateway.url);

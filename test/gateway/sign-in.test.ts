@@ -25,11 +25,8 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
         t.equal(r.status, 400, `registering ${username}`);
         t.equal(r.body.error.code, 'invalid_request');
       }
-      t.equal(
-        (await s.http('POST', '/v1/users', { username: 'dot.ted-name_1', password: 'long enough' })).status,
-        201,
-        'single dots inside a name are fine',
-      );
+      const dotted = await s.http('POST', '/v1/users', { username: 'dot.ted-name_1', password: 'long enough' });
+      t.equal(dotted.status, 201, `single dots inside a name are fine: ${JSON.stringify(dotted.body)}`);
       t.equal(
         (await s.http('POST', '/v1/sessions', { username: 'dot.ted-name_1', password: 'long enough' })).status,
         200,
@@ -49,7 +46,8 @@ t.test('sign-in, lookups by name and password hashes', async (t) => {
   await t.test(
     'new hashes are scrypt N=2^17; an older N=2^14 hash still signs in and is upgraded, keeping the user id',
     async (t) => {
-      t.equal((await s.http('POST', '/v1/users', { username: 'fresh_user', password: 'long enough' })).status, 201);
+      const created = await s.http('POST', '/v1/users', { username: 'fresh_user', password: 'long enough' });
+      t.equal(created.status, 201, JSON.stringify(created.body));
       const fresh = (await users.get('user.fresh_user'))!.json<{ scrypt: { N: number; r: number; p: number } }>();
       t.same(fresh.scrypt, { N: 131_072, r: 8, p: 1 }, "a new user gets today's cost");
 
