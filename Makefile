@@ -7,7 +7,7 @@ NPM_STAMP := node_modules/.deps-installed
 TAP_FLAGS ?= --disable-coverage --timeout=300 --jobs=2
 TESTS ?= 'dist/test/**/*.test.js'
 
-.PHONY: help deps build lint format test up nats simulate chaos bench bench-core bench-engine bench-failover bench-audit bench-gateway bench-latency-floor typecheck clean
+.PHONY: help deps build lint format test up nats simulate chaos bench bench-core bench-engine bench-failover bench-audit bench-gateway bench-latency-floor bench-scale typecheck clean
 
 help:
 	@echo "make up          start the local system (NATS with JetStream; engines etc. as they land)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-audit  audit throughput into SQLite and its lag for one shard"
 	@echo "make bench-gateway  bids/s and latency through the gateway over WebSocket; update fan-out to 1,000 watchers"
 	@echo "make bench-latency-floor  one request at a time, hop by hop (NATS, JetStream, engine, gateway): the p99 at rest"
+	@echo "make bench-scale  ten million open auctions through the real processes: bids, memory, snapshots, failover, restart, audit (~30 min)"
 
 $(NPM_STAMP): package.json package-lock.json
 	@command -v node >/dev/null || { echo "error: Node.js 20+ is required (apt-get install nodejs npm)"; exit 1; }
@@ -83,6 +84,9 @@ bench-gateway: build nats
 
 bench-latency-floor: build nats
 	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node dist/bench/latency-floor.js
+
+bench-scale: build nats
+	NATS_SERVER_BIN="$$(scripts/ensure-nats.sh)" node --max-old-space-size=4096 dist/bench/scale.js
 
 # The deterministic simulator (testkit/simulator): SEEDS seeds from FROM, or the one SEED; FAULTS=kind,... narrows
 # the fault kinds. make test runs 300 seeds (test/simulator/).

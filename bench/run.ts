@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { replaceDocSection } from './harness/docs-section.js';
 import { parseArgs } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -831,16 +832,10 @@ async function settlePeer(peer: RunningPeer): Promise<void> {
 
 /** Replaces the "latest make bench" section of docs/BENCHMARKS.md with this run. */
 function updateDocs(run: BenchRun, file: string): void {
-  const doc = 'docs/BENCHMARKS.md';
-  if (!existsSync(doc)) return;
-  const begin = '<!-- make-bench:begin -->';
-  const end = '<!-- make-bench:end -->';
-  const text = readFileSync(doc, 'utf8');
-  const section = `${begin}\nLatest \`make bench\` (${run.at}, commit ${run.commit}${run.dirty ? ' with uncommitted changes' : ''}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\`\n${end}`;
-  const at = text.indexOf(begin);
-  const next =
-    at >= 0
-      ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length)
-      : `${text.trimEnd()}\n\n## make bench (latest)\nReproduce: \`make bench\` (set \`DATABASE_URL\` for the Postgres peer).\n\n${section}\n`;
-  writeFileSync(doc, next);
+  replaceDocSection(
+    'make-bench',
+    '## make bench (latest)',
+    'Reproduce: `make bench` (set `DATABASE_URL` for the Postgres peer).',
+    `Latest \`make bench\` (${run.at}, commit ${run.commit}${run.dirty ? ' with uncommitted changes' : ''}, ${run.machine.cpus} × ${run.machine.cpuModel}; ${file}, report bench/results/report.html):\n\n\`\`\`\n${renderTable(run)}\n\`\`\`\n\n\`${JSON.stringify(run.line)}\``,
+  );
 }

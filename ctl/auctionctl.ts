@@ -542,7 +542,7 @@ async function snapshot(c: Cluster, args: string[]): Promise<Output> {
   );
   return {
     data: { shard, ...answer },
-    text: `shard ${shard}: ${answer.engineId} wrote a snapshot at seq ${answer.snapshot.lastSeq} (stream message ${answer.snapshot.streamSeq}) in ${answer.ms} ms`,
+    text: `shard ${shard}: ${answer.engineId} wrote a snapshot at seq ${answer.snapshot.lastSeq} (stream message ${answer.snapshot.streamSeq}) in ${answer.ms} ms; the shard decided nothing for ${answer.stallMs} ms of it`,
   };
 }
 

@@ -90,6 +90,8 @@ export class Primary {
   };
   private snapshotWanted = false;
   private snapshotWaiters: BusRequest[] = [];
+  /** When the pipeline stopped deciding to let its appends settle for a snapshot (null: it has not). */
+  private snapshotHeldSince: number | null = null;
   constructor(
     private readonly state: CopyState,
     private readonly log: ShardLogPort,
@@ -291,7 +293,10 @@ export class Primary {
     if (this.ended) return;
     const { core } = this.state;
     if (this.snapshotWanted && !this.state.snapshotWriting) {
-      if (this.inflight.length > 0) return; // an ack will pump again
+      if (this.inflight.length > 0) {
+        this.snapshotHeldSince ??= this.clock.now(); // deciding stops until the image is taken
+        return; // an ack will pump again
+      }
       this.takeSnapshot();
     }
     if (this.inflight.length >= this.options.batchesInFlightMax) return;
@@ -482,14 +487,16 @@ export class Primary {
     const waiters = this.snapshotWaiters;
     this.snapshotWaiters = [];
     const engineId = this.options.engineId;
+    const heldSince = this.snapshotHeldSince ?? this.clock.now();
+    this.snapshotHeldSince = null;
     this.state.takeSnapshot((outcome) => {
       for (const msg of waiters) {
         if ('error' in outcome)
           reply(msg, { error: commandError('unavailable', `snapshot failed: ${outcome.error.message}`) });
-        else reply(msg, { snapshot: outcome.snapshot, engineId, ms: outcome.ms });
+        else reply(msg, { snapshot: outcome.snapshot, engineId, ms: outcome.ms, stallMs: outcome.stallMs });
       }
       if (this.snapshotWanted) this.schedule();
-    });
+    }, heldSince);
   }
 }
 

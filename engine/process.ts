@@ -79,12 +79,25 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const jsm = await untilAnswered('reaching JetStream', logger, () =>
     jetstreamManager(nc, { timeout: config.jetstreamTimeoutMs }),
   );
+  // The leases have a connection of their own: on the shared one, a renewal waited behind megabytes of
+  // appends and command replies queued in both directions, and under a bulk load (make bench-scale listing
+  // 12k auctions/s over 8 shards) every copy's renewals came later than the 1 s TTL: replicas took over,
+  // primaries were deposed, the shards flapped between them for as long as the load lasted.
+  const leaseNc = await connect({
+    servers: config.natsUrl.split(','),
+    name: `engine ${writer} leases`,
+    maxReconnectAttempts: -1,
+    ...roleConnectOptions('engine'),
+  });
+  logConnectionStatus(leaseNc, logger.child({ connection: 'leases' }));
+  watchForSilentServer(leaseNc, logger.child({ connection: 'leases' }));
+  const leaseJs = jetstream(leaseNc, { timeout: config.jetstreamTimeoutMs });
   // With those short deadlines, a start during a stream leader's election would fail at once: the bucket is
   // opened again until the cluster answers (make chaos: an engine restarted right after a NATS node's loss exited).
   const leases = new LeaseBucketProbe(
     new KvLeaseStore(
       await untilAnswered('opening the lease bucket', logger, () =>
-        openBucket(js, LEASE_BUCKET, config.streamReplicas),
+        openBucket(leaseJs, LEASE_BUCKET, config.streamReplicas),
       ),
     ),
     nodeClock,
@@ -168,7 +181,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
     await cluster?.stop();
     await Promise.all([...engines.keys()].map(stopShard));
     leases.stop();
-    await nc.drain();
+    await Promise.all([nc.drain(), leaseNc.drain()]);
     metricsServer?.close();
     process.exit(0);
   };

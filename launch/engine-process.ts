@@ -16,6 +16,8 @@ export type EngineProcessOptions = {
   role?: 'primary' | 'replica';
   /** Extra environment, e.g. NATS credentials (NatsServer.credentials('engine')). */
   env?: Record<string, string>;
+  /** How long a start may take to say it is ready (default 20 s; a restart rebuilds its shards from snapshots first). */
+  readyTimeoutMs?: number;
 };
 
 /**
@@ -28,7 +30,7 @@ export class EngineProcess extends ManagedProcess {
   private readonly ownsDataDir: boolean;
 
   private constructor(private readonly options: EngineProcessOptions) {
-    super(options.role === 'replica' ? 'replica' : 'engine', '"msg":"engine ready"');
+    super(options.role === 'replica' ? 'replica' : 'engine', '"msg":"engine ready"', options.readyTimeoutMs);
     this.ownsDataDir = !options.dataDir;
     this.dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'engine-'));
   }

@@ -42,6 +42,8 @@ export type NatsServerOptions = {
   auth?: boolean | Record<Role, string>;
   /** With `auth`: the cluster's shard count, which the permissions and the provisioning cover (default 1). */
   shards?: number;
+  /** With `auth`: the auctions each provisioned shard holds (its stream records it; default SHARD_DEFAULTS). */
+  auctionsMax?: number;
 };
 
 export class NatsServer extends ManagedProcess {
@@ -55,10 +57,13 @@ export class NatsServer extends ManagedProcess {
   readonly passwords: Record<Role, string> | null;
   /** The shard count the users' permissions cover and `start` provisioned (with `auth`). */
   readonly shards: number;
+  /** What `start` provisioned each shard to hold (undefined: the default). */
+  private readonly auctionsMax: number | undefined;
 
   private constructor(
-    options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth' | 'outputKeptChars'>> & {
+    options: Required<Omit<NatsServerOptions, 'storeDir' | 'auth' | 'outputKeptChars' | 'auctionsMax'>> & {
       outputKeptChars?: number;
+      auctionsMax?: number;
       storeDir?: string;
       monitorPort: number;
       auth?: NatsServerOptions['auth'];
@@ -78,6 +83,7 @@ export class NatsServer extends ManagedProcess {
           >)
         : options.auth || null;
     this.shards = options.shards;
+    this.auctionsMax = options.auctionsMax;
     const config: string[] = [];
     if (this.passwords) {
       const file = join(this.storeDir, 'auth.conf');
@@ -111,6 +117,7 @@ export class NatsServer extends ManagedProcess {
       outputKeptChars: options.outputKeptChars,
       auth: options.auth,
       shards: options.shards ?? 1,
+      auctionsMax: options.auctionsMax,
     });
     await server.launch();
     if (server.passwords) await server.provision();
@@ -125,7 +132,7 @@ export class NatsServer extends ManagedProcess {
   async provision(): Promise<void> {
     const nc = await connect(this.connectOptions('admin'));
     try {
-      const report = await provisionCluster(nc, { shardCount: this.shards });
+      const report = await provisionCluster(nc, { shardCount: this.shards, auctionsMax: this.auctionsMax });
       for (const s of [...report.shards.map((x) => ({ ...x, name: x.stream })), ...report.streams, ...report.buckets]) {
         if (s.upgraded.length)
           process.stderr.write(`nats-server ${this.name}: upgraded ${s.name}: ${s.upgraded.join(', ')}\n`);

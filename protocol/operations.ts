@@ -51,7 +51,10 @@ export type ControlOperations = {
 export type SnapshotReply = {
   snapshot: { at: number; streamSeq: number; lastSeq: number };
   engineId: string;
+  /** From taking the image to the file durable. */
   ms: number;
+  /** How long the shard decided nothing because of it: its appends in flight settling, then the image copied. */
+  stallMs: number;
 };
 export type StepDownReply = { from: string; to: string; streamSeq: number; lastSeq: number; ms: number };
 

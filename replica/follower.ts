@@ -14,6 +14,17 @@ export type FollowerOptions = { renewMs: number; snapshotEveryEvents: number; ve
 export const DISPOSE_WAIT_MS = 1_000;
 
 /**
+ * A consumer that has delivered nothing for this long while the lease's
+ * holder says the log is ahead of the copy is given up and opened again.
+ * `make bench-scale` found nats.js (3.4) ordered consumers that stopped
+ * delivering for good, with no error, status or end, under a bid load on
+ * four shards per process: half the standbys stuck at the messages they had,
+ * reporting no lag, for minutes. A healthy consumer delivers within a pull's
+ * expiry (PULL_EXPIRES_MS) and notices a dead pull in two of its heartbeats.
+ */
+export const STALLED_CONSUMER_MS = 5_000;
+
+/**
  * The resources of the `following` role: a consumer of the shard's log
  * applying every batch as it lands (a hot standby), and a watchdog on the
  * lease. Opening the consumer is retried while JetStream elects a stream
@@ -28,6 +39,8 @@ export class Follower {
   /** Ends the current wait at once (dispose must not wait for a retry's sleep). */
   private wake: (() => void) | null = null;
   private readonly followed = { messages: 0, events: 0 };
+  /** The last time the copy was at the log's end as the holder reports it, or the consumer delivered a batch. */
+  private progressAt = 0;
 
   constructor(
     private readonly state: CopyState,
@@ -41,14 +54,37 @@ export class Follower {
 
   /** `delayMs`: open the consumer only after this long (a consumer that just died). */
   start(delayMs = 0): void {
+    this.progressAt = this.clock.now() + delayMs;
     this.watchdog = this.clock.every(Math.max(10, Math.floor(this.options.renewMs / 2)), () => {
-      if (!this.lease.expired()) return;
-      // Once: the copy leaves following for taking-over, and a failed takeover starts a new follower.
-      this.watchdog?.();
-      this.watchdog = null;
-      this.report({ kind: 'lease-expired' });
+      if (this.lease.expired()) {
+        // Once: the copy leaves following for taking-over, and a failed takeover starts a new follower.
+        this.watchdog?.();
+        this.watchdog = null;
+        this.report({ kind: 'lease-expired' });
+        return;
+      }
+      this.checkDelivering();
     });
     this.reading = this.read(delayMs);
+  }
+
+  /** Reports the follower dead when its consumer has stalled behind the log (STALLED_CONSUMER_MS). */
+  private checkDelivering(): void {
+    const now = this.clock.now();
+    const logAt = this.lease.holder?.streamSeq ?? 0;
+    if (!this.consumer || logAt <= this.state.durableStreamSeq) {
+      this.progressAt = Math.max(this.progressAt, now);
+      return;
+    }
+    if (now - this.progressAt <= STALLED_CONSUMER_MS) return;
+    this.watchdog?.();
+    this.watchdog = null;
+    const error = new Error(
+      `the log consumer delivered nothing for ${now - this.progressAt} ms while the log is at stream message ${logAt} and the copy at ${this.state.durableStreamSeq}`,
+    );
+    this.disposed = true; // this consumer's loop must not apply anything once the next one reads
+    void this.consumer.stop().catch(() => undefined);
+    this.report({ kind: 'follower-died', error });
   }
 
   /** Stops the watchdog and the consumer; resolves once nothing of this follower runs. */
@@ -91,6 +127,7 @@ export class Follower {
         if (this.disposed) break;
         if (streamSeq <= this.state.durableStreamSeq) continue;
         this.state.applyLogged(streamSeq, batch);
+        this.progressAt = this.clock.now();
         if (this.options.verify) this.state.core.verify();
         this.followed.messages += 1;
         this.followed.events += batch.events.length;

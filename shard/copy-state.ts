@@ -142,25 +142,31 @@ export class CopyState {
   /**
    * Only with nothing in flight: a snapshot must never hold an event the log
    * might lack. The image is taken now; the file is written off the event
-   * loop, and `done` hears when it is durable (or why not).
+   * loop, and `done` hears when it is durable (or why not). `heldSince`: when
+   * the copy stopped deciding for it (a primary waits for its appends in
+   * flight first); `stallMs` is from then to the image taken, the time the
+   * shard decided nothing because of this snapshot.
    */
   takeSnapshot(
     done: (
-      outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number } | { error: Error },
+      outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number; stallMs: number } | { error: Error },
     ) => void = () => {},
+    heldSince = this.clock.now(),
   ): void {
     const started = this.clock.now();
     const events = this.eventsSinceSnapshot;
     this.eventsSinceSnapshot = 0;
     this.lastSnapshotAt = started;
-    this.snapshotWriting = this.snapshots
-      .save(this.core, this.durableStreamSeq)
+    const saving = this.snapshots.save(this.core, this.durableStreamSeq);
+    // save() copies the image before its first await: the event loop was held until here.
+    const stallMs = this.clock.now() - heldSince;
+    this.snapshotWriting = saving
       .then(
         (meta) => {
           const ms = this.clock.now() - started;
           this.snapshot = { at: started, ...meta };
-          this.logger.info({ ...meta, ms }, 'snapshot written');
-          done({ snapshot: this.snapshot, ms });
+          this.logger.info({ ...meta, ms, stallMs }, 'snapshot written');
+          done({ snapshot: this.snapshot, ms, stallMs });
         },
         (error: unknown) => {
           this.eventsSinceSnapshot += events; // due again

@@ -296,6 +296,10 @@ t.test('close and cancel reach the audit store; auction show, snapshot and audit
   t.equal(snap.code, 0, snap.stderr);
   t.match(snap.json, { shard: 0, engineId: 'p', snapshot: { lastSeq: Number } });
   t.ok(snap.json.snapshot.lastSeq >= 3, 'the snapshot holds the close');
+  t.ok(
+    Number.isInteger(snap.json.stallMs) && snap.json.stallMs >= 0,
+    `the answer says how long the shard decided nothing for it (${snap.json.stallMs} of ${snap.json.ms} ms)`,
+  );
   const status = await cli<StatusJson>(c.nats, 'admin', 'status', '--json');
   t.ok(status.json.shards[0].snapshot!.ageMs < 60_000, 'status shows the fresh snapshot');
 
