@@ -53,11 +53,20 @@ const API = '$JS.API';
 /** nats.js keeps bucket B in stream KV_B, one subject per key under $KV.B. */
 const kvSubjects = (bucket: string) => `$KV.${bucket}.>`;
 
-/** Reading a stream through ordered (pull) consumers: its info, consumers of any name, pulls. No deletes. Not for the gateway. */
+/**
+ * Reading a stream through ordered (pull) consumers: its info, consumers of
+ * any name, pulls, and the consumers' info: nats.js asks it when a pull's
+ * heartbeats are missed (a busy process, a slow server) before it pulls
+ * again, and retries the question for as long as it fails, so without it
+ * the consumer never pulled again (make bench-scale: standbys stuck for good,
+ * the server logging "Publish Violation ... CONSUMER.INFO"). No deletes. Not
+ * for the gateway.
+ */
 const orderedReads = (stream: string) => [
   `${API}.STREAM.INFO.${stream}`,
   `${API}.CONSUMER.CREATE.${stream}.*`,
   `${API}.CONSUMER.MSG.NEXT.${stream}.*`,
+  `${API}.CONSUMER.INFO.${stream}.*`,
 ];
 
 /**

@@ -317,6 +317,12 @@ t.test('engine credentials', async (t) => {
     'held by the real primary',
     'and reads its leases',
   );
+  const ordered = await jetstream(a.nc).consumers.get(LOG, { deliver_policy: DeliverPolicy.All });
+  await ordered.next({ expires: 1_000 });
+  t.ok(
+    (await ordered.info()).name,
+    "it reads its ordered consumer's info: nats.js asks it after missed heartbeats and, refused, never pulled again",
+  );
   await commonRefusals(c);
   await refusedCall(
     t,
