@@ -16,11 +16,14 @@ export const DISPOSE_WAIT_MS = 1_000;
 /**
  * A consumer that has delivered nothing for this long while the lease's
  * holder says the log is ahead of the copy is given up and opened again.
- * `make bench-scale` found nats.js (3.4) ordered consumers that stopped
- * delivering for good, with no error, status or end, under a bid load on
- * four shards per process: half the standbys stuck at the messages they had,
- * reporting no lag, for minutes. A healthy consumer delivers within a pull's
- * expiry (PULL_EXPIRES_MS) and notices a dead pull in two of its heartbeats.
+ * `make bench-scale` found ordered consumers that stopped delivering for
+ * good, with no error or end, under a bid load on four shards per process:
+ * half the standbys stuck at the messages they had, reporting no lag, for
+ * minutes (nats.js asked the consumer's info after missed heartbeats, which
+ * the engine's NATS user could not, and retried forever; that permission is
+ * granted now, this catches whatever else stalls a consumer). A healthy
+ * consumer delivers within a pull's expiry (PULL_EXPIRES_MS) and notices a
+ * dead pull in two of its heartbeats.
  */
 export const STALLED_CONSUMER_MS = 5_000;
 

@@ -11,8 +11,8 @@ export const SILENT_MS = 1_500;
  * once) for another node of the connection's list.
  *
  * Silent means nothing at all came from it for SILENT_MS although it was
- * PINGed (a flush) whenever it had been quiet for WATCH_EVERY_MS. Anything
- * read counts, not only the PONG: nats.js's own PINGs count only PONGs,
+ * PINGed (a flush) whenever it had been quiet for WATCH_EVERY_MS. Any
+ * message read counts, and the PONG: nats.js's own PINGs count only PONGs,
  * which the server queues behind everything else it owes this client, so a
  * busy process reading a backlog looked dead. With 500 ms PINGs and two
  * unanswered, a saturated gateway left a healthy server twice in one `make
@@ -65,6 +65,11 @@ export function watchForSilentServer(
       pingSentAt = sentAt;
       void nc
         .flush()
+        .then(() => {
+          // The PONG: nats.js counts no protocol bytes in inBytes, so on a connection quiet of messages
+          // (an idle engine's, whose lease renewals have a connection of their own) this is all it hears.
+          heardAt = Math.max(heardAt, now());
+        })
         .catch(() => undefined)
         .finally(() => {
           if (pingSentAt === sentAt) pingSentAt = null;

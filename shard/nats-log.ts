@@ -7,6 +7,17 @@ import { ensureShardStream, PULL_EXPIRES_MS, type ShardStreamConfig } from '../p
 import { DeposedError, logMsgId, type LogFollower, type ShardLogPort } from './ports.js';
 
 /**
+ * Log batches a consumer of this process may have on their way to it, per
+ * shard. A batch is up to ~330 KB (4,096 events with titles): with 512, a
+ * standby catching up had up to 170 MB pending per shard, past the 64 MB a
+ * NATS server lets a client owe before it cuts the connection as a slow
+ * consumer, and with it every shard of the process (make bench-scale at 5M
+ * auctions: "Slow Consumer Detected: MaxPending of 67108864 Exceeded" for
+ * every engine, then leases lost everywhere). Sixteen is at most ~5 MB per
+ * shard and still thousands of events per round trip.
+ */
+const FOLLOW_MESSAGES_MAX = 16;
+/**
  * One shard's JetStream stream: the source of truth. Appends carry the
  * stream-level expected last sequence (never a per-subject one), so a writer
  * that is not the latest fails instead of forking the history.
@@ -95,7 +106,7 @@ export class ShardLog implements ShardLogPort {
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: afterStreamSeq + 1,
     });
-    return consumer.consume({ max_messages: 512, expires: PULL_EXPIRES_MS });
+    return consumer.consume({ max_messages: FOLLOW_MESSAGES_MAX, expires: PULL_EXPIRES_MS });
   }
 
   /** Reads batches with stream sequence in (afterStreamSeq, toStreamSeq], in order, with their raw bytes. */

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { pino } from 'pino';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { startNats } from '../../testkit/index.js';
 import { SILENT_MS, watchForSilentServer } from '../../service/nats-watchdog.js';
 
 /**
@@ -40,5 +41,28 @@ t.test(
     // Two silences' worth and more: the stuck PING costs one move; later PINGs are answered.
     await new Promise((resolve) => setTimeout(resolve, 3 * SILENT_MS));
     t.equal(state.reconnects, 1, 'left the server once, for the PING it never answered');
+  },
+);
+
+t.test(
+  'a real connection quiet of messages is not silent: its PONGs count (nats.js counts no protocol bytes)',
+  async (t) => {
+    const nats = await startNats();
+    t.teardown(() => nats.close());
+    const nc = await connect({ servers: nats.url });
+    t.teardown(() => nc.close());
+    const warnings: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+    const stop = watchForSilentServer(nc, logger);
+    t.teardown(stop);
+    const disconnects: string[] = [];
+    void (async () => {
+      for await (const s of nc.status())
+        if (s.type === 'disconnect' || s.type === 'reconnecting') disconnects.push(s.type);
+    })();
+    // Three silences' worth with nothing sent or received but the watchdog's own PINGs.
+    await new Promise((resolve) => setTimeout(resolve, 3 * SILENT_MS));
+    t.same(warnings, [], 'the watchdog never called the server silent');
+    t.same(disconnects, [], 'and never left it');
   },
 );
