@@ -4,6 +4,8 @@ import { auctionTitle } from './catalog.js';
 export type FillOptions = {
   /** Requests of WIRE_LIMITS.requestCommandsMax creations each, in flight per shard at once (as a gateway sends). */
   inFlightPerShard?: number;
+  /** Creations per second over all shards at most (0: as fast as the answers come). */
+  ratePerSec?: number;
   /** Lot numbers (titles) start after this. */
   firstLot: number;
   /** Seconds from now after which the auctions start to end (spread over a day after it). */
@@ -31,6 +33,15 @@ export async function fillAuctions(
   const endsFrom = Date.now() + options.endsAfterS * 1_000;
   let created = 0;
   let lot = options.firstLot;
+  // Pacing: the k-th creation sent (over all shards) is not sent before startedAt + k / rate.
+  const startedAt = Date.now();
+  let scheduled = 0;
+  const paced = async (n: number) => {
+    if (!options.ratePerSec) return;
+    scheduled += n;
+    const due = startedAt + (scheduled * 1_000) / options.ratePerSec - Date.now();
+    if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+  };
   const command = () => {
     const n = ++lot;
     return {
@@ -55,6 +66,7 @@ export async function fillAuctions(
       while (reserved < perShard) {
         const n = Math.min(WIRE_LIMITS.requestCommandsMax, perShard - reserved);
         reserved += n;
+        await paced(n);
         const results = await client.send(
           shard,
           Array.from({ length: n }, () => command()),
