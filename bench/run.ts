@@ -5,7 +5,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { gatherReports, shardStreams } from '../ctl/cluster-view.js';
 import { EngineClient, shardOfAuction, type CreateOutcome } from '../protocol/index.js';
-import { AuditProcess, EngineProcess, GatewayProcess, startNats } from '../testkit/index.js';
+import { AuditProcess, EngineProcess, startNats } from '../testkit/index.js';
 import { freePort } from '../testkit/ports.js';
 import { Tokens } from '../gateway/auth.js';
 import { saveResult } from './results.js';
@@ -33,7 +33,7 @@ import {
   type SweepStep,
   type Target,
 } from './harness/report.js';
-import { LOAD_GATEWAY_FLAGS } from './harness/gateway-flags.js';
+import { startLoadGateway } from './harness/gateway-flags.js';
 
 /**
  * `make bench`: the standard set, end to end through the gateway, in one run
@@ -78,12 +78,7 @@ const engine = await EngineProcess.start({
   args: ['--metrics-port', String(engineMetricsPort)],
 });
 const audit = await AuditProcess.start({ natsUrl: nats.url, shards: '0-3', env: nats.credentials('audit') });
-const gateway = await GatewayProcess.start({
-  natsUrl: nats.url,
-  secret,
-  env: nats.credentials('gateway'),
-  args: [...LOAD_GATEWAY_FLAGS],
-});
+const gateway = await startLoadGateway(nats, secret);
 const nc = await connect(nats.connectOptions('admin'));
 const client = new EngineClient(nc, 10_000);
 const jsm = await jetstreamManager(nc);

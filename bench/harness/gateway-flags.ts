@@ -1,3 +1,5 @@
+import { GatewayProcess, type NatsServer } from '../../testkit/index.js';
+
 /**
  * Gateway flags for load runs. The bench drives every connection from one
  * address (loopback) and many from a few users, so the per-user, per-address
@@ -19,3 +21,13 @@ export const LOAD_GATEWAY_FLAGS: readonly string[] = [
   '--sse-per-address-max',
   '20000',
 ];
+
+/** A gateway for a load run: the cluster's NATS as the gateway's user, tokens signed with `secret`, the flags above. */
+export function startLoadGateway(nats: NatsServer, secret: string): Promise<GatewayProcess> {
+  return GatewayProcess.start({
+    natsUrl: nats.url,
+    secret,
+    env: nats.credentials('gateway'),
+    args: [...LOAD_GATEWAY_FLAGS],
+  });
+}

@@ -2,8 +2,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { gatherReports, shardStreams } from '../../ctl/cluster-view.js';
 import type { ProcessStatus, ShardCopyStatus } from '../../protocol/cluster.js';
-import { AuditProcess, EngineProcess, GatewayProcess, startNats, type NatsServer } from '../../testkit/index.js';
-import { LOAD_GATEWAY_FLAGS } from './gateway-flags.js';
+import { AuditProcess, EngineProcess, startNats, type GatewayProcess, type NatsServer } from '../../testkit/index.js';
+import { startLoadGateway } from './gateway-flags.js';
 
 /** The engine processes of a scale run: two primaries of half the shards each and a replica of each half. */
 export type EngineName = 'a' | 'b' | 'ra' | 'rb';
@@ -50,12 +50,7 @@ export class ScaleCluster {
       shards: `0-${shards - 1}`,
       env: nats.credentials('audit'),
     });
-    const gateway = await GatewayProcess.start({
-      natsUrl: nats.url,
-      secret,
-      env: nats.credentials('gateway'),
-      args: [...LOAD_GATEWAY_FLAGS],
-    });
+    const gateway = await startLoadGateway(nats, secret);
     const nc = await connect(nats.connectOptions('admin'));
     return new ScaleCluster(nats, { a, b, ra, rb }, audit, gateway, nc, await jetstreamManager(nc), shards);
   }
