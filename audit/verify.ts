@@ -4,13 +4,13 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ShardLog } from '../shard/nats-log.js';
 import { Projection, VERIFIED_TABLES } from './projection.js';
-import { openShardDb } from './shard-db.js';
+import { firstDifference } from './table-diff.js';
 import type { VerifyResult } from '../protocol/operations.js';
 
 /**
  * Proves a shard's SQLite file matches its stream: the stream (up to the
  * position the file records) is projected again into memory by the same
- * code, and every table is compared row by row, including the position row
+ * code, and every table is compared row by row (audit/table-diff.ts), including the position row
  * with its event count, last sequence and running hash. The file may lag the
  * stream (the audit is asynchronous); it may not differ from it.
  */
@@ -35,15 +35,18 @@ export async function verifyShard(
       difference: streamLastSeq === 0 ? undefined : `no file ${file}`,
     };
   }
-  const db = openShardDb(file, true);
-  const fresh = new Database(':memory:');
+  // The stream projected again, in memory, on the connection that reads the file: the tables are then
+  // compared by SQLite joining the two (audit/table-diff.ts). The file is attached, not opened read-only
+  // (this build of SQLite takes no URI), so the connection is made query-only before it reads the file.
+  const db = new Database(':memory:');
   try {
+    db.prepare('ATTACH DATABASE ? AS file').run(file);
     // One read transaction: the position and every table from the same commit, while the audit goes on writing.
     db.exec('BEGIN');
-    const integrity = db.pragma('integrity_check', { simple: true });
+    const integrity = db.pragma('file.integrity_check', { simple: true });
     const filePosition = db
       .prepare(
-        'SELECT stream_seq AS streamSeq, event_count AS events, event_seq AS lastSeq, running_hash AS runningHash FROM position WHERE id = 1',
+        'SELECT stream_seq AS streamSeq, event_count AS events, event_seq AS lastSeq, running_hash AS runningHash FROM file.position WHERE id = 1',
       )
       .get() as { streamSeq: number; events: number; lastSeq: number; runningHash: string };
     const base = {
@@ -61,53 +64,19 @@ export async function verifyShard(
         ok: false,
         difference: `the file is at stream message ${filePosition.streamSeq}, the stream ends at ${streamLastSeq}`,
       };
-    const projection = new Projection(fresh);
-    // One connection, nothing concurrent: a transaction may span the reads.
-    fresh.exec('BEGIN');
+    // Tables only: the sorts' and full-text indexes are not compared, and building them was most of the time.
+    const projection = new Projection(db, false);
     for await (const { streamSeq, batch, raw } of log.read(0, filePosition.streamSeq))
       projection.applyBatch(streamSeq, batch, raw);
     projection.flush();
-    fresh.exec('COMMIT');
+    db.pragma('query_only = ON');
     for (const [table, key] of VERIFIED_TABLES) {
-      const difference = compareTable(db, fresh, table, key);
+      const difference = firstDifference(db, table, key, 'file', 'main');
       if (difference) return { ...base, ok: false, difference };
     }
     return { ...base, ok: true };
   } finally {
     if (db.inTransaction) db.exec('COMMIT');
     db.close();
-    fresh.close();
-  }
-}
-
-function compareTable(file: Database.Database, expected: Database.Database, table: string, key: string): string | null {
-  const left = file.prepare(`SELECT * FROM ${table} ORDER BY ${key}`).iterate() as IterableIterator<
-    Record<string, unknown>
-  >;
-  const right = expected.prepare(`SELECT * FROM ${table} ORDER BY ${key}`).iterate() as IterableIterator<
-    Record<string, unknown>
-  >;
-  for (;;) {
-    const a = left.next();
-    const b = right.next();
-    if (a.done && b.done) return null;
-    if (a.done) return `${table} ${key} ${String((b.value as Record<string, unknown>)[key])}: missing from the file`;
-    if (b.done) return `${table} ${key} ${String(a.value[key])}: in the file but not in the stream`;
-    if (a.value[key] !== b.value[key]) {
-      const [low, where] =
-        (a.value[key] as number) < (b.value[key] as number)
-          ? [a.value[key], 'in the file but not in the stream']
-          : [b.value[key], 'missing from the file'];
-      left.return?.();
-      right.return?.();
-      return `${table} ${key} ${String(low)}: ${where}`;
-    }
-    for (const column of Object.keys(b.value)) {
-      if (!Object.is(a.value[column], b.value[column])) {
-        left.return?.();
-        right.return?.();
-        return `${table} ${key} ${String(a.value[key])}: ${column} is ${JSON.stringify(a.value[column])} in the file, ${JSON.stringify(b.value[column])} from the stream`;
-      }
-    }
   }
 }
