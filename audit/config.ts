@@ -13,6 +13,9 @@ export type AuditConfig = {
   commitIntervalMs: number;
   /** How often a pull that delivers nothing is checked against its stream (audit/consumer-stall.ts). */
   stallCheckMs: number;
+  /** Worker threads answering queries (audit/read-pool.ts), and the reads each may have waiting. */
+  readWorkers: number;
+  readsPendingMax: number;
   /** verify: one JSON line per shard instead of text. */
   json: boolean;
 };
@@ -27,6 +30,8 @@ export const OPTIONS = {
   'chunk-bytes-max': [null, String(1 << 20)],
   'commit-interval-ms': [null, '20'],
   'stall-check-ms': [null, '5000'],
+  'read-workers': [null, '2'],
+  'reads-pending-max': [null, '256'],
 } as const;
 
 export const USAGE = `usage: audit [verify] [--flag value]... [--json]
@@ -55,6 +60,8 @@ export function loadAuditConfig(argv: string[], env: NodeJS.ProcessEnv = process
     chunkBytesMax: positiveInteger('chunk-bytes-max', get('chunk-bytes-max')),
     commitIntervalMs: positiveInteger('commit-interval-ms', get('commit-interval-ms')),
     stallCheckMs: positiveInteger('stall-check-ms', get('stall-check-ms')),
+    readWorkers: positiveInteger('read-workers', get('read-workers')),
+    readsPendingMax: positiveInteger('reads-pending-max', get('reads-pending-max')),
     json: isSet('json'),
   };
 }

@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { ConfigError } from '../protocol/config-error.js';
 import { loadAuditConfig, USAGE, type AuditConfig } from './config.js';
+import { ReadPool } from './read-pool.js';
 import { ShardAudit } from './shard-audit.js';
 import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
   const rejections = guardUnhandledRejections(logger);
   logConnectionStatus(nc, logger);
   watchForSilentServer(nc, logger);
+  const reads = new ReadPool({ dataDir, size: config.readWorkers, pendingMax: config.readsPendingMax, logger });
   const audits = shards.map(
     (shard) =>
       new ShardAudit({
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
         chunkBytesMax: config.chunkBytesMax,
         commitIntervalMs: config.commitIntervalMs,
         stallCheckMs: config.stallCheckMs,
+        reads,
       }),
   );
   const startedAt = Date.now();
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping');
     await Promise.all(audits.map((a) => a.stop()));
+    await reads.close();
     await nc.drain();
     process.exit(0);
   };

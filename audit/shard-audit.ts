@@ -22,7 +22,8 @@ import {
   type LogBatch,
 } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
-import { AuditQueries, QueryError } from './queries.js';
+import { QueryError } from './queries.js';
+import { ReadsFull, type ReadPool, type ReadRequest } from './read-pool.js';
 import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
 import { openShardDb, shardFile } from './shard-db.js';
@@ -65,6 +66,8 @@ export type ShardAuditOptions = {
   commitIntervalMs?: number;
   /** How often a pull that delivers nothing is checked against the stream (consumer-stall.ts). */
   stallCheckMs?: number;
+  /** Where the queries are answered: worker threads of the process, off this thread's writes. */
+  reads: ReadPool;
 };
 
 /**
@@ -76,7 +79,6 @@ export type ShardAuditOptions = {
 export class ShardAudit {
   readonly db: DB;
   private readonly projection: Projection;
-  private readonly queries: AuditQueries;
   private readonly outbox: OutboxPublisher;
   private readonly logger: Logger;
   private running = false;
@@ -98,7 +100,6 @@ export class ShardAudit {
     privateDir(o.dataDir);
     this.db = openShardDb(shardFile(o.dataDir, o.shard));
     this.projection = new Projection(this.db);
-    this.queries = new AuditQueries(this.db);
     this.logger = o.logger.child({ shard: o.shard });
     this.outbox = new OutboxPublisher(this.db, o.nc, this.logger);
   }
@@ -317,7 +318,7 @@ export class ShardAudit {
     if (!request) return;
     if (request.op === 'events') {
       // Operators only: bidders' maxima are in it.
-      this.answerQuery(msg, request.op, () => this.queries.recentEvents(request.auctionId, request.limit));
+      this.answerRead(msg, request);
       return;
     }
     if (this.verifying) {
@@ -345,26 +346,9 @@ export class ShardAudit {
     if (!request) return;
     switch (request.op) {
       case 'auction':
-        this.answerQuery(
-          msg,
-          request.op,
-          () =>
-            ({ auction: this.queries.auction(request.auctionId) }) satisfies ReplyOf<AuditQueryOperations, 'auction'>,
-        );
-        return;
       case 'bids':
-        this.answerQuery(
-          msg,
-          request.op,
-          () => this.queries.bids(request.auctionId, request) satisfies ReplyOf<AuditQueryOperations, 'bids'>,
-        );
-        return;
       case 'search':
-        this.answerQuery(
-          msg,
-          request.op,
-          () => this.queries.search(request) satisfies ReplyOf<AuditQueryOperations, 'search'>,
-        );
+        this.answerRead(msg, request);
         return;
       case 'position':
         this.answerQuery(msg, request.op, () => {
@@ -380,6 +364,21 @@ export class ShardAudit {
         });
         return;
     }
+  }
+
+  /** Answers a read from the pool's workers: as answerQuery does, and `overloaded` when every worker is full. */
+  private answerRead(msg: Msg, request: ReadRequest): void {
+    this.o.reads.read(this.o.shard, request).then(
+      (reply) => answer(msg, reply),
+      (error: unknown) => {
+        if (error instanceof QueryError) answerError(msg, commandError('invalid_request', error.message));
+        else if (error instanceof ReadsFull) answerError(msg, commandError('overloaded', error.message));
+        else {
+          this.logger.error({ err: error, op: request.op }, 'query failed');
+          answerError(msg, commandError('unavailable', 'the query failed'));
+        }
+      },
+    );
   }
 
   /** Answers with what `run` returns: a query to fix is the asker's business; anything else (SQLite's text) stays in this log. */

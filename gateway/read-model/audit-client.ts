@@ -34,6 +34,8 @@ export class AuditClient {
     // else is an internal failure whose text (SQLite's) is for the log only.
     const { error } = reply as Partial<ErrorReply>;
     if (error?.code === 'invalid_request') throw new ApiError('invalid_request', error.message);
+    // Its read workers all full (audit/read-pool.ts): nothing was wrong with the query; later it is answered.
+    if (error?.code === 'overloaded') throw new ApiError('unavailable', `the read model of shard ${shard} is busy`);
     if (error) throw new Error(`read model of shard ${shard}: ${error.code}: ${error.message}`);
     return reply as AuditReply<R>;
   }

@@ -1,0 +1,89 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { pino } from 'pino';
+import t, { type Test } from 'tap';
+import { Projection } from '../../audit/projection.js';
+import { QueryError } from '../../audit/queries.js';
+import { ReadPool, ReadsFull } from '../../audit/read-pool.js';
+import { openShardDb, shardFile } from '../../audit/shard-db.js';
+import { ApiError } from '../../gateway/errors.js';
+import { AuditClient } from '../../gateway/read-model/audit-client.js';
+import { encode } from '../../protocol/index.js';
+import { auditSubject } from '../../protocol/names.js';
+import { startNats } from '../../testkit/index.js';
+
+/** A data dir whose shard 0 file holds one auction (id 1, "brass lamp"), and a pool reading it. */
+function pool(t: Test, size: number, pendingMax: number) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'read-pool-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const db = openShardDb(shardFile(dataDir, 0));
+  new Projection(db);
+  db.prepare(
+    `INSERT INTO auctions (id, seller_id, title, starting_price, reserve_price, starts_at, ends_at, soft_close_seconds,
+      status, price, version, created_at, created_seq) VALUES (1, 7, 'brass lamp', 100, 0, 0, 5000, 0, 'open', 100, 1, 1, 1)`,
+  ).run();
+  db.prepare(`INSERT INTO auctions_fts (rowid, title, description) VALUES (1, 'brass lamp', '')`).run();
+  db.close();
+  const reads = new ReadPool({ dataDir, size, pendingMax, logger: pino({ level: 'silent' }) });
+  t.teardown(() => reads.close());
+  return reads;
+}
+
+t.test('reads are answered from the shard file on a worker; a query to fix rejects as QueryError', async (t) => {
+  const reads = pool(t, 2, 8);
+  t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), {
+    auction: { id: 1, title: 'brass lamp', sellerId: 7 },
+  });
+  t.match(await reads.read(0, { op: 'search', q: 'lam' }), { auctions: [{ id: 1 }], next: null });
+  t.same(await reads.read(0, { op: 'auction', auctionId: 2 }), { auction: null });
+  await t.rejects(reads.read(0, { op: 'search', cursor: 'garbage' }), QueryError);
+  await t.rejects(
+    reads.read(0, { op: 'search', sort: 'random' as 'price' }),
+    new QueryError('sort must be ending_soon, newest or price'),
+  );
+  // A shard without a file is the worker's failure, not the client's, and the worker goes on.
+  const failure = await reads.read(5, { op: 'auction', auctionId: 5 }).catch((e: Error) => e);
+  t.ok(failure instanceof Error && !(failure instanceof QueryError), `a plain failure: ${String(failure)}`);
+  t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), { auction: { id: 1 } });
+});
+
+t.test(
+  'past pendingMax waiting per worker, a read is refused with ReadsFull, and the waiting ones are answered',
+  async (t) => {
+    const reads = pool(t, 1, 2);
+    const first = reads.read(0, { op: 'auction', auctionId: 1 });
+    const second = reads.read(0, { op: 'bids', auctionId: 1 });
+    await t.rejects(reads.read(0, { op: 'auction', auctionId: 1 }), ReadsFull);
+    t.match(await first, { auction: { id: 1 } });
+    t.same(await second, { bids: [], next: null });
+    t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), { auction: { id: 1 } }, 'room again once answered');
+  },
+);
+
+t.test('a worker that dies fails its waiting reads and is replaced', async (t) => {
+  const reads = pool(t, 1, 8);
+  const waiting = reads.read(0, { op: 'search', q: 'brass' });
+  // White-box: the pool's one worker, ended as a crash would end it.
+  const slots = (reads as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+  void slots[0].worker.terminate();
+  await t.rejects(waiting, /read worker exited/);
+  t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), { auction: { id: 1 } }, 'the next read is answered');
+});
+
+t.test("a gateway turns the audit's overloaded into a 503 unavailable", async (t) => {
+  const nats = await startNats();
+  t.teardown(() => nats.close());
+  const nc = await connect({ servers: nats.url });
+  t.teardown(() => nc.close());
+  nc.subscribe(auditSubject(3), {
+    callback: (_e, msg) => {
+      msg.respond(encode({ error: { code: 'overloaded', message: '512 reads are waiting' } }));
+    },
+  });
+  await nc.flush();
+  const error = await new AuditClient(nc).query(3, { op: 'auction', auctionId: 3 }).catch((e: unknown) => e);
+  t.ok(error instanceof ApiError, String(error));
+  t.equal((error as ApiError).code, 'unavailable');
+});
