@@ -11,6 +11,7 @@ import type { SnapshotReply } from '../protocol/operations.js';
 import { shardFile } from '../audit/shard-db.js';
 import { BidLoad } from '../testkit/index.js';
 import { BidJobs, type BidRun } from './harness/bid-jobs.js';
+import { cpuSnapshot } from './harness/cpu.js';
 import { searchQuery } from './harness/catalog.js';
 import { replaceDocSection } from './harness/docs-section.js';
 import { fillAuctions } from './harness/fill.js';
@@ -87,6 +88,25 @@ const pids = (): Record<string, number | undefined> => ({
   gateway: cluster.gateway.pid,
   'nats-server': cluster.nats.pid,
 });
+/** Each process's share of one core over a window (CPU time / wall time), the bench's own (the load generator) included. */
+async function cpuShares<T>(work: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number | null> }> {
+  const processes = { ...pids(), 'bench (generator)': process.pid };
+  const before = cpuSnapshot(processes);
+  const t0 = performance.now();
+  const result = await work();
+  const wallUs = (performance.now() - t0) * 1_000;
+  const after = cpuSnapshot(processes);
+  const cpu = Object.fromEntries(
+    Object.keys(processes).map((name) => {
+      const [start, end] = [before[name], after[name]];
+      return [
+        name,
+        start === null || end === null || end === undefined ? null : Math.round(((end - start) / wallUs) * 100),
+      ];
+    }),
+  );
+  return { result, cpu };
+}
 const rssAll = () => Object.fromEntries(Object.entries(pids()).map(([name, pid]) => [name, rssBytes(pid) ?? 0]));
 
 /** Every id of the run, by shard (the baseline's first). */
@@ -166,10 +186,10 @@ const bidFigures = (run: BidRun) => ({
 });
 
 async function bidsOn(label: string, auctions: number[]) {
-  const run = await bidJobs.run(auctions, RATE, WARMUP_MS, MEASURE_MS);
-  const figures = bidFigures(run);
+  const { result: run, cpu } = await cpuShares(() => bidJobs.run(auctions, RATE, WARMUP_MS, MEASURE_MS));
+  const figures = { ...bidFigures(run), cpuPercent: cpu };
   say(
-    `  ${elapsed()}: bids ${label}: ${figures.decidedPerSec}/s decided, p50 ${figures.p50Ms} ms, p99 ${figures.p99Ms} ms, max ${figures.maxMs} ms${Object.keys(run.errors).length ? `, errors ${JSON.stringify(run.errors)} ${JSON.stringify(run.errorSamples)}` : ''}`,
+    `  ${elapsed()}: bids ${label}: ${figures.decidedPerSec}/s decided, p50 ${figures.p50Ms} ms, p99 ${figures.p99Ms} ms, max ${figures.maxMs} ms${Object.keys(run.errors).length ? `, errors ${JSON.stringify(run.errors)} ${JSON.stringify(run.errorSamples)}` : ''}; CPU % of a core ${JSON.stringify(cpu)}`,
   );
   return figures;
 }
@@ -250,6 +270,7 @@ try {
   };
   await cluster.settled(120_000, say);
   const rssSmall = rssAll();
+  const memorySmall = await cluster.engineMemory();
   const liveSmall = await auctionsLiveBy();
   say(`  reads at ${BASELINE}: ${JSON.stringify(small.reads)}`);
 
@@ -263,6 +284,10 @@ try {
   const auditPerSec = Math.round(((AUCTIONS - BASELINE) * 1_000) / catchUpMs);
   say(`  ${elapsed()}: replicas and audit at the log's end ${(catchUpMs / 1_000).toFixed(0)} s after the fill began`);
   const rssLarge = rssAll();
+  const memoryLarge = await cluster.engineMemory();
+  say(
+    `  engines' V8 memory (MiB): ${JSON.stringify(Object.fromEntries(Object.entries(memoryLarge).map(([k, m]) => [k, m && { heapUsed: mib(m.heapUsed), heapTotal: mib(m.heapTotal), external: mib(m.external) }])))}`,
+  );
   const liveLarge = await auctionsLiveBy();
   const bytesPerAuction = Object.fromEntries(
     (['a', 'b', 'ra', 'rb'] as const).map((name) => [
@@ -397,6 +422,17 @@ try {
       `${small.hot.p50Ms} / ${small.hot.p99Ms} / ${small.hot.maxMs}`,
       `${large.hot.p50Ms} / ${large.hot.p99Ms} / ${large.hot.maxMs}`,
     ),
+    ...(['random', 'hot'] as const).map((kind) => {
+      const shares = (cpu: Record<string, number | null>) =>
+        Object.entries(cpu)
+          .map(([name, pct]) => `${name} ${pct ?? '-'}`)
+          .join(', ');
+      return row(
+        `CPU % of a core during the ${kind} bids`,
+        shares(small[kind].cpuPercent),
+        shares(large[kind].cpuPercent),
+      );
+    }),
     row(
       'search p50 / p99 ms',
       `${small.reads.searchP50Ms} / ${small.reads.searchP99Ms}`,
@@ -408,6 +444,15 @@ try {
       `${large.reads.historyP50Ms} / ${large.reads.historyP99Ms}`,
     ),
     ...Object.keys(rssLarge).map((name) => row(`RSS of ${name}, MiB`, mib(rssSmall[name]), mib(rssLarge[name]))),
+    ...(['a', 'b', 'ra', 'rb'] as const).map((name) => {
+      const m = (x: (typeof memorySmall)[EngineName]) =>
+        x ? `${mib(x.heapUsed)} / ${mib(x.heapTotal)} / ${mib(x.external)}` : '';
+      return row(
+        `engine ${name}: V8 heap used / heap total / external MiB`,
+        m(memorySmall[name]),
+        m(memoryLarge[name]),
+      );
+    }),
     row(
       'engine bytes per auction (RSS growth), a / b / ra / rb',
       '',
@@ -447,6 +492,8 @@ try {
     large,
     rssSmall,
     rssLarge,
+    memorySmall,
+    memoryLarge,
     bytesPerAuction,
     listedPerSec,
     catchUpMs,

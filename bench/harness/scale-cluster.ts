@@ -2,12 +2,21 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { gatherReports, shardStreams } from '../../ctl/cluster-view.js';
 import type { ProcessStatus, ShardCopyStatus } from '../../protocol/cluster.js';
-import { AuditProcess, EngineProcess, startNats, type GatewayProcess, type NatsServer } from '../../testkit/index.js';
+import {
+  AuditProcess,
+  EngineProcess,
+  freePort,
+  startNats,
+  type GatewayProcess,
+  type NatsServer,
+} from '../../testkit/index.js';
 import { startLoadGateway } from './gateway-flags.js';
 
 /** The engine processes of a scale run: two primaries of half the shards each and a replica of each half. */
 export type EngineName = 'a' | 'b' | 'ra' | 'rb';
 type EngineReport = Extract<ProcessStatus, { kind: 'engine' }>;
+/** An engine's memory as its V8 sees it (prom-client's default metrics on --metrics-port), bytes. */
+export type EngineMemory = { heapUsed: number; heapTotal: number; external: number };
 
 /**
  * The cluster `make bench-scale` measures: NATS with a user per role and
@@ -25,6 +34,7 @@ export class ScaleCluster {
     readonly nc: NatsConnection,
     readonly jsm: JetStreamManager,
     readonly shards: number,
+    private readonly metricsPorts: Record<EngineName, number>,
   ) {}
 
   static async start(shards: number, auctionsMax: number, secret: string): Promise<ScaleCluster> {
@@ -32,15 +42,18 @@ export class ScaleCluster {
     const half = shards / 2;
     const first = `0-${half - 1}`;
     const second = `${half}-${shards - 1}`;
-    const engine = (id: EngineName, list: string, role: 'primary' | 'replica') =>
-      EngineProcess.start({
+    const metricsPorts = {} as Record<EngineName, number>;
+    const engine = async (id: EngineName, list: string, role: 'primary' | 'replica') => {
+      metricsPorts[id] = await freePort();
+      return EngineProcess.start({
         natsUrl: nats.url,
         shards: list,
         role,
         env: nats.credentials('engine'),
-        args: ['--engine-id', id],
+        args: ['--engine-id', id, '--metrics-port', String(metricsPorts[id])],
         readyTimeoutMs: 600_000, // a restart at ten million rebuilds its shards before it says so
       });
+    };
     const a = await engine('a', first, 'primary');
     const b = await engine('b', second, 'primary');
     const ra = await engine('ra', first, 'replica');
@@ -52,12 +65,41 @@ export class ScaleCluster {
     });
     const gateway = await startLoadGateway(nats, secret);
     const nc = await connect(nats.connectOptions('admin'));
-    return new ScaleCluster(nats, { a, b, ra, rb }, audit, gateway, nc, await jetstreamManager(nc), shards);
+    return new ScaleCluster(
+      nats,
+      { a, b, ra, rb },
+      audit,
+      gateway,
+      nc,
+      await jetstreamManager(nc),
+      shards,
+      metricsPorts,
+    );
   }
 
   /** The engine that holds shard `shard` in the given half's role. */
   static primaryOf(shard: number, shards: number): EngineName {
     return shard < shards / 2 ? 'a' : 'b';
+  }
+
+  /** Every engine's heap and external memory, or null for one that does not answer. */
+  async engineMemory(): Promise<Record<EngineName, EngineMemory | null>> {
+    const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const one = async (name: EngineName): Promise<EngineMemory | null> => {
+      try {
+        const text = await (await fetch(`http://127.0.0.1:${this.metricsPorts[name]}/metrics`)).text();
+        return {
+          heapUsed: metric(text, 'engine_nodejs_heap_size_used_bytes'),
+          heapTotal: metric(text, 'engine_nodejs_heap_size_total_bytes'),
+          external: metric(text, 'engine_nodejs_external_memory_bytes'),
+        };
+      } catch {
+        return null;
+      }
+    };
+    const names = Object.keys(this.engines) as EngineName[];
+    const all = await Promise.all(names.map(one));
+    return Object.fromEntries(names.map((n, i) => [n, all[i]])) as Record<EngineName, EngineMemory | null>;
   }
 
   async copies(): Promise<(ShardCopyStatus & { engine: string })[]> {
