@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { ConfigError } from '../protocol/config-error.js';
 import { loadAuditConfig, USAGE, type AuditConfig } from './config.js';
 import { ReadPool } from './read-pool.js';
-import { ShardAudit } from './shard-audit.js';
+import { pullMessagesFor, ShardAudit } from './shard-audit.js';
 import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
@@ -72,6 +72,7 @@ async function main(): Promise<void> {
         commitIntervalMs: config.commitIntervalMs,
         stallCheckMs: config.stallCheckMs,
         reads,
+        pullMessagesMax: pullMessagesFor(shards.length),
       }),
   );
   const startedAt = Date.now();

@@ -43,8 +43,17 @@ import {
 import { privateDir } from '../service/private-files.js';
 import { watchForStalledPull } from './consumer-stall.js';
 
-/** Log batches delivered ahead of the audit at most (nats.js tops the pull up once a quarter of it has arrived). */
-const PULL_MESSAGES_MAX = 32;
+/**
+ * Log batches delivered ahead of one audit process at most, over all its
+ * shards (nats.js tops a pull up once a quarter of it has arrived). All its
+ * shards share one connection, and nats-server cuts a client owed more than
+ * 64 MB as a slow consumer: at 32 batches per shard, eight shards of creation
+ * batches (~200 KB each with titles) were owed ~50 MB, and make bench-scale
+ * saw the audit cut five times while it caught up with 10M auctions.
+ */
+const PULL_MESSAGES_PER_PROCESS = 32;
+/** Each shard's share of the window when a process follows `shards` shards (at least 4 batches). */
+export const pullMessagesFor = (shards: number) => Math.max(4, Math.floor(PULL_MESSAGES_PER_PROCESS / shards));
 
 export type ShardAuditOptions = {
   shard: number;
@@ -68,6 +77,8 @@ export type ShardAuditOptions = {
   stallCheckMs?: number;
   /** Where the queries are answered: worker threads of the process, off this thread's writes. */
   reads: ReadPool;
+  /** Log batches pulled ahead of this shard's file at most (pullMessagesFor; 32 when not given). */
+  pullMessagesMax?: number;
 };
 
 /**
@@ -165,7 +176,10 @@ export class ShardAudit {
     // nats.js ends a byte-limited pull with a 409 when the next message does not fit what is left of it, and
     // when that arrives with nothing buffered it waits for two missed idle heartbeats (30 s) before pulling
     // again; make bench saw the audit stand still through whole steps (test/audit/pull-window.test.ts).
-    const messages = await consumer.consume({ max_messages: PULL_MESSAGES_MAX, expires: PULL_EXPIRES_MS });
+    const messages = await consumer.consume({
+      max_messages: this.o.pullMessagesMax ?? PULL_MESSAGES_PER_PROCESS,
+      expires: PULL_EXPIRES_MS,
+    });
     this.messages = messages;
     void this.logConsumerStatus(messages);
     let delivered = 0;
