@@ -15,6 +15,7 @@ import {
 import { adminSubjects } from '../protocol/names.js';
 import type { EngineConfig } from './config.js';
 import type { CopyState } from '../shard/copy-state.js';
+import type { SnapshotTurns } from '../shard/snapshot-turns.js';
 import {
   DeposedError,
   logMsgId,
@@ -48,6 +49,8 @@ export type PrimaryOptions = Pick<
   writer: string;
   verify: boolean;
   load?: LoadObserver;
+  /** Periodic snapshots begin one shard of the process at a time (shard/snapshot-turns.ts). */
+  snapshotTurns: SnapshotTurns;
 };
 
 type Batch = {
@@ -476,7 +479,11 @@ export class Primary {
     const due =
       state.eventsSinceSnapshot >= this.options.snapshotEveryEvents ||
       this.clock.now() - state.lastSnapshotAt >= this.options.snapshotEveryMs;
-    if (due && !this.snapshotWanted) {
+    if (
+      due &&
+      !this.snapshotWanted &&
+      this.options.snapshotTurns.take(this.options.shard, this.clock.now(), state.lastSnapshotAt)
+    ) {
       this.snapshotWanted = true;
       this.schedule();
     }

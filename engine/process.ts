@@ -11,6 +11,7 @@ import { ShardCopy } from '../shard/copy.js';
 import { ShardLog } from '../shard/nats-log.js';
 import { KvLeaseStore } from '../replica/kv-lease-store.js';
 import { LeaseBucketProbe, probeKey } from '../replica/lease-bucket-probe.js';
+import { SnapshotTurns } from '../shard/snapshot-turns.js';
 import { SnapshotStore } from '../shard/snapshot-store.js';
 import { nodeClock } from '../shard/node-clock.js';
 import { natsBus } from '../shard/nats-bus.js';
@@ -109,6 +110,8 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
   const metrics = new EngineMetrics();
   const metricsServer = config.metricsPort === null ? null : await metrics.serve(config.metricsPort);
   const engines = new Map<number, ShardCopy>();
+  // One periodic snapshot of this process's shards at a time (shard/snapshot-turns.ts).
+  const snapshotTurns = new SnapshotTurns();
   const startShard = async (shard: number) => {
     const engine = new ShardCopy({
       shard,
@@ -129,6 +132,7 @@ export async function runEngineProcess(argv: string[], role: 'primary' | 'replic
       appendTimeoutMs: config.appendTimeoutMs,
       snapshotEveryEvents: config.snapshotEveryEvents,
       snapshotEveryMs: config.snapshotEveryMs,
+      snapshotTurns,
       lease: { store: leases, ttlMs: config.leaseTtlMs, renewMs: config.leaseRenewMs },
       preferFollow: config.role === 'replica',
       onFatal: () => process.exit(70),

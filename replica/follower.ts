@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { InvariantError } from '../engine/core/index.js';
 import type { CopyState } from '../shard/copy-state.js';
+import type { SnapshotTurns } from '../shard/snapshot-turns.js';
 import type { Cancel, Clock, LogFollower, ShardLogPort } from '../shard/ports.js';
 import type { ShardLease } from './lease.js';
 
@@ -8,7 +9,13 @@ import type { ShardLease } from './lease.js';
 export type FollowerEvent =
   { kind: 'lease-expired' } | { kind: 'follower-died'; error: unknown } | { kind: 'fatal'; error: unknown };
 
-export type FollowerOptions = { renewMs: number; snapshotEveryEvents: number; verify: boolean };
+export type FollowerOptions = {
+  renewMs: number;
+  snapshotEveryEvents: number;
+  verify: boolean;
+  /** Snapshots begin one shard of the process at a time (shard/snapshot-turns.ts). */
+  snapshotTurns: SnapshotTurns;
+};
 
 /** How long a role change waits for the follower's consumer to stop (see `dispose`). */
 export const DISPOSE_WAIT_MS = 1_000;
@@ -139,7 +146,11 @@ export class Follower {
           eventsBehindEstimate: Math.round((pending * this.followed.events) / this.followed.messages),
           msBehind: pending === 0 ? 0 : Math.max(0, this.clock.now() - batch.t),
         };
-        if (this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents && !this.state.snapshotWriting)
+        if (
+          this.state.eventsSinceSnapshot >= this.options.snapshotEveryEvents &&
+          !this.state.snapshotWriting &&
+          this.options.snapshotTurns.take(this.state.shard, this.clock.now(), this.state.lastSnapshotAt)
+        )
           this.state.takeSnapshot();
       }
       // The consumer ended without an error (closed under us): read again from where we are.

@@ -21,6 +21,7 @@ import {
 } from './ports.js';
 import { answerQuery } from './queries.js';
 import type { LoadObserver } from './ports.js';
+import { SnapshotTurns } from './snapshot-turns.js';
 import { allowed, LEASED_ROLES, RoleTransitionError, type RoleName } from './roles.js';
 import { type RoleTransition } from '../protocol/cluster.js';
 
@@ -52,6 +53,8 @@ export type ShardCopyOptions = {
   appendTimeoutMs?: number;
   snapshotEveryEvents?: number;
   snapshotEveryMs?: number;
+  /** Shared by the shards of one process: their periodic snapshots begin one at a time (default: this copy's own). */
+  snapshotTurns?: SnapshotTurns;
   /** Leadership: the copy serves while it holds the shard's lease in this store and follows the log otherwise. */
   lease: { store: LeaseBucketPort; ttlMs: number; renewMs: number };
   /** Start following even when the lease is free (the `replica` role); it still takes over on expiry. */
@@ -179,6 +182,7 @@ export class ShardCopy {
       appendTimeoutMs: options.appendTimeoutMs ?? 2_000,
       snapshotEveryEvents: options.snapshotEveryEvents ?? 1_000_000,
       snapshotEveryMs: options.snapshotEveryMs ?? 60_000,
+      snapshotTurns: options.snapshotTurns ?? new SnapshotTurns(),
       verify: this.verify,
     };
   }
@@ -450,6 +454,7 @@ export class ShardCopy {
           {
             renewMs: this.options.lease.renewMs,
             snapshotEveryEvents: this.primaryOptions.snapshotEveryEvents,
+            snapshotTurns: this.primaryOptions.snapshotTurns,
             verify: this.verify,
           },
           this.reporter(),

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { SnapshotTurns } from '../../shard/snapshot-turns.js';
 import { pino } from 'pino';
 import { DISPOSE_WAIT_MS, Follower } from '../../replica/follower.js';
 import type { ShardLease } from '../../replica/lease.js';
@@ -41,7 +42,7 @@ t.test('disposing a follower whose consumer never opens ends after DISPOSE_WAIT_
     { expired: () => false } as unknown as ShardLease,
     clock,
     pino({ level: 'silent' }),
-    { renewMs: 200, snapshotEveryEvents: 1_000_000, verify: false },
+    { renewMs: 200, snapshotEveryEvents: 1_000_000, verify: false, snapshotTurns: new SnapshotTurns() },
     () => undefined,
   );
   follower.start();

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { SnapshotTurns } from '../../shard/snapshot-turns.js';
 import { pino } from 'pino';
 import { Follower, STALLED_CONSUMER_MS, type FollowerEvent } from '../../replica/follower.js';
 import type { ShardLease } from '../../replica/lease.js';
@@ -54,7 +55,7 @@ function setUp(holderStreamSeq: () => number) {
     } as unknown as ShardLease,
     clock,
     pino({ level: 'silent' }),
-    { renewMs: 200, snapshotEveryEvents: 1_000_000, verify: false },
+    { renewMs: 200, snapshotEveryEvents: 1_000_000, verify: false, snapshotTurns: new SnapshotTurns() },
     (event) => events.push(event),
   );
   return { clock, state, follower, events, stopped: () => stopped };
