@@ -1,10 +1,13 @@
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { PRIVATE_FILE_MODE } from '../service/private-files.js';
 import { encodeImage, type CoreImage } from '../engine/core/index.js';
 import { encode } from '../protocol/index.js';
 import type { SnapshotMeta } from './ports.js';
 
 /**
- * A snapshot file's bytes, encoded on a worker thread. Packing and hashing a
+ * A snapshot file, encoded and written on a worker thread. Packing and hashing a
  * shard's image (tens of megabytes at a million auctions) took ~150 ms of the
  * event loop and more to wrap it in the file's envelope: every command waited
  * behind it (p99 at half the peak of `make bench-engine` 332 ms against 13 ms
@@ -12,10 +15,15 @@ import type { SnapshotMeta } from './ports.js';
  * one point of the sequence, and its buffers are the image's own (every
  * array in a CoreImage is a fresh copy): they are transferred to the worker,
  * not cloned, which took another ~45 ms of the event loop per snapshot of
- * `make bench-engine`. Only the worker's start remains on it. Small images
- * are encoded at once (WORKER_IMAGE_BYTES_MIN).
+ * `make bench-engine`. Only the worker's start remains on it. The worker
+ * writes and fsyncs the file too: the encoded bytes (40 MB for 1.25M
+ * auctions) handed back stayed in the engine's memory until V8 next
+ * collected, which its 15 MB heap seldom makes it do (make bench-scale: the
+ * primaries, snapshotting every minute, grew ~40 B per auction more than the
+ * replicas). Small images are encoded and written at once
+ * (WORKER_IMAGE_BYTES_MIN).
  */
-type EncodeJob = { kind: 'snapshot-encode'; meta: SnapshotMeta; image: CoreImage };
+type WriteJob = { kind: 'snapshot-write'; meta: SnapshotMeta; image: CoreImage; path: string };
 
 /**
  * Images smaller than this are encoded at once on the event loop: a few
@@ -38,21 +46,31 @@ export function imageByteLength(value: unknown): number {
 }
 
 /**
- * Takes ownership of `image` (from `core.image()`, used for nothing else):
- * encoded on a worker, its buffers move there and are unusable here after.
+ * Writes the snapshot file of `image` to `path` (created owner-only, then
+ * fsynced). Takes ownership of `image` (from `core.image()`, used for nothing
+ * else): written on a worker, its buffers move there and are unusable here after.
  */
-export function encodeSnapshotFile(meta: SnapshotMeta, image: CoreImage): Promise<Uint8Array> {
+export async function writeSnapshotFile(meta: SnapshotMeta, image: CoreImage, path: string): Promise<void> {
   const arrays = imageArrays(image);
   const bytes = arrays.reduce((total, array) => total + array.byteLength, 0);
-  if (bytes < WORKER_IMAGE_BYTES_MIN) return Promise.resolve(snapshotFileBytes(meta, image));
-  return new Promise((resolve, reject) => {
+  if (bytes < WORKER_IMAGE_BYTES_MIN) {
+    const file = await open(path, 'w', PRIVATE_FILE_MODE);
+    try {
+      await file.writeFile(snapshotFileBytes(meta, image));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), {
-      workerData: { kind: 'snapshot-encode', meta, image },
+      workerData: { kind: 'snapshot-write', meta, image, path } satisfies WriteJob,
       transferList: [...new Set(arrays.map((array) => array.buffer as ArrayBuffer))],
     });
-    worker.once('message', (bytes: Uint8Array) => resolve(bytes));
+    worker.once('message', () => resolve());
     worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`snapshot encoder exited with ${code} before answering`)));
+    worker.once('exit', (code) => reject(new Error(`snapshot writer exited with ${code} before it was done`)));
   });
 }
 
@@ -61,13 +79,16 @@ export function snapshotFileBytes(meta: SnapshotMeta, image: CoreImage): Uint8Ar
   return encode({ ...meta, core: encodeImage(image) });
 }
 
-// Inside the worker: encode, and hand the bytes back without a copy on the event loop's side. msgpackr's
-// output may be a view of a buffer it shares (or of Node's pool, which is not transferable): the worker copies
-// it into a buffer of its own and transfers that.
-const job = isMainThread ? null : (workerData as EncodeJob | null);
-if (job?.kind === 'snapshot-encode') {
+// Inside the worker: encode, write and fsync; only "done" goes back.
+const job = isMainThread ? null : (workerData as WriteJob | null);
+if (job?.kind === 'snapshot-write') {
   const packed = snapshotFileBytes(job.meta, job.image);
-  const bytes = new Uint8Array(packed.byteLength);
-  bytes.set(packed);
-  parentPort!.postMessage(bytes, [bytes.buffer]);
+  const fd = openSync(job.path, 'w', PRIVATE_FILE_MODE);
+  try {
+    for (let at = 0; at < packed.byteLength;) at += writeSync(fd, packed, at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  parentPort!.postMessage(null);
 }

@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuctionCore, decodeSnapshot, type CoreConfig } from '../engine/core/index.js';
 import { decode } from '../protocol/index.js';
-import { encodeSnapshotFile } from './snapshot-encoder.js';
-import { PRIVATE_FILE_MODE, privateDir } from '../service/private-files.js';
+import { writeSnapshotFile } from './snapshot-encoder.js';
+import { privateDir } from '../service/private-files.js';
 import type { SnapshotMeta, SnapshotPort } from './ports.js';
 
 const FILE = /^snapshot-(\d{16})\.bin$/;
@@ -27,29 +27,18 @@ export class SnapshotStore implements SnapshotPort {
   /**
    * Saves the core as it is now. The image (a copy) is taken synchronously,
    * since the state may change as soon as this returns; encoding it runs on
-   * a worker thread (shard/snapshot-encoder.ts), and writing, fsync and
-   * rename off the event loop. One write at a time per store: the caller
+   * a worker thread (shard/snapshot-encoder.ts), which writes and fsyncs
+   * the file too; the rename is off the event loop. One write at a time per store: the caller
    * awaits it before starting the next.
    */
   async save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
     const meta = { lastSeq: core.lastSeq, streamSeq };
-    const bytes = await encodeSnapshotFile(meta, core.image());
-    await this.write(meta, bytes);
-    return meta;
-  }
-
-  private async write(meta: SnapshotMeta, bytes: Uint8Array): Promise<void> {
     const name = `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
     const temporary = join(this.dir, `${name}.tmp`);
-    const file = await open(temporary, 'w', PRIVATE_FILE_MODE);
-    try {
-      await file.writeFile(bytes);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
+    await writeSnapshotFile(meta, core.image(), temporary);
     await rename(temporary, join(this.dir, name));
     await this.prune();
+    return meta;
   }
 
   /** The newest snapshot that decodes, or null; `onSkip` hears about broken ones. */

@@ -1,13 +1,13 @@
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuctionCore } from '../../engine/core/index.js';
 import { SnapshotStore } from '../../shard/snapshot-store.js';
 import {
-  encodeSnapshotFile,
   imageByteLength,
   snapshotFileBytes,
+  writeSnapshotFile,
   WORKER_IMAGE_BYTES_MIN,
 } from '../../shard/snapshot-encoder.js';
 
@@ -72,22 +72,32 @@ t.test('a snapshot the store writes is the file the event loop would have writte
   t.equal(loaded!.core.stateHash(), hashAtSave, 'the restored state is the state at the save');
 });
 
-t.test('a large image is encoded on a worker thread, a small one at once, to the same bytes', async (t) => {
+t.test('a large image is encoded and written on a worker thread, a small one at once, to the same bytes', async (t) => {
   const { core } = busyCore();
+  const dir = mkdtempSync(join(tmpdir(), 'snapshot-writer-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const image = core.image();
   t.ok(imageByteLength(image) < WORKER_IMAGE_BYTES_MIN, `the busy core's image is small (${imageByteLength(image)} B)`);
   const meta = { lastSeq: core.lastSeq, streamSeq: 7 };
-  t.same(Buffer.from(await encodeSnapshotFile(meta, image)), Buffer.from(snapshotFileBytes(meta, image)));
+  await writeSnapshotFile(meta, image, join(dir, 'small'));
+  t.same(readFileSync(join(dir, 'small')), Buffer.from(snapshotFileBytes(meta, image)));
+  t.equal(statSync(join(dir, 'small')).mode & 0o777, 0o600, 'owner-only');
   // A million-auction shard's records alone are 32 MiB: padded out here to cross the threshold.
   const largeImage = () => ({ ...core.image(), records: new Uint8Array(WORKER_IMAGE_BYTES_MIN + 32 * 7).fill(3) });
   const large = largeImage();
   t.ok(imageByteLength(large) >= WORKER_IMAGE_BYTES_MIN);
   const threadsBefore = process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
-  const encoding = encodeSnapshotFile(meta, large);
+  const writing = writeSnapshotFile(meta, large, join(dir, 'large'));
   t.ok(
     process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length > threadsBefore,
-    'a worker thread is encoding it',
+    'a worker thread is writing it',
   );
   t.equal(large.records.byteLength, 0, 'its buffers moved to the worker (transferred, not copied)');
-  t.same(Buffer.from(await encoding), Buffer.from(snapshotFileBytes(meta, largeImage())), 'the same bytes as at once');
+  await writing;
+  t.same(
+    readFileSync(join(dir, 'large')),
+    Buffer.from(snapshotFileBytes(meta, largeImage())),
+    'the same bytes as at once',
+  );
+  t.equal(statSync(join(dir, 'large')).mode & 0o777, 0o600, 'owner-only');
 });
