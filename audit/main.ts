@@ -57,7 +57,14 @@ async function main(): Promise<void> {
   const rejections = guardUnhandledRejections(logger);
   logConnectionStatus(nc, logger);
   watchForSilentServer(nc, logger);
-  const reads = new ReadPool({ dataDir, size: config.readWorkers, pendingMax: config.readsPendingMax, logger });
+  const reads = new ReadPool({
+    dataDir,
+    natsUrl,
+    shards,
+    size: config.readWorkers,
+    pendingMax: config.readsPendingMax,
+    logger,
+  });
   const audits = shards.map(
     (shard) =>
       new ShardAudit({
@@ -97,6 +104,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   await Promise.all(audits.map((a) => a.start()));
+  // Queries are the read workers' to answer: ready once they have subscribed.
+  await reads.ready();
   logger.info({ shards, dataDir }, 'audit ready');
 }
 

@@ -35,6 +35,8 @@ import {
   answerError,
   auditAdminParsers,
   auditQueryParsers,
+  decodeRequest,
+  parseOperation,
   readOperation,
   type AuditAdminOperations,
   type AuditQueryOperations,
@@ -355,29 +357,27 @@ export class ShardAudit {
       });
   }
 
+  /**
+   * `position` only: the consumer's own state. The shard's other queries are
+   * taken from the same subject by the process's read workers, in a queue
+   * group (audit/read-worker.ts), and are not this thread's to answer.
+   */
   private onQuery(msg: Msg): void {
-    const request = readOperation<AuditQueryOperations>(msg, auditQueryParsers, 'query');
-    if (!request) return;
-    switch (request.op) {
-      case 'auction':
-      case 'bids':
-      case 'search':
-        this.answerRead(msg, request);
-        return;
-      case 'position':
-        this.answerQuery(msg, request.op, () => {
-          const position = {
-            ...this.projection.position(),
-            lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
-            lagMsP50: this.lag.getValueAtPercentile(50),
-            lagMsP99: this.lag.getValueAtPercentile(99),
-            lagSamples: this.lag.totalCount,
-          } satisfies ReplyOf<AuditQueryOperations, 'position'>;
-          if (request.resetLag) this.lag.reset();
-          return position;
-        });
-        return;
-    }
+    const raw = decodeRequest(msg);
+    if ((raw as { op?: unknown } | undefined)?.op !== 'position') return;
+    const request = parseOperation<AuditQueryOperations>(msg, raw, auditQueryParsers, 'query');
+    if (request?.op !== 'position') return;
+    this.answerQuery(msg, request.op, () => {
+      const position = {
+        ...this.projection.position(),
+        lagMs: this.lastApplied.at ? this.lastApplied.at - this.lastApplied.batchT : 0,
+        lagMsP50: this.lag.getValueAtPercentile(50),
+        lagMsP99: this.lag.getValueAtPercentile(99),
+        lagSamples: this.lag.totalCount,
+      } satisfies ReplyOf<AuditQueryOperations, 'position'>;
+      if (request.resetLag) this.lag.reset();
+      return position;
+    });
   }
 
   /** Answers a read from the pool's workers: as answerQuery does, and `overloaded` when every worker is full. */

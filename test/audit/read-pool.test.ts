@@ -10,12 +10,12 @@ import { ReadPool, ReadsFull } from '../../audit/read-pool.js';
 import { openShardDb, shardFile } from '../../audit/shard-db.js';
 import { ApiError } from '../../gateway/errors.js';
 import { AuditClient } from '../../gateway/read-model/audit-client.js';
-import { encode } from '../../protocol/index.js';
+import { decode, encode } from '../../protocol/index.js';
 import { auditSubject } from '../../protocol/names.js';
-import { startNats } from '../../testkit/index.js';
+import { eventually, startNats } from '../../testkit/index.js';
 
 /** A data dir whose shard 0 file holds one auction (id 1, "brass lamp"), and a pool reading it. */
-function pool(t: Test, size: number, pendingMax: number) {
+function pool(t: Test, size: number, pendingMax: number, nats?: { url: string }) {
   const dataDir = mkdtempSync(join(tmpdir(), 'read-pool-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const db = openShardDb(shardFile(dataDir, 0));
@@ -26,7 +26,14 @@ function pool(t: Test, size: number, pendingMax: number) {
   ).run();
   db.prepare(`INSERT INTO auctions_fts (rowid, title, description) VALUES (1, 'brass lamp', '')`).run();
   db.close();
-  const reads = new ReadPool({ dataDir, size, pendingMax, logger: pino({ level: 'silent' }) });
+  const reads = new ReadPool({
+    dataDir,
+    size,
+    pendingMax,
+    logger: pino({ level: 'silent' }),
+    natsUrl: nats?.url,
+    shards: [0],
+  });
   t.teardown(() => reads.close());
   return reads;
 }
@@ -69,7 +76,27 @@ t.test('a worker that dies fails its waiting reads and is replaced', async (t) =
   const slots = (reads as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
   void slots[0].worker.terminate();
   await t.rejects(waiting, /read worker exited/);
-  t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), { auction: { id: 1 } }, 'the next read is answered');
+  await t.rejects(reads.read(0, { op: 'auction', auctionId: 1 }), ReadsFull, 'refused while none runs');
+  await eventually(async () => {
+    t.match(await reads.read(0, { op: 'auction', auctionId: 1 }), { auction: { id: 1 } });
+  });
+  t.pass('a replacement answers');
+});
+
+t.test('with a NATS URL the workers take the public queries themselves, and leave position alone', async (t) => {
+  const nats = await startNats();
+  t.teardown(() => nats.close());
+  const reads = pool(t, 2, 8, nats);
+  await reads.ready();
+  const nc = await connect({ servers: nats.url });
+  t.teardown(() => nc.close());
+  const ask = async (request: unknown, timeout = 2_000) =>
+    decode((await nc.request(auditSubject(0), encode(request), { timeout })).data) as Record<string, unknown>;
+  t.match(await ask({ op: 'search', q: 'brass' }), { auctions: [{ id: 1, title: 'brass lamp' }], next: null });
+  t.match(await ask({ op: 'auction', auctionId: 1 }), { auction: { id: 1 } });
+  t.match(await ask({ op: 'search', sort: 'random' }), { error: { code: 'invalid_request' } });
+  t.match(await ask({ op: 'nonsense' }), { error: { code: 'invalid_request' } });
+  await t.rejects(ask({ op: 'position' }, 500), "position is the writing thread's: no worker answers it");
 });
 
 t.test("a gateway turns the audit's overloaded into a 503 unavailable", async (t) => {
