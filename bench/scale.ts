@@ -249,6 +249,19 @@ function auditRows(): { auctions: number; bids: number } {
   return { auctions, bids };
 }
 
+/** The processes' output dies with them: kept in a temporary directory, for reading what a run saw (roles, stalls). */
+function saveLogs(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  for (const [name, p] of [
+    ...Object.entries(cluster.engines),
+    ['audit', cluster.audit],
+    ['gateway', cluster.gateway],
+    ['nats-server', cluster.nats],
+  ] as const)
+    writeFileSync(join(dir, `${name}.log`), p.log);
+  return dir;
+}
+
 const engineOf = (shard: number): EngineName => ScaleCluster.primaryOf(shard, SHARDS);
 async function auctionsLiveBy(): Promise<Record<string, number>> {
   const by: Record<string, number> = {};
@@ -338,14 +351,15 @@ try {
   say(`  ${elapsed()}: snapshots: ${JSON.stringify(snapshots)}; bids meanwhile ${JSON.stringify(duringSnapshots)}`);
 
   // --- a primary SIGKILLed ------------------------------------------------------------------
-  const victim = engineOf(0);
-  const standby: EngineName = victim === 'a' ? 'ra' : 'rb';
+  // Whichever copy serves shard 0 now (a role change earlier in the run may have moved it), and its pair.
+  const servingCopies = (await cluster.copies()).filter((c) => c.status === 'serving');
+  const victim = (servingCopies.find((c) => c.shard === 0)?.engine ?? engineOf(0)) as EngineName;
+  const standby = ScaleCluster.pairOf(victim);
+  const victimShards = servingCopies.filter((c) => c.engine === victim).map((c) => c.shard);
   const load = new BidLoad(cluster.nc, 0, Array.from(ids[0][1].subarray(0, 20)), 1_000);
   load.start(8);
   await load.untilAnswered(500);
-  const tookOver = Promise.all(
-    shardList.filter((s) => engineOf(s) === victim).map((s) => cluster.engines[standby].waitForRole(s, 'serving')),
-  );
+  const tookOver = Promise.all(victimShards.map((s) => cluster.engines[standby].waitForRole(s, 'serving')));
   await cluster.engines[victim].kill();
   await tookOver;
   await load.untilAnswered(200);
@@ -356,11 +370,7 @@ try {
   const rejoinFrom = cluster.engines[victim].outputPosition;
   const rejoinStarted = Date.now();
   await cluster.engines[victim].launch();
-  await Promise.all(
-    shardList
-      .filter((s) => engineOf(s) === victim)
-      .map((s) => cluster.engines[victim].waitForRole(s, 'following', rejoinFrom, 600_000)),
-  );
+  await Promise.all(victimShards.map((s) => cluster.engines[victim].waitForRole(s, 'following', rejoinFrom, 600_000)));
   const standbyRestartMs = Date.now() - rejoinStarted;
   say(`  ${elapsed()}: ${victim} restarted and following again in ${standbyRestartMs} ms`);
 
@@ -517,17 +527,9 @@ try {
       `Latest run (${new Date().toISOString()}, ${values.out}):\n\n${table}\n\n${verdicts}\n\n\`${JSON.stringify(line)}\``,
     );
   process.stdout.write(`${JSON.stringify(line)}\n`);
+  say(`the processes' output is in ${saveLogs('bench-scale-')}`);
 } catch (error) {
-  // The processes' output dies with them: keep it where the failure can be read.
-  const dir = mkdtempSync(join(tmpdir(), 'bench-scale-failed-'));
-  for (const [name, p] of [
-    ...Object.entries(cluster.engines),
-    ['audit', cluster.audit],
-    ['gateway', cluster.gateway],
-    ['nats-server', cluster.nats],
-  ] as const)
-    writeFileSync(join(dir, `${name}.log`), p.log);
-  say(`the run failed; the processes' output is in ${dir}`);
+  say(`the run failed; the processes' output is in ${saveLogs('bench-scale-failed-')}`);
   throw error;
 } finally {
   await cluster.close();

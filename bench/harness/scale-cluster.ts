@@ -77,6 +77,11 @@ export class ScaleCluster {
     );
   }
 
+  /** The other copy of the same half: a primary's replica, a replica's primary. */
+  static pairOf(name: EngineName): EngineName {
+    return ({ a: 'ra', ra: 'a', b: 'rb', rb: 'b' } as const)[name];
+  }
+
   /** The engine that holds shard `shard` in the given half's role. */
   static primaryOf(shard: number, shards: number): EngineName {
     return shard < shards / 2 ? 'a' : 'b';
