@@ -35,7 +35,17 @@ export class ScaleCluster {
     readonly jsm: JetStreamManager,
     readonly shards: number,
     private readonly metricsPorts: Record<EngineName, number>,
-  ) {}
+  ) {
+    for (const [name, p] of this.processes())
+      p.onExit((exit) => (this.lastExits[name] = `code ${exit.code}, signal ${exit.signal}`));
+  }
+
+  /** How each process last ended, for a settle that finds one gone. */
+  private readonly lastExits: Record<string, string> = {};
+
+  private processes(): [string, EngineProcess | AuditProcess | GatewayProcess][] {
+    return [...Object.entries(this.engines), ['audit', this.audit], ['gateway', this.gateway]];
+  }
 
   static async start(shards: number, auctionsMax: number, secret: string): Promise<ScaleCluster> {
     const nats = await startNats({ auth: true, shards, auctionsMax, outputKeptChars: 100_000 });
@@ -123,6 +133,12 @@ export class ScaleCluster {
     const deadline = Date.now() + timeoutMs;
     let lastSaid = Date.now();
     for (;;) {
+      // A process that died will not catch up: say so now, not at the deadline.
+      const gone = this.processes().filter(([, p]) => !p.isRunning);
+      if (gone.length)
+        throw new Error(
+          `not running: ${gone.map(([name]) => `${name} (${this.lastExits[name] ?? 'never started'})`).join(', ')}`,
+        );
       const [reports, streams] = await Promise.all([gatherReports(this.nc, 2_000), shardStreams(this.jsm)]);
       const copies = reports.filter((r): r is EngineReport => r.kind === 'engine').flatMap((r) => r.shards);
       const audited = new Map(
