@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { getPriority, setPriority } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { PRIVATE_FILE_MODE } from '../service/private-files.js';
 import { encodeImage, type CoreImage } from '../engine/core/index.js';
@@ -50,7 +51,11 @@ export function imageByteLength(value: unknown): number {
  * fsynced). Takes ownership of `image` (from `core.image()`, used for nothing
  * else): written on a worker, its buffers move there and are unusable here after.
  */
-export async function writeSnapshotFile(meta: SnapshotMeta, image: CoreImage, path: string): Promise<void> {
+export async function writeSnapshotFile(
+  meta: SnapshotMeta,
+  image: CoreImage,
+  path: string,
+): Promise<{ workerNice: number | null }> {
   const arrays = imageArrays(image);
   const bytes = arrays.reduce((total, array) => total + array.byteLength, 0);
   if (bytes < WORKER_IMAGE_BYTES_MIN) {
@@ -61,14 +66,14 @@ export async function writeSnapshotFile(meta: SnapshotMeta, image: CoreImage, pa
     } finally {
       await file.close();
     }
-    return;
+    return { workerNice: null };
   }
-  await new Promise<void>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const worker = new Worker(new URL(import.meta.url), {
       workerData: { kind: 'snapshot-write', meta, image, path } satisfies WriteJob,
       transferList: [...new Set(arrays.map((array) => array.buffer as ArrayBuffer))],
     });
-    worker.once('message', () => resolve());
+    worker.once('message', (workerNice: number) => resolve({ workerNice }));
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`snapshot writer exited with ${code} before it was done`)));
   });
@@ -79,9 +84,24 @@ export function snapshotFileBytes(meta: SnapshotMeta, image: CoreImage): Uint8Ar
   return encode({ ...meta, core: encodeImage(image) });
 }
 
-// Inside the worker: encode, write and fsync; only "done" goes back.
+/**
+ * The worker's own priority, below every serving thread's: encoding 40 MB takes
+ * ~200 ms of CPU, and make bench-scale's eight shards came due together when
+ * bids resumed at 10M auctions, on a machine already busy serving them. The
+ * encoders then starved nats-server and the engines' lease renewals for over a
+ * second and both primaries lost their leases. On Linux a thread has a nice
+ * value of its own: this lowers only the worker's.
+ */
+const WORKER_NICE = 19;
+
+// Inside the worker: encode, write and fsync; only "done" (with the worker's nice value) goes back.
 const job = isMainThread ? null : (workerData as WriteJob | null);
 if (job?.kind === 'snapshot-write') {
+  try {
+    setPriority(WORKER_NICE);
+  } catch {
+    // Where threads cannot be given their own priority, the snapshot is written all the same.
+  }
   const packed = snapshotFileBytes(job.meta, job.image);
   const fd = openSync(job.path, 'w', PRIVATE_FILE_MODE);
   try {
@@ -90,5 +110,5 @@ if (job?.kind === 'snapshot-write') {
   } finally {
     closeSync(fd);
   }
-  parentPort!.postMessage(null);
+  parentPort!.postMessage(getPriority());
 }
