@@ -29,7 +29,7 @@ const rows = [
   [3, 'z', null],
 ];
 
-t.test('equal tables: no difference (NULL equals NULL, 1 equals 1.0)', async (t) => {
+t.test('equal tables: no difference (NULL equals NULL, 1 equals 1.0)', (t) => {
   t.equal(
     pair(
       t,
@@ -38,21 +38,24 @@ t.test('equal tables: no difference (NULL equals NULL, 1 equals 1.0)', async (t)
     )(),
     null,
   );
+  t.end();
 });
 
-t.test('a column that differs names the row, the column and both values', async (t) => {
+t.test('a column that differs names the row, the column and both values', (t) => {
   t.equal(pair(t, [rows[0], [2, 'y', 2.5], rows[2]], rows)(), 't k 2: a is "y" in the file, null from the stream');
   t.equal(pair(t, [rows[0], rows[1], [3, 'z', 7]], rows)(), 't k 3: b is 7 in the file, null from the stream');
+  t.end();
 });
 
-t.test('a row missing from the file, and one the stream never had', async (t) => {
+t.test('a row missing from the file, and one the stream never had', (t) => {
   t.equal(pair(t, [rows[0], rows[2]], rows)(), 't k 2: missing from the file');
   t.equal(pair(t, [...rows, [9, 'w', 1]], rows)(), 't k 9: in the file but not in the stream');
   t.equal(pair(t, [], rows)(), 't k 1: missing from the file');
   t.equal(pair(t, rows, [])(), 't k 1: in the file but not in the stream');
+  t.end();
 });
 
-t.test('of several differences, the lowest key is named', async (t) => {
+t.test('of several differences, the lowest key is named', (t) => {
   t.equal(
     pair(
       t,
@@ -77,4 +80,5 @@ t.test('of several differences, the lowest key is named', async (t) => {
     't k 1: b is 9 in the file, 1 from the stream',
   );
   t.equal(pair(t, [[0, 'extra', 0], ...rows.slice(1)], rows)(), 't k 0: in the file but not in the stream');
+  t.end();
 });

@@ -4,7 +4,7 @@ import { EngineClient } from '../../protocol/index.js';
 import { SnapshotTurns } from '../../shard/snapshot-turns.js';
 import { EngineProcess, eventually, startNats } from '../../testkit/index.js';
 
-t.test('one turn per spacing, to the waiting shard whose last snapshot is oldest', async (t) => {
+t.test('one turn per spacing, to the waiting shard whose last snapshot is oldest', (t) => {
   const turns = new SnapshotTurns(1_000, 3_000);
   t.equal(turns.take(0, 5_000, 100), true, 'the only asker');
   t.equal(turns.take(1, 5_000, 200), false, 'another shard in the same instant');
@@ -17,6 +17,7 @@ t.test('one turn per spacing, to the waiting shard whose last snapshot is oldest
   t.equal(turns.take(3, 7_300, 10), false);
   t.equal(turns.take(0, 8_300, 5_000), false, 'shard 3 still counts within its stale time');
   t.equal(turns.take(0, 10_400, 5_000), true, 'past it, shard 0 goes');
+  t.end();
 });
 
 /**
