@@ -5,14 +5,13 @@ import { roleConnectOptions } from '../protocol/cluster.js';
 import { auditSubject } from '../protocol/names.js';
 import {
   answer,
-  answerError,
   auditQueryParsers,
   decodeRequest,
   parseOperation,
   type AuditQueryOperations,
 } from '../protocol/operations.js';
-import { commandError } from '../protocol/wire.js';
 import { AuditQueries, QueryError } from './queries.js';
+import { answerQueryFailure, isPositionQuery } from './query-answers.js';
 import { openShardDb, shardFile } from './shard-db.js';
 import {
   AUDIT_READS_QUEUE,
@@ -66,19 +65,15 @@ function run(job: { shard: number; request: ReadRequest }): unknown {
 /** A public query from NATS: answered here, errors as ShardAudit answers them; `position` is left to the writing thread. */
 function onRequest(shard: number, msg: Msg): void {
   const raw = decodeRequest(msg);
-  if ((raw as { op?: unknown } | undefined)?.op === 'position') return;
+  if (isPositionQuery(raw)) return;
   const request = parseOperation<AuditQueryOperations>(msg, raw, auditQueryParsers, 'query');
   if (!request || request.op === 'position') return;
   try {
     answer(msg, run({ shard, request }));
   } catch (error) {
-    if (error instanceof QueryError) answerError(msg, commandError('invalid_request', error.message));
-    else {
-      parentPort!.postMessage({
-        log: `query ${request.op} failed: ${error instanceof Error ? error.stack : String(error)}`,
-      });
-      answerError(msg, commandError('unavailable', 'the query failed'));
-    }
+    answerQueryFailure(msg, error, (err) =>
+      parentPort!.postMessage({ log: `query ${request.op} failed: ${err instanceof Error ? err.stack : String(err)}` }),
+    );
   }
 }
 

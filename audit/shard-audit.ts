@@ -22,8 +22,8 @@ import {
   type LogBatch,
 } from '../protocol/index.js';
 import { GapError, Projection } from './projection.js';
-import { QueryError } from './queries.js';
-import { ReadsFull, type ReadPool, type ReadRequest } from './read-pool.js';
+import { answerQueryFailure, isPositionQuery } from './query-answers.js';
+import type { ReadPool, ReadRequest } from './read-pool.js';
 import { OutboxPublisher } from './outbox.js';
 import { verifyShard } from './verify.js';
 import { openShardDb, shardFile } from './shard-db.js';
@@ -364,7 +364,7 @@ export class ShardAudit {
    */
   private onQuery(msg: Msg): void {
     const raw = decodeRequest(msg);
-    if ((raw as { op?: unknown } | undefined)?.op !== 'position') return;
+    if (!isPositionQuery(raw)) return;
     const request = parseOperation<AuditQueryOperations>(msg, raw, auditQueryParsers, 'query');
     if (request?.op !== 'position') return;
     this.answerQuery(msg, request.op, () => {
@@ -380,35 +380,27 @@ export class ShardAudit {
     });
   }
 
-  /** Answers a read from the pool's workers: as answerQuery does, and `overloaded` when every worker is full. */
+  /** Answers a read from the pool's workers (audit/query-answers.ts: `overloaded` when every worker is full). */
   private answerRead(msg: Msg, request: ReadRequest): void {
     this.o.reads.read(this.o.shard, request).then(
       (reply) => answer(msg, reply),
-      (error: unknown) => {
-        if (error instanceof QueryError) answerError(msg, commandError('invalid_request', error.message));
-        else if (error instanceof ReadsFull) answerError(msg, commandError('overloaded', error.message));
-        else {
-          this.logger.error({ err: error, op: request.op }, 'query failed');
-          answerError(msg, commandError('unavailable', 'the query failed'));
-        }
-      },
+      (error: unknown) => this.answerFailure(msg, request.op, error),
     );
   }
 
-  /** Answers with what `run` returns: a query to fix is the asker's business; anything else (SQLite's text) stays in this log. */
+  /** Answers with what `run` returns, or as audit/query-answers.ts answers its failure. */
   private answerQuery(msg: Msg, op: string, run: () => unknown): void {
     let reply: unknown;
     try {
       reply = run();
     } catch (error) {
-      if (error instanceof QueryError) {
-        answerError(msg, commandError('invalid_request', error.message));
-        return;
-      }
-      this.logger.error({ err: error, op }, 'query failed');
-      answerError(msg, commandError('unavailable', 'the query failed'));
+      this.answerFailure(msg, op, error);
       return;
     }
     answer(msg, reply);
+  }
+
+  private answerFailure(msg: Msg, op: string, error: unknown): void {
+    answerQueryFailure(msg, error, (err) => this.logger.error({ err, op }, 'query failed'));
   }
 }
