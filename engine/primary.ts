@@ -93,8 +93,6 @@ export class Primary {
   };
   private snapshotWanted = false;
   private snapshotWaiters: BusRequest[] = [];
-  /** When the pipeline stopped deciding to let its appends settle for a snapshot (null: it has not). */
-  private snapshotHeldSince: number | null = null;
   constructor(
     private readonly state: CopyState,
     private readonly log: ShardLogPort,
@@ -171,6 +169,8 @@ export class Primary {
 
   private end(): void {
     this.ended = true;
+    // Appends in flight may never land now: a snapshot holding their events must not be written.
+    this.state.abandonUndurableSnapshot('the primary stopped serving with appends in flight');
     for (const sub of Object.values(this.subscriptions)) sub?.unsubscribe();
     this.subscriptions = { commands: null, control: null, admin: null };
     this.timer?.();
@@ -295,13 +295,8 @@ export class Primary {
   private pump(): void {
     if (this.ended) return;
     const { core } = this.state;
-    if (this.snapshotWanted && !this.state.snapshotWriting) {
-      if (this.inflight.length > 0) {
-        this.snapshotHeldSince ??= this.clock.now(); // deciding stops until the image is taken
-        return; // an ack will pump again
-      }
-      this.takeSnapshot();
-    }
+    // Between batches, appends in flight or not: the image is of the state after the last decided batch.
+    if (this.snapshotWanted && !this.state.snapshotWriting) this.takeSnapshot();
     if (this.inflight.length >= this.options.batchesInFlightMax) return;
     const t = Math.max(this.clock.now(), core.lastTimestampMs);
     const events: LogEvent[] = [];
@@ -402,8 +397,7 @@ export class Primary {
     const { state } = this;
     while (this.inflight.length > 0 && this.inflight[0].settled && !this.inflight[0].failed) {
       const done = this.inflight.shift()!;
-      state.durableStreamSeq = done.expectStreamSeq + 1;
-      state.durableSeq = done.lastSeq;
+      state.markDurable(done.expectStreamSeq + 1, done.lastSeq);
       state.logOursAt = done.sentAt;
       state.eventsSinceSnapshot += done.lastSeq - done.firstSeq + 1;
       state.appendsAcked += 1;
@@ -494,8 +488,6 @@ export class Primary {
     const waiters = this.snapshotWaiters;
     this.snapshotWaiters = [];
     const engineId = this.options.engineId;
-    const heldSince = this.snapshotHeldSince ?? this.clock.now();
-    this.snapshotHeldSince = null;
     this.state.takeSnapshot((outcome) => {
       for (const msg of waiters) {
         if ('error' in outcome)
@@ -503,7 +495,7 @@ export class Primary {
         else reply(msg, { snapshot: outcome.snapshot, engineId, ms: outcome.ms, stallMs: outcome.stallMs });
       }
       if (this.snapshotWanted) this.schedule();
-    }, heldSince);
+    });
   }
 }
 

@@ -53,7 +53,7 @@ export type SnapshotReply = {
   engineId: string;
   /** From taking the image to the file durable. */
   ms: number;
-  /** How long the shard decided nothing because of it: its appends in flight settling, then the image copied. */
+  /** The longest the shard's event loop was held for it at once (the image is copied in steps while it decides). */
   stallMs: number;
 };
 export type StepDownReply = { from: string; to: string; streamSeq: number; lastSeq: number; ms: number };

@@ -1,11 +1,39 @@
 import type { Logger } from 'pino';
 import { AuctionCore } from '../engine/core/index.js';
+import type { ImageCapture } from '../engine/core/image-capture.js';
 import type { LogBatch } from '../protocol/index.js';
 import type { ShardCopyStatus } from '../protocol/cluster.js';
-import { DeposedError, LogLostError, logMsgId, type Clock, type ShardLogPort, type SnapshotPort } from './ports.js';
+import {
+  DeposedError,
+  LogLostError,
+  logMsgId,
+  type Clock,
+  type ShardLogPort,
+  type SnapshotMeta,
+  type SnapshotPort,
+} from './ports.js';
 import { replayBatch } from './replay.js';
 
 export type CoreConfig = { auctionsMax: number; idempotencyEntriesMax: number };
+
+/**
+ * Bytes of image a snapshot copies per event-loop turn: about a millisecond
+ * of copying into fresh pages (~0.55 ms per MiB measured on these machines).
+ */
+export const SNAPSHOT_STEP_BYTES = 2 << 20;
+
+/** A snapshot given up because the events it holds may never be durable. */
+export class SnapshotAbandonedError extends Error {
+  override name = 'SnapshotAbandonedError';
+}
+
+type SnapshotJob = {
+  capture: ImageCapture;
+  meta: SnapshotMeta;
+  abandoned: SnapshotAbandonedError | null;
+  /** Set while the job waits for its events to be durable. */
+  wake: (() => void) | null;
+};
 
 /**
  * What every role of a copy shares: the core and where it stands in the
@@ -47,8 +75,9 @@ export class CopyState {
    * newest applied batch was when applied (0 when caught up).
    */
   lag = { messagesBehind: 0, eventsBehindEstimate: 0, msBehind: 0 };
-  /** The snapshot file being written, if any. */
+  /** The snapshot being taken or written, if any. */
   snapshotWriting: Promise<void> | null = null;
+  private snapshotJob: SnapshotJob | null = null;
 
   constructor(
     readonly shard: number,
@@ -67,9 +96,8 @@ export class CopyState {
   /** A batch read from the log (following, catching up): applied and checked against its logged outcomes. */
   applyLogged(streamSeq: number, batch: LogBatch): void {
     replayBatch(this.core, batch);
-    this.durableStreamSeq = streamSeq;
     this.expectStreamSeq = streamSeq;
-    this.durableSeq = this.core.lastSeq;
+    this.markDurable(streamSeq, this.core.lastSeq);
     this.eventsSinceSnapshot += batch.events.length;
   }
 
@@ -100,6 +128,7 @@ export class CopyState {
    * nothing changed, when `isCurrent` says the caller's role ended meanwhile.
    */
   async rebuild(mine?: string, isCurrent: () => boolean = () => true): Promise<boolean> {
+    this.abandonUndurableSnapshot('the copy rebuilds from the log');
     const loaded = this.snapshots.loadNewest(this.config, (file, error) =>
       this.logger.warn({ file, err: error }, 'skipping unreadable snapshot'),
     );
@@ -140,43 +169,105 @@ export class CopyState {
   }
 
   /**
-   * Only with nothing in flight: a snapshot must never hold an event the log
-   * might lack. The image is taken now; the file is written off the event
-   * loop, and `done` hears when it is durable (or why not). `heldSince`: when
-   * the copy stopped deciding for it (a primary waits for its appends in
-   * flight first); `stallMs` is from then to the image taken, the time the
-   * shard decided nothing because of this snapshot.
+   * Begins a snapshot of the state as it is now. The image is copied in
+   * steps of SNAPSHOT_STEP_BYTES, one per event-loop turn, while the copy goes
+   * on deciding (engine/core/image-capture.ts), so a primary need not stop for
+   * its appends in flight: the file is written only once the log holds every
+   * event in it (a snapshot must never hold an event the log might lack), and
+   * given up if that may never happen (abandonUndurableSnapshot). `done`
+   * hears when it is durable, or why not; `stallMs` is the longest the event
+   * loop was held for it at once (the capture's start, a step, the hand-off
+   * to the writer).
    */
   takeSnapshot(
     done: (
       outcome: { snapshot: NonNullable<ShardCopyStatus['snapshot']>; ms: number; stallMs: number } | { error: Error },
     ) => void = () => {},
-    heldSince = this.clock.now(),
   ): void {
     const started = this.clock.now();
     const events = this.eventsSinceSnapshot;
     this.eventsSinceSnapshot = 0;
     this.lastSnapshotAt = started;
-    const saving = this.snapshots.save(this.core, this.durableStreamSeq);
-    // save() copies the image before its first await: the event loop was held until here.
-    const stallMs = this.clock.now() - heldSince;
-    this.snapshotWriting = saving
+    const job: SnapshotJob = {
+      capture: this.core.beginImage(),
+      meta: { lastSeq: this.core.lastSeq, streamSeq: this.expectStreamSeq },
+      abandoned: null,
+      wake: null,
+    };
+    this.snapshotJob = job;
+    const startMs = this.clock.now() - started;
+    this.snapshotWriting = this.writeSnapshot(job, startMs)
       .then(
-        (meta) => {
+        (stallMs) => {
           const ms = this.clock.now() - started;
-          this.snapshot = { at: started, ...meta };
-          this.logger.info({ ...meta, ms, stallMs }, 'snapshot written');
+          this.snapshot = { at: started, ...job.meta };
+          this.logger.info({ ...job.meta, ms, stallMs }, 'snapshot written');
           done({ snapshot: this.snapshot, ms, stallMs });
         },
         (error: unknown) => {
           this.eventsSinceSnapshot += events; // due again
-          this.logger.error({ err: error }, 'snapshot failed');
+          if (error instanceof SnapshotAbandonedError)
+            this.logger.info({ ...job.meta, reason: error.message }, 'snapshot given up');
+          else this.logger.error({ err: error }, 'snapshot failed');
           done({ error: error as Error });
         },
       )
       .finally(() => {
         this.snapshotWriting = null;
+        if (this.snapshotJob === job) this.snapshotJob = null;
       });
+  }
+
+  /**
+   * Events decided up to `seq` (stream message `streamSeq`) are in the log. A
+   * snapshot waiting for them is written now.
+   */
+  markDurable(streamSeq: number, seq: number): void {
+    this.durableStreamSeq = streamSeq;
+    this.durableSeq = seq;
+    const job = this.snapshotJob;
+    if (job?.wake && job.meta.lastSeq <= seq) job.wake();
+  }
+
+  /**
+   * The events a snapshot in progress holds beyond the durable ones may never
+   * reach the log (the primary ended with appends in flight, or the copy
+   * rebuilds from the log): that snapshot is given up. One whose events are
+   * all durable goes on: it is a true state of the log.
+   */
+  abandonUndurableSnapshot(reason: string): void {
+    const job = this.snapshotJob;
+    if (!job || job.abandoned || job.meta.lastSeq <= this.durableSeq) return;
+    job.abandoned = new SnapshotAbandonedError(reason);
+    job.capture.end();
+    job.wake?.();
+  }
+
+  /** Copies the image a step per turn, waits for its events to be durable, writes it; resolves with the longest hold. */
+  private async writeSnapshot(job: SnapshotJob, startMs: number): Promise<number> {
+    let stallMs = startMs;
+    const check = (): void => {
+      if (job.abandoned) throw job.abandoned;
+    };
+    while (!job.capture.done) {
+      await new Promise<void>((resolve) => this.clock.soon(resolve));
+      check();
+      const at = this.clock.now();
+      job.capture.step(SNAPSHOT_STEP_BYTES);
+      stallMs = Math.max(stallMs, this.clock.now() - at);
+    }
+    if (this.durableSeq < job.meta.lastSeq) {
+      await new Promise<void>((resolve) => {
+        job.wake = resolve;
+      });
+      job.wake = null;
+    }
+    check();
+    const at = this.clock.now();
+    const saving = this.snapshots.save(job.capture.image(), job.meta);
+    stallMs = Math.max(stallMs, this.clock.now() - at);
+    await saving;
+    return stallMs;
   }
 
   /** On a clean stop: the newest state on disk, so a restart replays little. */

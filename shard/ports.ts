@@ -1,6 +1,6 @@
 import type { LogBatch } from '../protocol/index.js';
 import type { ShardStreamConfig } from '../protocol/shard-stream.js';
-import type { AuctionCore, CoreConfig } from '../engine/core/index.js';
+import type { AuctionCore, CoreConfig, CoreImage } from '../engine/core/index.js';
 
 /**
  * What a shard copy is built with. Everything it does to the world (the log,
@@ -151,7 +151,8 @@ export type SnapshotMeta = { lastSeq: number; streamSeq: number };
 
 /** A copy's snapshot files (shard/snapshot-store.ts). `save` takes the image synchronously; one write at a time. */
 export interface SnapshotPort {
-  save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta>;
+  /** Writes `image` (a copy it may keep or move to another thread) as the state at `meta`; resolves once durable. */
+  save(image: CoreImage, meta: SnapshotMeta): Promise<SnapshotMeta>;
   loadNewest(
     config: Omit<CoreConfig, 'shard'>,
     onSkip: (file: string, error: unknown) => void,

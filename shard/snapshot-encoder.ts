@@ -48,7 +48,7 @@ export function imageByteLength(value: unknown): number {
 
 /**
  * Writes the snapshot file of `image` to `path` (created owner-only, then
- * fsynced). Takes ownership of `image` (from `core.image()`, used for nothing
+ * fsynced). Takes ownership of `image` (a capture's or `core.image()`, used for nothing
  * else): written on a worker, its buffers move there and are unusable here after.
  */
 export async function writeSnapshotFile(

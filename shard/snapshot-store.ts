@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AuctionCore, decodeSnapshot, type CoreConfig } from '../engine/core/index.js';
+import { AuctionCore, decodeSnapshot, type CoreConfig, type CoreImage } from '../engine/core/index.js';
 import { decode } from '../protocol/index.js';
 import { writeSnapshotFile } from './snapshot-encoder.js';
 import { privateDir } from '../service/private-files.js';
@@ -25,17 +25,16 @@ export class SnapshotStore implements SnapshotPort {
   }
 
   /**
-   * Saves the core as it is now. The image (a copy) is taken synchronously,
-   * since the state may change as soon as this returns; encoding it runs on
-   * a worker thread (shard/snapshot-encoder.ts), which writes and fsyncs
-   * the file too; the rename is off the event loop. One write at a time per store: the caller
+   * Saves an image (a copy of the core at `meta.lastSeq`, taken by the
+   * caller, which must not use it after): encoding it runs on a worker thread
+   * (shard/snapshot-encoder.ts), which writes and fsyncs the file too; the
+   * rename is off the event loop. One write at a time per store: the caller
    * awaits it before starting the next.
    */
-  async save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
-    const meta = { lastSeq: core.lastSeq, streamSeq };
+  async save(image: CoreImage, meta: SnapshotMeta): Promise<SnapshotMeta> {
     const name = `snapshot-${String(meta.lastSeq).padStart(16, '0')}.bin`;
     const temporary = join(this.dir, `${name}.tmp`);
-    await writeSnapshotFile(meta, core.image(), temporary);
+    await writeSnapshotFile(meta, image, temporary);
     await rename(temporary, join(this.dir, name));
     await this.prune();
     return meta;

@@ -24,7 +24,8 @@ import {
 } from '../../protocol/index.js';
 import { DueHeap } from './due-heap.js';
 import { InvariantError, invariant } from './errors.js';
-import { hashKey, IdempotencyTable, type IdempotencyEntries, type IdempotencyImage } from './idempotency.js';
+import { hashKey, IdempotencyTable, type IdempotencyEntries, type IdempotencyExport } from './idempotency.js';
+import { CAPTURE_CHUNK_SHIFT, ImageCapture, sortPairs, type CaptureSource, type CoreImage } from './image-capture.js';
 
 /** Named bounds of the core; see docs/engine-core.md. */
 export const LIMITS = {
@@ -98,23 +99,7 @@ function allocateRecords(slots: number): Records {
   };
 }
 
-/** Snapshot content: everything `stateHash` covers plus the log position. */
-export type CoreImage = {
-  shard: number;
-  /** Capacity is part of the shard's rules (it decides `shard_full`): restore needs the same. */
-  auctionsMax: number;
-  lastSeq: number;
-  lastTimestampMs: number;
-  nextNumber: number;
-  /** The live window of auction numbers [firstNumber, nextNumber), records in number order. */
-  firstNumber: number;
-  records: Uint8Array;
-  /** Pairs (auction number, reserve) for live auctions whose reserve is not met yet. */
-  reserves: Float64Array;
-  /** Pairs (auction number, endsAt) for scheduled auctions. */
-  scheduledEnds: Float64Array;
-  remembered: IdempotencyImage;
-};
+export type { CoreImage } from './image-capture.js';
 
 /**
  * The deterministic auction state machine of one shard. It never reads a
@@ -139,6 +124,8 @@ export class AuctionCore {
   private timestampMs = 0;
   /** Reused answer of `placeBid`: copy it before the next call. */
   private readonly bidOut: BidOutcome = emptyBidOutcome();
+  /** The image being copied in steps (beginImage), told before every record or side-table change. */
+  private capture: ImageCapture | null = null;
 
   constructor(config: CoreConfig) {
     invariant(isShard(config.shard), `shard out of range: ${config.shard}`);
@@ -201,6 +188,7 @@ export class AuctionCore {
     const number = this.nextNumber++;
     const slot = this.slotOf(number);
     const scheduled = command.startsAt > t;
+    this.capture?.beforeWrite(slot);
     const { f64, u32, u16 } = this.rec;
     u16[(slot << 4) + FLAGS] = (scheduled ? SCHEDULED : OPEN) | (command.reservePrice > 0 ? HAS_RESERVE : 0);
     f64[slot << 2] = scheduled ? command.startsAt : command.endsAt;
@@ -278,6 +266,7 @@ export class AuctionCore {
     const status = u16[(slot << 4) + FLAGS] & STATUS_MASK;
     if (status === OPEN) return this.lifecycleOutcome('open', command.auctionId, slot, 'invalid_request');
     if (t < f64[slot << 2]) return this.lifecycleOutcome('open', command.auctionId, slot, 'not_due');
+    this.capture?.beforeWrite(slot);
     u16[(slot << 4) + FLAGS] = (u16[(slot << 4) + FLAGS] & ~STATUS_MASK) | OPEN;
     f64[slot << 2] = this.scheduledEnds.get(slot)!;
     this.scheduledEnds.delete(slot);
@@ -292,6 +281,7 @@ export class AuctionCore {
     if (rejected) return rejected;
     const { f64, u16 } = this.rec;
     const status = u16[(slot << 4) + FLAGS] & STATUS_MASK;
+    this.capture?.beforeWrite(slot);
     if (!command.force) {
       if (status === SCHEDULED) return this.lifecycleOutcome('close', command.auctionId, slot, 'auction_not_open');
       if (t < f64[slot << 2]) return this.lifecycleOutcome('close', command.auctionId, slot, 'not_due');
@@ -308,6 +298,7 @@ export class AuctionCore {
     const slot = this.resolve(command.auctionId);
     const rejected = this.checkLifecycle('cancel', command.auctionId, slot);
     if (rejected) return rejected;
+    this.capture?.beforeWrite(slot);
     if (t < this.rec.f64[slot << 2] || (this.rec.u16[(slot << 4) + FLAGS] & STATUS_MASK) === SCHEDULED)
       this.rec.f64[slot << 2] = t;
     this.end(slot, CANCELLED);
@@ -396,11 +387,35 @@ export class AuctionCore {
     return hash.digest('hex');
   }
 
-  /** A copy of the whole state in auction-number order (snapshots, hashes). */
+  /** A copy of the whole state in auction-number order (hashes, tests), taken at once. */
   image(): CoreImage {
+    const capture = new ImageCapture(this.captureSource(this.remembered.exportAtOnce()), () => {});
+    capture.step(Infinity);
+    const image = capture.image();
+    return { ...image, reserves: sortPairs(image.reserves), scheduledEnds: sortPairs(image.scheduledEnds) };
+  }
+
+  /**
+   * Begins a copy of the state as it is now, taken in steps (`step`) while
+   * this core goes on deciding: snapshots of large shards without holding the
+   * event loop for the whole copy (engine/core/image-capture.ts). One at a
+   * time; the capture lets go of the core when it is complete or ended.
+   */
+  beginImage(chunkShift = CAPTURE_CHUNK_SHIFT): ImageCapture {
+    invariant(this.capture === null, 'a capture of this core is already being taken');
+    const capture = new ImageCapture(
+      this.captureSource(this.remembered.beginExport()),
+      () => {
+        if (this.capture === capture) this.capture = null;
+      },
+      chunkShift,
+    );
+    this.capture = capture;
+    return capture;
+  }
+
+  private captureSource(remembered: IdempotencyExport): CaptureSource {
     const firstNumber = this.firstLiveNumber();
-    const count = this.nextNumber - firstNumber;
-    const start = this.slotOf(firstNumber);
     return {
       shard: this.shard,
       auctionsMax: this.auctionsMax,
@@ -408,10 +423,12 @@ export class AuctionCore {
       lastTimestampMs: this.timestampMs,
       nextNumber: this.nextNumber,
       firstNumber,
-      records: copyRing(this.rec.bytes, start * RECORD_BYTES, count * RECORD_BYTES),
-      reserves: this.sideTableImage(this.reserves),
-      scheduledEnds: this.sideTableImage(this.scheduledEnds),
-      remembered: this.remembered.export(),
+      firstSlot: this.slotOf(firstNumber),
+      recordBytes: RECORD_BYTES,
+      records: this.rec.bytes,
+      reserves: this.sideTableImage(this.reserves, firstNumber),
+      scheduledEnds: this.sideTableImage(this.scheduledEnds, firstNumber),
+      remembered,
     };
   }
 
@@ -552,6 +569,7 @@ export class AuctionCore {
         newPrice = Math.min(leaderMax, maxBid + incrementAt(maxBid));
       }
     }
+    this.capture?.beforeWrite(slot);
     let flags = u16[(slot << 4) + FLAGS];
     if ((flags & (HAS_RESERVE | RESERVE_MET)) === HAS_RESERVE) {
       const reserve = this.reserves.get(slot)!;
@@ -726,11 +744,17 @@ export class AuctionCore {
     return this.rec.u32[(slot << 3) + BID_COUNT] + (status === SCHEDULED ? 1 : status === OPEN ? 2 : 3);
   }
 
-  private sideTableImage(table: Map<number, number>): Float64Array {
-    const pairs: [number, number][] = [];
-    for (const [slot, value] of table) pairs.push([this.numberOfSlot(slot), value]);
-    pairs.sort((a, b) => a[0] - b[0]);
-    return Float64Array.from(pairs.flat());
+  /** Pairs (auction number, value) in the Map's order: forEach into a typed array, ~2 ms per million entries. */
+  private sideTableImage(table: Map<number, number>, firstNumber: number): Float64Array {
+    const pairs = new Float64Array(table.size * 2);
+    const firstSlot = this.slotOf(firstNumber);
+    const slots = this.auctionsMax;
+    let at = 0;
+    table.forEach((value, slot) => {
+      pairs[at++] = firstNumber + (slot >= firstSlot ? slot - firstSlot : slot - firstSlot + slots);
+      pairs[at++] = value;
+    });
+    return pairs;
   }
 
   private loadSideTable(table: Map<number, number>, pairs: Float64Array): void {
@@ -750,15 +774,6 @@ type TypedArray = Float64Array | Uint32Array | Uint16Array | Uint8Array;
 
 function bytesOf(array: TypedArray): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-}
-
-/** Copies `count` elements starting at ring index `start`, wrapping at the end. */
-function copyRing<T extends TypedArray>(source: T, start: number, count: number): T {
-  const target = new (source.constructor as new (length: number) => T)(count);
-  const firstPart = Math.min(count, source.length - start);
-  target.set(source.subarray(start, start + firstPart), 0);
-  target.set(source.subarray(0, count - firstPart), firstPart);
-  return target;
 }
 
 function pasteRing(target: TypedArray, start: number, values: TypedArray): void {

@@ -56,6 +56,8 @@ export class IdempotencyTable {
   private readonly entryMask: number;
   /** Which generation takes inserts (0 or 1); its entries live at [newer * size, ...). */
   private newer = 0;
+  /** The export being taken in steps, if any: a rotation must let it copy what it is about to overwrite. */
+  private exporting: IdempotencyExport | null = null;
 
   /** `capacity` entries in all: two generations of half as many. */
   constructor(capacity: number) {
@@ -64,15 +66,7 @@ export class IdempotencyTable {
       `bad idempotency capacity ${capacity}`,
     );
     this.generationSize = capacity >>> 1;
-    this.entries = {
-      userId: new Uint32Array(capacity),
-      bidId: new Float64Array(capacity),
-      auctionKey: new Uint32Array(capacity),
-      seq: new Float64Array(capacity),
-      endsAt: new Float64Array(capacity),
-      price: new Uint32Array(capacity),
-      leading: new Uint8Array(capacity),
-    };
+    this.entries = allocateEntries(capacity);
     let cells = 2;
     while (cells < this.generationSize * 2) cells *= 2;
     this.mask = cells - 1;
@@ -130,7 +124,30 @@ export class IdempotencyTable {
 
   /** Copies of both generations' entries in insertion order. */
   export(): IdempotencyImage {
-    return { older: this.exportGeneration(this.newer ^ 1), newer: this.exportGeneration(this.newer) };
+    return this.exportAtOnce().image();
+  }
+
+  /** An export copied completely now (it need not follow later inserts); beside one in steps if need be. */
+  exportAtOnce(): IdempotencyExport {
+    const taking = new IdempotencyExport(this.entries, this.generationSize, this.newer, this.counts, () => {});
+    taking.step(Infinity);
+    return taking;
+  }
+
+  /**
+   * An export of the table as it is now, copied in steps while inserts go on
+   * (AuctionCore.beginImage). Entries of a generation are written only at its
+   * end until the generation is reused, so only a rotation can overwrite what
+   * the export still has to copy: the export copies that generation first.
+   * One at a time.
+   */
+  beginExport(): IdempotencyExport {
+    invariant(this.exporting === null, 'an idempotency export is already being taken');
+    const taking = new IdempotencyExport(this.entries, this.generationSize, this.newer, this.counts, () => {
+      if (this.exporting === taking) this.exporting = null;
+    });
+    this.exporting = taking;
+    return taking;
   }
 
   /** Loads an export into an empty table of the same capacity: identical behaviour afterwards. */
@@ -201,18 +218,97 @@ export class IdempotencyTable {
   }
 
   private rotateTo(generation: number): void {
+    this.exporting?.beforeReuse(generation);
     this.newer = generation;
     this.indexes[generation].fill(0);
     this.counts[generation] = 0;
   }
+}
 
-  private exportGeneration(generation: number): IdempotencyEntries {
-    const from = generation * this.generationSize;
-    const to = from + this.counts[generation];
-    const out = {} as Record<(typeof FIELDS)[number], IdempotencyEntries[keyof IdempotencyEntries]>;
-    for (const field of FIELDS) out[field] = this.entries[field].slice(from, to);
-    return out as IdempotencyEntries;
+/** Bytes an entry takes in an export (userId 4, bidId 8, auctionKey 4, seq 8, endsAt 8, price 4, leading 1). */
+export const ENTRY_BYTES = 37;
+
+/**
+ * The entries of both generations as they were when the export began,
+ * copied a bounded number at a time (`step`), older generation first.
+ */
+export class IdempotencyExport {
+  /** Per part (older, newer): its generation, its entry count when the export began, and entries copied so far. */
+  private readonly parts: { generation: number; count: number; copied: number; into: IdempotencyEntries }[];
+  private ended = false;
+
+  constructor(
+    private readonly entries: IdempotencyEntries,
+    private readonly generationSize: number,
+    newer: number,
+    counts: readonly number[],
+    private readonly onEnd: () => void,
+  ) {
+    this.parts = [newer ^ 1, newer].map((generation) => ({
+      generation,
+      count: counts[generation],
+      copied: 0,
+      into: allocateEntries(counts[generation]),
+    }));
   }
+
+  get done(): boolean {
+    return this.parts.every((part) => part.copied === part.count);
+  }
+
+  /** Copies up to `budgetEntries` more entries; true when everything is copied. */
+  step(budgetEntries: number): boolean {
+    let budget = budgetEntries;
+    for (const part of this.parts) {
+      if (budget <= 0) break;
+      const take = Math.min(part.count - part.copied, budget);
+      this.copy(part, take);
+      budget -= take;
+    }
+    const done = this.done;
+    if (done) this.end();
+    return done;
+  }
+
+  /** The table is about to reuse `generation` (a rotation): what is left of it is copied now. */
+  beforeReuse(generation: number): void {
+    for (const part of this.parts) if (part.generation === generation) this.copy(part, part.count - part.copied);
+    if (this.done) this.end();
+  }
+
+  /** Stops following the table; the export is unusable after. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onEnd();
+  }
+
+  image(): IdempotencyImage {
+    invariant(this.done, 'idempotency export read before it was complete');
+    return { older: this.parts[0].into, newer: this.parts[1].into };
+  }
+
+  private copy(part: IdempotencyExport['parts'][number], take: number): void {
+    if (take <= 0) return;
+    const from = part.generation * this.generationSize + part.copied;
+    for (const field of FIELDS) {
+      const column: IdempotencyEntries[keyof IdempotencyEntries] = this.entries[field];
+      part.into[field].set(column.subarray(from, from + take), part.copied);
+    }
+    part.copied += take;
+  }
+}
+
+function allocateEntries(count: number): IdempotencyEntries {
+  return {
+    userId: new Uint32Array(count),
+    bidId: new Float64Array(count),
+    auctionKey: new Uint32Array(count),
+    seq: new Float64Array(count),
+    endsAt: new Float64Array(count),
+    price: new Uint32Array(count),
+    leading: new Uint8Array(count),
+  };
 }
 
 /** A 32-bit mix of a user id (32 bits) and a bid id (53 bits). */

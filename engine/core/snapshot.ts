@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { AuctionCore, type CoreConfig, type CoreImage } from './core.js';
 import { InvariantError, invariant } from './errors.js';
+import { sortPairs } from './image-capture.js';
 
 /**
  * Snapshot bytes: a msgpack envelope `{format, version, sha256, body}` whose
@@ -21,12 +22,14 @@ export function encodeSnapshot(core: AuctionCore): Uint8Array {
 }
 
 /**
- * The snapshot bytes of an image. The image is a copy (AuctionCore.image),
- * so this may run later or on another thread while the core goes on
- * deciding (shard/snapshot-encoder.ts).
+ * The snapshot bytes of an image. The image is a copy (AuctionCore.image or
+ * a capture), so this may run later or on another thread while the core goes
+ * on deciding (shard/snapshot-encoder.ts). Side tables are written in number
+ * order, as the state hash reads them, whatever order the capture took.
  */
 export function encodeImage(image: CoreImage): Uint8Array {
-  const body = packr.pack(toPlain(image));
+  const canonical = { ...image, reserves: sortPairs(image.reserves), scheduledEnds: sortPairs(image.scheduledEnds) };
+  const body = packr.pack(toPlain(canonical));
   const sha256 = createHash('sha256').update(body).digest('hex');
   return packr.pack({ format: FORMAT, version: VERSION, sha256, body });
 }

@@ -51,7 +51,7 @@ t.test('a snapshot the store writes is the file the event loop would have writte
   const { core, ids } = busyCore();
   const store = new SnapshotStore(dir);
   const expected = snapshotFileBytes({ lastSeq: core.lastSeq, streamSeq: 42 }, core.image());
-  const saving = store.save(core, 42);
+  const saving = store.save(core.image(), { lastSeq: core.lastSeq, streamSeq: 42 });
   // The image was taken when save was called: what the core decides next is not in this snapshot.
   const lastSeqAtSave = core.lastSeq;
   const hashAtSave = core.stateHash();

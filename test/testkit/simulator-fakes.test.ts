@@ -534,11 +534,13 @@ t.test('snapshots: survive a restart; a save not yet durable is lost on kill', a
   create(1);
   const first = s.node('copy');
   snapshots.attach(first);
-  t.same(await settle(s, snapshots.save(core, 10)), { ok: { lastSeq: 1, streamSeq: 10 } });
+  t.same(await settle(s, snapshots.save(core.image(), { lastSeq: core.lastSeq, streamSeq: 10 })), {
+    ok: { lastSeq: 1, streamSeq: 10 },
+  });
   t.equal(s.now, 20, 'durable after the write latency');
   const hashAt1 = core.stateHash();
   create(2);
-  const lost = snapshots.save(core, 11);
+  const lost = snapshots.save(core.image(), { lastSeq: core.lastSeq, streamSeq: 11 });
   t.equal(await settle(s, lost, 10), 'pending', 'not durable yet');
   s.kill(first);
   t.equal(await settle(s, lost), 'pending', 'the save of a killed process never settles');
@@ -561,7 +563,7 @@ t.test('snapshots: survive a restart; a save not yet durable is lost on kill', a
 
   for (let seq = 2; seq <= 4; seq++) {
     create(seq + 1);
-    await settle(s, snapshots.save(core, 10 + seq));
+    await settle(s, snapshots.save(core.image(), { lastSeq: core.lastSeq, streamSeq: 10 + seq }));
   }
   t.same(
     snapshots.files().map((f) => f.meta.lastSeq),

@@ -1,4 +1,10 @@
-import { decodeSnapshot, encodeSnapshot, type AuctionCore, type CoreConfig } from '../../engine/core/index.js';
+import {
+  decodeSnapshot,
+  encodeImage,
+  type AuctionCore,
+  type CoreConfig,
+  type CoreImage,
+} from '../../engine/core/index.js';
 import type { SnapshotMeta, SnapshotPort } from '../../shard/ports.js';
 import type { Scheduler, SimNode } from './scheduler.js';
 
@@ -51,11 +57,10 @@ export class MemorySnapshots implements SnapshotPort {
     return this.stored;
   }
 
-  save(core: AuctionCore, streamSeq: number): Promise<SnapshotMeta> {
+  save(image: CoreImage, meta: SnapshotMeta): Promise<SnapshotMeta> {
     const node = this.node;
     if (!node) throw new Error('a snapshot directory is saved to before any process is attached');
-    const meta = { lastSeq: core.lastSeq, streamSeq };
-    const bytes = encodeSnapshot(core);
+    const bytes = encodeImage(image);
     return new Promise((resolve) => {
       this.scheduler.schedule(node, Math.max(0, this.writeLatencyMs()), () => {
         this.keep({ name: fileName(meta), meta, bytes, writtenAt: this.scheduler.now });
