@@ -8,6 +8,9 @@ export type ReadRequest =
   | Exclude<RequestOf<AuditQueryOperations>, { op: 'position' }>
   | Extract<RequestOf<AuditAdminOperations>, { op: 'events' }>;
 export type ReadJob = { id: number; shard: number; request: ReadRequest };
+/** The shards whose public queries a worker takes from NATS, changed while another worker is replaced. */
+export type ServeShards = { serve: number[] };
+export type ToReadWorker = ReadJob | ServeShards;
 export type ReadAnswer =
   /** Subscribed (with a NATS URL) and taking work. */
   | { ready: true }
@@ -18,8 +21,9 @@ export type ReadAnswer =
   | { id: number; queryError: string }
   /** The worker's own failure (SQLite's text): for the log only. */
   | { id: number; failure: string };
+/** `shards`: the shards whose public queries the worker takes from NATS when it starts (with a URL). */
 export type ReadWorkerData = { dataDir: string; natsUrl?: string; shards: number[] };
-/** The queue group of a process's read workers on each shard's query subject: one of them answers each query. */
+/** The queue group of the read workers on each shard's query subject: one of them answers each query. */
 export const AUDIT_READS_QUEUE = 'audit-reads';
 
 /** Every worker has this many reads waiting, or none is running: the next is refused, to be retried (a bound, not a queue without end). */
@@ -28,7 +32,16 @@ export class ReadsFull extends Error {
 }
 
 type Pending = { resolve: (reply: unknown) => void; reject: (error: Error) => void };
-type Slot = { worker: Worker; pending: Map<number, Pending>; ready: Promise<void>; alive: boolean };
+type Slot = {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  ready: Promise<void>;
+  alive: boolean;
+  /** The shards this worker owns (serves from its start). */
+  owned: number[];
+  /** The shards it serves now: its own, plus a dead worker's until that one's replacement is ready. */
+  serving: number[];
+};
 /** A worker that died is replaced after this long (one that cannot start must not spin). */
 const RESPAWN_MS = 1_000;
 
@@ -49,9 +62,18 @@ export type ReadPoolOptions = {
  * off the thread that writes the files. At 10M auctions a search asks all
  * eight shards of one audit at once and each costs milliseconds; on the
  * writing thread they queued behind one another and behind every write
- * transaction (make bench-scale: search p99 633 ms). A read goes to the
- * worker with the fewest waiting; a worker that dies fails its reads and is
- * replaced.
+ * transaction (make bench-scale: search p99 633 ms). A read sent through
+ * the pool goes to the worker with the fewest waiting; a worker that dies
+ * fails its reads and is replaced.
+ *
+ * From NATS, each worker owns every size-th shard and takes only their
+ * queries: a search asks every shard at once, and in one queue group of all
+ * workers on all shards NATS picked a worker per query at random, so with two
+ * workers and eight shards one of them got six or more of the eight 29% of the
+ * time, seven or more 7% (make bench-scale run 14: search p50 39 ms, p99 80,
+ * at ~6 ms a shard). Owned, each gets exactly its share. While a dead
+ * worker is replaced, the living one with the fewest shards serves its shards
+ * too, so no shard goes unanswered.
  */
 export class ReadPool {
   private readonly slots: Slot[] = [];
@@ -59,16 +81,14 @@ export class ReadPool {
   private closing = false;
 
   constructor(private readonly o: ReadPoolOptions) {
-    for (let i = 0; i < Math.max(1, o.size); i++) this.slots.push(this.spawn());
+    const size = Math.max(1, o.size);
+    const shards = o.shards ?? [];
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn(shards.filter((_, k) => k % size === i)));
   }
 
-  private spawn(): Slot {
+  private spawn(owned: number[]): Slot {
     const worker = new Worker(new URL('./read-worker.js', import.meta.url), {
-      workerData: {
-        dataDir: this.o.dataDir,
-        natsUrl: this.o.natsUrl,
-        shards: this.o.shards ?? [],
-      } satisfies ReadWorkerData,
+      workerData: { dataDir: this.o.dataDir, natsUrl: this.o.natsUrl, shards: owned } satisfies ReadWorkerData,
     });
     let onReady = () => {};
     const slot: Slot = {
@@ -76,6 +96,8 @@ export class ReadPool {
       pending: new Map(),
       ready: new Promise((resolve) => (onReady = resolve)),
       alive: true,
+      owned,
+      serving: owned,
     };
     worker.on('message', (answer: ReadAnswer) => {
       if ('ready' in answer) return onReady();
@@ -94,11 +116,45 @@ export class ReadPool {
       slot.pending.clear();
       if (this.closing) return;
       this.o.logger.error({ code }, 'read worker exited; starting another');
+      this.coverFor(slot);
       setTimeout(() => {
-        if (!this.closing) this.slots[this.slots.indexOf(slot)] = this.spawn();
+        if (!this.closing) this.replace(slot);
       }, RESPAWN_MS).unref();
     });
     return slot;
+  }
+
+  /** The living worker serving the fewest shards takes a dead one's too. */
+  private coverFor(dead: Slot): void {
+    const alive = this.slots.filter((s) => s.alive);
+    if (alive.length === 0 || dead.serving.length === 0) return;
+    const helper = alive.reduce((best, s) => (s.serving.length < best.serving.length ? s : best));
+    this.serve(helper, [...helper.serving, ...dead.serving]);
+  }
+
+  /** A new worker for the dead one's own shards; once it serves them, the helpers give them back. */
+  private replace(dead: Slot): void {
+    const next = this.spawn(dead.owned);
+    this.slots[this.slots.indexOf(dead)] = next;
+    void next.ready.then(() => {
+      if (this.closing || !next.alive) return;
+      for (const other of this.slots)
+        if (other !== next && other.alive && other.serving.length > other.owned.length)
+          this.serve(
+            other,
+            other.serving.filter((shard) => other.owned.includes(shard) || !next.owned.includes(shard)),
+          );
+    });
+  }
+
+  private serve(slot: Slot, shards: number[]): void {
+    slot.serving = [...new Set(shards)];
+    slot.worker.postMessage({ serve: slot.serving } satisfies ServeShards);
+  }
+
+  /** The shards each living worker takes from NATS now (status, tests). */
+  serving(): number[][] {
+    return this.slots.filter((s) => s.alive).map((s) => [...s.serving]);
   }
 
   /** Resolves once every worker started with the pool takes work (has subscribed, with a NATS URL). */
@@ -117,7 +173,7 @@ export class ReadPool {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, shard, request } satisfies ReadJob);
+      slot.worker.postMessage({ id, shard, request } satisfies ToReadWorker);
     });
   }
 

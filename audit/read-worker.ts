@@ -1,5 +1,5 @@
 import { parentPort, threadId, workerData } from 'node:worker_threads';
-import { connect, type Msg } from '@nats-io/transport-node';
+import { connect, type Msg, type Subscription } from '@nats-io/transport-node';
 import type { Database } from 'better-sqlite3';
 import { roleConnectOptions } from '../protocol/cluster.js';
 import { auditSubject } from '../protocol/names.js';
@@ -16,9 +16,9 @@ import { openShardDb, shardFile } from './shard-db.js';
 import {
   AUDIT_READS_QUEUE,
   type ReadAnswer,
-  type ReadJob,
   type ReadRequest,
   type ReadWorkerData,
+  type ToReadWorker,
 } from './read-pool.js';
 
 /**
@@ -29,7 +29,8 @@ import {
  * queries itself, on a connection of its own in a queue group with the
  * process's other read workers: a query then never waits for the thread that
  * writes (its transactions last up to ~150 ms at 1.25M auctions a shard), on
- * the way in or out. `position` is that thread's to answer.
+ * the way in or out. `position` is that thread's to answer. It takes the
+ * shards it owns (read-pool.ts), and others while their owner is replaced.
  */
 const { dataDir, natsUrl, shards: followed } = workerData as ReadWorkerData;
 /** Page cache per read connection: the write connection holds the hot pages already; the OS caches the file. */
@@ -77,21 +78,40 @@ function onRequest(shard: number, msg: Msg): void {
   }
 }
 
-if (natsUrl) {
-  const nc = await connect({
-    servers: natsUrl.split(','),
-    name: `audit reads ${threadId}`,
-    maxReconnectAttempts: -1,
-    waitOnFirstConnect: true,
-    ...roleConnectOptions('audit'),
-  });
-  for (const shard of followed)
-    nc.subscribe(auditSubject(shard), { queue: AUDIT_READS_QUEUE, callback: (_e, msg) => onRequest(shard, msg) });
-  await nc.flush();
+const nc = natsUrl
+  ? await connect({
+      servers: natsUrl.split(','),
+      name: `audit reads ${threadId}`,
+      maxReconnectAttempts: -1,
+      waitOnFirstConnect: true,
+      ...roleConnectOptions('audit'),
+    })
+  : null;
+const subscriptions = new Map<number, Subscription>();
+
+/** Subscribes to exactly `wanted` shards' query subjects (those already subscribed stay). */
+function serve(wanted: number[]): void {
+  if (!nc) return;
+  for (const [shard, subscription] of subscriptions)
+    if (!wanted.includes(shard)) {
+      subscription.unsubscribe();
+      subscriptions.delete(shard);
+    }
+  for (const shard of wanted)
+    if (!subscriptions.has(shard))
+      subscriptions.set(
+        shard,
+        nc.subscribe(auditSubject(shard), { queue: AUDIT_READS_QUEUE, callback: (_e, msg) => onRequest(shard, msg) }),
+      );
 }
+
+serve(followed);
+await nc?.flush();
 parentPort!.postMessage({ ready: true } satisfies ReadAnswer);
 
-parentPort!.on('message', (job: ReadJob) => {
+parentPort!.on('message', (message: ToReadWorker) => {
+  if ('serve' in message) return serve(message.serve);
+  const job = message;
   let answer: ReadAnswer;
   try {
     answer = { id: job.id, reply: run(job) };

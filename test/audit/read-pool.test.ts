@@ -15,7 +15,7 @@ import { auditSubject } from '../../protocol/names.js';
 import { eventually, startNats } from '../../testkit/index.js';
 
 /** A data dir whose shard 0 file holds one auction (id 1, "brass lamp"), and a pool reading it. */
-function pool(t: Test, size: number, pendingMax: number, nats?: { url: string }) {
+function pool(t: Test, size: number, pendingMax: number, nats?: { url: string }, shards = [0]) {
   const dataDir = mkdtempSync(join(tmpdir(), 'read-pool-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const db = openShardDb(shardFile(dataDir, 0));
@@ -32,7 +32,7 @@ function pool(t: Test, size: number, pendingMax: number, nats?: { url: string })
     pendingMax,
     logger: pino({ level: 'silent' }),
     natsUrl: nats?.url,
-    shards: [0],
+    shards,
   });
   t.teardown(() => reads.close());
   return reads;
@@ -114,3 +114,52 @@ t.test("a gateway turns the audit's overloaded into a 503 unavailable", async (t
   t.ok(error instanceof ApiError, String(error));
   t.equal((error as ApiError).code, 'unavailable');
 });
+
+/** The query subjects each read worker's NATS connection subscribes to, from the server's monitoring endpoint. */
+async function workerSubjects(monitorPort: number): Promise<string[][]> {
+  const response = await fetch(`http://127.0.0.1:${monitorPort}/connz?subs=1`);
+  const { connections } = (await response.json()) as {
+    connections: { name?: string; subscriptions_list?: string[] }[];
+  };
+  return connections
+    .filter((c) => c.name?.startsWith('audit reads'))
+    .map((c) => [...(c.subscriptions_list ?? [])].sort())
+    .sort((a, b) => a[0].localeCompare(b[0]));
+}
+
+t.test(
+  "each worker takes its own shards' queries from NATS, and covers for a dead one until its replacement does",
+  async (t) => {
+    const nats = await startNats();
+    t.teardown(() => nats.close());
+    const shards = [0, 1, 2, 3, 4, 5, 6, 7];
+    const reads = pool(t, 2, 8, nats, shards);
+    await reads.ready();
+    const subjects = (list: number[]) => list.map((shard) => auditSubject(shard)).sort();
+    const halves = [subjects([0, 2, 4, 6]), subjects([1, 3, 5, 7])].sort((a, b) => a[0].localeCompare(b[0]));
+    // A search asks all eight at once: four each, not a random split of one queue group.
+    t.same(await workerSubjects(nats.monitorPort), halves);
+    t.same(reads.serving(), [
+      [0, 2, 4, 6],
+      [1, 3, 5, 7],
+    ]);
+
+    const nc = await connect({ servers: nats.url });
+    t.teardown(() => nc.close());
+    const slots = (reads as unknown as { slots: { worker: { terminate(): Promise<number> } }[] }).slots;
+    void slots[0].worker.terminate();
+    const expectSubjects = async (wanted: string[][], what: string) => {
+      const now = await workerSubjects(nats.monitorPort);
+      if (JSON.stringify(now) !== JSON.stringify(wanted)) throw new Error(`${what}: ${JSON.stringify(now)}`);
+    };
+    await eventually(() => expectSubjects([subjects(shards)], 'the survivor serves every shard'));
+    t.pass('the survivor serves every shard');
+    const answer = decode((await nc.request(auditSubject(0), encode({ op: 'auction', auctionId: 1 }))).data);
+    t.match(answer, { auction: { id: 1 } }, "the dead worker's shard is answered meanwhile");
+    await eventually(() => expectSubjects(halves, 'the replacement takes its shards back'));
+    t.same(reads.serving(), [
+      [0, 2, 4, 6],
+      [1, 3, 5, 7],
+    ]);
+  },
+);
