@@ -238,9 +238,17 @@ export class AuditQueries {
    * every match (SQLite's planner cannot tell: FTS5 does not estimate its
    * matches). A seller's own auctions are few, so their index stays the plan.
    */
+  /** At least `denseMatchesMin` rows match the FTS5 expression (counted up to that many). */
+  private dense(expression: string): boolean {
+    return (this.matchesUpTo.get(expression, this.denseMatchesMin) as { n: number }).n >= this.denseMatchesMin;
+  }
+
   private walkIndex(order: { index: string }, match: string | null, options: SearchRequest): string | null {
     if (!match || options.sellerId !== undefined) return null;
-    if ((this.matchesUpTo.get(match, this.denseMatchesMin) as { n: number }).n < this.denseMatchesMin) return null;
+    // The words taken whole match no more rows than with the last one a prefix, and FTS5 counts them as it reads
+    // the doclists, where a prefix first merges those of every term it starts (a common word: 0.15 ms against
+    // 0.85, measured at 1.25M auctions): many whole-word matches settle it, and only fewer need the real count.
+    if (!this.dense(match.replace(/\*$/, '')) && !this.dense(match)) return null;
     return ` INDEXED BY ${order.index === 'auctions_ends' && options.status !== undefined ? 'auctions_status_ends' : order.index}`;
   }
 }
