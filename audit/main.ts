@@ -8,6 +8,7 @@ import { ReadPool } from './read-pool.js';
 import { pullMessagesFor, ShardAudit } from './shard-audit.js';
 import { shardFile } from './shard-db.js';
 import { verifyShard } from './verify.js';
+import { verifyOnWorker } from './verify-worker.js';
 import { guardUnhandledRejections } from '../service/unhandled-rejections.js';
 import { logConnectionStatus } from '../service/nats-status.js';
 import { watchForSilentServer } from '../service/nats-watchdog.js';
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
         stallCheckMs: config.stallCheckMs,
         reads,
         pullMessagesMax: pullMessagesFor(shards.length),
+        verify: (shard, file) => verifyOnWorker(natsUrl, shard, file),
       }),
   );
   const startedAt = Date.now();

@@ -41,6 +41,7 @@ import {
   type AuditAdminOperations,
   type AuditQueryOperations,
   type ReplyOf,
+  type VerifyResult,
 } from '../protocol/operations.js';
 import { privateDir } from '../service/private-files.js';
 import { watchForStalledPull } from './consumer-stall.js';
@@ -81,6 +82,12 @@ export type ShardAuditOptions = {
   reads: ReadPool;
   /** Log batches pulled ahead of this shard's file at most (pullMessagesFor; 32 when not given). */
   pullMessagesMax?: number;
+  /**
+   * Runs an operator's verification of the file (audit/verify-worker.ts: a
+   * thread of its own); on this thread when not given, which then writes
+   * nothing until it is done.
+   */
+  verify?: (shard: number, file: string) => Promise<VerifyResult>;
 };
 
 /**
@@ -341,12 +348,11 @@ export class ShardAudit {
       answerError(msg, commandError('rate_limited', 'a verification of this shard is running'));
       return;
     }
-    this.verifying = verifyShard(
-      this.o.nc,
-      this.o.js,
-      this.o.jsm,
-      this.o.shard,
-      shardFile(this.o.dataDir, this.o.shard),
+    const file = shardFile(this.o.dataDir, this.o.shard);
+    this.verifying = (
+      this.o.verify
+        ? this.o.verify(this.o.shard, file)
+        : verifyShard(this.o.nc, this.o.js, this.o.jsm, this.o.shard, file)
     )
       .then((result) => answer(msg, result satisfies ReplyOf<AuditAdminOperations, 'verify'>))
       .catch((error: unknown) =>
