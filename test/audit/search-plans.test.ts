@@ -138,3 +138,30 @@ t.test('a dense search walks the sort index; a sparse one does not', (t) => {
   t.notMatch(plans[1], /INDEXED BY/, '5 matches: the sort');
   t.end();
 });
+
+t.test('past the sample, density is estimated from where the first matches sit among the ids', (t) => {
+  // 6,000 auctions: "lamp" in every second title (3,000), "oak" in every fifth (1,200), spread as listings are.
+  const rows: Row[] = Array.from({ length: 6_000 }, (_, i) => ({
+    id: i + 1,
+    title: `${i % 2 === 0 ? 'lamp' : 'chair'} ${i % 5 === 0 ? 'oak' : 'brass'}`,
+    status: 'open',
+    sellerId: 1,
+    endsAt: 10_000 - i,
+    createdAt: i,
+    price: i,
+  }));
+  const db = database(rows);
+  t.teardown(() => db.close());
+  const plans: string[] = [];
+  const queries = new AuditQueries(db); // DENSE_MATCHES_MIN 2,000, a sample of DENSITY_SAMPLE 200
+  const prepare = db.prepare.bind(db);
+  db.prepare = (sql: string) => {
+    if (sql.startsWith('SELECT a.*')) plans.push(sql);
+    return prepare(sql);
+  };
+  t.equal(queries.search({ op: 'search', q: 'lamp', limit: 2 }).auctions.length, 2);
+  t.equal(queries.search({ op: 'search', q: 'oak', limit: 2 }).auctions.length, 2);
+  t.match(plans[0], /INDEXED BY auctions_ends/, 'about 3,000 matches estimated: the walk');
+  t.notMatch(plans[1], /INDEXED BY/, 'about 1,200 estimated: the sort');
+  t.end();
+});
