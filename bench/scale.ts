@@ -150,18 +150,29 @@ async function fill(perShard: number, firstLot: number): Promise<number> {
   return Date.now() - started;
 }
 
-type Reads = { searchP99Ms: number; searchP50Ms: number; historyP99Ms: number; historyP50Ms: number; failed: number };
+type Reads = {
+  searchP99Ms: number;
+  searchP50Ms: number;
+  historyP99Ms: number;
+  historyP50Ms: number;
+  failed: number;
+  /** The three slowest searches and their queries: p99 of 60 is about the slowest one, so say which it was. */
+  slowestSearches: string[];
+};
 
 /** Sequential searches and bid histories through the gateway's HTTP API: their latency, and any answer not 200. */
 async function reads(bidOn: number[], lots: number): Promise<Reads> {
   const search = new Latency();
   const history = new Latency();
   let failed = 0;
+  const searches: { ms: number; q: string }[] = [];
   const get = async (latency: Latency, path: string) => {
     const t0 = performance.now();
     const response = await fetch(cluster.gateway.url + path);
     await response.arrayBuffer();
-    latency.record(t0, performance.now());
+    const t1 = performance.now();
+    latency.record(t0, t1);
+    if (latency === search) searches.push({ ms: t1 - t0, q: decodeURIComponent(path.slice(path.indexOf('q=') + 2)) });
     if (response.status !== 200) {
       if (failed++ < 3) say(`  GET ${path}: ${response.status}`);
     }
@@ -174,6 +185,10 @@ async function reads(bidOn: number[], lots: number): Promise<Reads> {
     historyP50Ms: history.ms(50),
     historyP99Ms: history.ms(99),
     failed,
+    slowestSearches: searches
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 3)
+      .map((s) => `${s.ms.toFixed(1)} ms "${s.q}"`),
   };
 }
 
@@ -448,6 +463,7 @@ try {
       `${small.reads.searchP50Ms} / ${small.reads.searchP99Ms}`,
       `${large.reads.searchP50Ms} / ${large.reads.searchP99Ms}`,
     ),
+    row('the three slowest searches', small.reads.slowestSearches.join(', '), large.reads.slowestSearches.join(', ')),
     row(
       'bid history p50 / p99 ms',
       `${small.reads.historyP50Ms} / ${small.reads.historyP99Ms}`,
