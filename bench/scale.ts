@@ -158,6 +158,8 @@ type Reads = {
   failed: number;
   /** The three slowest searches and their queries: p99 of 60 is about the slowest one, so say which it was. */
   slowestSearches: string[];
+  /** What each process spent while the searches ran (the audit's read workers are in its figure). */
+  searchCpuPercent: Record<string, number | null>;
 };
 
 /** Sequential searches and bid histories through the gateway's HTTP API: their latency, and any answer not 200. */
@@ -177,7 +179,9 @@ async function reads(bidOn: number[], lots: number): Promise<Reads> {
       if (failed++ < 3) say(`  GET ${path}: ${response.status}`);
     }
   };
-  for (let i = 0; i < READS; i++) await get(search, `/v1/auctions?q=${encodeURIComponent(searchQuery(i, lots))}`);
+  const { cpu: searchCpuPercent } = await cpuShares(async () => {
+    for (let i = 0; i < READS; i++) await get(search, `/v1/auctions?q=${encodeURIComponent(searchQuery(i, lots))}`);
+  });
   for (let i = 0; i < READS; i++) await get(history, `/v1/auctions/${bidOn[i % bidOn.length]}/bids?limit=50`);
   return {
     searchP50Ms: search.ms(50),
@@ -189,6 +193,7 @@ async function reads(bidOn: number[], lots: number): Promise<Reads> {
       .sort((a, b) => b.ms - a.ms)
       .slice(0, 3)
       .map((s) => `${s.ms.toFixed(1)} ms "${s.q}"`),
+    searchCpuPercent,
   };
 }
 
