@@ -156,7 +156,7 @@ type Reads = {
   historyP99Ms: number;
   historyP50Ms: number;
   failed: number;
-  /** The three slowest searches and their queries: p99 of 60 is about the slowest one, so say which it was. */
+  /** The three slowest searches and their queries: p99 of 300 is about the third slowest, so say which they were. */
   slowestSearches: string[];
   /** What each process spent while the searches ran (the audit's read workers are in its figure). */
   searchCpuPercent: Record<string, number | null>;
