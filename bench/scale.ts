@@ -53,6 +53,8 @@ const { values } = parseArgs({
     reads: { type: 'string', default: '300' },
     out: { type: 'string', default: 'bench/results/scale.json' },
     'no-docs': { type: 'boolean', default: false },
+    /** Keep the audit's shard files in this directory after the run (to profile its queries on them); default: removed. */
+    'audit-dir': { type: 'string', default: '' },
   },
 });
 const SHARDS = 8;
@@ -74,7 +76,7 @@ const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
 const secret = 'bench-secret-0123456789abcdef';
 const tokens = new Tokens(secret, 6 * 3_600_000);
 say(`bench-scale: ${AUCTIONS.toLocaleString()} auctions on ${SHARDS} shards (capacity ${AUCTIONS_MAX} each)`);
-const cluster = await ScaleCluster.start(SHARDS, AUCTIONS_MAX, secret);
+const cluster = await ScaleCluster.start(SHARDS, AUCTIONS_MAX, secret, values['audit-dir'] || undefined);
 process.once('SIGINT', () => {
   say('\nSIGINT: stopping every process of the run');
   void cluster.close().then(() => process.exit(130));

@@ -47,7 +47,13 @@ export class ScaleCluster {
     return [...Object.entries(this.engines), ['audit', this.audit], ['gateway', this.gateway]];
   }
 
-  static async start(shards: number, auctionsMax: number, secret: string): Promise<ScaleCluster> {
+  /** `auditDataDir`: the audit's shard files go there and stay after the run (else a temporary directory, removed). */
+  static async start(
+    shards: number,
+    auctionsMax: number,
+    secret: string,
+    auditDataDir?: string,
+  ): Promise<ScaleCluster> {
     const nats = await startNats({ auth: true, shards, auctionsMax, outputKeptChars: 100_000 });
     const half = shards / 2;
     const first = `0-${half - 1}`;
@@ -72,6 +78,7 @@ export class ScaleCluster {
       natsUrl: nats.url,
       shards: `0-${shards - 1}`,
       env: nats.credentials('audit'),
+      dataDir: auditDataDir,
     });
     const gateway = await startLoadGateway(nats, secret);
     const nc = await connect(nats.connectOptions('admin'));
