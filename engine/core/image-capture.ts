@@ -26,22 +26,16 @@ export type CoreImage = {
   remembered: IdempotencyImage;
 };
 
-/** What the core hands a capture when it begins: its scalars now, and its live storage. */
-export type CaptureSource = {
-  shard: number;
-  auctionsMax: number;
-  lastSeq: number;
-  lastTimestampMs: number;
-  nextNumber: number;
-  firstNumber: number;
+/**
+ * What the core hands a capture when it begins: the image's scalars and side
+ * tables as they are now (pairs in any order, see sortPairs), and its live
+ * storage, which the capture copies from until it is done.
+ */
+export type CaptureSource = Omit<CoreImage, 'records' | 'remembered'> & {
   /** The slot of `firstNumber`: number order is slot order from here, wrapping at `auctionsMax`. */
   firstSlot: number;
   recordBytes: number;
-  /** The core's records, live: the capture copies from them until it is done. */
   records: Uint8Array;
-  /** Copies taken now: pairs (auction number, value), in any order (see sortPairs). */
-  reserves: Float64Array;
-  scheduledEnds: Float64Array;
   remembered: IdempotencyExport;
 };
 
@@ -120,6 +114,7 @@ export class ImageCapture {
   image(): CoreImage {
     invariant(this.done, 'core image read before its capture was complete');
     const { source } = this;
+    // Fields in the order snapshot files have always held them (msgpack keeps an object's key order).
     return {
       shard: source.shard,
       auctionsMax: source.auctionsMax,

@@ -2,6 +2,9 @@ import t from 'tap';
 import Database from 'better-sqlite3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { shardFile } from '../../audit/shard-db.js';
+import { verifyOnWorker } from '../../audit/verify-worker.js';
+import { adminSubjects } from '../../protocol/names.js';
+import type { VerifyResult } from '../../protocol/operations.js';
 import { decode, encode, EngineClient, type BidOutcome, type CreateOutcome } from '../../protocol/index.js';
 import { AuditProcess, BidLoad, EngineProcess, eventually, replayShard, startNats } from '../../testkit/index.js';
 
@@ -81,6 +84,36 @@ t.test('SIGKILL the audit repeatedly while bids stream in: no gaps, no duplicate
   t.ok(bidCount >= load.acked.length, 'every acknowledged bid is recorded');
   const verify = await audit.verify();
   t.equal(verify.code, 0, `audit verify passes: ${verify.output.trim()}`);
+});
+
+/**
+ * An operator's verification of a running audit's file runs on a worker
+ * thread of its own with its own NATS connection (audit/verify-worker.ts): it
+ * gives the command line's answer, and the running audit answers it so over
+ * its admin subject.
+ */
+t.test('a verification on a worker thread proves the file, and names what is missing', async (t) => {
+  const { nc, client, audit, nats } = await setUp(t);
+  const auctionId = await create(client, { title: 'brass lamp' });
+  const load = new BidLoad(nc, 0, [auctionId]);
+  load.start(2);
+  await load.untilAnswered(100);
+  await load.stop();
+  await caughtUp(nc);
+  const { core } = await replayShard(nc, 0);
+
+  const onWorker = await verifyOnWorker(nats.url, 0, shardFile(audit.dataDir, 0));
+  t.match(onWorker, { shard: 0, ok: true, lastSeq: core.lastSeq, events: core.lastSeq });
+  const cli = await audit.verify();
+  t.equal(cli.code, 0, cli.output);
+  t.match(cli.output, `${core.lastSeq} events to seq ${core.lastSeq}`, 'the command line says the same');
+  const asked = decode(
+    (await nc.request(adminSubjects.audit(0), encode({ op: 'verify' }), { timeout: 10_000 })).data,
+  ) as VerifyResult;
+  t.match(asked, { ok: true, lastSeq: core.lastSeq, runningHash: onWorker.runningHash }, 'and the running audit');
+
+  const missing = await verifyOnWorker(nats.url, 0, `${audit.dataDir}/none.db`);
+  t.match(missing, { ok: false, difference: /^no file / });
 });
 
 t.test('a corrupted row makes audit verify fail and name it', async (t) => {
